@@ -1,0 +1,102 @@
+// Command drover is Drover's one binary: the server and agent daemons, the
+// dev mode, and the CLI.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"regexp"
+
+	"github.com/spf13/cobra"
+)
+
+// Exit codes (API.md).
+const (
+	exitOK     = 0
+	exitFailed = 1
+	exitUsage  = 2
+)
+
+// usageError marks an error as bad usage: exit code 2.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	root := newRoot()
+	root.SetArgs(normalizeArgs(args))
+	cmd, err := root.ExecuteC()
+	if err == nil {
+		return exitOK
+	}
+	var ue usageError
+	if errors.As(err, &ue) || isCobraUsage(err) {
+		fmt.Fprintf(os.Stderr, "Error: %v\nRun '%s --help' for usage.\n", err, cmd.CommandPath())
+		return exitUsage
+	}
+	var ex exitError
+	if errors.As(err, &ex) {
+		if ex.msg != "" {
+			fmt.Fprintln(os.Stderr, ex.msg)
+		}
+		return ex.code
+	}
+	fmt.Fprintf(os.Stderr, "Error: %v\n", err)
+	return exitFailed
+}
+
+// exitError ends the command with a given code after printing msg.
+type exitError struct {
+	code int
+	msg  string
+}
+
+func (e exitError) Error() string { return e.msg }
+
+var cobraUsage = regexp.MustCompile(`^(unknown (command|flag|shorthand flag)|invalid argument|flag needs an argument|accepts |requires |bad flag syntax|required flag)`)
+
+func isCobraUsage(err error) bool { return cobraUsage.MatchString(err.Error()) }
+
+// longFlag matches "-name" and "-name=value" with a name of two or more
+// characters: API.md writes long flags with one dash, as Go's flag package
+// does; pflag wants two.
+var longFlag = regexp.MustCompile(`^-[a-zA-Z][a-zA-Z0-9-]+(=.*)?$`)
+
+func normalizeArgs(args []string) []string {
+	out := make([]string, 0, len(args))
+	for i, a := range args {
+		if a == "--" {
+			return append(out, args[i:]...)
+		}
+		if longFlag.MatchString(a) {
+			a = "-" + a
+		}
+		out = append(out, a)
+	}
+	return out
+}
+
+func newRoot() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "drover",
+		Short:         "Drover runs the instances of a SaaS product for many tenants on hosts you own",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
+	root.AddCommand(newServerCmd(), newVersionCmd())
+	for _, add := range extraCommands {
+		root.AddCommand(add())
+	}
+	return root
+}
+
+// extraCommands are added by other files of this package (the CLI verbs,
+// dev mode, the agent) so that each lives in its own file.
+var extraCommands []func() *cobra.Command

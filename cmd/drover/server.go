@@ -1,0 +1,111 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/drover-dev/drover/internal/config"
+	"github.com/drover-dev/drover/internal/logging"
+	"github.com/drover-dev/drover/server"
+	"github.com/drover-dev/drover/server/cluster"
+)
+
+type serverFlags struct {
+	configFile      string
+	id              string
+	dataDir         string
+	httpAddr        string
+	raftAddr        string
+	advertise       string
+	bootstrapExpect int
+	join            []string
+	agentJoinToken  string
+	tlsCert         string
+	tlsKey          string
+	tlsCA           string
+	acl             bool
+	logLevel        string
+	logJSON         bool
+	heartbeat       time.Duration
+	election        time.Duration
+	leaderLease     time.Duration
+	snapshotThresh  uint64
+}
+
+func newServerCmd() *cobra.Command {
+	var f serverFlags
+	cmd := &cobra.Command{
+		Use:   "server",
+		Short: "Run a server: Raft member, admin API, agent gateway, scheduler",
+		Example: `  # the first of three servers
+  drover server -data-dir /var/lib/drover/server -bootstrap-expect 3 \
+    -http-addr 10.0.0.1:4700 -raft-addr 10.0.0.1:4701 -join 10.0.0.2:4700,10.0.0.3:4700`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := config.Apply(cmd.Flags(), f.configFile); err != nil {
+				return usageError{err}
+			}
+			return runServer(cmd.Context(), f)
+		},
+	}
+	fs := cmd.Flags()
+	fs.StringVar(&f.configFile, "config", "", "YAML file with flag values (keys are flag names with _ for -)")
+	fs.StringVar(&f.id, "id", "", "server id (default: generated once and kept in the data dir)")
+	fs.StringVar(&f.dataDir, "data-dir", "", "directory for the Raft log, snapshots and the server id (required)")
+	fs.StringVar(&f.httpAddr, "http-addr", "127.0.0.1:4700", "address of the HTTP API and the agents' WebSocket")
+	fs.StringVar(&f.raftAddr, "raft-addr", "127.0.0.1:4701", "address of Raft traffic between servers")
+	fs.StringVar(&f.advertise, "advertise", "", "host other servers and agents reach this server at (default: the host of -http-addr)")
+	fs.IntVar(&f.bootstrapExpect, "bootstrap-expect", 0, "form a new cluster once this many servers have found each other")
+	fs.StringSliceVar(&f.join, "join", nil, "other servers' HTTP addresses (host:port,...), retried until joined")
+	fs.StringVar(&f.agentJoinToken, "agent-join-token", "", "token agents present to register")
+	fs.StringVar(&f.tlsCert, "tls-cert", "", "TLS certificate file (serve HTTPS)")
+	fs.StringVar(&f.tlsKey, "tls-key", "", "TLS key file")
+	fs.StringVar(&f.tlsCA, "tls-ca", "", "CA certificate file of the cluster")
+	fs.BoolVar(&f.acl, "acl", true, "require tokens on the API")
+	fs.StringVar(&f.logLevel, "log-level", "info", "trace, debug, info, warn or error")
+	fs.BoolVar(&f.logJSON, "log-json", false, "log JSON lines")
+	fs.DurationVar(&f.heartbeat, "raft-heartbeat-timeout", cluster.DefaultHeartbeatTimeout, "Raft heartbeat timeout")
+	fs.DurationVar(&f.election, "raft-election-timeout", cluster.DefaultElectionTimeout, "Raft election timeout")
+	fs.DurationVar(&f.leaderLease, "raft-leader-lease-timeout", cluster.DefaultLeaderLeaseTimeout, "Raft leader lease timeout")
+	fs.Uint64Var(&f.snapshotThresh, "raft-snapshot-threshold", cluster.DefaultSnapshotThreshold, "log entries between Raft snapshots")
+	return cmd
+}
+
+func runServer(ctx context.Context, f serverFlags) error {
+	logger, err := logging.New(logging.Config{Name: "drover", Level: f.logLevel, JSON: f.logJSON})
+	if err != nil {
+		return usageError{err}
+	}
+	if f.dataDir == "" {
+		return usageError{fmt.Errorf("-data-dir is required")}
+	}
+	srv, err := server.New(server.Config{
+		ID: f.id, DataDir: f.dataDir, HTTPAddr: f.httpAddr, RaftAddr: f.raftAddr, Advertise: f.advertise,
+		BootstrapExpect: f.bootstrapExpect, Join: f.join,
+		HeartbeatTimeout: f.heartbeat, ElectionTimeout: f.election, LeaderLeaseTimeout: f.leaderLease,
+		SnapshotThreshold: f.snapshotThresh, Logger: logger,
+	})
+	if err != nil {
+		return err
+	}
+	waitForSignal(ctx)
+	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	return srv.Shutdown(sctx)
+}
+
+// waitForSignal returns on SIGINT or SIGTERM, or when ctx ends.
+func waitForSignal(ctx context.Context) {
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	<-ctx.Done()
+}

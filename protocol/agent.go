@@ -1,0 +1,210 @@
+package protocol
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// AgentProtocolVersion is the version of the agent<->server protocol. A
+// server accepts agents of the same major version.
+const AgentProtocolVersion = 1
+
+// MaxFrameBytes bounds one WebSocket message in either direction.
+const MaxFrameBytes = 4 << 20
+
+// Limits of the agent protocol.
+const (
+	MaxReportsPerStatus = 10000
+	MaxAssignReplicas   = 10000
+	MaxMessageBytes     = 4096
+)
+
+// Message types of the agent protocol (DESIGN.md, "Protocol sketch").
+const (
+	MsgHello   = "hello"
+	MsgWelcome = "welcome"
+	MsgAssign  = "assign"
+	MsgStatus  = "status"
+	MsgAck     = "ack"
+	MsgError   = "error"
+	MsgLogs    = "logs"     // server→agent: start streaming a replica's log
+	MsgLogData = "log_data" // agent→server: a chunk of a log stream
+)
+
+// Envelope is every message on the agent WebSocket.
+type Envelope struct {
+	Type string          `json:"type"`
+	ID   string          `json:"id,omitempty"`
+	Body json.RawMessage `json:"body,omitempty"`
+}
+
+// Hello is the agent's first message.
+type Hello struct {
+	ProtocolVersion int               `json:"protocol_version"`
+	NodeID          string            `json:"node_id,omitempty"`
+	NodeSecret      string            `json:"node_secret,omitempty"`
+	JoinToken       string            `json:"join_token,omitempty"`
+	Name            string            `json:"name"`
+	Version         string            `json:"version"`
+	Region          string            `json:"region,omitempty"`
+	Labels          map[string]string `json:"labels,omitempty"`
+	Resources       NodeResources     `json:"resources"`
+	Facts           NodeFacts         `json:"facts"`
+	PortRange       PortRange         `json:"port_range"`
+	Replicas        []ReplicaReport   `json:"replicas,omitempty"`
+}
+
+// Welcome answers a hello.
+type Welcome struct {
+	NodeID string `json:"node_id"`
+	// NodeSecret is sent once, when the node registers with the join token.
+	NodeSecret        string   `json:"node_secret,omitempty"`
+	HeartbeatInterval Duration `json:"heartbeat_interval"`
+	Servers           []string `json:"servers"`
+}
+
+// Redirect is the body of an error message with code "not_leader": the
+// agent redials the leader.
+type Redirect struct {
+	Leader string `json:"leader"`
+}
+
+// Assign carries the whole desired replica set of a node.
+type Assign struct {
+	Generation uint64            `json:"generation"`
+	Replicas   []AssignedReplica `json:"replicas"`
+}
+
+// AssignedReplica is one replica a node must run, with its spec.
+type AssignedReplica struct {
+	ID          string `json:"id"`
+	Tenant      string `json:"tenant"`
+	Instance    string `json:"instance"`
+	Environment string `json:"environment"`
+	Version     uint64 `json:"version"`
+	Spec        Spec   `json:"spec"`
+	// Ports already chosen for this replica (kept across agent restarts).
+	Ports map[string]int `json:"ports,omitempty"`
+}
+
+// Status reports replica changes and the generation the agent applied.
+type Status struct {
+	// Seq numbers status batches of one agent; the server acks by Seq.
+	Seq        uint64          `json:"seq"`
+	Generation uint64          `json:"generation"`
+	Replicas   []ReplicaReport `json:"replicas,omitempty"`
+	Metrics    *Metrics        `json:"metrics,omitempty"`
+}
+
+// Validate checks a status message.
+func (s *Status) Validate() error {
+	if len(s.Replicas) > MaxReportsPerStatus {
+		return FieldError("replicas", "at most %d reports", MaxReportsPerStatus)
+	}
+	for i := range s.Replicas {
+		if err := s.Replicas[i].Validate(); err != nil {
+			e := AsError(err)
+			e.Field = fmt.Sprintf("replicas[%d].%s", i, e.Field)
+			return e
+		}
+	}
+	return nil
+}
+
+// ReplicaReport is what an agent observes of one replica.
+type ReplicaReport struct {
+	ID        string         `json:"id"`
+	State     string         `json:"state"`
+	Health    string         `json:"health,omitempty"`
+	Ports     map[string]int `json:"ports,omitempty"`
+	Restarts  int            `json:"restarts"`
+	StartedAt time.Time      `json:"started_at,omitzero"`
+	Message   string         `json:"message,omitempty"`
+}
+
+// Validate checks a report.
+func (r *ReplicaReport) Validate() error {
+	if r.ID == "" || len(r.ID) > 64 {
+		return FieldError("id", "must be 1 to 64 characters")
+	}
+	switch r.State {
+	case ReplicaPending, ReplicaStarting, ReplicaRunning, ReplicaHealthy, ReplicaUnhealthy,
+		ReplicaStopping, ReplicaStopped, ReplicaFailed, ReplicaLost:
+	default:
+		return FieldError("state", "%q is not a replica state", r.State)
+	}
+	if len(r.Message) > MaxMessageBytes {
+		return FieldError("message", "at most %d bytes", MaxMessageBytes)
+	}
+	if r.Restarts < 0 {
+		return FieldError("restarts", "must not be negative")
+	}
+	if len(r.Ports) > MaxPorts {
+		return FieldError("ports", "at most %d", MaxPorts)
+	}
+	return nil
+}
+
+// Metrics is a node's load, sent with status.
+type Metrics struct {
+	CPUPercent   float64 `json:"cpu_percent"`
+	MemoryUsedMB int64   `json:"memory_used_mb"`
+	DiskUsedMB   int64   `json:"disk_used_mb"`
+	Load1        float64 `json:"load1"`
+}
+
+// Ack confirms that status batches up to Seq are committed.
+type Ack struct {
+	Seq uint64 `json:"seq"`
+}
+
+// LogRequest asks an agent to stream a replica's output.
+type LogRequest struct {
+	Stream  string `json:"stream"` // id chosen by the server
+	Replica string `json:"replica"`
+	Tail    int    `json:"tail"`
+	Follow  bool   `json:"follow"`
+	Cancel  bool   `json:"cancel,omitempty"`
+}
+
+// LogData is a chunk of a replica's output. EOF ends the stream; Error says why.
+type LogData struct {
+	Stream string `json:"stream"`
+	Data   string `json:"data,omitempty"`
+	EOF    bool   `json:"eof,omitempty"`
+	Error  string `json:"error,omitempty"`
+}
+
+// EncodeMessage builds an envelope of type typ around body.
+func EncodeMessage(typ, id string, body any) ([]byte, error) {
+	b, err := json.Marshal(body)
+	if err != nil {
+		return nil, fmt.Errorf("encode %s: %w", typ, err)
+	}
+	out, err := json.Marshal(Envelope{Type: typ, ID: id, Body: b})
+	if err != nil {
+		return nil, err
+	}
+	if len(out) > MaxFrameBytes {
+		return nil, fmt.Errorf("encode %s: %d bytes over the frame limit of %d", typ, len(out), MaxFrameBytes)
+	}
+	return out, nil
+}
+
+// DecodeMessage parses an envelope and checks its type is known.
+func DecodeMessage(b []byte) (*Envelope, error) {
+	if len(b) > MaxFrameBytes {
+		return nil, fmt.Errorf("message of %d bytes over the frame limit of %d", len(b), MaxFrameBytes)
+	}
+	var e Envelope
+	if err := json.Unmarshal(b, &e); err != nil {
+		return nil, fmt.Errorf("decode message: %w", err)
+	}
+	switch e.Type {
+	case MsgHello, MsgWelcome, MsgAssign, MsgStatus, MsgAck, MsgError, MsgLogs, MsgLogData:
+	default:
+		return nil, fmt.Errorf("decode message: unknown type %q", e.Type)
+	}
+	return &e, nil
+}

@@ -1,0 +1,351 @@
+// Package api is Drover's HTTP admin API (API.md): routing, validation at
+// the edge, forwarding to the leader, linearizable and blocking reads, and
+// the audit record of every change.
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/drover-dev/drover/protocol"
+	"github.com/drover-dev/drover/server/cluster"
+	"github.com/drover-dev/drover/server/state"
+)
+
+// Headers of the API.
+const (
+	HeaderIndex     = "X-Drover-Index"
+	headerForwarded = "X-Drover-Forwarded"
+)
+
+// MaxWait bounds the wait of a blocking query.
+const MaxWait = 5 * time.Minute
+
+// Config configures the API.
+type Config struct {
+	Cluster *cluster.Cluster
+	Store   *state.Store
+	Logger  hclog.Logger
+	// Ready reports whether this server, as leader, has applied everything
+	// committed before it became leader (a Barrier), so reads are current.
+	Ready func() bool
+	// Clock returns the time commands are stamped with.
+	Clock func() time.Time
+	// Scheme to reach other servers for forwarding: "http" or "https".
+	Scheme string
+	// Transport for forwarded requests; http.DefaultTransport when nil.
+	Transport http.RoundTripper
+	// Extra routes (the agent gateway, the console) mounted on the same mux.
+	Mount func(mux *http.ServeMux)
+}
+
+// API serves the admin API.
+type API struct {
+	cfg    Config
+	c      *cluster.Cluster
+	store  *state.Store
+	logger hclog.Logger
+	mux    *http.ServeMux
+}
+
+// New returns the API handler.
+func New(cfg Config) *API {
+	if cfg.Logger == nil {
+		cfg.Logger = hclog.NewNullLogger()
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
+	}
+	if cfg.Scheme == "" {
+		cfg.Scheme = "http"
+	}
+	if cfg.Transport == nil {
+		cfg.Transport = http.DefaultTransport
+	}
+	if cfg.Ready == nil {
+		cfg.Ready = func() bool { return true }
+	}
+	a := &API{cfg: cfg, c: cfg.Cluster, store: cfg.Store, logger: cfg.Logger.Named("api"), mux: http.NewServeMux()}
+	a.routes()
+	if cfg.Mount != nil {
+		cfg.Mount(a.mux)
+	}
+	return a
+}
+
+// ServeHTTP serves one request.
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	a.mux.ServeHTTP(w, r)
+}
+
+// kind says how a route is served on a follower.
+type kind int
+
+const (
+	read  kind = iota // linearizable unless ?stale=true: forwarded to the leader
+	write             // always forwarded to the leader
+	local             // answered by the server that receives it
+)
+
+// handlerFunc is an API handler: it returns an error to answer with, or
+// writes its own answer and returns nil.
+type handlerFunc func(w http.ResponseWriter, r *http.Request) error
+
+func (a *API) handle(pattern string, k kind, h handlerFunc) {
+	a.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		r.Body = http.MaxBytesReader(w, r.Body, protocol.MaxBodyBytes)
+		if k != local && a.forward(w, r, k) {
+			return
+		}
+		if err := h(w, r); err != nil {
+			a.writeError(w, r, err)
+		}
+	})
+}
+
+// forward proxies r to the leader when this server must not answer it, and
+// reports whether it did.
+func (a *API) forward(w http.ResponseWriter, r *http.Request, k kind) bool {
+	if k == read && r.URL.Query().Get("stale") == "true" {
+		return false
+	}
+	if a.c.IsLeader() {
+		if !a.cfg.Ready() {
+			a.writeError(w, r, protocol.Errorf(protocol.CodeUnavailable, "leader is catching up; retry"))
+			return true
+		}
+		return false
+	}
+	if r.Header.Get(headerForwarded) != "" {
+		a.writeError(w, r, protocol.Errorf(protocol.CodeUnavailable, "no leader: the request was forwarded to a server that is not the leader; retry"))
+		return true
+	}
+	addr := a.leaderHTTP()
+	if addr == "" {
+		a.writeError(w, r, protocol.Errorf(protocol.CodeUnavailable, "no cluster leader known; retry"))
+		return true
+	}
+	target := &url.URL{Scheme: a.cfg.Scheme, Host: addr}
+	proxy := &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(target)
+			pr.Out.Host = pr.In.Host
+			pr.Out.Header.Set(headerForwarded, a.c.ID())
+			pr.SetXForwarded()
+		},
+		Transport:     a.cfg.Transport,
+		FlushInterval: -1, // stream log follows and blocking answers as they come
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			a.writeError(w, r, protocol.Errorf(protocol.CodeUnavailable, "forward to leader at %s: %v", addr, err))
+		},
+	}
+	proxy.ServeHTTP(w, r)
+	return true
+}
+
+func (a *API) leaderHTTP() string {
+	id, _ := a.c.Leader()
+	if id == "" {
+		return ""
+	}
+	if m := a.store.Snapshot().Server(id); m != nil {
+		return m.HTTPAddr
+	}
+	return ""
+}
+
+// consistentRead makes a read on the leader linearizable: it confirms
+// leadership with a quorum. Stale reads skip it.
+func (a *API) consistentRead(r *http.Request) error {
+	if r.URL.Query().Get("stale") == "true" {
+		return nil
+	}
+	if err := a.c.VerifyLeader(); err != nil {
+		return protocol.Errorf(protocol.CodeUnavailable, "leadership lost; retry")
+	}
+	return nil
+}
+
+// snapshot serves a read: it blocks while ?index=N&wait=D asks to, checks
+// consistency, sets X-Drover-Index and returns the state to read.
+func (a *API) snapshot(w http.ResponseWriter, r *http.Request, tables ...string) (*state.Snapshot, error) {
+	q := r.URL.Query()
+	if s := q.Get("index"); s != "" {
+		min, err := strconv.ParseUint(s, 10, 64)
+		if err != nil {
+			return nil, protocol.FieldError("index", "must be a non-negative integer")
+		}
+		wait := 30 * time.Second
+		if s := q.Get("wait"); s != "" {
+			d, err := time.ParseDuration(s)
+			if err != nil || d < 0 {
+				return nil, protocol.FieldError("wait", "must be a duration like 30s")
+			}
+			wait = min2(d, MaxWait)
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), wait)
+		a.store.Wait(ctx, min, tables...)
+		cancel()
+	}
+	if err := a.consistentRead(r); err != nil {
+		return nil, err
+	}
+	snap := a.store.Snapshot()
+	idx := snap.Index(tables...)
+	if idx == 0 {
+		idx = snap.Index()
+	}
+	w.Header().Set(HeaderIndex, strconv.FormatUint(idx, 10))
+	return snap, nil
+}
+
+func min2(a, b time.Duration) time.Duration {
+	if a < b {
+		return a
+	}
+	return b
+}
+
+// apply proposes a command with the audit record of the request and sets
+// X-Drover-Index.
+func (a *API) apply(w http.ResponseWriter, r *http.Request, typ state.CommandType, target string, body any) (uint64, error) {
+	rec := a.auditRecord(r, string(typ), target)
+	cmd, err := state.Encode(typ, a.cfg.Clock(), body, rec)
+	if err != nil {
+		return 0, err
+	}
+	idx, err := a.c.Apply(r.Context(), cmd)
+	if errors.Is(err, cluster.ErrNotLeader) {
+		return 0, protocol.Errorf(protocol.CodeUnavailable, "leadership changed during the request; retry")
+	}
+	if idx != 0 {
+		w.Header().Set(HeaderIndex, strconv.FormatUint(idx, 10))
+	}
+	return idx, err
+}
+
+// Propose applies a command on behalf of the server itself (the scheduler,
+// the gateway, the leader loop). It has no audit record of a request.
+func Propose(ctx context.Context, c *cluster.Cluster, now time.Time, typ state.CommandType, body any) (uint64, error) {
+	cmd, err := state.Encode(typ, now, body, nil)
+	if err != nil {
+		return 0, err
+	}
+	return c.Apply(ctx, cmd)
+}
+
+func (a *API) auditRecord(r *http.Request, action, target string) *protocol.AuditRecord {
+	id := identityFrom(r)
+	return &protocol.AuditRecord{
+		Time: a.cfg.Clock().UTC(), TokenID: id.TokenID, Role: id.Role, Tenant: tenantOf(r, id),
+		Action: action, Target: target, Source: sourceAddr(r),
+	}
+}
+
+func tenantOf(r *http.Request, id identity) string {
+	if t := r.PathValue("tenant"); t != "" {
+		return t
+	}
+	return id.Tenant
+}
+
+func sourceAddr(r *http.Request) string {
+	if f := r.Header.Get(headerForwarded); f != "" {
+		if xf := r.Header.Get("X-Forwarded-For"); xf != "" {
+			return strings.TrimSpace(strings.Split(xf, ",")[0])
+		}
+	}
+	host := r.RemoteAddr
+	if i := strings.LastIndexByte(host, ':'); i > 0 {
+		host = host[:i]
+	}
+	return host
+}
+
+// decode reads a JSON body into v. Unknown fields are refused so that a
+// typo is an error and not silently ignored.
+func decode(r *http.Request, v any) error {
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return protocol.Errorf(protocol.CodeTooLarge, "request body over %d bytes", protocol.MaxBodyBytes)
+		}
+		if errors.Is(err, io.EOF) {
+			return protocol.Errorf(protocol.CodeInvalidArgument, "request body is empty; JSON expected")
+		}
+		return decodeError(err)
+	}
+	if dec.More() {
+		return protocol.Errorf(protocol.CodeInvalidArgument, "request body holds more than one JSON value")
+	}
+	return nil
+}
+
+// decodeError turns a JSON decoding error into an invalid_argument naming
+// the field where possible.
+func decodeError(err error) error {
+	var te *json.UnmarshalTypeError
+	if errors.As(err, &te) {
+		return protocol.FieldError(te.Field, "must be %s, got %s", te.Type.String(), te.Value)
+	}
+	msg := err.Error()
+	if f, ok := strings.CutPrefix(msg, "json: unknown field "); ok {
+		return protocol.FieldError(strings.Trim(f, `"`), "unknown field")
+	}
+	if strings.Contains(msg, "json: cannot unmarshal") || strings.Contains(msg, "invalid duration") || strings.Contains(msg, "duration must be") {
+		return protocol.Errorf(protocol.CodeInvalidArgument, "invalid request body: %s", msg)
+	}
+	return protocol.Errorf(protocol.CodeInvalidArgument, "invalid JSON: %s", msg)
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}
+
+func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	e := protocol.AsError(err)
+	if e.Code == protocol.CodeInternal {
+		a.logger.Error("request failed", "method", r.Method, "path", r.URL.Path, "error", err)
+	}
+	writeJSON(w, e.Code.HTTPStatus(), protocol.ErrorBody{Error: e})
+}
+
+func (a *API) notFound(w http.ResponseWriter, r *http.Request) error {
+	return protocol.Errorf(protocol.CodeNotFound, "no route for %s %s", r.Method, r.URL.Path)
+}
+
+// identity is who makes a request. ACLs fill it from the token; with ACLs
+// off every request acts as management.
+type identity struct {
+	TokenID string
+	Role    string
+	Tenant  string
+}
+
+type identityKey struct{}
+
+func identityFrom(r *http.Request) identity {
+	if id, ok := r.Context().Value(identityKey{}).(identity); ok {
+		return id
+	}
+	return identity{Role: protocol.RoleManagement}
+}
+
+var _ = fmt.Sprintf

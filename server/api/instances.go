@@ -1,0 +1,308 @@
+package api
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/drover-dev/drover/protocol"
+	"github.com/drover-dev/drover/server/state"
+)
+
+// instanceView is an instance as answered: secrets redacted, status derived.
+func instanceView(snap *state.Snapshot, in *protocol.Instance) *protocol.Instance {
+	c := *in
+	c.Spec = in.Spec.Redacted()
+	c.Status = snap.InstanceStatus(in)
+	return &c
+}
+
+func instanceViews(snap *state.Snapshot, ins []*protocol.Instance) []*protocol.Instance {
+	out := make([]*protocol.Instance, 0, len(ins))
+	for _, in := range ins {
+		out = append(out, instanceView(snap, in))
+	}
+	return out
+}
+
+// pathInstance validates {tenant}/{name} and returns the instance id.
+func pathInstance(r *http.Request) (tenant, name string, err error) {
+	tenant, name = r.PathValue("tenant"), r.PathValue("name")
+	if err := protocol.ValidateName("tenant", tenant); err != nil {
+		return "", "", err
+	}
+	if err := protocol.ValidateName("name", name); err != nil {
+		return "", "", err
+	}
+	return tenant, name, nil
+}
+
+func (a *API) instance(snap *state.Snapshot, r *http.Request) (*protocol.Instance, error) {
+	tenant, name, err := pathInstance(r)
+	if err != nil {
+		return nil, err
+	}
+	in := snap.Instance(protocol.InstanceID(tenant, name))
+	if in == nil {
+		return nil, protocol.NotFound("instance", protocol.InstanceID(tenant, name))
+	}
+	return in, nil
+}
+
+// resolveSpec validates a request against the state: the environment and
+// plan exist, the plan fills what the spec leaves out and bounds the rest.
+func resolveSpec(snap *state.Snapshot, req *protocol.InstanceRequest) (protocol.Spec, int, error) {
+	spec := req.Spec
+	replicas := protocol.DefaultReplicas
+	if req.Replicas != nil {
+		replicas = *req.Replicas
+	}
+	if req.Environment == "" {
+		req.Environment = protocol.DefaultEnvironment
+	}
+	if snap.Environment(req.Environment) == nil {
+		return spec, 0, protocol.FieldError("environment", "unknown environment %q", req.Environment)
+	}
+	if req.Plan != "" {
+		p := snap.Plan(req.Plan)
+		if p == nil {
+			return spec, 0, protocol.FieldError("plan", "unknown plan %q", req.Plan)
+		}
+		if spec.Resources.CPUMillis == 0 {
+			spec.Resources.CPUMillis = p.Resources.CPUMillis
+		}
+		if spec.Resources.MemoryMB == 0 {
+			spec.Resources.MemoryMB = p.Resources.MemoryMB
+		}
+		if p.Resources.CPUMillis > 0 && spec.Resources.CPUMillis > p.Resources.CPUMillis {
+			return spec, 0, &protocol.Error{Code: protocol.CodeQuotaExceeded, Field: "spec.resources.cpu_millis",
+				Message: "plan " + p.Name + " allows at most " + strconv.FormatInt(p.Resources.CPUMillis, 10) + " cpu_millis"}
+		}
+		if p.Resources.MemoryMB > 0 && spec.Resources.MemoryMB > p.Resources.MemoryMB {
+			return spec, 0, &protocol.Error{Code: protocol.CodeQuotaExceeded, Field: "spec.resources.memory_mb",
+				Message: "plan " + p.Name + " allows at most " + strconv.FormatInt(p.Resources.MemoryMB, 10) + " memory_mb"}
+		}
+		if p.MaxReplicas > 0 && replicas > p.MaxReplicas {
+			return spec, 0, &protocol.Error{Code: protocol.CodeQuotaExceeded, Field: "replicas",
+				Message: "plan " + p.Name + " allows at most " + strconv.Itoa(p.MaxReplicas) + " replicas"}
+		}
+	}
+	return spec.WithDefaults(), replicas, nil
+}
+
+func (a *API) createInstance(w http.ResponseWriter, r *http.Request) error {
+	tenant := r.PathValue("tenant")
+	if err := protocol.ValidateName("tenant", tenant); err != nil {
+		return err
+	}
+	var req protocol.InstanceRequest
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	if err := req.Validate(); err != nil {
+		return err
+	}
+	snap := a.store.Snapshot()
+	if snap.Tenant(tenant) == nil {
+		return protocol.NotFound("tenant", tenant)
+	}
+	spec, replicas, err := resolveSpec(snap, &req)
+	if err != nil {
+		return err
+	}
+	in := protocol.Instance{Tenant: tenant, Name: req.Name, Environment: req.Environment, Plan: req.Plan, Replicas: replicas, Spec: spec}
+	id := protocol.InstanceID(tenant, req.Name)
+	if _, err := a.apply(w, r, state.CmdInstanceCreate, id, state.InstanceCreate{Instance: in}); err != nil {
+		return err
+	}
+	snap = a.store.Snapshot()
+	writeJSON(w, http.StatusCreated, instanceView(snap, snap.Instance(id)))
+	return nil
+}
+
+func (a *API) updateInstance(w http.ResponseWriter, r *http.Request) error {
+	tenant, name, err := pathInstance(r)
+	if err != nil {
+		return err
+	}
+	var req protocol.InstanceRequest
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	if req.Name == "" {
+		req.Name = name
+	}
+	if req.Name != name {
+		return protocol.FieldError("name", "%q does not match the instance in the path, %q; instances cannot be renamed", req.Name, name)
+	}
+	if err := req.Validate(); err != nil {
+		return err
+	}
+	var ifVersion uint64
+	if h := r.Header.Get("If-Match"); h != "" {
+		v, err := strconv.ParseUint(strings.Trim(h, `"`), 10, 64)
+		if err != nil {
+			return protocol.FieldError("If-Match", "must be an instance version number")
+		}
+		ifVersion = v
+	}
+	snap := a.store.Snapshot()
+	cur, err := a.instance(snap, r)
+	if err != nil {
+		return err
+	}
+	if req.Environment == "" {
+		req.Environment = cur.Environment
+	}
+	if req.Replicas == nil {
+		n := cur.Replicas
+		req.Replicas = &n
+	}
+	spec, replicas, err := resolveSpec(snap, &req)
+	if err != nil {
+		return err
+	}
+	// Secrets are write-only: an update that names a secret key with the
+	// redacted placeholder keeps the stored value.
+	for k, v := range spec.Secrets {
+		if v == "(secret)" {
+			if old, ok := cur.Spec.Secrets[k]; ok {
+				spec.Secrets[k] = old
+			}
+		}
+	}
+	cmd := state.InstanceUpdate{Tenant: tenant, Name: name, Spec: spec, Plan: req.Plan, Environment: req.Environment, Replicas: &replicas, IfVersion: ifVersion}
+	if _, err := a.apply(w, r, state.CmdInstanceUpdate, cur.ID, cmd); err != nil {
+		return err
+	}
+	snap = a.store.Snapshot()
+	writeJSON(w, http.StatusOK, instanceView(snap, snap.Instance(cur.ID)))
+	return nil
+}
+
+func (a *API) listTenantInstances(w http.ResponseWriter, r *http.Request) error {
+	snap, err := a.snapshot(w, r, state.TableInstances, state.TableReplicas)
+	if err != nil {
+		return err
+	}
+	t, err := a.tenant(snap, r)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, instanceViews(snap, snap.Instances(state.InstanceFilter{Tenant: t.Name})))
+	return nil
+}
+
+func (a *API) listInstances(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	f := state.InstanceFilter{Tenant: q.Get("tenant"), Environment: q.Get("environment"), State: q.Get("state")}
+	snap, err := a.snapshot(w, r, state.TableInstances, state.TableReplicas)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, instanceViews(snap, snap.Instances(f)))
+	return nil
+}
+
+func (a *API) getInstance(w http.ResponseWriter, r *http.Request) error {
+	snap, err := a.snapshot(w, r, state.TableInstances, state.TableReplicas)
+	if err != nil {
+		return err
+	}
+	in, err := a.instance(snap, r)
+	if err != nil {
+		return err
+	}
+	w.Header().Set("ETag", strconv.FormatUint(in.Version, 10))
+	writeJSON(w, http.StatusOK, instanceView(snap, in))
+	return nil
+}
+
+func (a *API) deleteInstance(w http.ResponseWriter, r *http.Request) error {
+	tenant, name, err := pathInstance(r)
+	if err != nil {
+		return err
+	}
+	id := protocol.InstanceID(tenant, name)
+	if _, err := a.apply(w, r, state.CmdInstanceDelete, id, state.InstanceRef{Tenant: tenant, Name: name}); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (a *API) scaleInstance(w http.ResponseWriter, r *http.Request) error {
+	tenant, name, err := pathInstance(r)
+	if err != nil {
+		return err
+	}
+	var req protocol.ScaleRequest
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	if req.Replicas == nil {
+		return protocol.FieldError("replicas", "is required")
+	}
+	if err := protocol.ValidateReplicas("replicas", *req.Replicas); err != nil {
+		return err
+	}
+	snap := a.store.Snapshot()
+	in, err := a.instance(snap, r)
+	if err != nil {
+		return err
+	}
+	if in.Plan != "" {
+		if p := snap.Plan(in.Plan); p != nil && p.MaxReplicas > 0 && *req.Replicas > p.MaxReplicas {
+			return &protocol.Error{Code: protocol.CodeQuotaExceeded, Field: "replicas",
+				Message: "plan " + p.Name + " allows at most " + strconv.Itoa(p.MaxReplicas) + " replicas"}
+		}
+	}
+	if _, err := a.apply(w, r, state.CmdInstanceScale, in.ID, state.InstanceScale{Tenant: tenant, Name: name, Replicas: *req.Replicas}); err != nil {
+		return err
+	}
+	snap = a.store.Snapshot()
+	writeJSON(w, http.StatusOK, instanceView(snap, snap.Instance(in.ID)))
+	return nil
+}
+
+func (a *API) lifecycle(action string) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		tenant, name, err := pathInstance(r)
+		if err != nil {
+			return err
+		}
+		id := protocol.InstanceID(tenant, name)
+		if _, err := a.apply(w, r, state.CmdInstanceLifecycle, id, state.InstanceLifecycle{Tenant: tenant, Name: name, Action: action}); err != nil {
+			return err
+		}
+		snap := a.store.Snapshot()
+		writeJSON(w, http.StatusOK, instanceView(snap, snap.Instance(id)))
+		return nil
+	}
+}
+
+func (a *API) listReplicas(w http.ResponseWriter, r *http.Request) error {
+	snap, err := a.snapshot(w, r, state.TableReplicas, state.TableInstances)
+	if err != nil {
+		return err
+	}
+	in, err := a.instance(snap, r)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, append([]*protocol.Replica{}, snap.Replicas(in.ID)...))
+	return nil
+}
+
+func (a *API) listEvents(w http.ResponseWriter, r *http.Request) error {
+	snap, err := a.snapshot(w, r, state.TableEvents, state.TableInstances)
+	if err != nil {
+		return err
+	}
+	in, err := a.instance(snap, r)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, append([]*protocol.Event{}, snap.Events(in.ID)...))
+	return nil
+}

@@ -1,0 +1,407 @@
+package api
+
+import (
+	"net/http"
+	"sort"
+	"strconv"
+	"time"
+
+	"github.com/drover-dev/drover/protocol"
+	"github.com/drover-dev/drover/server/cluster"
+	"github.com/drover-dev/drover/server/state"
+)
+
+func (a *API) routes() {
+	a.handle("GET /v1/health", local, func(w http.ResponseWriter, r *http.Request) error {
+		writeJSON(w, http.StatusOK, map[string]any{"ok": true, "id": a.c.ID()})
+		return nil
+	})
+	a.handle("GET /v1/status", read, a.status)
+
+	a.handle("POST /v1/tenants", write, a.createTenant)
+	a.handle("GET /v1/tenants", read, a.listTenants)
+	a.handle("GET /v1/tenants/{tenant}", read, a.getTenant)
+	a.handle("PATCH /v1/tenants/{tenant}", write, a.patchTenant)
+	a.handle("DELETE /v1/tenants/{tenant}", write, a.deleteTenant)
+
+	a.handle("GET /v1/environments", read, a.listEnvironments)
+	a.handle("PUT /v1/environments/{name}", write, a.putEnvironment)
+	a.handle("GET /v1/plans", read, a.listPlans)
+	a.handle("PUT /v1/plans/{name}", write, a.putPlan)
+
+	a.handle("POST /v1/tenants/{tenant}/instances", write, a.createInstance)
+	a.handle("GET /v1/tenants/{tenant}/instances", read, a.listTenantInstances)
+	a.handle("GET /v1/instances", read, a.listInstances)
+	a.handle("GET /v1/tenants/{tenant}/instances/{name}", read, a.getInstance)
+	a.handle("PUT /v1/tenants/{tenant}/instances/{name}", write, a.updateInstance)
+	a.handle("DELETE /v1/tenants/{tenant}/instances/{name}", write, a.deleteInstance)
+	a.handle("POST /v1/tenants/{tenant}/instances/{name}/scale", write, a.scaleInstance)
+	for _, action := range []string{state.ActionStop, state.ActionStart, state.ActionRestart} {
+		a.handle("POST /v1/tenants/{tenant}/instances/{name}/"+action, write, a.lifecycle(action))
+	}
+	a.handle("GET /v1/tenants/{tenant}/instances/{name}/replicas", read, a.listReplicas)
+	a.handle("GET /v1/tenants/{tenant}/instances/{name}/events", read, a.listEvents)
+
+	a.handle("GET /v1/nodes", read, a.listNodes)
+	a.handle("GET /v1/nodes/{id}", read, a.getNode)
+	a.handle("POST /v1/nodes/{id}/drain", write, a.drainNode)
+	a.handle("POST /v1/nodes/{id}/eligibility", write, a.nodeEligibility)
+
+	a.handle("GET /v1/operator/snapshot", write, a.saveSnapshot)
+	a.handle("PUT /v1/operator/snapshot", write, a.restoreSnapshot)
+	a.handle("GET /v1/operator/raft", read, a.raftPeers)
+	a.handle("DELETE /v1/operator/raft/peers/{id}", write, a.removePeer)
+
+	a.handle("GET /v1/internal/self", local, func(w http.ResponseWriter, r *http.Request) error {
+		writeJSON(w, http.StatusOK, a.c.Self())
+		return nil
+	})
+	a.handle("POST /v1/internal/join", write, a.join)
+
+	a.handle("/v1/", local, a.notFound)
+}
+
+func (a *API) status(w http.ResponseWriter, r *http.Request) error {
+	snap, err := a.snapshot(w, r)
+	if err != nil {
+		return err
+	}
+	members, err := a.c.Members(snap)
+	if err != nil {
+		return protocol.Errorf(protocol.CodeUnavailable, "raft configuration: %v", err)
+	}
+	leader, _ := a.c.Leader()
+	writeJSON(w, http.StatusOK, protocol.ClusterStatus{
+		Leader: leader, Members: members, Index: snap.Index(),
+		Counts: protocol.Counts{
+			Tenants: len(snap.Tenants()), Instances: len(snap.Instances(state.InstanceFilter{})),
+			Replicas: len(snap.AllReplicas()), Nodes: len(snap.Nodes()),
+		},
+	})
+	return nil
+}
+
+// --- tenants, environments, plans ---
+
+func (a *API) createTenant(w http.ResponseWriter, r *http.Request) error {
+	var t protocol.Tenant
+	if err := decode(r, &t); err != nil {
+		return err
+	}
+	if err := t.Validate(); err != nil {
+		return err
+	}
+	if _, err := a.apply(w, r, state.CmdTenantUpsert, t.Name, state.TenantUpsert{Tenant: t, Create: true}); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, a.store.Snapshot().Tenant(t.Name))
+	return nil
+}
+
+func (a *API) listTenants(w http.ResponseWriter, r *http.Request) error {
+	snap, err := a.snapshot(w, r, state.TableTenants)
+	if err != nil {
+		return err
+	}
+	out := []*protocol.Tenant{}
+	out = append(out, snap.Tenants()...)
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (a *API) tenant(snap *state.Snapshot, r *http.Request) (*protocol.Tenant, error) {
+	name := r.PathValue("tenant")
+	if err := protocol.ValidateName("tenant", name); err != nil {
+		return nil, err
+	}
+	t := snap.Tenant(name)
+	if t == nil {
+		return nil, protocol.NotFound("tenant", name)
+	}
+	return t, nil
+}
+
+func (a *API) getTenant(w http.ResponseWriter, r *http.Request) error {
+	snap, err := a.snapshot(w, r, state.TableTenants)
+	if err != nil {
+		return err
+	}
+	t, err := a.tenant(snap, r)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, t)
+	return nil
+}
+
+// tenantPatch is the body of PATCH /v1/tenants/{tenant}: fields present
+// replace the tenant's.
+type tenantPatch struct {
+	Labels *map[string]string `json:"labels"`
+	State  *string            `json:"state"`
+	Quotas *protocol.Quotas   `json:"quotas"`
+}
+
+func (a *API) patchTenant(w http.ResponseWriter, r *http.Request) error {
+	var p tenantPatch
+	if err := decode(r, &p); err != nil {
+		return err
+	}
+	t, err := a.tenant(a.store.Snapshot(), r)
+	if err != nil {
+		return err
+	}
+	c := *t
+	if p.Labels != nil {
+		c.Labels = *p.Labels
+	}
+	if p.State != nil {
+		c.State = *p.State
+	}
+	if p.Quotas != nil {
+		c.Quotas = *p.Quotas
+	}
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	if _, err := a.apply(w, r, state.CmdTenantUpsert, c.Name, state.TenantUpsert{Tenant: c}); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, a.store.Snapshot().Tenant(c.Name))
+	return nil
+}
+
+func (a *API) deleteTenant(w http.ResponseWriter, r *http.Request) error {
+	name := r.PathValue("tenant")
+	if err := protocol.ValidateName("tenant", name); err != nil {
+		return err
+	}
+	if _, err := a.apply(w, r, state.CmdTenantDelete, name, state.NameBody{Name: name}); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (a *API) listEnvironments(w http.ResponseWriter, r *http.Request) error {
+	snap, err := a.snapshot(w, r)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, append([]*protocol.Environment{}, snap.Environments()...))
+	return nil
+}
+
+func (a *API) putEnvironment(w http.ResponseWriter, r *http.Request) error {
+	var e protocol.Environment
+	if err := decode(r, &e); err != nil {
+		return err
+	}
+	e.Name = r.PathValue("name")
+	if err := protocol.ValidateName("name", e.Name); err != nil {
+		return err
+	}
+	if err := protocol.ValidateLabels("constraints.labels", e.Constraints.Labels); err != nil {
+		return err
+	}
+	if _, err := a.apply(w, r, state.CmdEnvironmentUpsert, e.Name, state.EnvironmentUpsert{Environment: e}); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, a.store.Snapshot().Environment(e.Name))
+	return nil
+}
+
+func (a *API) listPlans(w http.ResponseWriter, r *http.Request) error {
+	snap, err := a.snapshot(w, r)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, append([]*protocol.Plan{}, snap.Plans()...))
+	return nil
+}
+
+func (a *API) putPlan(w http.ResponseWriter, r *http.Request) error {
+	var p protocol.Plan
+	if err := decode(r, &p); err != nil {
+		return err
+	}
+	p.Name = r.PathValue("name")
+	if err := protocol.ValidateName("name", p.Name); err != nil {
+		return err
+	}
+	if err := p.Resources.Validate("resources"); err != nil {
+		return err
+	}
+	if err := protocol.ValidateReplicas("max_replicas", p.MaxReplicas); err != nil {
+		return err
+	}
+	if _, err := a.apply(w, r, state.CmdPlanUpsert, p.Name, state.PlanUpsert{Plan: p}); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, a.store.Snapshot().Plan(p.Name))
+	return nil
+}
+
+// --- nodes ---
+
+func (a *API) listNodes(w http.ResponseWriter, r *http.Request) error {
+	snap, err := a.snapshot(w, r, state.TableNodes)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, append([]*protocol.Node{}, snap.Nodes()...))
+	return nil
+}
+
+// nodeView is a node with the replicas placed on it.
+type nodeView struct {
+	*protocol.Node
+	Replicas []*protocol.Replica `json:"replicas"`
+}
+
+func (a *API) getNode(w http.ResponseWriter, r *http.Request) error {
+	snap, err := a.snapshot(w, r, state.TableNodes, state.TableReplicas)
+	if err != nil {
+		return err
+	}
+	n := snap.Node(r.PathValue("id"))
+	if n == nil {
+		return protocol.NotFound("node", r.PathValue("id"))
+	}
+	writeJSON(w, http.StatusOK, nodeView{Node: n, Replicas: append([]*protocol.Replica{}, snap.NodeReplicas(n.ID)...)})
+	return nil
+}
+
+// DefaultDrainDeadline is how long a drain may take when none is given.
+const DefaultDrainDeadline = time.Hour
+
+func (a *API) drainNode(w http.ResponseWriter, r *http.Request) error {
+	var req protocol.DrainRequest
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	id := r.PathValue("id")
+	if a.store.Snapshot().Node(id) == nil {
+		return protocol.NotFound("node", id)
+	}
+	if req.Deadline < 0 || req.Deadline.D() > 7*24*time.Hour {
+		return protocol.FieldError("deadline", "must be between 0 and 168h")
+	}
+	cmd := state.NodeDrain{ID: id}
+	if req.Enable {
+		d := req.Deadline.D()
+		if d == 0 {
+			d = DefaultDrainDeadline
+		}
+		now := a.cfg.Clock().UTC()
+		cmd.Drain = &protocol.DrainSpec{StartedAt: now, Deadline: now.Add(d)}
+	}
+	if _, err := a.apply(w, r, state.CmdNodeDrain, id, cmd); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, a.store.Snapshot().Node(id))
+	return nil
+}
+
+func (a *API) nodeEligibility(w http.ResponseWriter, r *http.Request) error {
+	var req protocol.EligibilityRequest
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	if req.Eligible == nil {
+		return protocol.FieldError("eligible", "is required: true or false")
+	}
+	id := r.PathValue("id")
+	if _, err := a.apply(w, r, state.CmdNodeEligibility, id, state.NodeEligibility{ID: id, Eligible: *req.Eligible}); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, a.store.Snapshot().Node(id))
+	return nil
+}
+
+// --- operator ---
+
+func (a *API) saveSnapshot(w http.ResponseWriter, r *http.Request) error {
+	if err := a.consistentRead(r); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Header().Set("Content-Disposition", `attachment; filename="drover.snap"`)
+	w.Header().Set(HeaderIndex, strconv.FormatUint(a.store.Snapshot().Index(), 10))
+	if err := a.c.Snapshot(w); err != nil {
+		a.logger.Error("snapshot stream failed", "error", err)
+	}
+	return nil
+}
+
+// MaxSnapshotBytes bounds a restored snapshot.
+const MaxSnapshotBytes = 1 << 30
+
+func (a *API) restoreSnapshot(w http.ResponseWriter, r *http.Request) error {
+	r.Body = http.MaxBytesReader(w, r.Body, MaxSnapshotBytes)
+	if err := a.c.Restore(r.Body); err != nil {
+		if err == cluster.ErrNotLeader {
+			return protocol.Errorf(protocol.CodeUnavailable, "leadership changed; retry")
+		}
+		return err
+	}
+	rec := a.auditRecord(r, "operator.snapshot.restore", "cluster")
+	rec.Result = "ok"
+	idx, err := Propose(r.Context(), a.c, a.cfg.Clock(), state.CmdAudit, state.AuditAppend{Records: []protocol.AuditRecord{*rec}})
+	if err != nil {
+		return err
+	}
+	w.Header().Set(HeaderIndex, strconv.FormatUint(idx, 10))
+	writeJSON(w, http.StatusOK, map[string]any{"restored": true, "index": idx})
+	return nil
+}
+
+func (a *API) raftPeers(w http.ResponseWriter, r *http.Request) error {
+	snap, err := a.snapshot(w, r)
+	if err != nil {
+		return err
+	}
+	members, err := a.c.Members(snap)
+	if err != nil {
+		return protocol.Errorf(protocol.CodeUnavailable, "raft configuration: %v", err)
+	}
+	sort.Slice(members, func(i, j int) bool { return members[i].ID < members[j].ID })
+	writeJSON(w, http.StatusOK, map[string]any{"servers": members})
+	return nil
+}
+
+func (a *API) removePeer(w http.ResponseWriter, r *http.Request) error {
+	id := r.PathValue("id")
+	if id == a.c.ID() {
+		return protocol.Errorf(protocol.CodeConflict, "server %s is the leader; transfer leadership or stop it first", id)
+	}
+	if err := a.c.RemoveServer(id); err != nil {
+		return err
+	}
+	if _, err := a.apply(w, r, state.CmdServerRemove, id, state.NameBody{Name: id}); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (a *API) join(w http.ResponseWriter, r *http.Request) error {
+	var req cluster.JoinRequest
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	if req.ID == "" || req.RaftAddr == "" || req.HTTPAddr == "" {
+		return protocol.FieldError("id", "id, raft_addr and http_addr are required")
+	}
+	if err := a.c.AddVoter(req.ID, req.RaftAddr); err != nil {
+		return err
+	}
+	m := protocol.Member{ID: req.ID, RaftAddr: req.RaftAddr, HTTPAddr: req.HTTPAddr, Voter: true}
+	if cur := a.store.Snapshot().Server(req.ID); cur == nil || cur.HTTPAddr != m.HTTPAddr || cur.RaftAddr != m.RaftAddr {
+		if _, err := a.apply(w, r, state.CmdServerUpsert, req.ID, state.ServerUpsert{Member: m}); err != nil {
+			return err
+		}
+	}
+	writeJSON(w, http.StatusOK, m)
+	return nil
+}

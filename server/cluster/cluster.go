@@ -1,0 +1,470 @@
+// Package cluster runs the Raft member of a Drover server: hashicorp/raft
+// on raft-boltdb/v2 and a file snapshot store in the data directory,
+// bootstrap by expected count, joining and leaving, and the leader's
+// membership changes.
+package cluster
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+
+	"github.com/drover-dev/drover/protocol"
+	"github.com/drover-dev/drover/server/state"
+)
+
+// Default Raft timings, chosen for servers on one LAN: a dead leader is
+// noticed after 0.5 to 1 s without heartbeats and a new one elected within
+// about another second. hashicorp/raft's own defaults (1 s) are made for
+// WANs and slower disks. Raise them together for servers across regions.
+const (
+	DefaultHeartbeatTimeout   = 500 * time.Millisecond
+	DefaultElectionTimeout    = 500 * time.Millisecond
+	DefaultLeaderLeaseTimeout = 250 * time.Millisecond
+	DefaultSnapshotThreshold  = 8192
+	DefaultSnapshotInterval   = 30 * time.Second
+	DefaultApplyTimeout       = 10 * time.Second
+)
+
+// ErrNotLeader is returned by Apply on a server that is not the leader.
+var ErrNotLeader = errors.New("not the leader")
+
+// Config configures a cluster member. Zero values take the defaults above.
+type Config struct {
+	// ID of this server; read from DataDir/server-id, created there once.
+	ID       string
+	DataDir  string
+	RaftAddr string // address Raft binds to
+	// Advertise is the Raft address other servers dial; RaftAddr when empty.
+	Advertise string
+	// HTTPAddr is this server's advertised HTTP address (for forwarding).
+	HTTPAddr string
+
+	HeartbeatTimeout   time.Duration
+	ElectionTimeout    time.Duration
+	LeaderLeaseTimeout time.Duration
+	SnapshotThreshold  uint64
+	SnapshotInterval   time.Duration
+
+	FSM    *state.FSM
+	Logger hclog.Logger
+
+	// Transport, LogStore, StableStore and SnapshotStore replace the real
+	// ones in in-process tests.
+	Transport     raft.Transport
+	LogStore      raft.LogStore
+	StableStore   raft.StableStore
+	SnapshotStore raft.SnapshotStore
+}
+
+func (c *Config) defaults() {
+	if c.HeartbeatTimeout == 0 {
+		c.HeartbeatTimeout = DefaultHeartbeatTimeout
+	}
+	if c.ElectionTimeout == 0 {
+		c.ElectionTimeout = DefaultElectionTimeout
+	}
+	if c.LeaderLeaseTimeout == 0 {
+		c.LeaderLeaseTimeout = DefaultLeaderLeaseTimeout
+	}
+	if c.LeaderLeaseTimeout > c.HeartbeatTimeout {
+		c.LeaderLeaseTimeout = c.HeartbeatTimeout
+	}
+	if c.SnapshotThreshold == 0 {
+		c.SnapshotThreshold = DefaultSnapshotThreshold
+	}
+	if c.SnapshotInterval == 0 {
+		c.SnapshotInterval = DefaultSnapshotInterval
+	}
+	if c.Advertise == "" {
+		c.Advertise = c.RaftAddr
+	}
+	if c.Logger == nil {
+		c.Logger = hclog.NewNullLogger()
+	}
+}
+
+// Cluster is this server's Raft member.
+type Cluster struct {
+	cfg    Config
+	raft   *raft.Raft
+	fsm    *state.FSM
+	logger hclog.Logger
+	closer []io.Closer
+
+	leaderCh chan bool
+
+	mu          sync.Mutex
+	unreachable map[raft.ServerID]bool
+	observer    *raft.Observer
+	obsCh       chan raft.Observation
+}
+
+// New starts the Raft member. It does not bootstrap: see Bootstrap and Join.
+func New(cfg Config) (*Cluster, error) {
+	cfg.defaults()
+	c := &Cluster{cfg: cfg, fsm: cfg.FSM, logger: cfg.Logger.Named("cluster"),
+		leaderCh: make(chan bool, 16), unreachable: map[raft.ServerID]bool{}}
+	if c.cfg.ID == "" {
+		id, err := loadOrCreateID(filepath.Join(cfg.DataDir, "server-id"))
+		if err != nil {
+			return nil, err
+		}
+		c.cfg.ID = id
+	}
+	if err := c.openStores(); err != nil {
+		c.closeAll()
+		return nil, err
+	}
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(c.cfg.ID)
+	rc.HeartbeatTimeout = c.cfg.HeartbeatTimeout
+	rc.ElectionTimeout = c.cfg.ElectionTimeout
+	rc.LeaderLeaseTimeout = c.cfg.LeaderLeaseTimeout
+	rc.SnapshotThreshold = c.cfg.SnapshotThreshold
+	rc.SnapshotInterval = c.cfg.SnapshotInterval
+	rc.TrailingLogs = c.cfg.SnapshotThreshold
+	rc.Logger = cfg.Logger.Named("raft")
+	rc.NotifyCh = c.leaderCh
+	r, err := raft.NewRaft(rc, c.fsm, c.cfg.LogStore, c.cfg.StableStore, c.cfg.SnapshotStore, c.cfg.Transport)
+	if err != nil {
+		c.closeAll()
+		return nil, fmt.Errorf("start raft: %w", err)
+	}
+	c.raft = r
+	obsCh := make(chan raft.Observation, 64)
+	c.observer = raft.NewObserver(obsCh, false, func(o *raft.Observation) bool {
+		switch o.Data.(type) {
+		case raft.FailedHeartbeatObservation, raft.ResumedHeartbeatObservation:
+			return true
+		}
+		return false
+	})
+	r.RegisterObserver(c.observer)
+	c.obsCh = obsCh
+	go c.watchHeartbeats(obsCh)
+	return c, nil
+}
+
+func (c *Cluster) openStores() error {
+	cfg := &c.cfg
+	if cfg.DataDir != "" {
+		if err := os.MkdirAll(filepath.Join(cfg.DataDir, "raft"), 0o700); err != nil {
+			return fmt.Errorf("create data dir: %w", err)
+		}
+	}
+	if cfg.LogStore == nil {
+		path := filepath.Join(cfg.DataDir, "raft", "raft.db")
+		bs, err := raftboltdb.New(raftboltdb.Options{Path: path})
+		if err != nil {
+			return fmt.Errorf("open raft log %s: %w", path, err)
+		}
+		c.closer = append(c.closer, bs)
+		cache, err := raft.NewLogCache(512, bs)
+		if err != nil {
+			return err
+		}
+		cfg.LogStore, cfg.StableStore = cache, bs
+	}
+	if cfg.SnapshotStore == nil {
+		ss, err := raft.NewFileSnapshotStoreWithLogger(filepath.Join(cfg.DataDir, "raft"), 3, cfg.Logger.Named("snapshot"))
+		if err != nil {
+			return fmt.Errorf("open snapshot store: %w", err)
+		}
+		cfg.SnapshotStore = ss
+	}
+	if cfg.Transport == nil {
+		addr, err := net.ResolveTCPAddr("tcp", cfg.Advertise)
+		if err != nil {
+			return fmt.Errorf("raft advertise address %q: %w", cfg.Advertise, err)
+		}
+		if addr.IP == nil || addr.IP.IsUnspecified() {
+			return fmt.Errorf("raft advertise address %q: must be a routable IP, not a wildcard; set -advertise", cfg.Advertise)
+		}
+		t, err := raft.NewTCPTransportWithLogger(cfg.RaftAddr, addr, 3, 10*time.Second, cfg.Logger.Named("raft-net"))
+		if err != nil {
+			return fmt.Errorf("listen for raft on %s: %w", cfg.RaftAddr, err)
+		}
+		c.closer = append(c.closer, t)
+		cfg.Transport = t
+	}
+	return nil
+}
+
+func (c *Cluster) closeAll() {
+	for i := len(c.closer) - 1; i >= 0; i-- {
+		c.closer[i].Close()
+	}
+}
+
+func (c *Cluster) watchHeartbeats(ch chan raft.Observation) {
+	for o := range ch {
+		c.mu.Lock()
+		switch d := o.Data.(type) {
+		case raft.FailedHeartbeatObservation:
+			c.unreachable[d.PeerID] = true
+		case raft.ResumedHeartbeatObservation:
+			delete(c.unreachable, d.PeerID)
+		}
+		c.mu.Unlock()
+	}
+}
+
+func loadOrCreateID(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err == nil {
+		id := strings.TrimSpace(string(b))
+		if id != "" {
+			return id, nil
+		}
+	} else if !os.IsNotExist(err) {
+		return "", fmt.Errorf("read server id: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return "", fmt.Errorf("create data dir: %w", err)
+	}
+	id := NewID()
+	if err := os.WriteFile(path, []byte(id+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("write server id: %w", err)
+	}
+	return id, nil
+}
+
+// NewID returns a random id in UUID form.
+func NewID() string {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err)
+	}
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	h := hex.EncodeToString(b[:])
+	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+}
+
+// ID returns this server's id.
+func (c *Cluster) ID() string { return c.cfg.ID }
+
+// RaftAddr returns the Raft address other servers dial.
+func (c *Cluster) RaftAddr() string { return string(c.cfg.Transport.LocalAddr()) }
+
+// HTTPAddr returns this server's advertised HTTP address.
+func (c *Cluster) HTTPAddr() string { return c.cfg.HTTPAddr }
+
+// Raft returns the underlying Raft member, for tests and operator tools.
+func (c *Cluster) Raft() *raft.Raft { return c.raft }
+
+// LeadershipCh delivers true when this server becomes leader and false when
+// it stops being leader.
+func (c *Cluster) LeadershipCh() <-chan bool { return c.leaderCh }
+
+// HasState reports whether this server has been part of a cluster before.
+func (c *Cluster) HasState() (bool, error) {
+	return raft.HasExistingState(c.cfg.LogStore, c.cfg.StableStore, c.cfg.SnapshotStore)
+}
+
+// Bootstrap makes servers the initial voters. Every server bootstrapping
+// with the same list is safe: the first configuration wins.
+func (c *Cluster) Bootstrap(servers []protocol.Member) error {
+	var conf raft.Configuration
+	for _, s := range servers {
+		conf.Servers = append(conf.Servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(s.ID), Address: raft.ServerAddress(s.RaftAddr)})
+	}
+	err := c.raft.BootstrapCluster(conf).Error()
+	if err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
+		return fmt.Errorf("bootstrap: %w", err)
+	}
+	return nil
+}
+
+// Apply proposes cmd and waits until it is committed and applied here. It
+// returns the Raft index and the FSM's answer (an error that changed
+// nothing, or nil). Callers keep requests concurrent: Raft batches
+// concurrent applies into one disk write.
+func (c *Cluster) Apply(ctx context.Context, cmd []byte) (uint64, error) {
+	timeout := DefaultApplyTimeout
+	if d, ok := ctx.Deadline(); ok {
+		timeout = time.Until(d)
+	}
+	f := c.raft.Apply(cmd, timeout)
+	if err := f.Error(); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrLeadershipTransferInProgress) {
+			return 0, ErrNotLeader
+		}
+		return 0, protocol.Errorf(protocol.CodeUnavailable, "commit: %v", err)
+	}
+	if resp, ok := f.Response().(error); ok && resp != nil {
+		return f.Index(), resp
+	}
+	return f.Index(), nil
+}
+
+// IsLeader reports whether this server believes it is the leader.
+func (c *Cluster) IsLeader() bool { return c.raft.State() == raft.Leader }
+
+// Leader returns the current leader's id and Raft address, if known.
+func (c *Cluster) Leader() (id, raftAddr string) {
+	addr, sid := c.raft.LeaderWithID()
+	return string(sid), string(addr)
+}
+
+// VerifyLeader confirms with a quorum that this server is still the leader,
+// so that a read served now is linearizable.
+func (c *Cluster) VerifyLeader() error {
+	if err := c.raft.VerifyLeader().Error(); err != nil {
+		return ErrNotLeader
+	}
+	return nil
+}
+
+// Barrier waits until every entry committed before it is applied here.
+func (c *Cluster) Barrier(timeout time.Duration) error {
+	return c.raft.Barrier(timeout).Error()
+}
+
+// AppliedIndex returns the last index applied to the FSM here.
+func (c *Cluster) AppliedIndex() uint64 { return c.raft.AppliedIndex() }
+
+// AddVoter adds a server as a voter, or does nothing if it is one already
+// at that address.
+func (c *Cluster) AddVoter(id, raftAddr string) error {
+	cf := c.raft.GetConfiguration()
+	if err := cf.Error(); err != nil {
+		return err
+	}
+	for _, s := range cf.Configuration().Servers {
+		if string(s.ID) == id && string(s.Address) == raftAddr && s.Suffrage == raft.Voter {
+			return nil
+		}
+	}
+	if err := c.raft.AddVoter(raft.ServerID(id), raft.ServerAddress(raftAddr), 0, 30*time.Second).Error(); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) {
+			return ErrNotLeader
+		}
+		return fmt.Errorf("add voter %s at %s: %w", id, raftAddr, err)
+	}
+	return nil
+}
+
+// RemoveServer removes a server from the configuration.
+func (c *Cluster) RemoveServer(id string) error {
+	found := false
+	cf := c.raft.GetConfiguration()
+	if err := cf.Error(); err != nil {
+		return err
+	}
+	for _, s := range cf.Configuration().Servers {
+		if string(s.ID) == id {
+			found = true
+		}
+	}
+	if !found {
+		return protocol.NotFound("raft peer", id)
+	}
+	if err := c.raft.RemoveServer(raft.ServerID(id), 0, 30*time.Second).Error(); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) {
+			return ErrNotLeader
+		}
+		return fmt.Errorf("remove server %s: %w", id, err)
+	}
+	return nil
+}
+
+// Members returns the servers of the Raft configuration with their roles as
+// this server sees them, and their HTTP addresses from the state.
+func (c *Cluster) Members(snap *state.Snapshot) ([]protocol.Member, error) {
+	cf := c.raft.GetConfiguration()
+	if err := cf.Error(); err != nil {
+		return nil, err
+	}
+	leaderID, _ := c.Leader()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []protocol.Member
+	for _, s := range cf.Configuration().Servers {
+		m := protocol.Member{ID: string(s.ID), RaftAddr: string(s.Address), Voter: s.Suffrage == raft.Voter}
+		if rec := snap.Server(m.ID); rec != nil {
+			m.HTTPAddr = rec.HTTPAddr
+		}
+		switch {
+		case m.ID == leaderID:
+			m.State = "leader"
+		case c.IsLeader() && c.unreachable[s.ID]:
+			m.State = "unreachable"
+		case m.Voter:
+			m.State = "follower"
+		default:
+			m.State = "nonvoter"
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+// Snapshot streams a copy of the whole state (for backups).
+func (c *Cluster) Snapshot(w io.Writer) error {
+	return state.WriteSnapshot(w, c.fsm.StoreDB())
+}
+
+// Restore replaces the whole cluster's state with a backup from r. Only the
+// leader may restore; followers receive it as a Raft snapshot.
+func (c *Cluster) Restore(r io.Reader) error {
+	// Read and check it completely first, so that a bad file changes nothing.
+	tmp, err := os.CreateTemp(c.cfg.DataDir, "restore-*.snap")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	defer tmp.Close()
+	n, err := io.Copy(tmp, r)
+	if err != nil {
+		return err
+	}
+	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	if _, err := state.ReadSnapshot(tmp); err != nil {
+		return protocol.Errorf(protocol.CodeInvalidArgument, "%v", err)
+	}
+	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	meta := &raft.SnapshotMeta{Version: raft.SnapshotVersionMax, Size: n}
+	if err := c.raft.Restore(meta, tmp, time.Minute); err != nil {
+		if errors.Is(err, raft.ErrNotLeader) {
+			return ErrNotLeader
+		}
+		return fmt.Errorf("restore: %w", err)
+	}
+	return nil
+}
+
+// Shutdown stops the member. With transfer, a leader first hands
+// leadership to another server so that writes pause as little as possible.
+func (c *Cluster) Shutdown(transfer bool) error {
+	if transfer && c.IsLeader() {
+		if err := c.raft.LeadershipTransfer().Error(); err != nil {
+			c.logger.Warn("leadership transfer failed", "error", err)
+		} else {
+			c.logger.Info("transferred leadership before shutdown")
+		}
+	}
+	c.raft.DeregisterObserver(c.observer)
+	close(c.obsCh) // no more sends after deregistering: ends watchHeartbeats
+	err := c.raft.Shutdown().Error()
+	c.closeAll()
+	return err
+}

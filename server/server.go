@@ -1,0 +1,294 @@
+// Package server wires a Drover server together: the Raft member, the
+// state, the admin API, and the leader's duties.
+package server
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/drover-dev/drover/protocol"
+	"github.com/drover-dev/drover/server/api"
+	"github.com/drover-dev/drover/server/cluster"
+	"github.com/drover-dev/drover/server/state"
+)
+
+// Config configures a server. Zero values take the defaults.
+type Config struct {
+	ID       string
+	DataDir  string
+	HTTPAddr string // listen address of the API and the agent gateway
+	RaftAddr string // listen address of Raft
+	// Advertise is the host other servers and agents reach this one at;
+	// the host of HTTPAddr and RaftAddr when empty.
+	Advertise       string
+	BootstrapExpect int
+	Join            []string
+
+	HeartbeatTimeout   time.Duration
+	ElectionTimeout    time.Duration
+	LeaderLeaseTimeout time.Duration
+	SnapshotThreshold  uint64
+
+	TLS *tls.Config // serve HTTPS when set
+
+	Logger hclog.Logger
+}
+
+// Server is a running Drover server.
+type Server struct {
+	cfg     Config
+	logger  hclog.Logger
+	store   *state.Store
+	fsm     *state.FSM
+	cluster *cluster.Cluster
+	api     *api.API
+	http    *http.Server
+	ln      net.Listener
+
+	ready atomic.Bool // leader has applied everything before its term
+
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+// New starts a server: it listens, starts Raft, and begins forming or
+// joining the cluster in the background.
+func New(cfg Config) (*Server, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = hclog.NewNullLogger()
+	}
+	if cfg.HTTPAddr == "" {
+		cfg.HTTPAddr = "127.0.0.1:4700"
+	}
+	if cfg.RaftAddr == "" {
+		cfg.RaftAddr = "127.0.0.1:4701"
+	}
+	if cfg.DataDir == "" {
+		return nil, errors.New("data-dir is required")
+	}
+	s := &Server{cfg: cfg, logger: cfg.Logger}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return nil, fmt.Errorf("listen on http-addr %s: %w", cfg.HTTPAddr, err)
+	}
+	s.ln = ln
+	httpAdv, err := advertised(cfg.Advertise, ln.Addr().String())
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("advertise: %w", err)
+	}
+	raftAdv, err := advertised(cfg.Advertise, cfg.RaftAddr)
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("advertise: %w", err)
+	}
+
+	s.store = state.NewStore()
+	s.fsm = state.NewFSM(s.store, cfg.Logger)
+	s.cluster, err = cluster.New(cluster.Config{
+		ID: cfg.ID, DataDir: cfg.DataDir, RaftAddr: cfg.RaftAddr, Advertise: raftAdv, HTTPAddr: httpAdv,
+		HeartbeatTimeout: cfg.HeartbeatTimeout, ElectionTimeout: cfg.ElectionTimeout,
+		LeaderLeaseTimeout: cfg.LeaderLeaseTimeout, SnapshotThreshold: cfg.SnapshotThreshold,
+		FSM: s.fsm, Logger: cfg.Logger,
+	})
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	scheme := "http"
+	if cfg.TLS != nil {
+		scheme = "https"
+	}
+	s.api = api.New(api.Config{
+		Cluster: s.cluster, Store: s.store, Logger: cfg.Logger, Scheme: scheme,
+		Ready: s.ready.Load,
+	})
+	s.http = &http.Server{Handler: s.api, TLSConfig: cfg.TLS, ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: cfg.Logger.Named("http").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true})}
+
+	s.wg.Add(3)
+	go func() {
+		defer s.wg.Done()
+		var err error
+		if cfg.TLS != nil {
+			err = s.http.ServeTLS(ln, "", "")
+		} else {
+			err = s.http.Serve(ln)
+		}
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.logger.Error("http server stopped", "error", err)
+		}
+	}()
+	go func() {
+		defer s.wg.Done()
+		s.leaderLoop()
+	}()
+	go func() {
+		defer s.wg.Done()
+		j := &cluster.Joiner{Cluster: s.cluster, Peers: cfg.Join, Expect: cfg.BootstrapExpect, Scheme: scheme,
+			Client: &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: clientTLS(cfg.TLS)}}}
+		if err := j.Run(s.ctx); err == nil {
+			s.logger.Info("member of the cluster", "id", s.cluster.ID())
+		}
+	}()
+	s.logger.Info("server started", "id", s.cluster.ID(), "http", httpAdv, "raft", raftAdv)
+	return s, nil
+}
+
+func clientTLS(c *tls.Config) *tls.Config {
+	if c == nil {
+		return nil
+	}
+	return &tls.Config{RootCAs: c.RootCAs, Certificates: c.Certificates, MinVersion: tls.VersionTLS12}
+}
+
+// advertised returns listen with its host replaced by advertise when given,
+// refusing wildcard hosts that others could not dial.
+func advertised(advertise, listen string) (string, error) {
+	host, port, err := net.SplitHostPort(listen)
+	if err != nil {
+		return "", err
+	}
+	if advertise != "" {
+		if h, p, err := net.SplitHostPort(advertise); err == nil {
+			_ = p // a port in -advertise is ignored: each listener keeps its own
+			advertise = h
+		}
+		host = advertise
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		return "", fmt.Errorf("listening on %s: set -advertise to an address other servers can reach", listen)
+	}
+	if _, err := strconv.Atoi(port); err != nil {
+		return "", fmt.Errorf("bad port in %s", listen)
+	}
+	return net.JoinHostPort(host, port), nil
+}
+
+// HTTPAddr returns the address the API listens on.
+func (s *Server) HTTPAddr() string { return s.ln.Addr().String() }
+
+// Cluster returns the Raft member.
+func (s *Server) Cluster() *cluster.Cluster { return s.cluster }
+
+// Store returns the state store.
+func (s *Server) Store() *state.Store { return s.store }
+
+// leaderLoop runs the leader's duties while this server is leader.
+func (s *Server) leaderLoop() {
+	var duties *task
+	defer func() {
+		duties.stop()
+		s.ready.Store(false)
+	}()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case leader := <-s.cluster.LeadershipCh():
+			duties.stop()
+			duties = nil
+			s.ready.Store(false)
+			if !leader {
+				s.logger.Info("no longer the leader")
+				continue
+			}
+			s.logger.Info("became the leader")
+			duties = startTask(s.ctx, s.leaderDuties)
+		}
+	}
+}
+
+// task is a goroutine with its owner's handle to stop it.
+type task struct {
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func startTask(parent context.Context, fn func(context.Context)) *task {
+	ctx, cancel := context.WithCancel(parent)
+	t := &task{cancel: cancel, done: make(chan struct{})}
+	go func() {
+		defer close(t.done)
+		fn(ctx)
+	}()
+	return t
+}
+
+// stop cancels the task and waits for it to end; a nil task is stopped.
+func (t *task) stop() {
+	if t == nil {
+		return
+	}
+	t.cancel()
+	<-t.done
+}
+
+// leaderDuties runs while this server leads: it waits until the state is
+// current, records its own address and the default environments, then
+// serves until ctx ends.
+func (s *Server) leaderDuties(ctx context.Context) {
+	for ctx.Err() == nil {
+		if err := s.cluster.Barrier(10 * time.Second); err == nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	s.ready.Store(true)
+	s.establish(ctx)
+	<-ctx.Done()
+}
+
+// DefaultEnvironments exist in every cluster; operators add others.
+var DefaultEnvironments = []protocol.Environment{
+	{Name: protocol.DefaultEnvironment},
+	{Name: "dev"},
+	{Name: "staging"},
+	{Name: "production", Protected: true},
+}
+
+func (s *Server) establish(ctx context.Context) {
+	snap := s.store.Snapshot()
+	me := protocol.Member{ID: s.cluster.ID(), RaftAddr: s.cluster.RaftAddr(), HTTPAddr: s.cluster.HTTPAddr(), Voter: true}
+	if cur := snap.Server(me.ID); cur == nil || cur.HTTPAddr != me.HTTPAddr || cur.RaftAddr != me.RaftAddr {
+		if _, err := api.Propose(ctx, s.cluster, time.Now(), state.CmdServerUpsert, state.ServerUpsert{Member: me}); err != nil {
+			s.logger.Warn("record own address", "error", err)
+		}
+	}
+	for _, e := range DefaultEnvironments {
+		if snap.Environment(e.Name) == nil {
+			if _, err := api.Propose(ctx, s.cluster, time.Now(), state.CmdEnvironmentUpsert, state.EnvironmentUpsert{Environment: e}); err != nil {
+				s.logger.Warn("create default environment", "name", e.Name, "error", err)
+			}
+		}
+	}
+}
+
+// Shutdown stops the server. A leader hands leadership over first.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.logger.Info("shutting down")
+	err := s.cluster.Shutdown(true)
+	s.cancel()
+	if e := s.http.Shutdown(ctx); e != nil {
+		s.http.Close()
+	}
+	s.wg.Wait()
+	return err
+}

@@ -1,0 +1,215 @@
+package state
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"sync/atomic"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/go-memdb"
+	"github.com/hashicorp/raft"
+
+	"github.com/drover-dev/drover/protocol"
+)
+
+// Retention limits the FSM enforces deterministically.
+const (
+	MaxEventsPerInstance   = 50
+	MaxAuditRecords        = 100_000
+	MaxVersionsKept        = 20
+	MaxTerminalPerInstance = 5
+)
+
+// FSM applies Raft log entries to a Store. It implements raft.FSM.
+type FSM struct {
+	store  *Store
+	logger hclog.Logger
+	// OnApply, when set, is called after each entry is applied with the
+	// command's type; the leader uses it to wake the scheduler and gateway.
+	onApply atomic.Pointer[func(CommandType, uint64)]
+}
+
+// NewFSM returns an FSM over store.
+func NewFSM(store *Store, logger hclog.Logger) *FSM {
+	if logger == nil {
+		logger = hclog.NewNullLogger()
+	}
+	return &FSM{store: store, logger: logger.Named("fsm")}
+}
+
+// StoreDB returns an immutable copy-on-write view of the current database,
+// for streaming backups.
+func (f *FSM) StoreDB() *memdb.MemDB { return f.store.current().db.Snapshot() }
+
+// Store returns the store the FSM writes.
+func (f *FSM) Store() *Store { return f.store }
+
+// OnApply sets a function called after every applied entry. It must not block.
+func (f *FSM) OnApply(fn func(CommandType, uint64)) { f.onApply.Store(&fn) }
+
+// Apply applies one log entry. It returns nil or the *protocol.Error that
+// made the command change nothing.
+func (f *FSM) Apply(l *raft.Log) any {
+	if l.Type != raft.LogCommand {
+		return nil
+	}
+	cmd, err := DecodeCommand(l.Data)
+	if err != nil {
+		f.logger.Error("skipping undecodable log entry", "index", l.Index, "error", err)
+		return protocol.Errorf(protocol.CodeInvalidArgument, "%v", err)
+	}
+	err = f.store.apply(l.Index, cmd)
+	if fn := f.onApply.Load(); fn != nil {
+		(*fn)(cmd.Type, l.Index)
+	}
+	if err != nil {
+		return err
+	}
+	return nil
+}
+
+// Snapshot returns a point-in-time copy of the state for Raft to persist.
+func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
+	return &fsmSnapshot{snap: f.store.current().db.Snapshot()}, nil
+}
+
+// Restore replaces the state with the one read from r.
+func (f *FSM) Restore(r io.ReadCloser) error {
+	defer r.Close()
+	db, err := ReadSnapshot(r)
+	if err != nil {
+		return err
+	}
+	f.store.replace(db)
+	return nil
+}
+
+type fsmSnapshot struct {
+	snap *memdb.MemDB
+}
+
+// Persist writes the snapshot: a header line, then one JSON line per row.
+func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
+	if err := WriteSnapshot(sink, s.snap); err != nil {
+		sink.Cancel()
+		return err
+	}
+	return sink.Close()
+}
+
+func (s *fsmSnapshot) Release() {}
+
+// snapshotHeader starts every snapshot stream.
+type snapshotHeader struct {
+	Format  string `json:"format"`
+	Version int    `json:"version"`
+}
+
+const snapshotFormat = "drover-state"
+
+type snapshotRow struct {
+	Table string          `json:"t"`
+	Value json.RawMessage `json:"v"`
+}
+
+// WriteSnapshot writes every row of db to w.
+func WriteSnapshot(w io.Writer, db *memdb.MemDB) error {
+	bw := bufio.NewWriter(w)
+	enc := json.NewEncoder(bw)
+	if err := enc.Encode(snapshotHeader{Format: snapshotFormat, Version: 1}); err != nil {
+		return err
+	}
+	txn := db.Txn(false)
+	for _, table := range Tables {
+		it, err := txn.Get(table, "id")
+		if err != nil {
+			return fmt.Errorf("snapshot %s: %w", table, err)
+		}
+		for raw := it.Next(); raw != nil; raw = it.Next() {
+			v, err := json.Marshal(raw)
+			if err != nil {
+				return fmt.Errorf("snapshot %s: %w", table, err)
+			}
+			if err := enc.Encode(snapshotRow{Table: table, Value: v}); err != nil {
+				return err
+			}
+		}
+	}
+	return bw.Flush()
+}
+
+// ReadSnapshot reads a snapshot written by WriteSnapshot into a new database.
+func ReadSnapshot(r io.Reader) (*memdb.MemDB, error) {
+	db, err := memdb.NewMemDB(schema())
+	if err != nil {
+		return nil, err
+	}
+	dec := json.NewDecoder(bufio.NewReader(r))
+	var h snapshotHeader
+	if err := dec.Decode(&h); err != nil {
+		return nil, fmt.Errorf("read snapshot header: %w", err)
+	}
+	if h.Format != snapshotFormat || h.Version != 1 {
+		return nil, fmt.Errorf("read snapshot: not a Drover state snapshot (format %q version %d)", h.Format, h.Version)
+	}
+	txn := db.Txn(true)
+	defer txn.Abort()
+	for {
+		var row snapshotRow
+		if err := dec.Decode(&row); err == io.EOF {
+			break
+		} else if err != nil {
+			return nil, fmt.Errorf("read snapshot: %w", err)
+		}
+		v, err := newRow(row.Table)
+		if err != nil {
+			return nil, err
+		}
+		if err := json.Unmarshal(row.Value, v); err != nil {
+			return nil, fmt.Errorf("read snapshot row of %s: %w", row.Table, err)
+		}
+		if err := txn.Insert(row.Table, v); err != nil {
+			return nil, fmt.Errorf("restore row of %s: %w", row.Table, err)
+		}
+	}
+	txn.Commit()
+	return db, nil
+}
+
+func newRow(table string) (any, error) {
+	switch table {
+	case tableTenants:
+		return &protocol.Tenant{}, nil
+	case tableEnvironments:
+		return &protocol.Environment{}, nil
+	case tablePlans:
+		return &protocol.Plan{}, nil
+	case tableInstances:
+		return &protocol.Instance{}, nil
+	case tableVersions:
+		return &Version{}, nil
+	case tableReplicas:
+		return &protocol.Replica{}, nil
+	case tableNodes:
+		return &protocol.Node{}, nil
+	case tableTokens:
+		return &protocol.Token{}, nil
+	case tableCredentials:
+		return &Credential{}, nil
+	case tableAudit:
+		return &protocol.AuditRecord{}, nil
+	case tableEvents:
+		return &protocol.Event{}, nil
+	case tableEvals:
+		return &Eval{}, nil
+	case tableServers:
+		return &protocol.Member{}, nil
+	case tableMeta:
+		return &Meta{}, nil
+	case tableIndex:
+		return &indexEntry{}, nil
+	}
+	return nil, fmt.Errorf("read snapshot: unknown table %q", table)
+}

@@ -1,0 +1,135 @@
+package state
+
+import (
+	"github.com/hashicorp/go-memdb"
+
+	"github.com/drover-dev/drover/protocol"
+)
+
+// Table names. Each write also records its Raft index under the table's
+// name in the index table, so that blocking queries can wait on one table.
+const (
+	tableTenants      = "tenants"
+	tableEnvironments = "environments"
+	tablePlans        = "plans"
+	tableInstances    = "instances"
+	tableVersions     = "versions"
+	tableReplicas     = "replicas"
+	tableNodes        = "nodes"
+	tableTokens       = "tokens"
+	tableCredentials  = "credentials"
+	tableAudit        = "audit"
+	tableEvents       = "events"
+	tableEvals        = "evals"
+	tableServers      = "servers"
+	tableMeta         = "meta"
+	tableIndex        = "index"
+)
+
+// Tables lists the tables a snapshot holds, in restore order.
+var Tables = []string{
+	tableTenants, tableEnvironments, tablePlans, tableInstances, tableVersions,
+	tableReplicas, tableNodes, tableTokens, tableCredentials, tableAudit,
+	tableEvents, tableEvals, tableServers, tableMeta, tableIndex,
+}
+
+// Exported table names for blocking queries.
+const (
+	TableTenants   = tableTenants
+	TableInstances = tableInstances
+	TableReplicas  = tableReplicas
+	TableNodes     = tableNodes
+	TableEvents    = tableEvents
+	TableAudit     = tableAudit
+	TableTokens    = tableTokens
+	TableEvals     = tableEvals
+	TableServers   = tableServers
+)
+
+func stringIndex(name, field string) *memdb.IndexSchema {
+	return &memdb.IndexSchema{Name: name, Unique: name == "id", Indexer: &memdb.StringFieldIndex{Field: field}}
+}
+
+func schema() *memdb.DBSchema {
+	table := func(name string, indexes ...*memdb.IndexSchema) *memdb.TableSchema {
+		t := &memdb.TableSchema{Name: name, Indexes: map[string]*memdb.IndexSchema{}}
+		for _, ix := range indexes {
+			t.Indexes[ix.Name] = ix
+		}
+		return t
+	}
+	tenantName := &memdb.IndexSchema{Name: "tenant", Indexer: &memdb.StringFieldIndex{Field: "Tenant"}}
+	instanceKey := &memdb.IndexSchema{Name: "instance", Indexer: &memdb.CompoundIndex{Indexes: []memdb.Indexer{
+		&memdb.StringFieldIndex{Field: "Tenant"}, &memdb.StringFieldIndex{Field: "Instance"},
+	}}}
+	s := &memdb.DBSchema{Tables: map[string]*memdb.TableSchema{}}
+	for _, t := range []*memdb.TableSchema{
+		table(tableTenants, stringIndex("id", "Name")),
+		table(tableEnvironments, stringIndex("id", "Name")),
+		table(tablePlans, stringIndex("id", "Name")),
+		table(tableInstances, stringIndex("id", "ID"), tenantName),
+		table(tableVersions, &memdb.IndexSchema{Name: "id", Unique: true, Indexer: &memdb.CompoundIndex{Indexes: []memdb.Indexer{
+			&memdb.StringFieldIndex{Field: "InstanceID"}, &memdb.UintFieldIndex{Field: "Version"},
+		}}}),
+		table(tableReplicas, stringIndex("id", "ID"), instanceKey,
+			&memdb.IndexSchema{Name: "node", AllowMissing: true, Indexer: &memdb.StringFieldIndex{Field: "Node"}}),
+		table(tableNodes, stringIndex("id", "ID")),
+		table(tableTokens, stringIndex("id", "ID")),
+		table(tableCredentials, stringIndex("id", "Hash"),
+			&memdb.IndexSchema{Name: "owner", Unique: true, Indexer: &memdb.CompoundIndex{Indexes: []memdb.Indexer{
+				&memdb.StringFieldIndex{Field: "Kind"}, &memdb.StringFieldIndex{Field: "Owner"},
+			}}}),
+		table(tableAudit, stringIndex("id", "ID"),
+			&memdb.IndexSchema{Name: "tenant", AllowMissing: true, Indexer: &memdb.StringFieldIndex{Field: "Tenant"}}),
+		table(tableEvents, &memdb.IndexSchema{Name: "id", Unique: true, Indexer: &memdb.UintFieldIndex{Field: "ID"}}, instanceKey),
+		table(tableEvals, stringIndex("id", "Instance")),
+		table(tableServers, stringIndex("id", "ID")),
+		table(tableMeta, stringIndex("id", "Key")),
+		table(tableIndex, stringIndex("id", "Table")),
+	} {
+		s.Tables[t.Name] = t
+	}
+	return s
+}
+
+// Version is a stored spec of an instance at one version, kept for rollback
+// and for agents running replicas of older versions during a deployment.
+type Version struct {
+	InstanceID string
+	Version    uint64
+	Spec       protocol.Spec
+}
+
+// Credential maps the hash of a secret to its owner: a token or a node.
+type Credential struct {
+	Hash  string
+	Kind  string // "token" or "node"
+	Owner string
+}
+
+// Credential kinds.
+const (
+	CredentialToken = "token"
+	CredentialNode  = "node"
+)
+
+// Eval is a unit of scheduler work: reconcile this instance. One per
+// instance: a new trigger raises Index, so work is never lost or repeated.
+type Eval struct {
+	Instance    string // tenant/name
+	TriggeredBy string
+	Index       uint64
+}
+
+// Meta is a key/value row of cluster-wide settings (the ACL bootstrap flag,
+// the agent join token's hash, counters).
+type Meta struct {
+	Key   string
+	Value string
+	N     uint64
+}
+
+type indexEntry struct {
+	Table string
+	Value uint64
+}

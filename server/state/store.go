@@ -1,0 +1,405 @@
+// Package state is Drover's replicated state: the FSM that Raft drives, its
+// go-memdb tables, snapshots and restore, and the read API the rest of the
+// server uses. It is deterministic and does no I/O beyond the snapshot
+// streams it is handed: every server applying the same log reaches the same
+// state.
+package state
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strings"
+	"sync/atomic"
+
+	"github.com/hashicorp/go-memdb"
+
+	"github.com/drover-dev/drover/protocol"
+)
+
+// Store holds the state tables. Reads go through Snapshot; writes only
+// through the FSM.
+type Store struct {
+	cur atomic.Pointer[storeDB]
+}
+
+// storeDB is one generation of the database; a restore replaces it and
+// closes abandon so that blocking queries on the old one wake up.
+type storeDB struct {
+	db      *memdb.MemDB
+	abandon chan struct{}
+}
+
+// NewStore returns an empty store.
+func NewStore() *Store {
+	db, err := memdb.NewMemDB(schema())
+	if err != nil {
+		panic(fmt.Sprintf("state schema: %v", err)) // the schema is a constant
+	}
+	s := &Store{}
+	s.cur.Store(&storeDB{db: db, abandon: make(chan struct{})})
+	return s
+}
+
+func (s *Store) current() *storeDB { return s.cur.Load() }
+
+func (s *Store) replace(db *memdb.MemDB) {
+	old := s.cur.Swap(&storeDB{db: db, abandon: make(chan struct{})})
+	close(old.abandon)
+}
+
+// Snapshot returns a consistent read-only view of the state.
+func (s *Store) Snapshot() *Snapshot {
+	return &Snapshot{txn: s.current().db.Txn(false)}
+}
+
+// Wait blocks until one of tables has an index above minIndex or ctx ends,
+// and returns the highest index of those tables. It is the base of blocking
+// queries.
+func (s *Store) Wait(ctx context.Context, minIndex uint64, tables ...string) uint64 {
+	for {
+		cur := s.current()
+		txn := cur.db.Txn(false)
+		ws := memdb.NewWatchSet()
+		ws.Add(cur.abandon)
+		var max uint64
+		for _, t := range tables {
+			ch, raw, err := txn.FirstWatch(tableIndex, "id", t)
+			if err != nil {
+				panic(err)
+			}
+			ws.Add(ch)
+			if raw != nil && raw.(*indexEntry).Value > max {
+				max = raw.(*indexEntry).Value
+			}
+		}
+		if max > minIndex || ctx.Err() != nil {
+			return max
+		}
+		if err := ws.WatchCtx(ctx); err != nil {
+			return max
+		}
+	}
+}
+
+// Snapshot is a read transaction over the state. Objects it returns are
+// shared with the store: callers must not change them.
+type Snapshot struct {
+	txn *memdb.Txn
+}
+
+func (s *Snapshot) first(table, index string, args ...any) any {
+	raw, err := s.txn.First(table, index, args...)
+	if err != nil {
+		panic(fmt.Sprintf("state: %s.%s: %v", table, index, err)) // a programming error: the index exists
+	}
+	return raw
+}
+
+func list[T any](s *Snapshot, table, index string, args ...any) []*T {
+	it, err := s.txn.Get(table, index, args...)
+	if err != nil {
+		panic(fmt.Sprintf("state: %s.%s: %v", table, index, err))
+	}
+	var out []*T
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		out = append(out, raw.(*T))
+	}
+	return out
+}
+
+// Index returns the highest Raft index of the given tables, or of the
+// whole state when none are named.
+func (s *Snapshot) Index(tables ...string) uint64 {
+	if len(tables) == 0 {
+		tables = Tables
+	}
+	var max uint64
+	for _, t := range tables {
+		if raw := s.first(tableIndex, "id", t); raw != nil && raw.(*indexEntry).Value > max {
+			max = raw.(*indexEntry).Value
+		}
+	}
+	return max
+}
+
+// Tenant returns a tenant, or nil.
+func (s *Snapshot) Tenant(name string) *protocol.Tenant {
+	raw := s.first(tableTenants, "id", name)
+	if raw == nil {
+		return nil
+	}
+	return raw.(*protocol.Tenant)
+}
+
+// Tenants returns every tenant by name.
+func (s *Snapshot) Tenants() []*protocol.Tenant {
+	return list[protocol.Tenant](s, tableTenants, "id")
+}
+
+// Environment returns an environment, or nil.
+func (s *Snapshot) Environment(name string) *protocol.Environment {
+	raw := s.first(tableEnvironments, "id", name)
+	if raw == nil {
+		return nil
+	}
+	return raw.(*protocol.Environment)
+}
+
+// Environments returns every environment.
+func (s *Snapshot) Environments() []*protocol.Environment {
+	return list[protocol.Environment](s, tableEnvironments, "id")
+}
+
+// Plan returns a plan, or nil.
+func (s *Snapshot) Plan(name string) *protocol.Plan {
+	raw := s.first(tablePlans, "id", name)
+	if raw == nil {
+		return nil
+	}
+	return raw.(*protocol.Plan)
+}
+
+// Plans returns every plan.
+func (s *Snapshot) Plans() []*protocol.Plan {
+	return list[protocol.Plan](s, tablePlans, "id")
+}
+
+// Instance returns an instance by id (tenant/name), or nil.
+func (s *Snapshot) Instance(id string) *protocol.Instance {
+	raw := s.first(tableInstances, "id", id)
+	if raw == nil {
+		return nil
+	}
+	return raw.(*protocol.Instance)
+}
+
+// InstanceFilter selects instances; empty fields match all.
+type InstanceFilter struct {
+	Tenant      string
+	Environment string
+	State       string
+}
+
+// Instances returns the instances that match f, by id.
+func (s *Snapshot) Instances(f InstanceFilter) []*protocol.Instance {
+	var all []*protocol.Instance
+	if f.Tenant != "" {
+		all = list[protocol.Instance](s, tableInstances, "tenant", f.Tenant)
+	} else {
+		all = list[protocol.Instance](s, tableInstances, "id")
+	}
+	out := all[:0:0]
+	for _, in := range all {
+		if f.Environment != "" && in.Environment != f.Environment {
+			continue
+		}
+		if f.State != "" && s.InstanceStatus(in).State != f.State {
+			continue
+		}
+		out = append(out, in)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// Version returns the spec of an instance at a version, or nil.
+func (s *Snapshot) Version(instanceID string, version uint64) *Version {
+	raw := s.first(tableVersions, "id", instanceID, version)
+	if raw == nil {
+		return nil
+	}
+	return raw.(*Version)
+}
+
+// Replica returns a replica, or nil.
+func (s *Snapshot) Replica(id string) *protocol.Replica {
+	raw := s.first(tableReplicas, "id", id)
+	if raw == nil {
+		return nil
+	}
+	return raw.(*protocol.Replica)
+}
+
+// Replicas returns an instance's replicas, oldest first.
+func (s *Snapshot) Replicas(instanceID string) []*protocol.Replica {
+	tenant, name, _ := strings.Cut(instanceID, "/")
+	out := list[protocol.Replica](s, tableReplicas, "instance", tenant, name)
+	sortReplicas(out)
+	return out
+}
+
+// NodeReplicas returns the replicas placed on a node, oldest first.
+func (s *Snapshot) NodeReplicas(nodeID string) []*protocol.Replica {
+	out := list[protocol.Replica](s, tableReplicas, "node", nodeID)
+	sortReplicas(out)
+	return out
+}
+
+// AllReplicas returns every replica.
+func (s *Snapshot) AllReplicas() []*protocol.Replica {
+	return list[protocol.Replica](s, tableReplicas, "id")
+}
+
+func sortReplicas(rs []*protocol.Replica) {
+	sort.Slice(rs, func(i, j int) bool {
+		if rs[i].CreateIndex != rs[j].CreateIndex {
+			return rs[i].CreateIndex < rs[j].CreateIndex
+		}
+		return rs[i].ID < rs[j].ID
+	})
+}
+
+// Node returns a node, or nil.
+func (s *Snapshot) Node(id string) *protocol.Node {
+	raw := s.first(tableNodes, "id", id)
+	if raw == nil {
+		return nil
+	}
+	return raw.(*protocol.Node)
+}
+
+// Nodes returns every node by id.
+func (s *Snapshot) Nodes() []*protocol.Node {
+	return list[protocol.Node](s, tableNodes, "id")
+}
+
+// Credential returns the owner of a secret's hash, or nil.
+func (s *Snapshot) Credential(hash string) *Credential {
+	raw := s.first(tableCredentials, "id", hash)
+	if raw == nil {
+		return nil
+	}
+	return raw.(*Credential)
+}
+
+// Token returns a token by id, or nil.
+func (s *Snapshot) Token(id string) *protocol.Token {
+	raw := s.first(tableTokens, "id", id)
+	if raw == nil {
+		return nil
+	}
+	return raw.(*protocol.Token)
+}
+
+// Tokens returns every token.
+func (s *Snapshot) Tokens() []*protocol.Token {
+	return list[protocol.Token](s, tableTokens, "id")
+}
+
+// Meta returns a meta row, or nil.
+func (s *Snapshot) Meta(key string) *Meta {
+	raw := s.first(tableMeta, "id", key)
+	if raw == nil {
+		return nil
+	}
+	return raw.(*Meta)
+}
+
+// Events returns an instance's events, oldest first.
+func (s *Snapshot) Events(instanceID string) []*protocol.Event {
+	tenant, name, _ := strings.Cut(instanceID, "/")
+	out := list[protocol.Event](s, tableEvents, "instance", tenant, name)
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// AuditFilter selects audit records.
+type AuditFilter struct {
+	Tenant string
+	Since  int64 // unix nanoseconds; 0 for all
+	Limit  int
+}
+
+// Audit returns audit records, oldest first.
+func (s *Snapshot) Audit(f AuditFilter) []*protocol.AuditRecord {
+	var all []*protocol.AuditRecord
+	if f.Tenant != "" {
+		all = list[protocol.AuditRecord](s, tableAudit, "tenant", f.Tenant)
+	} else {
+		all = list[protocol.AuditRecord](s, tableAudit, "id")
+	}
+	out := all[:0:0]
+	for _, r := range all {
+		if f.Since != 0 && r.Time.UnixNano() < f.Since {
+			continue
+		}
+		out = append(out, r)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	if f.Limit > 0 && len(out) > f.Limit {
+		out = out[len(out)-f.Limit:]
+	}
+	return out
+}
+
+// Evals returns the pending evaluations, oldest trigger first.
+func (s *Snapshot) Evals() []*Eval {
+	out := list[Eval](s, tableEvals, "id")
+	sort.Slice(out, func(i, j int) bool { return out[i].Index < out[j].Index })
+	return out
+}
+
+// Eval returns an instance's pending evaluation, or nil.
+func (s *Snapshot) Eval(instanceID string) *Eval {
+	raw := s.first(tableEvals, "id", instanceID)
+	if raw == nil {
+		return nil
+	}
+	return raw.(*Eval)
+}
+
+// Servers returns the servers' recorded addresses.
+func (s *Snapshot) Servers() []*protocol.Member {
+	return list[protocol.Member](s, tableServers, "id")
+}
+
+// Server returns a server's recorded addresses, or nil.
+func (s *Snapshot) Server(id string) *protocol.Member {
+	raw := s.first(tableServers, "id", id)
+	if raw == nil {
+		return nil
+	}
+	return raw.(*protocol.Member)
+}
+
+// InstanceStatus derives an instance's status from its replicas.
+func (s *Snapshot) InstanceStatus(in *protocol.Instance) *protocol.InstanceStatus {
+	st := &protocol.InstanceStatus{Deployment: in.Deployment}
+	desired := in.Replicas
+	if in.Stopped {
+		desired = 0
+	}
+	st.Replicas.Desired = desired
+	for _, r := range s.Replicas(in.ID) {
+		if r.Desired != protocol.DesiredRun {
+			continue
+		}
+		switch r.State {
+		case protocol.ReplicaPending, protocol.ReplicaStarting:
+			st.Replicas.Pending++
+		case protocol.ReplicaRunning, protocol.ReplicaUnhealthy:
+			st.Replicas.Running++
+		case protocol.ReplicaHealthy:
+			st.Replicas.Running++
+			st.Replicas.Healthy++
+		case protocol.ReplicaFailed, protocol.ReplicaLost:
+			st.Replicas.Failed++
+		}
+	}
+	switch {
+	case in.Stopped && st.Replicas.Running == 0:
+		st.State = protocol.InstanceStopped
+	case in.Deployment != nil && in.Deployment.State == protocol.DeploymentRunning:
+		st.State = protocol.InstanceDeploying
+	case desired > 0 && st.Replicas.Healthy >= desired:
+		st.State = protocol.InstanceRunning
+	case desired == 0:
+		st.State = protocol.InstanceStopped
+	case st.Replicas.Healthy == 0 && st.Replicas.Failed > 0 && st.Replicas.Pending == 0 && st.Replicas.Running == 0:
+		st.State = protocol.InstanceFailed
+	default:
+		st.State = protocol.InstanceDegraded
+	}
+	return st
+}
