@@ -19,6 +19,7 @@ import (
 	"github.com/drover-dev/drover/protocol"
 	"github.com/drover-dev/drover/server/api"
 	"github.com/drover-dev/drover/server/cluster"
+	"github.com/drover-dev/drover/server/gateway"
 	"github.com/drover-dev/drover/server/state"
 )
 
@@ -39,6 +40,15 @@ type Config struct {
 	LeaderLeaseTimeout time.Duration
 	SnapshotThreshold  uint64
 
+	// AgentJoinToken lets agents register; RequireJoinToken refuses agents
+	// when none is set (ACLs on).
+	AgentJoinToken   string
+	RequireJoinToken bool
+	// HeartbeatTTL is the shortest time a silent node stays up; it grows
+	// with the fleet. HeartbeatGrace is added after a leader change.
+	HeartbeatTTL   time.Duration
+	HeartbeatGrace time.Duration
+
 	TLS *tls.Config // serve HTTPS when set
 
 	Logger hclog.Logger
@@ -52,6 +62,7 @@ type Server struct {
 	fsm     *state.FSM
 	cluster *cluster.Cluster
 	api     *api.API
+	gateway *gateway.Gateway
 	http    *http.Server
 	ln      net.Listener
 
@@ -112,9 +123,17 @@ func New(cfg Config) (*Server, error) {
 	if cfg.TLS != nil {
 		scheme = "https"
 	}
+	s.gateway = gateway.New(gateway.Config{
+		Cluster: s.cluster, Store: s.store, Logger: cfg.Logger,
+		JoinToken: cfg.AgentJoinToken, RequireJoinToken: cfg.RequireJoinToken,
+		MinTTL: cfg.HeartbeatTTL, Grace: cfg.HeartbeatGrace,
+	})
 	s.api = api.New(api.Config{
 		Cluster: s.cluster, Store: s.store, Logger: cfg.Logger, Scheme: scheme,
-		Ready: s.ready.Load,
+		Ready: s.ready.Load, Logs: s.gateway,
+		Mount: func(mux *http.ServeMux) {
+			mux.Handle("GET /v1/agent/connect", s.gateway)
+		},
 	})
 	s.http = &http.Server{Handler: s.api, TLSConfig: cfg.TLS, ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: cfg.Logger.Named("http").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true})}
@@ -253,7 +272,13 @@ func (s *Server) leaderDuties(ctx context.Context) {
 	}
 	s.ready.Store(true)
 	s.establish(ctx)
-	<-ctx.Done()
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		s.gateway.Lead(ctx)
+	}()
+	wg.Wait()
 }
 
 // DefaultEnvironments exist in every cluster; operators add others.

@@ -14,6 +14,7 @@ import (
 	"github.com/drover-dev/drover/internal/logging"
 	"github.com/drover-dev/drover/server"
 	"github.com/drover-dev/drover/server/cluster"
+	"github.com/drover-dev/drover/server/gateway"
 )
 
 type serverFlags struct {
@@ -36,6 +37,8 @@ type serverFlags struct {
 	election        time.Duration
 	leaderLease     time.Duration
 	snapshotThresh  uint64
+	heartbeatTTL    time.Duration
+	heartbeatGrace  time.Duration
 }
 
 func newServerCmd() *cobra.Command {
@@ -74,6 +77,8 @@ func newServerCmd() *cobra.Command {
 	fs.DurationVar(&f.election, "raft-election-timeout", cluster.DefaultElectionTimeout, "Raft election timeout")
 	fs.DurationVar(&f.leaderLease, "raft-leader-lease-timeout", cluster.DefaultLeaderLeaseTimeout, "Raft leader lease timeout")
 	fs.Uint64Var(&f.snapshotThresh, "raft-snapshot-threshold", cluster.DefaultSnapshotThreshold, "log entries between Raft snapshots")
+	fs.DurationVar(&f.heartbeatTTL, "heartbeat-ttl", gateway.DefaultMinTTL, "time a silent agent's node stays up (grows with the fleet)")
+	fs.DurationVar(&f.heartbeatGrace, "heartbeat-grace", gateway.DefaultGrace, "extra time agents get to reconnect after a leader change")
 	return cmd
 }
 
@@ -90,6 +95,8 @@ func runServer(ctx context.Context, f serverFlags) error {
 		BootstrapExpect: f.bootstrapExpect, Join: f.join,
 		HeartbeatTimeout: f.heartbeat, ElectionTimeout: f.election, LeaderLeaseTimeout: f.leaderLease,
 		SnapshotThreshold: f.snapshotThresh, Logger: logger,
+		AgentJoinToken: f.agentJoinToken, RequireJoinToken: f.acl,
+		HeartbeatTTL: f.heartbeatTTL, HeartbeatGrace: f.heartbeatGrace,
 	})
 	if err != nil {
 		return err
@@ -105,7 +112,12 @@ func waitForSignal(ctx context.Context) {
 	if ctx == nil {
 		ctx = context.Background()
 	}
-	ctx, stop := signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
+	ctx, stop := signalContext(ctx)
 	defer stop()
 	<-ctx.Done()
+}
+
+// signalContext ends on SIGINT or SIGTERM.
+func signalContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(ctx, os.Interrupt, syscall.SIGTERM)
 }

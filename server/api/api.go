@@ -7,7 +7,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"net/http/httputil"
@@ -46,6 +45,8 @@ type Config struct {
 	Scheme string
 	// Transport for forwarded requests; http.DefaultTransport when nil.
 	Transport http.RoundTripper
+	// Logs streams replica output from agents.
+	Logs LogStreamer
 	// Extra routes (the agent gateway, the console) mounted on the same mux.
 	Mount func(mux *http.ServeMux)
 }
@@ -347,5 +348,3 @@ func identityFrom(r *http.Request) identity {
 	}
 	return identity{Role: protocol.RoleManagement}
 }
-
-var _ = fmt.Sprintf

@@ -42,6 +42,8 @@ func (a *API) routes() {
 	a.handle("GET /v1/tenants/{tenant}/instances/{name}/replicas", read, a.listReplicas)
 	a.handle("GET /v1/tenants/{tenant}/instances/{name}/events", read, a.listEvents)
 
+	a.handle("GET /v1/tenants/{tenant}/instances/{name}/logs", read, a.logs)
+
 	a.handle("GET /v1/nodes", read, a.listNodes)
 	a.handle("GET /v1/nodes/{id}", read, a.getNode)
 	a.handle("POST /v1/nodes/{id}/drain", write, a.drainNode)

@@ -1,0 +1,351 @@
+// Package agent wires a Drover agent together: its record on disk, the
+// process driver, the connection to the servers, and one supervisor per
+// replica that makes the node's processes match what the servers assign.
+// An agent never stops instances by exiting: replicas keep running and the
+// next agent re-adopts them.
+package agent
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/drover-dev/drover/agent/conn"
+	"github.com/drover-dev/drover/agent/driver"
+	"github.com/drover-dev/drover/agent/store"
+	"github.com/drover-dev/drover/internal/buildinfo"
+	"github.com/drover-dev/drover/protocol"
+)
+
+// Config configures an agent. Zero values take defaults.
+type Config struct {
+	Servers   []string
+	JoinToken string
+	DataDir   string
+	Name      string // the hostname when empty
+	Region    string
+	Labels    map[string]string
+	PortRange protocol.PortRange // 20000-32000 when zero
+	TLS       *tls.Config
+	Logger    hclog.Logger
+	// CgroupParent names the cgroup holding the replicas' cgroups.
+	CgroupParent string
+}
+
+// Default port range handed out to replicas.
+const (
+	DefaultPortLo = 20000
+	DefaultPortHi = 32000
+)
+
+// Agent runs one node's replicas.
+type Agent struct {
+	cfg    Config
+	logger hclog.Logger
+	store  *store.Store
+	driver *driver.Driver
+	client *conn.Client
+
+	mu       sync.Mutex
+	replicas map[string]*replica
+	gen      uint64
+	ctx      context.Context
+	wg       sync.WaitGroup
+}
+
+// New opens the agent's record and re-adopts the replicas an earlier agent
+// left running. Run connects it.
+func New(cfg Config) (*Agent, error) {
+	if cfg.DataDir == "" {
+		return nil, errors.New("data-dir is required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = hclog.NewNullLogger()
+	}
+	if cfg.Name == "" {
+		cfg.Name, _ = os.Hostname()
+	}
+	if cfg.PortRange == (protocol.PortRange{}) {
+		cfg.PortRange = protocol.PortRange{Lo: DefaultPortLo, Hi: DefaultPortHi}
+	}
+	if cfg.PortRange.Lo < 1 || cfg.PortRange.Hi > 65535 || cfg.PortRange.Lo > cfg.PortRange.Hi {
+		return nil, fmt.Errorf("port-range: %d-%d is not a range within 1-65535", cfg.PortRange.Lo, cfg.PortRange.Hi)
+	}
+	a := &Agent{cfg: cfg, logger: cfg.Logger.Named("agent"), replicas: map[string]*replica{}}
+	var err error
+	if a.store, err = store.Open(filepath.Join(cfg.DataDir, "agent.db")); err != nil {
+		return nil, err
+	}
+	if a.driver, err = driver.New(driver.Config{Logger: cfg.Logger, CgroupParent: cfg.CgroupParent}); err != nil {
+		a.store.Close()
+		return nil, err
+	}
+	if caps := a.driver.Capabilities(); caps.Reason != "" {
+		a.logger.Warn("resource limits cannot all be enforced on this host", "reason", caps.Reason)
+	}
+	a.client, err = conn.New(conn.Config{Servers: cfg.Servers, Hello: a.hello, Handler: handler{a}, TLS: cfg.TLS, Logger: cfg.Logger})
+	if err != nil {
+		a.store.Close()
+		return nil, err
+	}
+	return a, nil
+}
+
+// Run connects to the servers and supervises replicas until ctx ends. It
+// leaves the replicas' processes running.
+func (a *Agent) Run(ctx context.Context) error {
+	a.mu.Lock()
+	a.ctx = ctx
+	a.mu.Unlock()
+	if err := a.recover(); err != nil {
+		return err
+	}
+	err := a.client.Run(ctx)
+	a.wg.Wait()
+	if cerr := a.store.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// recover restarts supervision of the replicas in the record.
+func (a *Agent) recover() error {
+	recs, err := a.store.ListReplicas()
+	if err != nil {
+		return err
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, rec := range recs {
+		var spec protocol.AssignedReplica
+		if err := json.Unmarshal(rec.Spec, &spec); err != nil || spec.ID == "" {
+			a.logger.Warn("dropping unreadable replica record", "replica", rec.ID, "error", err)
+			_ = a.store.DeleteReplica(rec.ID)
+			continue
+		}
+		r := newReplica(a, spec, rec.Ports)
+		r.restarts, r.state = rec.Restarts, rec.State
+		if rec.PID > 0 {
+			r.adopt = &driver.Handle{PID: rec.PID, StartTime: rec.StartTime}
+		}
+		if rec.State == protocol.ReplicaStopped || rec.State == protocol.ReplicaFailed && rec.PID == 0 {
+			r.adopt = nil
+		}
+		a.replicas[spec.ID] = r
+		a.startLocked(r)
+	}
+	return nil
+}
+
+func (a *Agent) startLocked(r *replica) {
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		r.run(a.ctx)
+		a.finished(r)
+	}()
+}
+
+// finished forgets a replica the server stopped.
+func (a *Agent) finished(r *replica) {
+	select {
+	case <-r.stopCh:
+	default:
+		return // the agent is exiting: keep the record for the next one
+	}
+	a.mu.Lock()
+	if a.replicas[r.spec.ID] == r {
+		delete(a.replicas, r.spec.ID)
+	}
+	a.mu.Unlock()
+	if err := a.store.DeleteReplica(r.spec.ID); err != nil {
+		a.logger.Warn("forget replica", "replica", r.spec.ID, "error", err)
+	}
+}
+
+// assign makes the node's replicas match the desired set.
+func (a *Agent) assign(as protocol.Assign) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.ctx == nil || a.ctx.Err() != nil {
+		return
+	}
+	want := map[string]bool{}
+	for _, spec := range as.Replicas {
+		want[spec.ID] = true
+		if _, ok := a.replicas[spec.ID]; ok {
+			continue
+		}
+		ports, err := a.allocatePortsLocked(spec)
+		r := newReplica(a, spec, ports)
+		a.replicas[spec.ID] = r
+		if err != nil {
+			r.state, r.message = protocol.ReplicaFailed, err.Error()
+			r.persist()
+			a.client.Report([]protocol.ReplicaReport{r.report()}, as.Generation)
+			continue
+		}
+		a.logger.Info("starting replica", "replica", spec.ID, "instance", protocol.InstanceID(spec.Tenant, spec.Instance), "version", spec.Version)
+		a.startLocked(r)
+	}
+	for id, r := range a.replicas {
+		if !want[id] {
+			a.logger.Info("stopping replica no longer assigned", "replica", id)
+			r.stop()
+		}
+	}
+	a.gen = as.Generation
+}
+
+// allocatePortsLocked gives each named port of a replica a free host port
+// from the range, keeping ports the server already knows for it.
+func (a *Agent) allocatePortsLocked(spec protocol.AssignedReplica) (map[string]int, error) {
+	used := map[int]bool{}
+	for _, r := range a.replicas {
+		for _, p := range r.ports {
+			used[p] = true
+		}
+	}
+	ports := map[string]int{}
+	next := a.cfg.PortRange.Lo
+	for _, name := range spec.Spec.Ports {
+		if p, ok := spec.Ports[name]; ok && !used[p] {
+			ports[name], used[p] = p, true
+			continue
+		}
+		for ; next <= a.cfg.PortRange.Hi; next++ {
+			if !used[next] && portFree(next) {
+				break
+			}
+		}
+		if next > a.cfg.PortRange.Hi {
+			return nil, fmt.Errorf("no free port in %d-%d for port %q", a.cfg.PortRange.Lo, a.cfg.PortRange.Hi, name)
+		}
+		ports[name], used[next] = next, true
+		next++
+	}
+	return ports, nil
+}
+
+// portFree reports whether nothing listens on port.
+func portFree(port int) bool {
+	ln, err := net.Listen("tcp", ":"+strconv.Itoa(port))
+	if err != nil {
+		return false
+	}
+	ln.Close()
+	return true
+}
+
+// hello describes this node for a new connection.
+func (a *Agent) hello() protocol.Hello {
+	id, err := a.store.Identity()
+	if err != nil {
+		a.logger.Error("read node identity", "error", err)
+	}
+	facts, res := hostFacts(a.cfg.DataDir, a.driver.Capabilities())
+	h := protocol.Hello{
+		ProtocolVersion: protocol.AgentProtocolVersion, NodeID: id.NodeID, NodeSecret: id.Secret,
+		Name: a.cfg.Name, Version: buildinfo.Version, Region: a.cfg.Region, Labels: a.cfg.Labels,
+		Resources: res, Facts: facts, PortRange: a.cfg.PortRange,
+	}
+	if id.Secret == "" {
+		h.JoinToken = a.cfg.JoinToken
+	}
+	a.mu.Lock()
+	for _, r := range a.replicas {
+		h.Replicas = append(h.Replicas, r.report())
+	}
+	a.mu.Unlock()
+	return h
+}
+
+// handler adapts the agent to conn.Handler.
+type handler struct{ a *Agent }
+
+func (h handler) Welcome(w protocol.Welcome) {
+	if w.NodeSecret == "" {
+		return
+	}
+	if err := h.a.store.SetIdentity(store.Identity{NodeID: w.NodeID, Secret: w.NodeSecret}); err != nil {
+		h.a.logger.Error("record node identity", "error", err)
+		return
+	}
+	h.a.logger.Info("registered with the cluster", "node", w.NodeID)
+}
+
+func (h handler) Assign(as protocol.Assign) { h.a.assign(as) }
+
+func (h handler) Logs(ctx context.Context, req protocol.LogRequest, send func(protocol.LogData) error) {
+	h.a.streamLogs(ctx, req, send)
+}
+
+// streamLogs sends a replica's output: the last lines of stdout and stderr,
+// then, when following, what both files get until ctx ends.
+func (a *Agent) streamLogs(ctx context.Context, req protocol.LogRequest, send func(protocol.LogData) error) {
+	a.mu.Lock()
+	r := a.replicas[req.Replica]
+	a.mu.Unlock()
+	if r == nil {
+		_ = send(protocol.LogData{Error: "replica " + req.Replica + " is not on this node", EOF: true})
+		return
+	}
+	dir := filepath.Join(r.dir(), "logs")
+	w := &chunkWriter{send: send}
+	offsets := map[string]int64{}
+	for _, f := range []string{driver.StdoutFile, driver.StderrFile} {
+		lines, end, err := driver.Tail(filepath.Join(dir, f), req.Tail)
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			_ = send(protocol.LogData{Error: err.Error(), EOF: true})
+			return
+		}
+		offsets[f] = end
+		for _, l := range lines {
+			if _, err := io.WriteString(w, l+"\n"); err != nil {
+				return
+			}
+		}
+	}
+	if !req.Follow {
+		_ = send(protocol.LogData{EOF: true})
+		return
+	}
+	var wg sync.WaitGroup
+	for _, f := range []string{driver.StdoutFile, driver.StderrFile} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_ = driver.Follow(ctx, filepath.Join(dir, f), offsets[f], w)
+		}()
+	}
+	wg.Wait()
+}
+
+// chunkWriter sends what is written as log chunks, one writer at a time.
+type chunkWriter struct {
+	mu   sync.Mutex
+	send func(protocol.LogData) error
+}
+
+func (w *chunkWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	const max = 64 << 10
+	for off := 0; off < len(p); off += max {
+		end := min(off+max, len(p))
+		if err := w.send(protocol.LogData{Data: string(p[off:end])}); err != nil {
+			return off, err
+		}
+	}
+	return len(p), nil
+}

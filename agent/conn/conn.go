@@ -1,0 +1,493 @@
+// Package conn is the agent's end of the agent channel: it dials a server
+// over WebSocket (outbound only, so hosts behind NAT work), says hello,
+// follows redirects to the leader, notices dead connections with pings,
+// reconnects with jittered backoff, and delivers status reports until the
+// server acknowledges them.
+package conn
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/drover-dev/drover/protocol"
+)
+
+// Timing defaults.
+const (
+	DefaultMinBackoff   = 250 * time.Millisecond
+	DefaultMaxBackoff   = 4 * time.Second
+	DefaultPingInterval = time.Second
+	dialTimeout         = 10 * time.Second
+	writeTimeout        = 10 * time.Second
+	maxRedirects        = 3
+)
+
+// Handler receives what the servers send.
+type Handler interface {
+	// Welcome is called after each accepted hello, before anything else of
+	// that session.
+	Welcome(protocol.Welcome)
+	// Assign delivers the node's whole desired replica set.
+	Assign(protocol.Assign)
+	// Logs asks for a replica's output; the handler sends chunks with send
+	// until done, or stops when ctx ends (the server cancelled, or the
+	// connection ended).
+	Logs(ctx context.Context, req protocol.LogRequest, send func(protocol.LogData) error)
+}
+
+// Config configures a Client.
+type Config struct {
+	// Servers are the servers' addresses (http(s)://host:port or host:port).
+	Servers []string
+	// Hello returns the hello to send on each connection: current facts,
+	// identity and replicas.
+	Hello   func() protocol.Hello
+	Handler Handler
+	// TLS configures https/wss; nil uses the system's roots.
+	TLS    *tls.Config
+	Logger hclog.Logger
+
+	MinBackoff time.Duration
+	MaxBackoff time.Duration
+}
+
+// ErrRefused is returned by a session the server refused (bad credentials).
+var ErrRefused = errors.New("refused by server")
+
+// Client keeps the agent connected.
+type Client struct {
+	cfg    Config
+	logger hclog.Logger
+
+	mu        sync.Mutex
+	servers   []string // configured first, then learned from welcome
+	next      int
+	pending   map[string]*outEntry // unacknowledged reports by replica
+	seq       uint64
+	gen       uint64
+	notify    chan struct{}
+	connected bool
+}
+
+type outEntry struct {
+	report protocol.ReplicaReport
+	sent   uint64 // seq of the status message that carried it; 0 = not sent
+}
+
+// New returns a client; Run connects it.
+func New(cfg Config) (*Client, error) {
+	if len(cfg.Servers) == 0 {
+		return nil, errors.New("servers: at least one server address is required")
+	}
+	if cfg.Hello == nil || cfg.Handler == nil {
+		return nil, errors.New("conn: Hello and Handler are required")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = hclog.NewNullLogger()
+	}
+	if cfg.MinBackoff == 0 {
+		cfg.MinBackoff = DefaultMinBackoff
+	}
+	if cfg.MaxBackoff == 0 {
+		cfg.MaxBackoff = DefaultMaxBackoff
+	}
+	var servers []string
+	for _, s := range cfg.Servers {
+		u, err := normalize(s)
+		if err != nil {
+			return nil, fmt.Errorf("servers: %w", err)
+		}
+		servers = append(servers, u)
+	}
+	return &Client{cfg: cfg, logger: cfg.Logger.Named("conn"), servers: servers,
+		pending: map[string]*outEntry{}, notify: make(chan struct{}, 1)}, nil
+}
+
+// normalize turns a server address into a base URL with http or https.
+func normalize(addr string) (string, error) {
+	if !strings.Contains(addr, "://") {
+		addr = "http://" + addr
+	}
+	u, err := url.Parse(addr)
+	if err != nil || u.Host == "" {
+		return "", fmt.Errorf("%q is not a server address", addr)
+	}
+	switch u.Scheme {
+	case "http", "https":
+	case "ws":
+		u.Scheme = "http"
+	case "wss":
+		u.Scheme = "https"
+	default:
+		return "", fmt.Errorf("%q: scheme must be http or https", addr)
+	}
+	return u.Scheme + "://" + u.Host, nil
+}
+
+// Report queues replica observations; they are sent now if connected, and
+// resent after reconnecting until a server acknowledges them.
+func (c *Client) Report(reports []protocol.ReplicaReport, generation uint64) {
+	c.mu.Lock()
+	for _, r := range reports {
+		c.pending[r.ID] = &outEntry{report: r}
+	}
+	if generation > c.gen {
+		c.gen = generation
+	}
+	c.mu.Unlock()
+	c.poke()
+}
+
+// Connected reports whether a session is up.
+func (c *Client) Connected() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.connected
+}
+
+func (c *Client) poke() {
+	select {
+	case c.notify <- struct{}{}:
+	default:
+	}
+}
+
+// Run keeps a session up until ctx ends.
+func (c *Client) Run(ctx context.Context) error {
+	backoff := c.cfg.MinBackoff
+	redirect := ""
+	redirects := 0
+	for ctx.Err() == nil {
+		target := redirect
+		if target == "" {
+			target = c.pick()
+		}
+		redirect = ""
+		started := time.Now()
+		leader, err := c.session(ctx, target)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if leader != "" && redirects < maxRedirects {
+			redirects++
+			if u, err := normalize(leader); err == nil {
+				redirect = u
+				if c.usesHTTPS() {
+					redirect = "https://" + strings.TrimPrefix(u, "http://")
+				}
+				c.logger.Debug("redirected to the leader", "leader", redirect)
+				continue
+			}
+		}
+		redirects = 0
+		if time.Since(started) > 10*time.Second {
+			backoff = c.cfg.MinBackoff
+		}
+		if errors.Is(err, ErrRefused) {
+			c.logger.Error("server refused this agent; retrying", "server", target, "error", err)
+		} else if err != nil {
+			c.logger.Warn("connection to server ended", "server", target, "error", err)
+		}
+		// Full jitter in [backoff/2, backoff] spreads thousands of agents
+		// reconnecting after a leader change.
+		d := backoff/2 + rand.N(backoff/2+1)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(d):
+		}
+		backoff *= 2
+		if backoff > c.cfg.MaxBackoff {
+			backoff = c.cfg.MaxBackoff
+		}
+	}
+	return nil
+}
+
+func (c *Client) usesHTTPS() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return strings.HasPrefix(c.servers[0], "https://")
+}
+
+// pick returns the next server to dial, round robin.
+func (c *Client) pick() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := c.servers[c.next%len(c.servers)]
+	c.next++
+	return s
+}
+
+// learn adds servers from a welcome to the ones to try.
+func (c *Client) learn(addrs []string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	https := strings.HasPrefix(c.servers[0], "https://")
+	for _, a := range addrs {
+		u, err := normalize(a)
+		if err != nil {
+			continue
+		}
+		if https {
+			u = "https://" + strings.TrimPrefix(u, "http://")
+		}
+		known := false
+		for _, s := range c.servers {
+			known = known || s == u
+		}
+		if !known {
+			c.servers = append(c.servers, u)
+		}
+	}
+}
+
+// serverError is the body of an error message.
+type serverError struct {
+	Code    string            `json:"code"`
+	Message string            `json:"message"`
+	Body    protocol.Redirect `json:"body"`
+}
+
+// session runs one connection. It returns the leader's address when the
+// server redirected there.
+func (c *Client) session(ctx context.Context, base string) (string, error) {
+	dctx, cancel := context.WithTimeout(ctx, dialTimeout)
+	defer cancel()
+	wsURL := "ws" + strings.TrimPrefix(base, "http") + "/v1/agent/connect"
+	opts := &websocket.DialOptions{}
+	if c.cfg.TLS != nil {
+		opts.HTTPClient = &http.Client{Transport: &http.Transport{TLSClientConfig: c.cfg.TLS}}
+	}
+	ws, _, err := websocket.Dial(dctx, wsURL, opts)
+	if err != nil {
+		return "", fmt.Errorf("dial %s: %w", base, err)
+	}
+	defer ws.CloseNow()
+	ws.SetReadLimit(protocol.MaxFrameBytes)
+
+	if err := write(dctx, ws, protocol.MsgHello, c.cfg.Hello()); err != nil {
+		return "", fmt.Errorf("send hello: %w", err)
+	}
+	env, err := read(dctx, ws)
+	if err != nil {
+		return "", fmt.Errorf("read welcome: %w", err)
+	}
+	switch env.Type {
+	case protocol.MsgWelcome:
+	case protocol.MsgError:
+		var e serverError
+		_ = json.Unmarshal(env.Body, &e)
+		if e.Code == "not_leader" {
+			return e.Body.Leader, fmt.Errorf("%s is not the leader", base)
+		}
+		return "", fmt.Errorf("%w: %s: %s", ErrRefused, e.Code, e.Message)
+	default:
+		return "", fmt.Errorf("expected welcome, got %s", env.Type)
+	}
+	var welcome protocol.Welcome
+	if err := json.Unmarshal(env.Body, &welcome); err != nil {
+		return "", fmt.Errorf("decode welcome: %w", err)
+	}
+	c.learn(welcome.Servers)
+	c.cfg.Handler.Welcome(welcome)
+	c.logger.Info("connected", "server", base, "node", welcome.NodeID)
+
+	interval := welcome.HeartbeatInterval.D()
+	if interval <= 0 {
+		interval = DefaultPingInterval
+	}
+	sctx, stop := context.WithCancel(ctx)
+	defer stop()
+	c.setConnected(true)
+	defer c.setConnected(false)
+	c.resendAll()
+
+	var wg sync.WaitGroup
+	errc := make(chan error, 3)
+	wg.Add(3)
+	go func() { defer wg.Done(); errc <- c.pinger(sctx, ws, interval) }()
+	go func() { defer wg.Done(); errc <- c.sender(sctx, ws) }()
+	go func() { defer wg.Done(); errc <- c.reader(sctx, ws) }()
+	err = <-errc
+	stop()
+	ws.CloseNow()
+	wg.Wait()
+	return "", err
+}
+
+func (c *Client) setConnected(v bool) {
+	c.mu.Lock()
+	c.connected = v
+	c.mu.Unlock()
+}
+
+// resendAll marks every unacknowledged report unsent, for a new session.
+func (c *Client) resendAll() {
+	c.mu.Lock()
+	for _, e := range c.pending {
+		e.sent = 0
+	}
+	c.mu.Unlock()
+	c.poke()
+}
+
+func (c *Client) reader(ctx context.Context, ws *websocket.Conn) error {
+	var logs sync.WaitGroup
+	streams := map[string]context.CancelFunc{}
+	var smu sync.Mutex
+	defer func() {
+		smu.Lock()
+		for _, cancel := range streams {
+			cancel()
+		}
+		smu.Unlock()
+		logs.Wait()
+	}()
+	for {
+		env, err := read(ctx, ws)
+		if err != nil {
+			return err
+		}
+		switch env.Type {
+		case protocol.MsgAssign:
+			var a protocol.Assign
+			if err := json.Unmarshal(env.Body, &a); err != nil {
+				return fmt.Errorf("decode assign: %w", err)
+			}
+			if len(a.Replicas) > protocol.MaxAssignReplicas {
+				return fmt.Errorf("assign with %d replicas over the limit", len(a.Replicas))
+			}
+			c.cfg.Handler.Assign(a)
+		case protocol.MsgAck:
+			var a protocol.Ack
+			if err := json.Unmarshal(env.Body, &a); err == nil {
+				c.ack(a.Seq)
+			}
+		case protocol.MsgLogs:
+			var req protocol.LogRequest
+			if err := json.Unmarshal(env.Body, &req); err != nil {
+				continue
+			}
+			smu.Lock()
+			if req.Cancel {
+				if cancel := streams[req.Stream]; cancel != nil {
+					cancel()
+				}
+				smu.Unlock()
+				continue
+			}
+			lctx, cancel := context.WithCancel(ctx)
+			streams[req.Stream] = cancel
+			smu.Unlock()
+			logs.Add(1)
+			go func() {
+				defer logs.Done()
+				defer func() {
+					smu.Lock()
+					delete(streams, req.Stream)
+					smu.Unlock()
+					cancel()
+				}()
+				c.cfg.Handler.Logs(lctx, req, func(d protocol.LogData) error {
+					d.Stream = req.Stream
+					return write(lctx, ws, protocol.MsgLogData, d)
+				})
+			}()
+		case protocol.MsgError:
+			var e serverError
+			_ = json.Unmarshal(env.Body, &e)
+			return fmt.Errorf("server error %s: %s", e.Code, e.Message)
+		}
+	}
+}
+
+func (c *Client) ack(seq uint64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for id, e := range c.pending {
+		if e.sent != 0 && e.sent <= seq {
+			delete(c.pending, id)
+		}
+	}
+}
+
+// sender sends unsent reports whenever there are some.
+func (c *Client) sender(ctx context.Context, ws *websocket.Conn) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-c.notify:
+		}
+		c.mu.Lock()
+		c.seq++
+		st := protocol.Status{Seq: c.seq, Generation: c.gen}
+		for _, e := range c.pending {
+			if e.sent == 0 {
+				e.sent = c.seq
+				st.Replicas = append(st.Replicas, e.report)
+			}
+		}
+		c.mu.Unlock()
+		if len(st.Replicas) == 0 {
+			continue
+		}
+		if err := write(ctx, ws, protocol.MsgStatus, st); err != nil {
+			return fmt.Errorf("send status: %w", err)
+		}
+	}
+}
+
+// pinger pings the server; a missed pong ends the session, so a connection
+// a proxy silently dropped is noticed within two intervals.
+func (c *Client) pinger(ctx context.Context, ws *websocket.Conn, interval time.Duration) error {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+		}
+		pctx, cancel := context.WithTimeout(ctx, 2*interval)
+		err := ws.Ping(pctx)
+		cancel()
+		if err != nil {
+			return fmt.Errorf("server did not answer ping within %s: %w", 2*interval, err)
+		}
+	}
+}
+
+func write(ctx context.Context, ws *websocket.Conn, typ string, body any) error {
+	b, err := protocol.EncodeMessage(typ, "", body)
+	if err != nil {
+		return err
+	}
+	wctx, cancel := context.WithTimeout(ctx, writeTimeout)
+	defer cancel()
+	return ws.Write(wctx, websocket.MessageText, b)
+}
+
+func read(ctx context.Context, ws *websocket.Conn) (*protocol.Envelope, error) {
+	typ, b, err := ws.Read(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if typ != websocket.MessageText {
+		return nil, errors.New("binary message not expected")
+	}
+	return protocol.DecodeMessage(b)
+}

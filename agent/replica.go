@@ -1,0 +1,340 @@
+package agent
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/drover-dev/drover/agent/driver"
+	"github.com/drover-dev/drover/agent/health"
+	"github.com/drover-dev/drover/agent/store"
+	"github.com/drover-dev/drover/protocol"
+)
+
+// maxRestartDelay caps the restart backoff.
+const maxRestartDelay = time.Minute
+
+// replica supervises one assigned replica on this node: it starts (or
+// re-adopts) the process, health-checks it, restarts it per its policy and
+// reports every change.
+type replica struct {
+	a     *Agent
+	spec  protocol.AssignedReplica
+	ports map[string]int
+	// adopt is the process an earlier agent started, to recover instead of
+	// starting a new one.
+	adopt *driver.Handle
+
+	mu        sync.Mutex
+	state     string
+	health    string
+	message   string
+	restarts  int
+	startedAt time.Time
+	exits     []time.Time // failures within the restart window
+	proc      *driver.Process
+
+	stopOnce sync.Once
+	stopCh   chan struct{} // closed when the server no longer wants it
+	done     chan struct{}
+}
+
+func newReplica(a *Agent, spec protocol.AssignedReplica, ports map[string]int) *replica {
+	return &replica{a: a, spec: spec, ports: ports, state: protocol.ReplicaPending,
+		stopCh: make(chan struct{}), done: make(chan struct{})}
+}
+
+// stop asks the replica to stop; run then stops the process.
+func (r *replica) stop() { r.stopOnce.Do(func() { close(r.stopCh) }) }
+
+func (r *replica) dir() string { return filepath.Join(r.a.cfg.DataDir, "replicas", r.spec.ID) }
+
+func (r *replica) task() driver.Task {
+	env := environment(&r.spec, r.ports)
+	spec := r.spec.Spec
+	t := driver.Task{
+		ID: r.spec.ID, Argv: expand(spec.Command, env), Env: envList(env),
+		Dir: filepath.Join(r.dir(), "work"), LogDir: filepath.Join(r.dir(), "logs"),
+		User: spec.User, StopSignal: signal(spec.Stop.Signal), StopTimeout: spec.Stop.Timeout.D(),
+	}
+	caps := r.a.driver.Capabilities()
+	if caps.Memory {
+		t.MemoryMB = spec.Resources.MemoryMB
+	}
+	if caps.CPU {
+		t.CPUMillis = spec.Resources.CPUMillis
+	}
+	return t
+}
+
+// limitsNote says when the node cannot enforce what the spec asks for.
+func (r *replica) limitsNote() string {
+	caps := r.a.driver.Capabilities()
+	res := r.spec.Spec.Resources
+	if res.MemoryMB > 0 && !caps.Memory || res.CPUMillis > 0 && !caps.CPU {
+		return "resource limits not enforced on this node: " + caps.Reason
+	}
+	return ""
+}
+
+func signal(name string) syscall.Signal {
+	switch name {
+	case "SIGINT":
+		return syscall.SIGINT
+	case "SIGQUIT":
+		return syscall.SIGQUIT
+	case "SIGHUP":
+		return syscall.SIGHUP
+	case "SIGUSR1":
+		return syscall.SIGUSR1
+	case "SIGUSR2":
+		return syscall.SIGUSR2
+	case "SIGKILL":
+		return syscall.SIGKILL
+	}
+	return syscall.SIGTERM
+}
+
+// set changes the observed state and reports it.
+func (r *replica) set(state, health, message string) {
+	r.mu.Lock()
+	r.state, r.health, r.message = state, health, message
+	r.mu.Unlock()
+	r.persist()
+	r.a.client.Report([]protocol.ReplicaReport{r.report()}, 0)
+}
+
+func (r *replica) report() protocol.ReplicaReport {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return protocol.ReplicaReport{ID: r.spec.ID, State: r.state, Health: r.health, Ports: r.ports,
+		Restarts: r.restarts, StartedAt: r.startedAt, Message: truncate(r.message, protocol.MaxMessageBytes)}
+}
+
+func (r *replica) persist() {
+	spec, _ := json.Marshal(r.spec)
+	r.mu.Lock()
+	rec := store.Replica{ID: r.spec.ID, Restarts: r.restarts, Ports: r.ports, Spec: spec, State: r.state, UpdatedAt: time.Now()}
+	if r.proc != nil {
+		h := r.proc.Handle()
+		rec.PID, rec.StartTime = h.PID, h.StartTime
+	}
+	r.mu.Unlock()
+	if err := r.a.store.PutReplica(rec); err != nil {
+		r.a.logger.Error("record replica", "replica", r.spec.ID, "error", err)
+	}
+}
+
+// run supervises the replica until the server stops it (the process is
+// stopped) or the agent exits (the process keeps running).
+func (r *replica) run(ctx context.Context) {
+	defer close(r.done)
+	for {
+		proc, err := r.startOrAdopt()
+		var res driver.ExitResult
+		if err != nil {
+			res = driver.ExitResult{ExitCode: -1, Err: err}
+		} else {
+			var stopped bool
+			res, stopped = r.supervise(ctx, proc)
+			if stopped || ctx.Err() != nil {
+				return
+			}
+		}
+		if !r.restartAfter(ctx, res) {
+			return
+		}
+	}
+}
+
+// startOrAdopt starts the process, or recovers the one an earlier agent
+// left running.
+func (r *replica) startOrAdopt() (*driver.Process, error) {
+	t := r.task()
+	if r.adopt != nil {
+		h := *r.adopt
+		r.adopt = nil
+		p, err := r.a.driver.Recover(t, h)
+		if err == nil {
+			r.a.logger.Info("re-adopted replica process", "replica", r.spec.ID, "pid", h.PID)
+			r.mu.Lock()
+			r.proc = p
+			r.mu.Unlock()
+			return p, nil
+		}
+		if !errors.Is(err, driver.ErrGone) {
+			return nil, err
+		}
+		// It ended while no agent watched: start it again, as a restart.
+		r.mu.Lock()
+		r.restarts++
+		r.mu.Unlock()
+	}
+	r.set(protocol.ReplicaStarting, "", "")
+	p, err := r.a.driver.Start(t)
+	if err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	r.proc = p
+	r.startedAt = time.Now().UTC()
+	r.mu.Unlock()
+	return p, nil
+}
+
+// supervise watches a running process and its health until it exits, the
+// server stops it (stopped is true), or the agent exits.
+func (r *replica) supervise(ctx context.Context, p *driver.Process) (res driver.ExitResult, stopped bool) {
+	mctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() {
+		cancel()
+		wg.Wait()
+	}()
+	note := r.limitsNote()
+	hc := r.spec.Spec.Health
+	if hc == nil || hc.Type == protocol.HealthNone {
+		r.set(protocol.ReplicaHealthy, "healthy", note)
+	} else {
+		r.mu.Lock()
+		adopted := r.state == protocol.ReplicaHealthy || r.state == protocol.ReplicaUnhealthy
+		r.mu.Unlock()
+		if !adopted {
+			r.set(protocol.ReplicaRunning, "unknown", note)
+		}
+		m := health.NewMonitor(r.checker(), health.Config{
+			Interval: hc.Interval.D(), Timeout: hc.Timeout.D(), Grace: hc.Grace.D(),
+			HealthyThreshold: hc.HealthyThreshold, UnhealthyThreshold: hc.UnhealthyThreshold,
+		}, func(t health.Transition) {
+			switch t.To {
+			case health.Healthy:
+				r.set(protocol.ReplicaHealthy, "healthy", note)
+			case health.Unhealthy:
+				msg := "health check failing"
+				if t.Err != nil {
+					msg = "health check: " + t.Err.Error()
+				}
+				r.set(protocol.ReplicaUnhealthy, "unhealthy", msg)
+			}
+		})
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			m.Run(mctx)
+		}()
+	}
+	select {
+	case <-p.Done():
+		return p.Wait(), false
+	case <-r.stopCh:
+		cancel()
+		r.set(protocol.ReplicaStopping, "", "stopping")
+		sctx, scancel := context.WithTimeout(context.Background(), r.spec.Spec.Stop.Timeout.D()+10*time.Second)
+		err := p.Stop(sctx)
+		scancel()
+		msg := "stopped"
+		if err != nil {
+			msg = "stop: " + err.Error()
+		}
+		r.set(protocol.ReplicaStopped, "", msg)
+		return driver.ExitResult{}, true
+	case <-ctx.Done():
+		return driver.ExitResult{}, false
+	}
+}
+
+// restartAfter applies the restart policy to an exit. It reports whether
+// to start the process again.
+func (r *replica) restartAfter(ctx context.Context, res driver.ExitResult) bool {
+	pol := r.spec.Spec.Restart
+	msg := res.String()
+	failed := res.OOMKilled || res.Err != nil || res.ExitCode != 0 || res.Signal != ""
+	switch {
+	case pol.Policy == protocol.RestartNever, pol.Policy == protocol.RestartOnFailure && !failed:
+		state := protocol.ReplicaStopped
+		if failed {
+			state = protocol.ReplicaFailed
+		}
+		r.set(state, "", "exited: "+msg)
+		r.waitStop(ctx)
+		return false
+	}
+	now := time.Now()
+	r.mu.Lock()
+	keep := r.exits[:0]
+	for _, t := range r.exits {
+		if now.Sub(t) < pol.Window.D() {
+			keep = append(keep, t)
+		}
+	}
+	r.exits = append(keep, now)
+	attempts := len(r.exits)
+	r.mu.Unlock()
+	if pol.MaxAttempts > 0 && attempts > pol.MaxAttempts {
+		r.set(protocol.ReplicaFailed, "", fmt.Sprintf("restart policy used up (%d exits in %s); last: %s", attempts, pol.Window, msg))
+		r.waitStop(ctx)
+		return false
+	}
+	delay := pol.Delay.D() << (attempts - 1)
+	if delay > maxRestartDelay || delay < 0 {
+		delay = maxRestartDelay
+	}
+	r.mu.Lock()
+	r.restarts++
+	r.proc = nil
+	r.mu.Unlock()
+	r.set(protocol.ReplicaStarting, "", fmt.Sprintf("%s; restarting in %s", msg, delay))
+	select {
+	case <-ctx.Done():
+		return false
+	case <-r.stopCh:
+		r.set(protocol.ReplicaStopped, "", "stopped")
+		return false
+	case <-time.After(delay):
+		return true
+	}
+}
+
+// waitStop keeps a replica that will not run again until the server stops
+// it, so that its state stays reported.
+func (r *replica) waitStop(ctx context.Context) {
+	select {
+	case <-ctx.Done():
+	case <-r.stopCh:
+		r.mu.Lock()
+		state := r.state
+		r.mu.Unlock()
+		if state != protocol.ReplicaStopped {
+			r.set(protocol.ReplicaStopped, "", "stopped")
+		}
+	}
+}
+
+// checker builds the replica's health check.
+func (r *replica) checker() health.Checker {
+	hc := r.spec.Spec.Health
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(r.ports[hc.Port]))
+	switch hc.Type {
+	case protocol.HealthHTTP:
+		return health.HTTP{URL: "http://" + addr + hc.Path}
+	case protocol.HealthTCP:
+		return health.TCP{Addr: addr}
+	default:
+		env := environment(&r.spec, r.ports)
+		return health.Exec{Argv: expand(hc.Command, env), Env: envList(env), Dir: filepath.Join(r.dir(), "work")}
+	}
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}

@@ -1,0 +1,412 @@
+// Package gateway is the servers' end of the agent channel: the WebSocket
+// endpoint agents dial, their authentication, the level-triggered push of
+// each node's desired replica set, heartbeats tracked in the leader's
+// memory, and status reports batched into Raft commands.
+package gateway
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/drover-dev/drover/protocol"
+	"github.com/drover-dev/drover/server/cluster"
+	"github.com/drover-dev/drover/server/state"
+)
+
+// Defaults of heartbeat timing. A node's TTL grows with the fleet so that
+// the leader handles at most MaxHeartbeatsPerSecond; a small fleet notices
+// a dead host within MinTTL.
+const (
+	DefaultMinTTL                 = 3 * time.Second
+	DefaultGrace                  = 10 * time.Second
+	DefaultMaxHeartbeatsPerSecond = 50
+	helloTimeout                  = 10 * time.Second
+	writeTimeout                  = 10 * time.Second
+)
+
+// Error codes of the agent channel, sent in an error message before closing.
+const (
+	CodeNotLeader = "not_leader"
+)
+
+// Config configures the gateway.
+type Config struct {
+	Cluster *cluster.Cluster
+	Store   *state.Store
+	Logger  hclog.Logger
+	Clock   func() time.Time
+	// JoinToken lets new agents register. Empty means agents register
+	// without one (dev mode, or ACLs off).
+	JoinToken string
+	// RequireJoinToken refuses registration when no join token is set.
+	RequireJoinToken bool
+
+	MinTTL                 time.Duration
+	Grace                  time.Duration
+	MaxHeartbeatsPerSecond int
+}
+
+// Gateway serves agents.
+type Gateway struct {
+	cfg    Config
+	logger hclog.Logger
+
+	mu       sync.Mutex
+	leading  bool
+	sessions map[string]*session // by node id
+	// deadlines are the leader's heartbeat deadlines per node.
+	deadlines map[string]time.Time
+	wake      chan struct{} // wakes the batcher
+
+	batch batcher
+}
+
+// New returns a gateway; it accepts agents while Lead runs.
+func New(cfg Config) *Gateway {
+	if cfg.Logger == nil {
+		cfg.Logger = hclog.NewNullLogger()
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
+	}
+	if cfg.MinTTL == 0 {
+		cfg.MinTTL = DefaultMinTTL
+	}
+	if cfg.Grace == 0 {
+		cfg.Grace = DefaultGrace
+	}
+	if cfg.MaxHeartbeatsPerSecond == 0 {
+		cfg.MaxHeartbeatsPerSecond = DefaultMaxHeartbeatsPerSecond
+	}
+	return &Gateway{cfg: cfg, logger: cfg.Logger.Named("gateway"), sessions: map[string]*session{},
+		deadlines: map[string]time.Time{}, wake: make(chan struct{}, 1)}
+}
+
+// TTL returns how long a node may stay silent before it is marked down,
+// for a fleet of n nodes.
+func (g *Gateway) TTL(n int) time.Duration {
+	ttl := time.Duration(n) * time.Second / time.Duration(g.cfg.MaxHeartbeatsPerSecond) * 3
+	if ttl < g.cfg.MinTTL {
+		ttl = g.cfg.MinTTL
+	}
+	return ttl
+}
+
+// interval is how often each side pings: a third of the TTL, so two lost
+// pings in a row are tolerated.
+func (g *Gateway) interval() time.Duration {
+	return g.TTL(len(g.cfg.Store.Snapshot().Nodes())) / 3
+}
+
+// Lead runs the leader's side of the gateway until ctx ends: heartbeat
+// deadlines, the batcher, and pushing assignments. When it returns, every
+// agent session is closed and agents redial the next leader.
+func (g *Gateway) Lead(ctx context.Context) {
+	now := g.cfg.Clock()
+	snap := g.cfg.Store.Snapshot()
+	grace := g.TTL(len(snap.Nodes())) + g.cfg.Grace
+	g.mu.Lock()
+	g.leading = true
+	g.deadlines = map[string]time.Time{}
+	for _, n := range snap.Nodes() {
+		if n.Status != protocol.NodeDown {
+			g.deadlines[n.ID] = now.Add(grace)
+		}
+	}
+	g.mu.Unlock()
+
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		g.batch.run(ctx, g)
+	}()
+	g.checkHeartbeats(ctx)
+	wg.Wait()
+
+	g.mu.Lock()
+	g.leading = false
+	sessions := make([]*session, 0, len(g.sessions))
+	for _, s := range g.sessions {
+		sessions = append(sessions, s)
+	}
+	g.mu.Unlock()
+	for _, s := range sessions {
+		s.close(websocket.StatusGoingAway, "leadership changed")
+	}
+}
+
+// checkHeartbeats marks nodes down when they miss their deadline.
+func (g *Gateway) checkHeartbeats(ctx context.Context) {
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := g.cfg.Clock()
+		var down []state.NodeStatus
+		g.mu.Lock()
+		for id, d := range g.deadlines {
+			if now.After(d) {
+				down = append(down, state.NodeStatus{ID: id, Up: false})
+				delete(g.deadlines, id)
+			}
+		}
+		g.mu.Unlock()
+		if len(down) == 0 {
+			continue
+		}
+		for _, d := range down {
+			g.logger.Warn("node missed its heartbeat deadline; marking it down", "node", d.ID)
+		}
+		if _, err := g.propose(ctx, state.CmdNodeStatus, state.NodeStatusUpdate{Nodes: down}); err != nil {
+			g.logger.Error("mark nodes down", "error", err)
+		}
+	}
+}
+
+// touch pushes a node's heartbeat deadline forward.
+func (g *Gateway) touch(nodeID string) {
+	ttl := g.TTL(len(g.cfg.Store.Snapshot().Nodes()))
+	g.mu.Lock()
+	if g.leading {
+		g.deadlines[nodeID] = g.cfg.Clock().Add(ttl)
+	}
+	g.mu.Unlock()
+}
+
+func (g *Gateway) propose(ctx context.Context, typ state.CommandType, body any) (uint64, error) {
+	cmd, err := state.Encode(typ, g.cfg.Clock(), body, nil)
+	if err != nil {
+		return 0, err
+	}
+	return g.cfg.Cluster.Apply(ctx, cmd)
+}
+
+// HashSecret is how node secrets and tokens are stored: SHA-256 in hex.
+// Secrets are 256-bit random values, so a plain hash is enough.
+func HashSecret(secret string) string {
+	h := sha256.Sum256([]byte(secret))
+	return hex.EncodeToString(h[:])
+}
+
+// NewSecret returns a random 256-bit secret in hex.
+func NewSecret() string {
+	var b [32]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err)
+	}
+	return hex.EncodeToString(b[:])
+}
+
+// ServeHTTP accepts an agent's WebSocket (GET /v1/agent/connect).
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	c, err := websocket.Accept(w, r, nil)
+	if err != nil {
+		g.logger.Warn("agent websocket handshake failed", "remote", r.RemoteAddr, "error", err)
+		return
+	}
+	c.SetReadLimit(protocol.MaxFrameBytes)
+	ctx := r.Context()
+	hctx, cancel := context.WithTimeout(ctx, helloTimeout)
+	env, err := readMessage(hctx, c)
+	cancel()
+	if err != nil {
+		g.logger.Warn("agent sent no valid hello", "remote", r.RemoteAddr, "error", err)
+		c.Close(websocket.StatusPolicyViolation, "hello expected")
+		return
+	}
+	if env.Type != protocol.MsgHello {
+		g.refuse(ctx, c, r, "invalid_argument", "first message must be hello, got "+env.Type)
+		return
+	}
+	var hello protocol.Hello
+	if err := decodeBody(env, &hello); err != nil {
+		g.refuse(ctx, c, r, "invalid_argument", err.Error())
+		return
+	}
+	if hello.ProtocolVersion != protocol.AgentProtocolVersion {
+		g.refuse(ctx, c, r, "invalid_argument", fmt.Sprintf("protocol version %d not supported; this server speaks %d", hello.ProtocolVersion, protocol.AgentProtocolVersion))
+		return
+	}
+	if !g.isLeading() {
+		g.redirect(ctx, c)
+		return
+	}
+	node, secret, err := g.register(ctx, &hello, r)
+	if err != nil {
+		e := protocol.AsError(err)
+		if errors.Is(err, cluster.ErrNotLeader) {
+			g.redirect(ctx, c)
+			return
+		}
+		g.refuse(ctx, c, r, string(e.Code), e.Message)
+		return
+	}
+	s := newSession(g, c, node, r.RemoteAddr)
+	if !g.addSession(s) {
+		g.redirect(ctx, c)
+		return
+	}
+	defer g.removeSession(s)
+	g.logger.Info("agent connected", "node", node.ID, "name", node.Name, "remote", r.RemoteAddr)
+	s.run(ctx, secret)
+	g.logger.Info("agent disconnected", "node", node.ID, "name", node.Name)
+}
+
+func (g *Gateway) isLeading() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.leading
+}
+
+func (g *Gateway) addSession(s *session) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if !g.leading {
+		return false
+	}
+	if old := g.sessions[s.node]; old != nil {
+		go old.close(websocket.StatusPolicyViolation, "replaced by a newer connection of the same node")
+	}
+	g.sessions[s.node] = s
+	return true
+}
+
+func (g *Gateway) removeSession(s *session) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.sessions[s.node] == s {
+		delete(g.sessions, s.node)
+	}
+}
+
+func (g *Gateway) session(node string) *session {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.sessions[node]
+}
+
+// CloseNode ends the session of a node (after its secret is revoked).
+func (g *Gateway) CloseNode(node string) {
+	if s := g.session(node); s != nil {
+		s.close(websocket.StatusPolicyViolation, "node revoked")
+	}
+}
+
+func (g *Gateway) redirect(ctx context.Context, c *websocket.Conn) {
+	leader := ""
+	if id, _ := g.cfg.Cluster.Leader(); id != "" {
+		if m := g.cfg.Store.Snapshot().Server(id); m != nil {
+			leader = m.HTTPAddr
+		}
+	}
+	sendError(ctx, c, CodeNotLeader, "this server is not the leader", protocol.Redirect{Leader: leader})
+	c.Close(websocket.StatusTryAgainLater, "not the leader")
+}
+
+func (g *Gateway) refuse(ctx context.Context, c *websocket.Conn, r *http.Request, code, msg string) {
+	g.logger.Warn("agent refused", "remote", r.RemoteAddr, "code", code, "reason", msg)
+	sendError(ctx, c, code, msg, nil)
+	c.Close(websocket.StatusPolicyViolation, truncate(msg, 120))
+}
+
+// register authenticates a hello and records the node. It returns the node
+// and, for a node registering for the first time, its new secret.
+func (g *Gateway) register(ctx context.Context, h *protocol.Hello, r *http.Request) (*protocol.Node, string, error) {
+	if err := validateHello(h); err != nil {
+		return nil, "", err
+	}
+	snap := g.cfg.Store.Snapshot()
+	var secret, hash string
+	id := h.NodeID
+	switch {
+	case h.NodeID != "" && h.NodeSecret != "":
+		cred := snap.Credential(HashSecret(h.NodeSecret))
+		n := snap.Node(h.NodeID)
+		if cred == nil || cred.Kind != state.CredentialNode || cred.Owner != h.NodeID || n == nil || n.Revoked {
+			return nil, "", protocol.Errorf(protocol.CodeUnauthenticated, "node %s: unknown or revoked node secret", h.NodeID)
+		}
+	case h.JoinToken != "" || !g.cfg.RequireJoinToken && g.cfg.JoinToken == "":
+		if g.cfg.JoinToken != "" && subtle.ConstantTimeCompare([]byte(h.JoinToken), []byte(g.cfg.JoinToken)) != 1 {
+			return nil, "", protocol.Errorf(protocol.CodeUnauthenticated, "invalid join token")
+		}
+		if g.cfg.JoinToken == "" && g.cfg.RequireJoinToken {
+			return nil, "", protocol.Errorf(protocol.CodeUnauthenticated, "this cluster has no agent join token set")
+		}
+		id = cluster.NewID()
+		secret = NewSecret()
+		hash = HashSecret(secret)
+	default:
+		return nil, "", protocol.Errorf(protocol.CodeUnauthenticated, "a join token or a node secret is required")
+	}
+	n := protocol.Node{
+		ID: id, Name: h.Name, Region: h.Region, Labels: h.Labels,
+		Resources: h.Resources, Facts: h.Facts, PortRange: h.PortRange,
+	}
+	n.Facts.AgentVersion = h.Version
+	if _, err := g.propose(ctx, state.CmdNodeRegister, state.NodeRegister{Node: n, SecretHash: hash}); err != nil {
+		return nil, "", err
+	}
+	g.touch(id)
+	// The agent's replicas as it sees them on connect are its first report.
+	if len(h.Replicas) > 0 {
+		g.batch.add(id, h.Replicas, nil)
+		g.kick()
+	}
+	return g.cfg.Store.Snapshot().Node(id), secret, nil
+}
+
+func validateHello(h *protocol.Hello) error {
+	if h.Name == "" || len(h.Name) > 253 {
+		return protocol.FieldError("name", "must be 1 to 253 characters")
+	}
+	if h.Region != "" {
+		if err := protocol.ValidateName("region", h.Region); err != nil {
+			return err
+		}
+	}
+	if err := protocol.ValidateLabels("labels", h.Labels); err != nil {
+		return err
+	}
+	if h.PortRange.Lo < 1 || h.PortRange.Hi > 65535 || h.PortRange.Lo > h.PortRange.Hi {
+		return protocol.FieldError("port_range", "must be within 1-65535, lo <= hi")
+	}
+	if len(h.Replicas) > protocol.MaxReportsPerStatus {
+		return protocol.FieldError("replicas", "too many")
+	}
+	for i := range h.Replicas {
+		if err := h.Replicas[i].Validate(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (g *Gateway) kick() {
+	select {
+	case g.wake <- struct{}{}:
+	default:
+	}
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}

@@ -1,0 +1,59 @@
+package gateway
+
+import (
+	"context"
+	"io"
+
+	"github.com/drover-dev/drover/protocol"
+)
+
+// StreamLogs asks a node's agent for a replica's output and copies it to w,
+// calling flush after each chunk, until the agent ends the stream or ctx
+// ends.
+func (g *Gateway) StreamLogs(ctx context.Context, node string, req protocol.LogRequest, w io.Writer, flush func()) error {
+	s := g.session(node)
+	if s == nil {
+		return protocol.Errorf(protocol.CodeUnavailable, "node %s is not connected; its logs cannot be read now", node)
+	}
+	req.Stream = NewSecret()[:16]
+	ch := s.openLog(req.Stream)
+	defer func() {
+		s.endLog(req.Stream)
+		if ctx.Err() != nil {
+			_ = s.send(protocol.MsgLogs, "", protocol.LogRequest{Stream: req.Stream, Cancel: true})
+		}
+	}()
+	if err := s.send(protocol.MsgLogs, "", req); err != nil {
+		return protocol.Errorf(protocol.CodeUnavailable, "ask node %s for logs: %v", node, err)
+	}
+	wrote := false
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case d, ok := <-ch:
+			if !ok {
+				if wrote {
+					return nil
+				}
+				return protocol.Errorf(protocol.CodeUnavailable, "node %s disconnected", node)
+			}
+			if d.Error != "" {
+				if wrote {
+					return nil
+				}
+				return protocol.Errorf(protocol.CodeNotFound, "%s", d.Error)
+			}
+			if d.Data != "" {
+				if _, err := io.WriteString(w, d.Data); err != nil {
+					return nil
+				}
+				wrote = true
+				flush()
+			}
+			if d.EOF {
+				return nil
+			}
+		}
+	}
+}

@@ -1,0 +1,262 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/drover-dev/drover/protocol"
+	"github.com/drover-dev/drover/server/state"
+)
+
+// session is one connected agent on the leader.
+type session struct {
+	g      *Gateway
+	c      *websocket.Conn
+	node   string
+	remote string
+
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	mu   sync.Mutex
+	logs map[string]chan protocol.LogData // open log streams by id
+}
+
+func newSession(g *Gateway, c *websocket.Conn, node *protocol.Node, remote string) *session {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &session{g: g, c: c, node: node.ID, remote: remote, ctx: ctx, cancel: cancel, logs: map[string]chan protocol.LogData{}}
+}
+
+func (s *session) close(code websocket.StatusCode, reason string) {
+	s.cancel()
+	s.c.Close(code, reason)
+}
+
+// run serves the session until the connection ends.
+func (s *session) run(parent context.Context, secret string) {
+	defer s.cancel()
+	go func() {
+		select {
+		case <-parent.Done():
+			s.cancel()
+		case <-s.ctx.Done():
+		}
+	}()
+	welcome := protocol.Welcome{NodeID: s.node, NodeSecret: secret,
+		HeartbeatInterval: protocol.Duration(s.g.interval()), Servers: s.servers()}
+	if err := s.send(protocol.MsgWelcome, "", welcome); err != nil {
+		s.g.logger.Warn("send welcome", "node", s.node, "error", err)
+		return
+	}
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); s.pushAssignments() }()
+	go func() { defer wg.Done(); s.ping() }()
+	s.read()
+	s.cancel()
+	s.c.CloseNow()
+	wg.Wait()
+	s.mu.Lock()
+	for id, ch := range s.logs {
+		close(ch)
+		delete(s.logs, id)
+	}
+	s.mu.Unlock()
+}
+
+func (s *session) servers() []string {
+	var out []string
+	for _, m := range s.g.cfg.Store.Snapshot().Servers() {
+		out = append(out, m.HTTPAddr)
+	}
+	return out
+}
+
+func (s *session) send(typ, id string, body any) error {
+	b, err := protocol.EncodeMessage(typ, id, body)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(s.ctx, writeTimeout)
+	defer cancel()
+	return s.c.Write(ctx, websocket.MessageText, b)
+}
+
+// read handles the agent's messages until the connection fails.
+func (s *session) read() {
+	for {
+		env, err := readMessage(s.ctx, s.c)
+		if err != nil {
+			if s.ctx.Err() == nil {
+				s.g.logger.Debug("agent read ended", "node", s.node, "error", err)
+			}
+			return
+		}
+		s.g.touch(s.node)
+		switch env.Type {
+		case protocol.MsgStatus:
+			var st protocol.Status
+			if err := decodeBody(env, &st); err == nil {
+				err = st.Validate()
+			}
+			if err != nil {
+				s.g.logger.Warn("invalid status from agent", "node", s.node, "error", err)
+				sendError(s.ctx, s.c, "invalid_argument", err.Error(), nil)
+				return
+			}
+			seq := st.Seq
+			s.g.batch.add(s.node, st.Replicas, func() { _ = s.send(protocol.MsgAck, "", protocol.Ack{Seq: seq}) })
+			s.g.kick()
+		case protocol.MsgLogData:
+			var d protocol.LogData
+			if err := decodeBody(env, &d); err != nil {
+				continue
+			}
+			s.deliverLog(d)
+		case protocol.MsgError:
+			s.g.logger.Warn("agent reported an error", "node", s.node, "body", string(env.Body))
+			return
+		default:
+			s.g.logger.Warn("unexpected message from agent", "node", s.node, "type", env.Type)
+		}
+	}
+}
+
+// ping checks the agent answers; a missed pong ends the session so that a
+// half-open connection is noticed.
+func (s *session) ping() {
+	for {
+		iv := s.g.interval()
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-time.After(iv):
+		}
+		ctx, cancel := context.WithTimeout(s.ctx, 2*iv)
+		err := s.c.Ping(ctx)
+		cancel()
+		if err != nil {
+			if s.ctx.Err() == nil {
+				s.g.logger.Warn("agent did not answer ping; closing", "node", s.node, "error", err)
+				s.c.CloseNow()
+			}
+			return
+		}
+		s.g.touch(s.node)
+	}
+}
+
+// pushAssignments sends the node's whole desired set whenever it changes.
+func (s *session) pushAssignments() {
+	var last []byte
+	var index uint64
+	for s.ctx.Err() == nil {
+		snap := s.g.cfg.Store.Snapshot()
+		a := Desired(snap, s.node)
+		body, _ := json.Marshal(a.Replicas)
+		if !bytes.Equal(body, last) {
+			a.Generation = snap.Index(state.TableReplicas, state.TableInstances)
+			if err := s.send(protocol.MsgAssign, "", a); err != nil {
+				s.c.CloseNow()
+				return
+			}
+			last = body
+		}
+		index = s.g.cfg.Store.Wait(s.ctx, snap.Index(state.TableReplicas, state.TableInstances), state.TableReplicas, state.TableInstances)
+		_ = index
+	}
+}
+
+// Desired returns the replicas a node must run: those placed on it that the
+// scheduler wants running, each with the spec of its version.
+func Desired(snap *state.Snapshot, node string) protocol.Assign {
+	a := protocol.Assign{Replicas: []protocol.AssignedReplica{}}
+	for _, r := range snap.NodeReplicas(node) {
+		if r.Desired != protocol.DesiredRun {
+			continue
+		}
+		id := protocol.InstanceID(r.Tenant, r.Instance)
+		in := snap.Instance(id)
+		v := snap.Version(id, r.Version)
+		if in == nil || v == nil {
+			continue
+		}
+		a.Replicas = append(a.Replicas, protocol.AssignedReplica{
+			ID: r.ID, Tenant: r.Tenant, Instance: r.Instance, Environment: in.Environment,
+			Version: r.Version, Spec: v.Spec, Ports: r.Ports,
+		})
+	}
+	return a
+}
+
+func (s *session) deliverLog(d protocol.LogData) {
+	s.mu.Lock()
+	ch := s.logs[d.Stream]
+	s.mu.Unlock()
+	if ch == nil {
+		return
+	}
+	select {
+	case ch <- d:
+	case <-s.ctx.Done():
+	case <-time.After(5 * time.Second):
+		// a reader that stopped reading loses its stream
+		s.endLog(d.Stream)
+	}
+}
+
+func (s *session) openLog(id string) chan protocol.LogData {
+	ch := make(chan protocol.LogData, 64)
+	s.mu.Lock()
+	s.logs[id] = ch
+	s.mu.Unlock()
+	return ch
+}
+
+func (s *session) endLog(id string) {
+	s.mu.Lock()
+	if ch, ok := s.logs[id]; ok {
+		close(ch)
+		delete(s.logs, id)
+	}
+	s.mu.Unlock()
+}
+
+func readMessage(ctx context.Context, c *websocket.Conn) (*protocol.Envelope, error) {
+	typ, b, err := c.Read(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if typ != websocket.MessageText {
+		return nil, fmt.Errorf("binary message not expected")
+	}
+	return protocol.DecodeMessage(b)
+}
+
+func decodeBody(env *protocol.Envelope, v any) error {
+	if err := json.Unmarshal(env.Body, v); err != nil {
+		return protocol.Errorf(protocol.CodeInvalidArgument, "decode %s: %v", env.Type, err)
+	}
+	return nil
+}
+
+func sendError(ctx context.Context, c *websocket.Conn, code, msg string, body any) {
+	e := struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+		Body    any    `json:"body,omitempty"`
+	}{code, msg, body}
+	b, err := protocol.EncodeMessage(protocol.MsgError, "", e)
+	if err != nil {
+		return
+	}
+	wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	_ = c.Write(wctx, websocket.MessageText, b)
+}
