@@ -349,3 +349,25 @@ func (w *chunkWriter) Write(p []byte) (int, error) {
 	}
 	return len(p), nil
 }
+
+// StopAll stops every replica's process and waits until they are gone. The
+// dev mode uses it on exit; a real agent never does, so that replicas
+// outlive it.
+func (a *Agent) StopAll(ctx context.Context) {
+	a.mu.Lock()
+	rs := make([]*replica, 0, len(a.replicas))
+	for _, r := range a.replicas {
+		rs = append(rs, r)
+	}
+	a.mu.Unlock()
+	for _, r := range rs {
+		r.stop()
+	}
+	for _, r := range rs {
+		select {
+		case <-r.done:
+		case <-ctx.Done():
+			return
+		}
+	}
+}

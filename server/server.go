@@ -19,6 +19,7 @@ import (
 	"github.com/drover-dev/drover/protocol"
 	"github.com/drover-dev/drover/server/api"
 	"github.com/drover-dev/drover/server/cluster"
+	"github.com/drover-dev/drover/server/console"
 	"github.com/drover-dev/drover/server/gateway"
 	"github.com/drover-dev/drover/server/state"
 )
@@ -133,6 +134,7 @@ func New(cfg Config) (*Server, error) {
 		Ready: s.ready.Load, Logs: s.gateway,
 		Mount: func(mux *http.ServeMux) {
 			mux.Handle("GET /v1/agent/connect", s.gateway)
+			mux.Handle("GET /{$}", console.Handler())
 		},
 	})
 	s.http = &http.Server{Handler: s.api, TLSConfig: cfg.TLS, ReadHeaderTimeout: 10 * time.Second,

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -251,15 +252,17 @@ func (cg *cgroup) dir(c string) string {
 }
 
 // start starts a process as os.StartProcess does, in the cgroup.
+// Moving it in after its start is not enough: a cgroup migration takes
+// milliseconds, in which the process runs, allocates and forks outside.
 func (cg *cgroup) start(path string, argv []string, attr *os.ProcAttr) (*os.Process, error) {
 	if cg.version == CgroupV2 {
+		// Linux 5.7 starts it in the cgroup with CLONE_INTO_CGROUP.
 		dir := cg.dirs[""]
 		fd, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 		if err != nil {
 			return nil, fmt.Errorf("open cgroup: %w", err)
 		}
 		defer unix.Close(fd)
-		// Born in the cgroup with clone3's CLONE_INTO_CGROUP.
 		sys := *attr.Sys
 		sys.UseCgroupFD, sys.CgroupFD = true, fd
 		a := *attr
@@ -268,10 +271,14 @@ func (cg *cgroup) start(path string, argv []string, attr *os.ProcAttr) (*os.Proc
 		if !errors.Is(err, unix.ENOSYS) && !errors.Is(err, unix.E2BIG) {
 			return p, err
 		}
-		// Before Linux 5.7: move it in after its start, as on v1.
 	}
-	p, err := os.StartProcess(path, argv, attr)
-	if err != nil {
+	p, err := startStopped(path, argv, attr, cg.addProc)
+	if !errors.Is(err, unix.EPERM) && !errors.Is(err, unix.ENOSYS) {
+		return p, err
+	}
+	// ptrace is not permitted here: move the process in right after its
+	// start, with what it forked meanwhile.
+	if p, err = os.StartProcess(path, argv, attr); err != nil {
 		return nil, err
 	}
 	if err := cg.addSession(p.Pid); err != nil {
@@ -282,35 +289,72 @@ func (cg *cgroup) start(path string, argv []string, attr *os.ProcAttr) (*os.Proc
 	return p, nil
 }
 
+// startStopped starts a process that stops right after its exec, before
+// it runs any instruction of the new program, calls place with its PID,
+// and lets it run. The stop is the one ptrace(2) makes a tracee take
+// after execve.
+func startStopped(path string, argv []string, attr *os.ProcAttr, place func(pid int) error) (*os.Process, error) {
+	// Only the thread that forked the tracee may trace it.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	sys := *attr.Sys
+	sys.Ptrace = true
+	a := *attr
+	a.Sys = &sys
+	p, err := os.StartProcess(path, argv, &a)
+	if err != nil {
+		return nil, err
+	}
+	var ws unix.WaitStatus
+	err = ignoringEINTR(func() error {
+		_, err := unix.Wait4(p.Pid, &ws, unix.WALL, nil)
+		return err
+	})
+	if err == nil && !ws.Stopped() {
+		// Killed before it ran: Wait4 reaped it.
+		p.Release()
+		return nil, fmt.Errorf("process ended as it started: %v", describeWait(ws))
+	}
+	if err == nil {
+		err = place(p.Pid)
+	}
+	if derr := unix.PtraceDetach(p.Pid); err == nil {
+		err = derr
+	}
+	if err != nil {
+		unix.Kill(-p.Pid, unix.SIGKILL)
+		p.Wait()
+		return nil, err
+	}
+	return p, nil
+}
+
+// describeWait describes how a process ended.
+func describeWait(ws unix.WaitStatus) string {
+	if ws.Signaled() {
+		return "killed by " + unix.SignalName(ws.Signal())
+	}
+	return fmt.Sprintf("exit code %d", ws.ExitStatus())
+}
+
 // addSession moves the processes of session sid into the cgroup. The
 // process started it just now, so it may already have forked children
 // outside the cgroup: those are moved too, until no new one turns up.
 // A child that left the session before it was moved stays out.
 func (cg *cgroup) addSession(sid int) error {
-	moved := make(map[int]bool)
+	if err := cg.addProc(sid); err != nil {
+		return err
+	}
+	moved := map[int]bool{sid: true}
 	for {
-		pids := []int{sid}
-		if ents, err := os.ReadDir("/proc"); err == nil {
-			for _, e := range ents {
-				pid, err := strconv.Atoi(e.Name())
-				if err != nil || pid == sid {
-					continue
-				}
-				if st, err := readProcStat(pid); err == nil && st.session == sid && !st.zombie() {
-					pids = append(pids, pid)
-				}
-			}
-		}
 		n := 0
-		for _, pid := range pids {
+		for _, pid := range sessionMembers(sid) {
 			if moved[pid] {
 				continue
 			}
-			for _, d := range cg.dirs {
-				err := writeControl(filepath.Join(d, "cgroup.procs"), strconv.Itoa(pid))
-				if err != nil && !(pid != sid && errors.Is(err, unix.ESRCH)) {
-					return fmt.Errorf("place process in cgroup: %w", err)
-				}
+			// Gone meanwhile is fine; its children show up in the next round.
+			if err := cg.addProc(pid); err != nil && !errors.Is(err, unix.ESRCH) {
+				return err
 			}
 			moved[pid] = true
 			n++
@@ -319,6 +363,16 @@ func (cg *cgroup) addSession(sid int) error {
 			return nil
 		}
 	}
+}
+
+// addProc moves process pid, with all its threads, into the cgroup.
+func (cg *cgroup) addProc(pid int) error {
+	for _, d := range cg.dirs {
+		if err := writeControl(filepath.Join(d, "cgroup.procs"), strconv.Itoa(pid)); err != nil {
+			return fmt.Errorf("place process in cgroup: %w", err)
+		}
+	}
+	return nil
 }
 
 // procs returns the processes in the cgroup.

@@ -84,6 +84,22 @@ func groupAlive(pgid int) bool {
 	return false
 }
 
+// sessionMembers returns the live processes of session sid.
+func sessionMembers(sid int) []int {
+	var pids []int
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if st, err := readProcStat(pid); err == nil && st.session == sid && !st.zombie() {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
 // ignoringEINTR calls fn until it fails with an error other than EINTR.
 func ignoringEINTR(fn func() error) error {
 	for {

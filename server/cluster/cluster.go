@@ -452,10 +452,25 @@ func (c *Cluster) Restore(r io.Reader) error {
 	return nil
 }
 
+// voters counts the voters of the current configuration.
+func (c *Cluster) voters() int {
+	cf := c.raft.GetConfiguration()
+	if cf.Error() != nil {
+		return 0
+	}
+	n := 0
+	for _, s := range cf.Configuration().Servers {
+		if s.Suffrage == raft.Voter {
+			n++
+		}
+	}
+	return n
+}
+
 // Shutdown stops the member. With transfer, a leader first hands
 // leadership to another server so that writes pause as little as possible.
 func (c *Cluster) Shutdown(transfer bool) error {
-	if transfer && c.IsLeader() {
+	if transfer && c.IsLeader() && c.voters() > 1 {
 		if err := c.raft.LeadershipTransfer().Error(); err != nil {
 			c.logger.Warn("leadership transfer failed", "error", err)
 		} else {
