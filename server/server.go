@@ -21,6 +21,7 @@ import (
 	"github.com/drover-dev/drover/server/cluster"
 	"github.com/drover-dev/drover/server/console"
 	"github.com/drover-dev/drover/server/gateway"
+	"github.com/drover-dev/drover/server/metrics"
 	"github.com/drover-dev/drover/server/state"
 )
 
@@ -135,6 +136,10 @@ func New(cfg Config) (*Server, error) {
 		Mount: func(mux *http.ServeMux) {
 			mux.Handle("GET /v1/agent/connect", s.gateway)
 			mux.Handle("GET /{$}", console.Handler())
+			mux.Handle("GET /metrics", metrics.Handler(metrics.Source{
+				Store: s.store, IsLeader: s.cluster.IsLeader, AppliedIndex: s.cluster.AppliedIndex,
+				Sessions: s.gateway.Sessions,
+			}))
 		},
 	})
 	s.http = &http.Server{Handler: s.api, TLSConfig: cfg.TLS, ReadHeaderTimeout: 10 * time.Second,

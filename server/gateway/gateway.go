@@ -410,3 +410,10 @@ func truncate(s string, n int) string {
 	}
 	return s
 }
+
+// Sessions counts the agents connected to this server.
+func (g *Gateway) Sessions() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return len(g.sessions)
+}
