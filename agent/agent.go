@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -110,12 +111,34 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err := a.recover(); err != nil {
 		return err
 	}
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		a.reportLoad(ctx)
+	}()
 	err := a.client.Run(ctx)
 	a.wg.Wait()
 	if cerr := a.store.Close(); err == nil {
 		err = cerr
 	}
 	return err
+}
+
+// LoadInterval is how often the agent reports the host's load.
+const LoadInterval = 10 * time.Second
+
+// reportLoad sends the host's load with gopsutil every LoadInterval.
+func (a *Agent) reportLoad(ctx context.Context) {
+	t := time.NewTicker(LoadInterval)
+	defer t.Stop()
+	for {
+		a.client.Metrics(loadMetrics(a.cfg.DataDir))
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // recover restarts supervision of the replicas in the record.

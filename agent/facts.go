@@ -7,6 +7,7 @@ import (
 	"github.com/shirou/gopsutil/v3/cpu"
 	"github.com/shirou/gopsutil/v3/disk"
 	"github.com/shirou/gopsutil/v3/host"
+	"github.com/shirou/gopsutil/v3/load"
 	"github.com/shirou/gopsutil/v3/mem"
 
 	"github.com/drover-dev/drover/agent/driver"
@@ -58,6 +59,9 @@ func loadMetrics(dataDir string) *protocol.Metrics {
 	}
 	if du, err := disk.Usage(dataDir); err == nil {
 		m.DiskUsedMB = int64(du.Used >> 20)
+	}
+	if l, err := load.Avg(); err == nil {
+		m.Load1 = l.Load1
 	}
 	return m
 }

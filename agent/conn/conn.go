@@ -79,6 +79,7 @@ type Client struct {
 	gen       uint64
 	notify    chan struct{}
 	connected bool
+	metrics   *protocol.Metrics // host load not yet sent
 }
 
 type outEntry struct {
@@ -146,6 +147,15 @@ func (c *Client) Report(reports []protocol.ReplicaReport, generation uint64) {
 	if generation > c.gen {
 		c.gen = generation
 	}
+	c.mu.Unlock()
+	c.poke()
+}
+
+// Metrics queues the host's load for the next status message. Load is not
+// resent after a reconnect: a newer reading follows soon.
+func (c *Client) Metrics(m *protocol.Metrics) {
+	c.mu.Lock()
+	c.metrics = m
 	c.mu.Unlock()
 	c.poke()
 }
@@ -434,7 +444,8 @@ func (c *Client) sender(ctx context.Context, ws *websocket.Conn) error {
 		}
 		c.mu.Lock()
 		c.seq++
-		st := protocol.Status{Seq: c.seq, Generation: c.gen}
+		st := protocol.Status{Seq: c.seq, Generation: c.gen, Metrics: c.metrics}
+		c.metrics = nil
 		for _, e := range c.pending {
 			if e.sent == 0 {
 				e.sent = c.seq
@@ -442,7 +453,7 @@ func (c *Client) sender(ctx context.Context, ws *websocket.Conn) error {
 			}
 		}
 		c.mu.Unlock()
-		if len(st.Replicas) == 0 {
+		if len(st.Replicas) == 0 && st.Metrics == nil {
 			continue
 		}
 		if err := write(ctx, ws, protocol.MsgStatus, st); err != nil {

@@ -67,6 +67,9 @@ type Gateway struct {
 	sessions map[string]*session // by node id
 	// deadlines are the leader's heartbeat deadlines per node.
 	deadlines map[string]time.Time
+	// live is what the leader last heard from each node, kept in memory
+	// only: committing it would cost a Raft entry per heartbeat.
+	live map[string]Live
 	wake      chan struct{} // wakes the batcher
 
 	batch batcher
@@ -90,7 +93,7 @@ func New(cfg Config) *Gateway {
 		cfg.MaxHeartbeatsPerSecond = DefaultMaxHeartbeatsPerSecond
 	}
 	return &Gateway{cfg: cfg, logger: cfg.Logger.Named("gateway"), sessions: map[string]*session{},
-		deadlines: map[string]time.Time{}, wake: make(chan struct{}, 1)}
+		deadlines: map[string]time.Time{}, live: map[string]Live{}, wake: make(chan struct{}, 1)}
 }
 
 // TTL returns how long a node may stay silent before it is marked down,
@@ -182,11 +185,37 @@ func (g *Gateway) checkHeartbeats(ctx context.Context) {
 // touch pushes a node's heartbeat deadline forward.
 func (g *Gateway) touch(nodeID string) {
 	ttl := g.TTL(len(g.cfg.Store.Snapshot().Nodes()))
+	now := g.cfg.Clock()
 	g.mu.Lock()
 	if g.leading {
-		g.deadlines[nodeID] = g.cfg.Clock().Add(ttl)
+		g.deadlines[nodeID] = now.Add(ttl)
+		l := g.live[nodeID]
+		l.LastSeen = now.UTC()
+		g.live[nodeID] = l
 	}
 	g.mu.Unlock()
+}
+
+// Live is what the leader last heard from a node.
+type Live struct {
+	LastSeen time.Time
+	Load     *protocol.Metrics
+}
+
+func (g *Gateway) setLoad(nodeID string, m *protocol.Metrics) {
+	g.mu.Lock()
+	l := g.live[nodeID]
+	l.Load = m
+	g.live[nodeID] = l
+	g.mu.Unlock()
+}
+
+// NodeLive returns what this server, as leader, last heard from a node.
+func (g *Gateway) NodeLive(nodeID string) (Live, bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	l, ok := g.live[nodeID]
+	return l, ok
 }
 
 func (g *Gateway) propose(ctx context.Context, typ state.CommandType, body any) (uint64, error) {

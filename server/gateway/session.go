@@ -110,8 +110,16 @@ func (s *session) read() {
 				sendError(s.ctx, s.c, "invalid_argument", err.Error(), nil)
 				return
 			}
+			if st.Metrics != nil {
+				s.g.setLoad(s.node, st.Metrics)
+			}
 			seq := st.Seq
-			s.g.batch.add(s.node, st.Replicas, func() { _ = s.send(protocol.MsgAck, "", protocol.Ack{Seq: seq}) })
+			ack := func() { _ = s.send(protocol.MsgAck, "", protocol.Ack{Seq: seq}) }
+			if len(st.Replicas) == 0 {
+				ack() // load alone lives in the leader's memory: nothing to commit
+				continue
+			}
+			s.g.batch.add(s.node, st.Replicas, ack)
 			s.g.kick()
 		case protocol.MsgLogData:
 			var d protocol.LogData
