@@ -125,7 +125,7 @@ func detectCgroups(root, parent string) (*cgroupFS, Capabilities) {
 		fs.version = CgroupV2
 		dir := filepath.Join(root, parent)
 		if err := os.MkdirAll(dir, 0o755); err != nil {
-			reasons = append(reasons, fmt.Sprintf("create cgroup %s: %v", dir, err))
+			reasons = append(reasons, err.Error())
 		} else {
 			// Even without controllers a v2 cgroup keeps the task's
 			// processes together, so it is used anyway.
@@ -138,20 +138,22 @@ func detectCgroups(root, parent string) (*cgroupFS, Capabilities) {
 		}
 	} else {
 		fs.version = CgroupV1
+		found := false
 		for _, c := range controllers {
 			h := filepath.Join(root, c)
 			if !isFS(h, unix.CGROUP_SUPER_MAGIC) {
 				reasons = append(reasons, fmt.Sprintf("%s: no cgroup v1 hierarchy at %s", c, h))
 				continue
 			}
+			found = true
 			dir := filepath.Join(h, parent)
 			if err := os.MkdirAll(dir, 0o755); err != nil {
-				reasons = append(reasons, fmt.Sprintf("%s: create cgroup %s: %v", c, dir, err))
+				reasons = append(reasons, fmt.Sprintf("%s: %v", c, err))
 				continue
 			}
 			fs.parents[c] = dir
 		}
-		if len(fs.parents) == 0 {
+		if !found {
 			reasons = []string{fmt.Sprintf("no cgroup filesystem with memory, cpu or pids controllers at %s", root)}
 		}
 		_, caps.Memory = fs.parents["memory"]
@@ -199,8 +201,12 @@ func (fs *cgroupFS) create(id string, l limits) (*cgroup, error) {
 	cg := &cgroup{version: fs.version, dirs: make(map[string]string)}
 	for key, parent := range fs.parents {
 		dir := filepath.Join(parent, id)
-		// A cgroup left behind by a crash would carry old counters.
-		if err := unix.Rmdir(dir); err != nil && !errors.Is(err, unix.ENOENT) {
+		// A cgroup left behind by a crash would carry old counters. One
+		// that still holds processes belongs to a run to Recover instead.
+		if err := unix.Rmdir(dir); errors.Is(err, unix.EBUSY) {
+			cg.remove()
+			return nil, fmt.Errorf("cgroup %s still holds processes of an earlier run", dir)
+		} else if err != nil && !errors.Is(err, unix.ENOENT) {
 			cg.remove()
 			return nil, fmt.Errorf("remove stale cgroup %s: %w", dir, err)
 		}

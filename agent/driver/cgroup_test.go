@@ -62,6 +62,14 @@ func TestParseProcStat(t *testing.T) {
 	}
 }
 
+func TestNewRejectsCgroupParent(t *testing.T) {
+	for _, parent := range []string{"/abs", "../up", "a/../../up"} {
+		if _, err := New(Config{CgroupParent: parent}); err == nil {
+			t.Errorf("New accepted cgroup parent %q", parent)
+		}
+	}
+}
+
 func TestLimitsUnsupported(t *testing.T) {
 	d, err := New(Config{Logger: testLogger(t), CgroupRoot: t.TempDir()})
 	if err != nil {
@@ -215,5 +223,55 @@ func TestCgroupHoldsEscapedProcesses(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestAddSession covers the placement used where ptrace is not
+// permitted: a process moved in after its start brings along the
+// children it forked meanwhile.
+func TestAddSession(t *testing.T) {
+	d := cgroupDriver(t)
+	task := helperTask(t, "session", "trap")
+	if err := os.MkdirAll(task.LogDir, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	out, err := openLog(filepath.Join(task.LogDir, StdoutFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Close()
+	p, err := os.StartProcess(task.Argv[0], task.Argv, &os.ProcAttr{
+		Env:   task.Env,
+		Files: []*os.File{nil, out, out},
+		Sys:   &syscall.SysProcAttr{Setsid: true},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		syscall.Kill(-p.Pid, syscall.SIGKILL)
+		p.Wait()
+	})
+	var grandchild int
+	eventually(t, 10*time.Second, "grandchild to start", func() bool {
+		_, err := fmtSscan(readLog(t, task, StdoutFile), "ready %d", &grandchild)
+		return err == nil
+	})
+
+	cg, err := d.cg.create(task.ID, limits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cg.addSession(p.Pid); err != nil {
+		t.Fatal(err)
+	}
+	if got := cg.procs(); !slices.Contains(got, p.Pid) || !slices.Contains(got, grandchild) || len(got) != 2 {
+		t.Errorf("cgroup holds %v, want %d and %d", got, p.Pid, grandchild)
+	}
+	syscall.Kill(-p.Pid, syscall.SIGKILL)
+	p.Wait()
+	eventually(t, 10*time.Second, "cgroup to empty", func() bool { return len(cg.procs()) == 0 })
+	if err := cg.remove(); err != nil {
+		t.Error(err)
 	}
 }

@@ -1,12 +1,3 @@
-// Package driver runs the processes of replicas on a Linux host: it
-// starts them in their own session with their output in files, limits
-// them with cgroups, stops them with a signal and then SIGKILL, and
-// adopts them again after the agent restarts.
-//
-// Started processes do not depend on the agent: their output goes to
-// files, not pipes, and they are in their own session, so they keep
-// running and writing when the agent dies. A new agent finds them again
-// with Recover, given the PID and start time the old one recorded.
 package driver
 
 import (
@@ -226,6 +217,9 @@ type Driver struct {
 // error, but is reported by Capabilities.
 func New(cfg Config) (*Driver, error) {
 	cfg = cfg.withDefaults()
+	if p := cfg.CgroupParent; filepath.IsAbs(p) || !filepath.IsLocal(p) {
+		return nil, fmt.Errorf("cgroup parent %q: not a relative path below the cgroup root", p)
+	}
 	d := &Driver{
 		cfg:   cfg,
 		log:   cfg.Logger.Named("driver"),
@@ -297,7 +291,8 @@ func (d *Driver) Start(t Task) (*Process, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start %s: %w", t.ID, err)
 	}
-	d.log.Info("started", "task", t.ID, "pid", p.handle.PID, "argv", t.Argv)
+	// Not the arguments: they may hold secrets expanded from the environment.
+	d.log.Info("started", "task", t.ID, "pid", p.handle.PID, "command", t.Argv[0])
 	go p.superviseChild()
 	go p.rotateLogs()
 	return p, nil

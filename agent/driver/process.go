@@ -63,7 +63,7 @@ type Process struct {
 	pidfd   *os.File    // a recovered process with pidfd support
 
 	mu     sync.Mutex
-	exited bool // the leader has exited: its PID no longer names the group
+	exited bool // the task has ended: its PID may soon name another process
 
 	done   chan struct{}
 	result ExitResult

@@ -70,7 +70,7 @@ type Gateway struct {
 	// live is what the leader last heard from each node, kept in memory
 	// only: committing it would cost a Raft entry per heartbeat.
 	live map[string]Live
-	wake      chan struct{} // wakes the batcher
+	wake chan struct{} // wakes the batcher
 
 	batch batcher
 }
