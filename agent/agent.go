@@ -216,6 +216,13 @@ func (a *Agent) assign(as protocol.Assign) {
 			r.state, r.message = protocol.ReplicaFailed, err.Error()
 			r.persist()
 			a.client.Report([]protocol.ReplicaReport{r.report()}, as.Generation)
+			a.wg.Add(1)
+			go func() {
+				defer a.wg.Done()
+				r.waitStop(a.ctx)
+				close(r.done)
+				a.finished(r)
+			}()
 			continue
 		}
 		a.logger.Info("starting replica", "replica", spec.ID, "instance", protocol.InstanceID(spec.Tenant, spec.Instance), "version", spec.Version)

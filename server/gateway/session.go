@@ -163,7 +163,6 @@ func (s *session) ping() {
 // pushAssignments sends the node's whole desired set whenever it changes.
 func (s *session) pushAssignments() {
 	var last []byte
-	var index uint64
 	for s.ctx.Err() == nil {
 		snap := s.g.cfg.Store.Snapshot()
 		a := Desired(snap, s.node)
@@ -176,8 +175,7 @@ func (s *session) pushAssignments() {
 			}
 			last = body
 		}
-		index = s.g.cfg.Store.Wait(s.ctx, snap.Index(state.TableReplicas, state.TableInstances), state.TableReplicas, state.TableInstances)
-		_ = index
+		s.g.cfg.Store.Wait(s.ctx, snap.Index(state.TableReplicas, state.TableInstances), state.TableReplicas, state.TableInstances)
 	}
 }
 
