@@ -351,13 +351,16 @@ type Token struct {
 	ID string `json:"id"`
 	// Secret is answered once, when the token is created; the state keeps
 	// only its hash.
-	Secret      string    `json:"secret,omitempty"`
-	Role        string    `json:"role"`
-	Tenant      string    `json:"tenant,omitempty"`
-	Description string    `json:"description,omitempty"`
-	ExpiresAt   time.Time `json:"expires_at,omitzero"`
-	CreatedAt   time.Time `json:"created_at"`
-	CreateIndex uint64    `json:"create_index"`
+	Secret string `json:"secret,omitempty"`
+	// AgentJoinToken is answered once, by POST /v1/acl/bootstrap, when the
+	// bootstrap created the cluster's agent join token.
+	AgentJoinToken string    `json:"agent_join_token,omitempty"`
+	Role           string    `json:"role"`
+	Tenant         string    `json:"tenant,omitempty"`
+	Description    string    `json:"description,omitempty"`
+	ExpiresAt      time.Time `json:"expires_at,omitzero"`
+	CreatedAt      time.Time `json:"created_at"`
+	CreateIndex    uint64    `json:"create_index"`
 }
 
 // AuditRecord is one change, or attempted change, to the cluster's state.

@@ -16,6 +16,8 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/drover-dev/drover/internal/secret"
+	"github.com/drover-dev/drover/internal/tlsutil"
 	"github.com/drover-dev/drover/protocol"
 	"github.com/drover-dev/drover/server/api"
 	"github.com/drover-dev/drover/server/cluster"
@@ -42,16 +44,28 @@ type Config struct {
 	LeaderLeaseTimeout time.Duration
 	SnapshotThreshold  uint64
 
-	// AgentJoinToken lets agents register; RequireJoinToken refuses agents
-	// when none is set (ACLs on).
-	AgentJoinToken   string
-	RequireJoinToken bool
+	// ACL requires a token on every API request but GET /v1/health, and a
+	// join token of agents registering (server/api, auth.go). drover dev
+	// runs with it off.
+	ACL bool
+	// AgentJoinToken lets agents register. With ACL on and none set, the
+	// ACL bootstrap creates one.
+	AgentJoinToken string
+	// ServerJoinToken is the secret servers present to each other to join
+	// the cluster (POST /v1/internal/join) when they do not present TLS
+	// certificates of the cluster's CA. With ACL on, no CA and none set,
+	// a server can only form a cluster of itself.
+	ServerJoinToken string
+	// AuditRetention bounds the audit log; the leader writes it into the
+	// state when it differs, so the leader's setting wins.
+	AuditRetention state.AuditRetention
 	// HeartbeatTTL is the shortest time a silent node stays up; it grows
 	// with the fleet. HeartbeatGrace is added after a leader change.
 	HeartbeatTTL   time.Duration
 	HeartbeatGrace time.Duration
 
-	TLS *tls.Config // serve HTTPS when set
+	// TLS serves HTTPS when set, and calls other servers with it.
+	TLS *tlsutil.Server
 
 	Logger hclog.Logger
 }
@@ -122,27 +136,43 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	scheme := "http"
+	var listenTLS, dialTLS *tls.Config
+	caFingerprint := ""
 	if cfg.TLS != nil {
 		scheme = "https"
+		listenTLS, dialTLS, caFingerprint = cfg.TLS.Listen, cfg.TLS.Dial, cfg.TLS.CAFingerprint
 	}
+	// Servers call each other (forming the cluster, forwarding to the
+	// leader) with this transport: over TLS it presents this server's
+	// certificate. Without TLS, the shared secret authenticates them; with
+	// ACL on and none given, a random one lets this server call only
+	// itself, which recording its own address in the cluster needs.
+	serverToken := cfg.ServerJoinToken
+	if serverToken == "" && cfg.ACL {
+		serverToken = secret.New()
+	}
+	peerTransport := &http.Transport{TLSClientConfig: dialTLS, Proxy: http.ProxyFromEnvironment,
+		MaxIdleConnsPerHost: 16, IdleConnTimeout: 90 * time.Second}
 	s.gateway = gateway.New(gateway.Config{
 		Cluster: s.cluster, Store: s.store, Logger: cfg.Logger,
-		JoinToken: cfg.AgentJoinToken, RequireJoinToken: cfg.RequireJoinToken,
+		JoinToken: cfg.AgentJoinToken, RequireJoinToken: cfg.ACL,
 		MinTTL: cfg.HeartbeatTTL, Grace: cfg.HeartbeatGrace,
 	})
 	s.api = api.New(api.Config{
-		Cluster: s.cluster, Store: s.store, Logger: cfg.Logger, Scheme: scheme,
-		Ready: s.ready.Load, Logs: s.gateway,
+		Cluster: s.cluster, Store: s.store, Logger: cfg.Logger, Scheme: scheme, Transport: peerTransport,
+		Ready: s.ready.Load, Logs: s.gateway, Nodes: s.gateway,
+		ACL: cfg.ACL, ServerToken: serverToken, RequireServerAuth: caFingerprint != "",
+		AgentJoinToken: cfg.AgentJoinToken, CAFingerprint: caFingerprint,
+		Metrics: metrics.Handler(metrics.Source{
+			Store: s.store, IsLeader: s.cluster.IsLeader, AppliedIndex: s.cluster.AppliedIndex,
+			Sessions: s.gateway.Sessions,
+		}),
 		Mount: func(mux *http.ServeMux) {
 			mux.Handle("GET /v1/agent/connect", s.gateway)
 			mux.Handle("GET /{$}", console.Handler())
-			mux.Handle("GET /metrics", metrics.Handler(metrics.Source{
-				Store: s.store, IsLeader: s.cluster.IsLeader, AppliedIndex: s.cluster.AppliedIndex,
-				Sessions: s.gateway.Sessions,
-			}))
 		},
 	})
-	s.http = &http.Server{Handler: s.api, TLSConfig: cfg.TLS, ReadHeaderTimeout: 10 * time.Second,
+	s.http = &http.Server{Handler: s.api, TLSConfig: listenTLS, ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: cfg.Logger.Named("http").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true})}
 
 	s.wg.Add(3)
@@ -165,7 +195,7 @@ func New(cfg Config) (*Server, error) {
 	go func() {
 		defer s.wg.Done()
 		j := &cluster.Joiner{Cluster: s.cluster, Peers: cfg.Join, Expect: cfg.BootstrapExpect, Scheme: scheme,
-			Client: &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: clientTLS(cfg.TLS)}}}
+			Client: &http.Client{Timeout: 5 * time.Second, Transport: withServerToken{peerTransport, serverToken}}}
 		if err := j.Run(s.ctx); err == nil {
 			s.logger.Info("member of the cluster", "id", s.cluster.ID())
 		}
@@ -174,11 +204,19 @@ func New(cfg Config) (*Server, error) {
 	return s, nil
 }
 
-func clientTLS(c *tls.Config) *tls.Config {
-	if c == nil {
-		return nil
+// withServerToken adds the servers' shared secret to calls to other servers.
+type withServerToken struct {
+	base  http.RoundTripper
+	token string
+}
+
+func (t withServerToken) RoundTrip(r *http.Request) (*http.Response, error) {
+	if t.token == "" {
+		return t.base.RoundTrip(r)
 	}
-	return &tls.Config{RootCAs: c.RootCAs, Certificates: c.Certificates, MinVersion: tls.VersionTLS12}
+	r = r.Clone(r.Context())
+	r.Header.Set(api.HeaderServerToken, t.token)
+	return t.base.RoundTrip(r)
 }
 
 // advertised returns listen with its host replaced by advertise when given,
@@ -304,6 +342,11 @@ func (s *Server) establish(ctx context.Context) {
 			s.logger.Warn("record own address", "error", err)
 		}
 	}
+	if want := s.cfg.AuditRetention.WithDefaults(); want != snap.AuditRetention() {
+		if _, err := api.Propose(ctx, s.cluster, time.Now(), state.CmdAuditRetention, want); err != nil {
+			s.logger.Warn("set the audit log's retention", "error", err)
+		}
+	}
 	for _, e := range DefaultEnvironments {
 		if snap.Environment(e.Name) == nil {
 			if _, err := api.Propose(ctx, s.cluster, time.Now(), state.CmdEnvironmentUpsert, state.EnvironmentUpsert{Environment: e}); err != nil {
@@ -321,6 +364,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if e := s.http.Shutdown(ctx); e != nil {
 		s.http.Close()
 	}
+	s.api.Close()
 	s.wg.Wait()
 	return err
 }

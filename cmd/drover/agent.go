@@ -14,6 +14,8 @@ import (
 	"github.com/drover-dev/drover/agent"
 	"github.com/drover-dev/drover/internal/config"
 	"github.com/drover-dev/drover/internal/logging"
+	"github.com/drover-dev/drover/internal/secret"
+	"github.com/drover-dev/drover/internal/tlsutil"
 	"github.com/drover-dev/drover/protocol"
 )
 
@@ -28,6 +30,8 @@ type agentFlags struct {
 	region     string
 	labels     []string
 	caFile     string
+	tlsCert    string
+	tlsKey     string
 	portRange  string
 	logLevel   string
 	logJSON    bool
@@ -55,12 +59,14 @@ func newAgentCmd() *cobra.Command {
 	fs := cmd.Flags()
 	fs.StringVar(&f.configFile, "config", "", "YAML file with flag values (keys are flag names with _ for -)")
 	fs.StringSliceVar(&f.servers, "servers", nil, "servers' addresses, http(s)://host:port,... (required)")
-	fs.StringVar(&f.joinToken, "join-token", "", "the cluster's agent join token, to register the first time")
+	fs.StringVar(&f.joinToken, "join-token", "", "the cluster's agent join token, to register the first time; a drover-join.SECRET.FINGERPRINT token also pins the cluster's CA")
 	fs.StringVar(&f.dataDir, "data-dir", "", "directory for the agent's record, replicas' files and logs (required)")
 	fs.StringVar(&f.name, "name", "", "node name (default: the hostname)")
 	fs.StringVar(&f.region, "region", "", "region of this host")
 	fs.StringArrayVar(&f.labels, "label", nil, "node label key=value (repeatable)")
-	fs.StringVar(&f.caFile, "ca-file", "", "CA certificate to trust for the servers' TLS")
+	fs.StringVar(&f.caFile, "ca-file", "", "CA certificate to trust for the servers' TLS (default: the CA the join token names, else the system's)")
+	fs.StringVar(&f.tlsCert, "tls-cert", "", "client certificate to present to the servers (drover tls cert create -agent)")
+	fs.StringVar(&f.tlsKey, "tls-key", "", "key of -tls-cert")
 	fs.StringVar(&f.portRange, "port-range", fmt.Sprintf("%d-%d", agent.DefaultPortLo, agent.DefaultPortHi), "host ports handed to replicas, lo-hi")
 	fs.StringVar(&f.logLevel, "log-level", "info", "trace, debug, info, warn or error")
 	fs.BoolVar(&f.logJSON, "log-json", false, "log JSON lines")
@@ -68,7 +74,7 @@ func newAgentCmd() *cobra.Command {
 }
 
 func (f *agentFlags) agentConfig() (agent.Config, error) {
-	cfg := agent.Config{Servers: f.servers, JoinToken: f.joinToken, DataDir: f.dataDir, Name: f.name, Region: f.region}
+	cfg := agent.Config{DataDir: f.dataDir, Name: f.name, Region: f.region}
 	if len(f.servers) == 0 {
 		return cfg, fmt.Errorf("-servers is required")
 	}
@@ -98,18 +104,63 @@ func (f *agentFlags) agentConfig() (agent.Config, error) {
 		return cfg, fmt.Errorf("-port-range %q: want lo-hi within 1-65535", f.portRange)
 	}
 	cfg.PortRange = protocol.PortRange{Lo: l, Hi: h}
-	if f.caFile != "" {
-		pem, err := os.ReadFile(f.caFile)
-		if err != nil {
-			return cfg, fmt.Errorf("-ca-file: %w", err)
+	var jt secret.JoinToken
+	if f.joinToken != "" {
+		var err error
+		if jt, err = secret.ParseJoinToken(f.joinToken); err != nil {
+			return cfg, fmt.Errorf("-join-token: %w", err)
 		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return cfg, fmt.Errorf("-ca-file %s: no PEM certificate found", f.caFile)
+		cfg.JoinToken = jt.Secret
+	}
+	if err := f.agentTLS(&cfg, jt.CAFingerprint); err != nil {
+		return cfg, err
+	}
+	for _, s := range f.servers {
+		switch {
+		case !strings.Contains(s, "://") && cfg.TLS != nil:
+			s = "https://" + s
+		case strings.HasPrefix(s, "http://") && jt.CAFingerprint != "":
+			return cfg, fmt.Errorf("-servers %s: the join token pins the cluster's CA, so the servers are reached with https://", s)
 		}
-		cfg.TLS = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+		cfg.Servers = append(cfg.Servers, s)
 	}
 	return cfg, nil
+}
+
+// agentTLS sets how the agent checks the servers: against -ca-file, or
+// against the CA whose fingerprint the join token carries (both must then
+// agree), and the client certificate it presents.
+func (f *agentFlags) agentTLS(cfg *agent.Config, fingerprint string) error {
+	var cert *tls.Certificate
+	if f.tlsCert != "" || f.tlsKey != "" {
+		c, err := tls.LoadX509KeyPair(f.tlsCert, f.tlsKey)
+		if err != nil {
+			return fmt.Errorf("-tls-cert and -tls-key: %w", err)
+		}
+		cert = &c
+	}
+	switch {
+	case f.caFile != "":
+		b, err := os.ReadFile(f.caFile)
+		if err != nil {
+			return fmt.Errorf("-ca-file: %w", err)
+		}
+		ca, err := tlsutil.ParseCert(b)
+		if err != nil {
+			return fmt.Errorf("-ca-file %s: %w", f.caFile, err)
+		}
+		if fingerprint != "" && tlsutil.Fingerprint(ca) != fingerprint {
+			return fmt.Errorf("-ca-file %s is not the CA the join token names (fingerprint %s)", f.caFile, fingerprint)
+		}
+		roots := x509.NewCertPool()
+		roots.AddCert(ca)
+		cfg.TLS = tlsutil.ClientConfig(roots, cert)
+	case fingerprint != "":
+		cfg.TLS = tlsutil.PinnedConfig(fingerprint, cert)
+	case cert != nil:
+		cfg.TLS = tlsutil.ClientConfig(nil, cert)
+	}
+	return nil
 }
 
 func runAgent(ctx context.Context, f agentFlags, cfg agent.Config) error {

@@ -5,6 +5,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"regexp"
 
@@ -28,26 +29,32 @@ func main() {
 	os.Exit(run(os.Args[1:]))
 }
 
-func run(args []string) int {
+func run(args []string) int { return execute(args, os.Stdout, os.Stderr) }
+
+// execute runs the command line args with its output sent to stdout and
+// stderr, and returns the exit code.
+func execute(args []string, stdout, stderr io.Writer) int {
 	root := newRoot()
 	root.SetArgs(normalizeArgs(args))
+	root.SetOut(stdout)
+	root.SetErr(stderr)
 	cmd, err := root.ExecuteC()
 	if err == nil {
 		return exitOK
 	}
 	var ue usageError
 	if errors.As(err, &ue) || isCobraUsage(err) {
-		fmt.Fprintf(os.Stderr, "Error: %v\nRun '%s --help' for usage.\n", err, cmd.CommandPath())
+		fmt.Fprintf(stderr, "Error: %v\nRun '%s --help' for usage.\n", err, cmd.CommandPath())
 		return exitUsage
 	}
 	var ex exitError
 	if errors.As(err, &ex) {
 		if ex.msg != "" {
-			fmt.Fprintln(os.Stderr, ex.msg)
+			fmt.Fprintln(stderr, ex.msg)
 		}
 		return ex.code
 	}
-	fmt.Fprintf(os.Stderr, "Error: %v\n", err)
+	fmt.Fprintf(stderr, "Error: %v\n", err)
 	return exitFailed
 }
 
@@ -90,6 +97,9 @@ func newRoot() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
+	for _, setup := range rootSetup {
+		setup(root)
+	}
 	root.AddCommand(newServerCmd(), newVersionCmd())
 	for _, add := range extraCommands {
 		root.AddCommand(add())
@@ -100,3 +110,7 @@ func newRoot() *cobra.Command {
 // extraCommands are added by other files of this package (the CLI verbs,
 // dev mode, the agent) so that each lives in its own file.
 var extraCommands []func() *cobra.Command
+
+// rootSetup are called by newRoot on the root command before the commands
+// are added: the CLI's global flags (-addr, -token, -o) live on the root.
+var rootSetup []func(root *cobra.Command)

@@ -11,10 +11,12 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/drover-dev/drover/internal/config"
+	"github.com/drover-dev/drover/internal/tlsutil"
 	"github.com/drover-dev/drover/internal/logging"
 	"github.com/drover-dev/drover/server"
 	"github.com/drover-dev/drover/server/cluster"
 	"github.com/drover-dev/drover/server/gateway"
+	"github.com/drover-dev/drover/server/state"
 )
 
 type serverFlags struct {
@@ -27,6 +29,9 @@ type serverFlags struct {
 	bootstrapExpect int
 	join            []string
 	agentJoinToken  string
+	serverJoinToken string
+	auditMaxRecords int
+	auditMaxAge     time.Duration
 	tlsCert         string
 	tlsKey          string
 	tlsCA           string
@@ -66,11 +71,14 @@ func newServerCmd() *cobra.Command {
 	fs.StringVar(&f.advertise, "advertise", "", "host other servers and agents reach this server at (default: the host of -http-addr)")
 	fs.IntVar(&f.bootstrapExpect, "bootstrap-expect", 0, "form a new cluster once this many servers have found each other")
 	fs.StringSliceVar(&f.join, "join", nil, "other servers' HTTP addresses (host:port,...), retried until joined")
-	fs.StringVar(&f.agentJoinToken, "agent-join-token", "", "token agents present to register")
-	fs.StringVar(&f.tlsCert, "tls-cert", "", "TLS certificate file (serve HTTPS)")
+	fs.StringVar(&f.agentJoinToken, "agent-join-token", "", "token agents present to register (default with -acl: created by drover acl bootstrap)")
+	fs.StringVar(&f.serverJoinToken, "server-join-token", "", "secret servers present to each other to join the cluster, when they do not use TLS certificates of -tls-ca")
+	fs.StringVar(&f.tlsCert, "tls-cert", "", "TLS certificate file (serve HTTPS; see drover tls cert create -server)")
 	fs.StringVar(&f.tlsKey, "tls-key", "", "TLS key file")
-	fs.StringVar(&f.tlsCA, "tls-ca", "", "CA certificate file of the cluster")
-	fs.BoolVar(&f.acl, "acl", true, "require tokens on the API")
+	fs.StringVar(&f.tlsCA, "tls-ca", "", "CA certificate file of the cluster: servers check each other's certificates with it, and join tokens carry its fingerprint")
+	fs.BoolVar(&f.acl, "acl", true, "require tokens on the API and a join token of agents")
+	fs.IntVar(&f.auditMaxRecords, "audit-max-records", state.MaxAuditRecords, "audit records kept (the oldest go first)")
+	fs.DurationVar(&f.auditMaxAge, "audit-max-age", 0, "drop audit records older than this (0 keeps them until -audit-max-records)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "trace, debug, info, warn or error")
 	fs.BoolVar(&f.logJSON, "log-json", false, "log JSON lines")
 	fs.DurationVar(&f.heartbeat, "raft-heartbeat-timeout", cluster.DefaultHeartbeatTimeout, "Raft heartbeat timeout")
@@ -90,12 +98,34 @@ func runServer(ctx context.Context, f serverFlags) error {
 	if f.dataDir == "" {
 		return usageError{fmt.Errorf("-data-dir is required")}
 	}
+	var tlsCfg *tlsutil.Server
+	switch {
+	case f.tlsCert != "" || f.tlsKey != "":
+		if tlsCfg, err = tlsutil.LoadServer(f.tlsCert, f.tlsKey, f.tlsCA); err != nil {
+			return usageError{err}
+		}
+	case f.tlsCA != "":
+		return usageError{fmt.Errorf("-tls-ca needs -tls-cert and -tls-key")}
+	}
+	if f.auditMaxRecords < 1 || f.auditMaxRecords > state.MaxAuditRecords {
+		return usageError{fmt.Errorf("-audit-max-records must be between 1 and %d", state.MaxAuditRecords)}
+	}
+	if f.auditMaxAge < 0 {
+		return usageError{fmt.Errorf("-audit-max-age must not be negative")}
+	}
+	if !f.acl {
+		logger.Warn("ACLs are off (-acl=false): anyone who can reach the API controls this cluster")
+	}
+	if tlsCfg == nil && f.acl {
+		logger.Warn("TLS is off: tokens and node secrets cross the network in clear; give -tls-cert and -tls-key")
+	}
 	srv, err := server.New(server.Config{
 		ID: f.id, DataDir: f.dataDir, HTTPAddr: f.httpAddr, RaftAddr: f.raftAddr, Advertise: f.advertise,
 		BootstrapExpect: f.bootstrapExpect, Join: f.join,
 		HeartbeatTimeout: f.heartbeat, ElectionTimeout: f.election, LeaderLeaseTimeout: f.leaderLease,
 		SnapshotThreshold: f.snapshotThresh, Logger: logger,
-		AgentJoinToken: f.agentJoinToken, RequireJoinToken: f.acl,
+		ACL: f.acl, AgentJoinToken: f.agentJoinToken, ServerJoinToken: f.serverJoinToken, TLS: tlsCfg,
+		AuditRetention: state.AuditRetention{MaxRecords: f.auditMaxRecords, MaxAge: f.auditMaxAge},
 		HeartbeatTTL: f.heartbeatTTL, HeartbeatGrace: f.heartbeatGrace,
 	})
 	if err != nil {

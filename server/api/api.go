@@ -8,9 +8,11 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -49,6 +51,34 @@ type Config struct {
 	Logs LogStreamer
 	// Extra routes (the agent gateway, the console) mounted on the same mux.
 	Mount func(mux *http.ServeMux)
+
+	// ACL turns on tokens: every request but GET /v1/health needs one, and
+	// its role and tenant decide what it may do (auth.go). Off, every
+	// request acts as management (drover dev).
+	ACL bool
+	// ServerToken, when set, is the secret other servers present in
+	// X-Drover-Server-Token to call /v1/internal/join (see auth.go).
+	ServerToken string
+	// RequireServerAuth makes /v1/internal/join accept only other servers
+	// (or a management token) even with ACL off; it is on when the cluster
+	// has a CA, whose server certificates identify servers.
+	RequireServerAuth bool
+	// AgentJoinToken is the join token set with -agent-join-token; when
+	// empty, POST /v1/acl/bootstrap creates one.
+	AgentJoinToken string
+	// CAFingerprint, when the cluster has a CA, goes into the join token
+	// the bootstrap answers, so that agents can check the servers.
+	CAFingerprint string
+	// Nodes closes the agent session of a revoked node (the gateway).
+	Nodes NodeCloser
+	// Metrics serves GET /metrics; with ACL on it needs an operator or
+	// management token, as Prometheus can send.
+	Metrics http.Handler
+}
+
+// NodeCloser ends a node's agent session.
+type NodeCloser interface {
+	CloseNode(id string)
 }
 
 // API serves the admin API.
@@ -58,6 +88,7 @@ type API struct {
 	store  *state.Store
 	logger hclog.Logger
 	mux    *http.ServeMux
+	audit  *auditQueue
 }
 
 // New returns the API handler.
@@ -78,6 +109,7 @@ func New(cfg Config) *API {
 		cfg.Ready = func() bool { return true }
 	}
 	a := &API{cfg: cfg, c: cfg.Cluster, store: cfg.Store, logger: cfg.Logger.Named("api"), mux: http.NewServeMux()}
+	a.audit = newAuditQueue(a)
 	a.routes()
 	if cfg.Mount != nil {
 		cfg.Mount(a.mux)
@@ -103,16 +135,47 @@ const (
 // writes its own answer and returns nil.
 type handlerFunc func(w http.ResponseWriter, r *http.Request) error
 
-func (a *API) handle(pattern string, k kind, h handlerFunc) {
+// handle serves pattern with h for the callers acc lets in (auth.go). A
+// change that fails before its Raft command records its audit record is
+// recorded here, batched with others.
+func (a *API) handle(pattern string, k kind, acc access, h handlerFunc) {
 	a.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		r.Body = http.MaxBytesReader(w, r.Body, protocol.MaxBodyBytes)
+		// Servers are checked before forwarding: the leader sees the
+		// forwarding server's certificate, not the caller's.
+		if acc == servers {
+			if _, err := a.authorizeServer(r); err != nil {
+				a.refuse(w, r, identity{}, err)
+				return
+			}
+		}
 		if k != local && a.forward(w, r, k) {
 			return
 		}
+		id, err := a.authorize(r, acc)
+		if err != nil {
+			a.refuse(w, r, id, err)
+			return
+		}
+		st := &request{id: id}
+		r = r.WithContext(context.WithValue(r.Context(), requestKey{}, st))
 		if err := h(w, r); err != nil {
+			if isChange(r) && !st.recorded {
+				a.audit.add(a.auditRecord(r, actionOf(r), targetOf(r)), protocol.AsError(err).Code)
+			}
 			a.writeError(w, r, err)
 		}
 	})
+}
+
+// refuse answers a request that authorize refused, recording the attempt
+// when it tried to change something.
+func (a *API) refuse(w http.ResponseWriter, r *http.Request, id identity, err error) {
+	if isChange(r) {
+		r = r.WithContext(context.WithValue(r.Context(), requestKey{}, &request{id: id}))
+		a.audit.add(a.auditRecord(r, actionOf(r), targetOf(r)), protocol.AsError(err).Code)
+	}
+	a.writeError(w, r, err)
 }
 
 // forward proxies r to the leader when this server must not answer it, and
@@ -143,7 +206,13 @@ func (a *API) forward(w http.ResponseWriter, r *http.Request, k kind) bool {
 			pr.SetURL(target)
 			pr.Out.Host = pr.In.Host
 			pr.Out.Header.Set(headerForwarded, a.c.ID())
-			pr.SetXForwarded()
+			// The leader records the caller's address from this header,
+			// trusting it only from a server (see sourceAddr): a caller's
+			// own X-Forwarded-For is not passed on.
+			pr.Out.Header.Set("X-Forwarded-For", remoteHost(pr.In))
+			if a.cfg.ServerToken != "" {
+				pr.Out.Header.Set(HeaderServerToken, a.cfg.ServerToken)
+			}
 		},
 		Transport:     a.cfg.Transport,
 		FlushInterval: -1, // stream log follows and blocking answers as they come
@@ -227,6 +296,9 @@ func (a *API) apply(w http.ResponseWriter, r *http.Request, typ state.CommandTyp
 		return 0, err
 	}
 	idx, err := a.c.Apply(r.Context(), cmd)
+	if idx != 0 {
+		markRecorded(r)
+	}
 	if errors.Is(err, cluster.ErrNotLeader) {
 		return 0, protocol.Errorf(protocol.CodeUnavailable, "leadership changed during the request; retry")
 	}
@@ -250,26 +322,39 @@ func (a *API) auditRecord(r *http.Request, action, target string) *protocol.Audi
 	id := identityFrom(r)
 	return &protocol.AuditRecord{
 		Time: a.cfg.Clock().UTC(), TokenID: id.TokenID, Role: id.Role, Tenant: tenantOf(r, id),
-		Action: action, Target: target, Source: sourceAddr(r),
+		Action: action, Target: target, Source: a.sourceAddr(r),
 	}
 }
 
+// tenantOf is the tenant an audit record belongs to: a tenant token's own
+// (so that its attempts on names outside its tenant show in its own log,
+// never in the other tenant's), else the tenant named in the path.
 func tenantOf(r *http.Request, id identity) string {
+	if id.Tenant != "" {
+		return id.Tenant
+	}
 	if t := r.PathValue("tenant"); t != "" {
 		return t
 	}
 	return id.Tenant
 }
 
-func sourceAddr(r *http.Request) string {
-	if f := r.Header.Get(headerForwarded); f != "" {
+// sourceAddr is the address a request came from: the caller's, as the
+// server that forwarded it says, when another server forwarded it.
+func (a *API) sourceAddr(r *http.Request) string {
+	if r.Header.Get(headerForwarded) != "" && (a.fromServer(r) || !a.cfg.ACL && !a.cfg.RequireServerAuth) {
 		if xf := r.Header.Get("X-Forwarded-For"); xf != "" {
-			return strings.TrimSpace(strings.Split(xf, ",")[0])
+			parts := strings.Split(xf, ",")
+			return truncate(strings.TrimSpace(parts[len(parts)-1]), maxAuditField)
 		}
 	}
-	host := r.RemoteAddr
-	if i := strings.LastIndexByte(host, ':'); i > 0 {
-		host = host[:i]
+	return remoteHost(r)
+}
+
+func remoteHost(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return r.RemoteAddr
 	}
 	return host
 }
@@ -300,7 +385,11 @@ func decode(r *http.Request, v any) error {
 func decodeError(err error) error {
 	var te *json.UnmarshalTypeError
 	if errors.As(err, &te) {
-		return protocol.FieldError(te.Field, "must be %s, got %s", te.Type.String(), te.Value)
+		want := te.Type.String()
+		if te.Type == reflect.TypeFor[protocol.Duration]() {
+			want = `a duration like "5s"`
+		}
+		return protocol.FieldError(te.Field, "must be %s, got %s", want, te.Value)
 	}
 	msg := err.Error()
 	if f, ok := strings.CutPrefix(msg, "json: unknown field "); ok {
@@ -340,11 +429,25 @@ type identity struct {
 	Tenant  string
 }
 
-type identityKey struct{}
+// request is what the API knows of a request being served: who makes it,
+// and whether its audit record is already in a Raft command.
+type request struct {
+	id       identity
+	recorded bool
+}
+
+type requestKey struct{}
 
 func identityFrom(r *http.Request) identity {
-	if id, ok := r.Context().Value(identityKey{}).(identity); ok {
-		return id
+	if st, ok := r.Context().Value(requestKey{}).(*request); ok {
+		return st.id
 	}
 	return identity{Role: protocol.RoleManagement}
+}
+
+// markRecorded notes that the request's audit record went into Raft.
+func markRecorded(r *http.Request) {
+	if st, ok := r.Context().Value(requestKey{}).(*request); ok {
+		st.recorded = true
+	}
 }

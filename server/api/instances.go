@@ -200,6 +200,13 @@ func (a *API) listInstances(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
+	if id := identityFrom(r); id.Tenant != "" {
+		if f.Tenant != "" && f.Tenant != id.Tenant {
+			writeJSON(w, http.StatusOK, []*protocol.Instance{})
+			return nil
+		}
+		f.Tenant = id.Tenant
+	}
 	writeJSON(w, http.StatusOK, instanceViews(snap, snap.Instances(f)))
 	return nil
 }
@@ -224,6 +231,9 @@ func (a *API) deleteInstance(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	id := protocol.InstanceID(tenant, name)
+	if err := a.confirmed(r, id); err != nil {
+		return err
+	}
 	if _, err := a.apply(w, r, state.CmdInstanceDelete, id, state.InstanceRef{Tenant: tenant, Name: name}); err != nil {
 		return err
 	}
@@ -272,6 +282,11 @@ func (a *API) lifecycle(action string) handlerFunc {
 			return err
 		}
 		id := protocol.InstanceID(tenant, name)
+		if action == state.ActionStop {
+			if err := a.confirmed(r, id); err != nil {
+				return err
+			}
+		}
 		if _, err := a.apply(w, r, state.CmdInstanceLifecycle, id, state.InstanceLifecycle{Tenant: tenant, Name: name, Action: action}); err != nil {
 			return err
 		}
@@ -305,4 +320,23 @@ func (a *API) listEvents(w http.ResponseWriter, r *http.Request) error {
 	}
 	writeJSON(w, http.StatusOK, append([]*protocol.Event{}, snap.Events(in.ID)...))
 	return nil
+}
+
+// confirmed checks that a request to stop or delete an instance of a
+// protected environment names it in ?confirm=NAME (or TENANT/NAME), so
+// that production is not stopped by a slip of the keyboard.
+func (a *API) confirmed(r *http.Request, id string) error {
+	snap := a.store.Snapshot()
+	in := snap.Instance(id)
+	if in == nil {
+		return nil // the command answers not_found
+	}
+	env := snap.Environment(in.Environment)
+	if env == nil || !env.Protected {
+		return nil
+	}
+	if c := r.URL.Query().Get("confirm"); c == in.Name || c == in.ID {
+		return nil
+	}
+	return protocol.FieldError("confirm", "instance %s is in the protected environment %q: repeat with ?confirm=%s", in.ID, env.Name, in.Name)
 }

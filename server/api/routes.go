@@ -12,55 +12,70 @@ import (
 )
 
 func (a *API) routes() {
-	a.handle("GET /v1/health", local, func(w http.ResponseWriter, r *http.Request) error {
+	a.handle("GET /v1/health", local, public, func(w http.ResponseWriter, r *http.Request) error {
 		writeJSON(w, http.StatusOK, map[string]any{"ok": true, "id": a.c.ID()})
 		return nil
 	})
-	a.handle("GET /v1/status", read, a.status)
+	a.handle("GET /v1/status", read, operators, a.status)
 
-	a.handle("POST /v1/tenants", write, a.createTenant)
-	a.handle("GET /v1/tenants", read, a.listTenants)
-	a.handle("GET /v1/tenants/{tenant}", read, a.getTenant)
-	a.handle("PATCH /v1/tenants/{tenant}", write, a.patchTenant)
-	a.handle("DELETE /v1/tenants/{tenant}", write, a.deleteTenant)
+	a.handle("POST /v1/tenants", write, operators, a.createTenant)
+	a.handle("GET /v1/tenants", read, anyToken, a.listTenants)
+	a.handle("GET /v1/tenants/{tenant}", read, anyToken, a.getTenant)
+	a.handle("PATCH /v1/tenants/{tenant}", write, operators, a.patchTenant)
+	a.handle("DELETE /v1/tenants/{tenant}", write, operators, a.deleteTenant)
 
-	a.handle("GET /v1/environments", read, a.listEnvironments)
-	a.handle("PUT /v1/environments/{name}", write, a.putEnvironment)
-	a.handle("GET /v1/plans", read, a.listPlans)
-	a.handle("PUT /v1/plans/{name}", write, a.putPlan)
+	a.handle("GET /v1/environments", read, anyToken, a.listEnvironments)
+	a.handle("PUT /v1/environments/{name}", write, operators, a.putEnvironment)
+	a.handle("GET /v1/plans", read, anyToken, a.listPlans)
+	a.handle("PUT /v1/plans/{name}", write, operators, a.putPlan)
 
-	a.handle("POST /v1/tenants/{tenant}/instances", write, a.createInstance)
-	a.handle("GET /v1/tenants/{tenant}/instances", read, a.listTenantInstances)
-	a.handle("GET /v1/instances", read, a.listInstances)
-	a.handle("GET /v1/tenants/{tenant}/instances/{name}", read, a.getInstance)
-	a.handle("PUT /v1/tenants/{tenant}/instances/{name}", write, a.updateInstance)
-	a.handle("DELETE /v1/tenants/{tenant}/instances/{name}", write, a.deleteInstance)
-	a.handle("POST /v1/tenants/{tenant}/instances/{name}/scale", write, a.scaleInstance)
+	a.handle("POST /v1/tenants/{tenant}/instances", write, tenantAdmin, a.createInstance)
+	a.handle("GET /v1/tenants/{tenant}/instances", read, anyToken, a.listTenantInstances)
+	a.handle("GET /v1/instances", read, anyToken, a.listInstances)
+	a.handle("GET /v1/tenants/{tenant}/instances/{name}", read, anyToken, a.getInstance)
+	a.handle("PUT /v1/tenants/{tenant}/instances/{name}", write, tenantAdmin, a.updateInstance)
+	a.handle("DELETE /v1/tenants/{tenant}/instances/{name}", write, tenantAdmin, a.deleteInstance)
+	a.handle("POST /v1/tenants/{tenant}/instances/{name}/scale", write, tenantAdmin, a.scaleInstance)
 	for _, action := range []string{state.ActionStop, state.ActionStart, state.ActionRestart} {
-		a.handle("POST /v1/tenants/{tenant}/instances/{name}/"+action, write, a.lifecycle(action))
+		a.handle("POST /v1/tenants/{tenant}/instances/{name}/"+action, write, tenantAdmin, a.lifecycle(action))
 	}
-	a.handle("GET /v1/tenants/{tenant}/instances/{name}/replicas", read, a.listReplicas)
-	a.handle("GET /v1/tenants/{tenant}/instances/{name}/events", read, a.listEvents)
+	a.handle("GET /v1/tenants/{tenant}/instances/{name}/replicas", read, anyToken, a.listReplicas)
+	a.handle("GET /v1/tenants/{tenant}/instances/{name}/events", read, anyToken, a.listEvents)
 
-	a.handle("GET /v1/tenants/{tenant}/instances/{name}/logs", read, a.logs)
+	a.handle("GET /v1/tenants/{tenant}/instances/{name}/logs", read, tenantAdmin, a.logs)
 
-	a.handle("GET /v1/nodes", read, a.listNodes)
-	a.handle("GET /v1/nodes/{id}", read, a.getNode)
-	a.handle("POST /v1/nodes/{id}/drain", write, a.drainNode)
-	a.handle("POST /v1/nodes/{id}/eligibility", write, a.nodeEligibility)
+	a.handle("GET /v1/nodes", read, operators, a.listNodes)
+	a.handle("GET /v1/nodes/{id}", read, operators, a.getNode)
+	a.handle("POST /v1/nodes/{id}/drain", write, operators, a.drainNode)
+	a.handle("POST /v1/nodes/{id}/eligibility", write, operators, a.nodeEligibility)
+	a.handle("POST /v1/nodes/{id}/revoke", write, operators, a.revokeNode)
 
-	a.handle("GET /v1/operator/snapshot", write, a.saveSnapshot)
-	a.handle("PUT /v1/operator/snapshot", write, a.restoreSnapshot)
-	a.handle("GET /v1/operator/raft", read, a.raftPeers)
-	a.handle("DELETE /v1/operator/raft/peers/{id}", write, a.removePeer)
+	a.handle("POST /v1/acl/bootstrap", write, public, a.aclBootstrap)
+	a.handle("POST /v1/acl/tokens", write, management, a.createToken)
+	a.handle("GET /v1/acl/tokens", read, management, a.listTokens)
+	a.handle("GET /v1/acl/tokens/self", read, anyToken, a.tokenSelf)
+	a.handle("DELETE /v1/acl/tokens/{id}", write, management, a.deleteToken)
+	a.handle("GET /v1/audit", read, anyToken, a.listAudit)
 
-	a.handle("GET /v1/internal/self", local, func(w http.ResponseWriter, r *http.Request) error {
+	a.handle("GET /v1/operator/snapshot", write, management, a.saveSnapshot)
+	a.handle("PUT /v1/operator/snapshot", write, management, a.restoreSnapshot)
+	a.handle("GET /v1/operator/raft", read, management, a.raftPeers)
+	a.handle("DELETE /v1/operator/raft/peers/{id}", write, management, a.removePeer)
+
+	a.handle("GET /v1/internal/self", local, public, func(w http.ResponseWriter, r *http.Request) error {
 		writeJSON(w, http.StatusOK, a.c.Self())
 		return nil
 	})
-	a.handle("POST /v1/internal/join", write, a.join)
+	a.handle("POST /v1/internal/join", write, servers, a.join)
 
-	a.handle("/v1/", local, a.notFound)
+	if a.cfg.Metrics != nil {
+		a.handle("GET /metrics", local, operators, func(w http.ResponseWriter, r *http.Request) error {
+			a.cfg.Metrics.ServeHTTP(w, r)
+			return nil
+		})
+	}
+
+	a.handle("/v1/", local, anyToken, a.notFound)
 }
 
 func (a *API) status(w http.ResponseWriter, r *http.Request) error {
@@ -96,7 +111,7 @@ func (a *API) createTenant(w http.ResponseWriter, r *http.Request) error {
 	if _, err := a.apply(w, r, state.CmdTenantUpsert, t.Name, state.TenantUpsert{Tenant: t, Create: true}); err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusCreated, a.store.Snapshot().Tenant(t.Name))
+	writeJSON(w, http.StatusCreated, tenantViewOf(a.store.Snapshot(), a.store.Snapshot().Tenant(t.Name)))
 	return nil
 }
 
@@ -105,8 +120,13 @@ func (a *API) listTenants(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	out := []*protocol.Tenant{}
-	out = append(out, snap.Tenants()...)
+	id := identityFrom(r)
+	out := []tenantView{}
+	for _, t := range snap.Tenants() {
+		if id.Tenant == "" || t.Name == id.Tenant {
+			out = append(out, tenantViewOf(snap, t))
+		}
+	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
 }
@@ -132,7 +152,7 @@ func (a *API) getTenant(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, t)
+	writeJSON(w, http.StatusOK, tenantViewOf(snap, t))
 	return nil
 }
 
@@ -169,7 +189,8 @@ func (a *API) patchTenant(w http.ResponseWriter, r *http.Request) error {
 	if _, err := a.apply(w, r, state.CmdTenantUpsert, c.Name, state.TenantUpsert{Tenant: c}); err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, a.store.Snapshot().Tenant(c.Name))
+	snap := a.store.Snapshot()
+	writeJSON(w, http.StatusOK, tenantViewOf(snap, snap.Tenant(c.Name)))
 	return nil
 }
 
@@ -349,10 +370,11 @@ func (a *API) restoreSnapshot(w http.ResponseWriter, r *http.Request) error {
 	}
 	rec := a.auditRecord(r, "operator.snapshot.restore", "cluster")
 	rec.Result = "ok"
-	idx, err := Propose(r.Context(), a.c, a.cfg.Clock(), state.CmdAudit, state.AuditAppend{Records: []protocol.AuditRecord{*rec}})
+	idx, err := Propose(r.Context(), a.c, a.cfg.Clock(), state.CmdStateRestored, state.AuditAppend{Records: []protocol.AuditRecord{*rec}})
 	if err != nil {
 		return err
 	}
+	markRecorded(r)
 	w.Header().Set(HeaderIndex, strconv.FormatUint(idx, 10))
 	writeJSON(w, http.StatusOK, map[string]any{"restored": true, "index": idx})
 	return nil

@@ -56,7 +56,7 @@ type TestServer struct {
 	ready  atomic.Bool
 	stopCh chan struct{}
 	doneCh chan struct{}
-	down   bool
+	down   atomic.Bool
 }
 
 // Ready reports whether the server leads and has applied every entry of
@@ -120,7 +120,7 @@ func (c *TestCluster) newServer(i int) *TestServer {
 // process would.
 func (c *TestCluster) start(s *TestServer) {
 	c.t.Helper()
-	logger := hclog.New(&hclog.LoggerOptions{Name: s.ID, Level: hclog.Debug, Output: c.out})
+	logger := c.Logger(s.ID)
 	_, s.trans = raft.NewInmemTransport(s.addr)
 	s.Store = state.NewStore()
 	s.FSM = state.NewFSM(s.Store, logger)
@@ -135,7 +135,7 @@ func (c *TestCluster) start(s *TestServer) {
 		c.t.Fatalf("start %s: %v", s.ID, err)
 	}
 	s.Cluster = cl
-	s.down = false
+	s.down.Store(false)
 	s.ready.Store(false)
 	s.stopCh, s.doneCh = make(chan struct{}), make(chan struct{})
 	go s.watchLeadership()
@@ -159,14 +159,18 @@ func (s *TestServer) watchLeadership() {
 }
 
 func (s *TestServer) shutdown() {
-	if s.down {
+	if s.down.Swap(true) {
 		return
 	}
-	s.down = true
 	_ = s.Cluster.Shutdown(false)
 	close(s.stopCh)
 	<-s.doneCh
 	s.ready.Store(false)
+}
+
+// Logger returns a logger that writes to the test's log like the servers'.
+func (c *TestCluster) Logger(name string) hclog.Logger {
+	return hclog.New(&hclog.LoggerOptions{Name: name, Level: hclog.Debug, Output: c.out})
 }
 
 // Servers returns every server, stopped ones included.
@@ -179,7 +183,7 @@ func (c *TestCluster) Servers() []*TestServer {
 func (c *TestCluster) running() []*TestServer {
 	var out []*TestServer
 	for _, s := range c.Servers() {
-		if !s.down {
+		if !s.down.Load() {
 			out = append(out, s)
 		}
 	}

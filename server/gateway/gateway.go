@@ -6,10 +6,6 @@ package gateway
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
-	"crypto/subtle"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
@@ -19,6 +15,7 @@ import (
 	"github.com/coder/websocket"
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/drover-dev/drover/internal/secret"
 	"github.com/drover-dev/drover/protocol"
 	"github.com/drover-dev/drover/server/cluster"
 	"github.com/drover-dev/drover/server/state"
@@ -46,10 +43,13 @@ type Config struct {
 	Store   *state.Store
 	Logger  hclog.Logger
 	Clock   func() time.Time
-	// JoinToken lets new agents register. Empty means agents register
-	// without one (dev mode, or ACLs off).
+	// JoinToken lets new agents register (-agent-join-token, a bare secret
+	// or a drover-join.SECRET.FINGERPRINT string). The join token created by
+	// the ACL bootstrap, whose hash the state keeps, is good as well. With
+	// neither, agents register without one unless RequireJoinToken.
 	JoinToken string
-	// RequireJoinToken refuses registration when no join token is set.
+	// RequireJoinToken refuses registration while no join token exists
+	// (ACLs on, not yet bootstrapped).
 	RequireJoinToken bool
 
 	MinTTL                 time.Duration
@@ -226,22 +226,6 @@ func (g *Gateway) propose(ctx context.Context, typ state.CommandType, body any) 
 	return g.cfg.Cluster.Apply(ctx, cmd)
 }
 
-// HashSecret is how node secrets and tokens are stored: SHA-256 in hex.
-// Secrets are 256-bit random values, so a plain hash is enough.
-func HashSecret(secret string) string {
-	h := sha256.Sum256([]byte(secret))
-	return hex.EncodeToString(h[:])
-}
-
-// NewSecret returns a random 256-bit secret in hex.
-func NewSecret() string {
-	var b [32]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		panic(err)
-	}
-	return hex.EncodeToString(b[:])
-}
-
 // ServeHTTP accepts an agent's WebSocket (GET /v1/agent/connect).
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c, err := websocket.Accept(w, r, nil)
@@ -276,7 +260,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.redirect(ctx, c)
 		return
 	}
-	node, secret, err := g.register(ctx, &hello, r)
+	node, nodeSecret, err := g.register(ctx, &hello, r)
 	if err != nil {
 		e := protocol.AsError(err)
 		if errors.Is(err, cluster.ErrNotLeader) {
@@ -293,7 +277,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	defer g.removeSession(s)
 	g.logger.Info("agent connected", "node", node.ID, "name", node.Name, "remote", r.RemoteAddr)
-	s.run(ctx, secret)
+	s.run(ctx, nodeSecret)
 	g.logger.Info("agent disconnected", "node", node.ID, "name", node.Name)
 }
 
@@ -361,27 +345,21 @@ func (g *Gateway) register(ctx context.Context, h *protocol.Hello, r *http.Reque
 		return nil, "", err
 	}
 	snap := g.cfg.Store.Snapshot()
-	var secret, hash string
+	var nodeSecret, hash string
 	id := h.NodeID
-	switch {
-	case h.NodeID != "" && h.NodeSecret != "":
-		cred := snap.Credential(HashSecret(h.NodeSecret))
+	if h.NodeID != "" && h.NodeSecret != "" {
+		cred := snap.Credential(secret.Hash(h.NodeSecret))
 		n := snap.Node(h.NodeID)
 		if cred == nil || cred.Kind != state.CredentialNode || cred.Owner != h.NodeID || n == nil || n.Revoked {
 			return nil, "", protocol.Errorf(protocol.CodeUnauthenticated, "node %s: unknown or revoked node secret", h.NodeID)
 		}
-	case h.JoinToken != "" || !g.cfg.RequireJoinToken && g.cfg.JoinToken == "":
-		if g.cfg.JoinToken != "" && subtle.ConstantTimeCompare([]byte(h.JoinToken), []byte(g.cfg.JoinToken)) != 1 {
-			return nil, "", protocol.Errorf(protocol.CodeUnauthenticated, "invalid join token")
-		}
-		if g.cfg.JoinToken == "" && g.cfg.RequireJoinToken {
-			return nil, "", protocol.Errorf(protocol.CodeUnauthenticated, "this cluster has no agent join token set")
+	} else {
+		if err := g.checkJoinToken(snap, h.JoinToken); err != nil {
+			return nil, "", err
 		}
 		id = cluster.NewID()
-		secret = NewSecret()
-		hash = HashSecret(secret)
-	default:
-		return nil, "", protocol.Errorf(protocol.CodeUnauthenticated, "a join token or a node secret is required")
+		nodeSecret = secret.New()
+		hash = secret.Hash(nodeSecret)
 	}
 	n := protocol.Node{
 		ID: id, Name: h.Name, Region: h.Region, Labels: h.Labels,
@@ -397,7 +375,44 @@ func (g *Gateway) register(ctx context.Context, h *protocol.Hello, r *http.Reque
 		g.batch.add(id, h.Replicas, nil)
 		g.kick()
 	}
-	return g.cfg.Store.Snapshot().Node(id), secret, nil
+	return g.cfg.Store.Snapshot().Node(id), nodeSecret, nil
+}
+
+// checkJoinToken checks the join token of an agent registering: the one of
+// -agent-join-token or the one the ACL bootstrap made. With neither, any
+// agent may register, unless RequireJoinToken.
+func (g *Gateway) checkJoinToken(snap *state.Snapshot, presented string) error {
+	var want []string // hashes of the good secrets
+	if g.cfg.JoinToken != "" {
+		if jt, err := secret.ParseJoinToken(g.cfg.JoinToken); err == nil {
+			want = append(want, secret.Hash(jt.Secret))
+		}
+	}
+	if m := snap.Meta(state.MetaJoinTokenHash); m != nil && m.Value != "" {
+		want = append(want, m.Value)
+	}
+	if len(want) == 0 {
+		if g.cfg.RequireJoinToken {
+			return protocol.Errorf(protocol.CodeUnauthenticated, "this cluster has no agent join token yet: bootstrap its ACLs (drover acl bootstrap) or start the servers with -agent-join-token")
+		}
+		return nil
+	}
+	if presented == "" {
+		return protocol.Errorf(protocol.CodeUnauthenticated, "a join token or a node secret is required")
+	}
+	jt, err := secret.ParseJoinToken(presented)
+	if err != nil {
+		return protocol.Errorf(protocol.CodeUnauthenticated, "invalid join token: %v", err)
+	}
+	got := secret.Hash(jt.Secret)
+	ok := false
+	for _, w := range want {
+		ok = secret.Equal(got, w) || ok
+	}
+	if !ok {
+		return protocol.Errorf(protocol.CodeUnauthenticated, "invalid join token")
+	}
+	return nil
 }
 
 func validateHello(h *protocol.Hello) error {

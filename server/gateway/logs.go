@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 
+	"github.com/drover-dev/drover/internal/secret"
 	"github.com/drover-dev/drover/protocol"
 )
 
@@ -15,7 +16,7 @@ func (g *Gateway) StreamLogs(ctx context.Context, node string, req protocol.LogR
 	if s == nil {
 		return protocol.Errorf(protocol.CodeUnavailable, "node %s is not connected; its logs cannot be read now", node)
 	}
-	req.Stream = NewSecret()[:16]
+	req.Stream = secret.New()[:16]
 	ch := s.openLog(req.Stream)
 	defer func() {
 		s.endLog(req.Stream)

@@ -24,7 +24,7 @@ type writer struct {
 func (s *Store) apply(index uint64, cmd *Command) error {
 	db := s.current().db
 	w := &writer{txn: db.Txn(true), index: index, cmd: cmd}
-	err := w.dispatch()
+	err := w.dispatchSafely()
 	if err != nil {
 		w.txn.Abort()
 		w = &writer{txn: db.Txn(true), index: index, cmd: cmd}
@@ -42,6 +42,18 @@ func (s *Store) apply(index uint64, cmd *Command) error {
 	w.touch(tableMeta)
 	w.txn.Commit()
 	return err
+}
+
+// dispatchSafely runs dispatch and turns a panic into an internal error:
+// an entry that trips a bug must not stop every server that applies it,
+// again at each restart. Every server recovers the same way.
+func (w *writer) dispatchSafely() (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = protocol.Errorf(protocol.CodeInternal, "apply %s: panic: %v", w.cmd.Type, p)
+		}
+	}()
+	return w.dispatch()
 }
 
 func decode[T any](w *writer) (*T, error) {
@@ -102,6 +114,8 @@ func (w *writer) dispatch() error {
 		return run(w, (*writer).replicaReports)
 	case CmdPlanApply:
 		return run(w, (*writer).planApply)
+	case CmdDeploymentPromote:
+		return run(w, (*writer).deploymentPromote)
 	case CmdTokenCreate:
 		return run(w, func(w *writer, c *TokenCreate) error { return w.tokenCreate(c.Token, c.SecretHash) })
 	case CmdTokenDelete:
@@ -110,8 +124,19 @@ func (w *writer) dispatch() error {
 		return run(w, (*writer).aclBootstrap)
 	case CmdAudit:
 		return run(w, func(w *writer, c *AuditAppend) error {
+			// Sequence 0 is the envelope's own record (see apply).
 			for i, r := range c.Records {
-				w.audit(r, i)
+				w.audit(r, i+1)
+			}
+			return nil
+		})
+	case CmdAuditRetention:
+		return run(w, (*writer).auditRetention)
+	case CmdStateRestored:
+		return run(w, func(w *writer, c *AuditAppend) error {
+			w.touch(Tables...)
+			for i, r := range c.Records {
+				w.audit(r, i+1)
 			}
 			return nil
 		})
@@ -221,7 +246,9 @@ func (w *writer) event(e protocol.Event) {
 }
 
 func (w *writer) audit(r protocol.AuditRecord, seq int) {
-	r.ID = fmt.Sprintf("%016d-%04d", w.index, seq)
+	// Ids sort in the order records were written: six digits hold every
+	// record one command of at most MaxCommandBytes can carry.
+	r.ID = fmt.Sprintf("%016d-%06d", w.index, seq)
 	r.Index = w.index
 	if r.Time.IsZero() {
 		r.Time = w.cmd.Time
@@ -229,17 +256,37 @@ func (w *writer) audit(r protocol.AuditRecord, seq int) {
 	if err := w.insert(tableAudit, &r); err != nil {
 		panic(err)
 	}
-	if n := w.next("audit_count"); n > MaxAuditRecords {
-		it, err := w.txn.Get(tableAudit, "id")
+	w.next(metaAuditCount)
+	w.pruneAudit()
+}
+
+// pruneAudit drops the oldest audit records past the retention's count or
+// age. The age is measured from the command's time, so every server drops
+// the same records.
+func (w *writer) pruneAudit() {
+	ret := w.snap().AuditRetention()
+	count := *w.first(tableMeta, metaAuditCount).(*Meta)
+	cutoff := w.cmd.Time.Add(-ret.MaxAge)
+	dropped := uint64(0)
+	for count.N-dropped > 0 {
+		raw, err := w.txn.First(tableAudit, "id")
 		if err != nil {
 			panic(err)
 		}
-		if raw := it.Next(); raw != nil {
-			_ = w.delete(tableAudit, raw)
-			m := *w.first(tableMeta, "audit_count").(*Meta)
-			m.N--
-			_ = w.insert(tableMeta, &m)
+		if raw == nil {
+			break
 		}
+		overCount := count.N-dropped > uint64(ret.MaxRecords)
+		tooOld := ret.MaxAge > 0 && raw.(*protocol.AuditRecord).Time.Before(cutoff)
+		if !overCount && !tooOld {
+			break
+		}
+		_ = w.delete(tableAudit, raw)
+		dropped++
+	}
+	if dropped > 0 {
+		count.N -= dropped
+		_ = w.insert(tableMeta, &count)
 	}
 }
 
@@ -277,6 +324,15 @@ func (w *writer) tenantDelete(c *NameBody) error {
 	}
 	if n := len(w.snap().Instances(InstanceFilter{Tenant: c.Name})); n > 0 {
 		return protocol.Errorf(protocol.CodeConflict, "tenant %q still has %d instances; delete them first", c.Name, n)
+	}
+	// Its tokens go with it: a tenant created later with the same name
+	// must not be reachable with them.
+	for _, tok := range w.snap().Tokens() {
+		if tok.Tenant == c.Name {
+			if err := w.tokenDelete(&NameBody{Name: tok.ID}); err != nil {
+				return err
+			}
+		}
 	}
 	return w.delete(tableTenants, t)
 }
@@ -318,6 +374,9 @@ func (w *writer) instanceCreate(c *InstanceCreate) error {
 	if w.first(tableInstances, in.ID) != nil {
 		return protocol.Errorf(protocol.CodeConflict, "instance %q already exists", in.ID)
 	}
+	if err := w.checkQuota(t, nil, &in); err != nil {
+		return err
+	}
 	in.Version = 1
 	in.CreatedAt, in.CreateIndex = w.cmd.Time, w.index
 	if err := w.putInstance(&in); err != nil {
@@ -339,6 +398,7 @@ func (w *writer) instanceUpdate(c *InstanceUpdate) error {
 	if c.IfVersion != 0 && c.IfVersion != in.Version {
 		return protocol.Errorf(protocol.CodeConflict, "instance %q is at version %d, not %d", in.ID, in.Version, c.IfVersion)
 	}
+	old := *in
 	in.Spec = c.Spec
 	in.Plan = c.Plan
 	if c.Environment != "" {
@@ -346,6 +406,9 @@ func (w *writer) instanceUpdate(c *InstanceUpdate) error {
 	}
 	if c.Replicas != nil {
 		in.Replicas = *c.Replicas
+	}
+	if err := w.quotaOf(&old, in); err != nil {
+		return err
 	}
 	in.Version++
 	if err := w.putInstance(in); err != nil {
@@ -364,8 +427,12 @@ func (w *writer) instanceScale(c *InstanceScale) error {
 	if err != nil {
 		return err
 	}
-	w.event(protocol.Event{Tenant: in.Tenant, Instance: in.Name, Type: "scaled", Message: fmt.Sprintf("replicas %d -> %d", in.Replicas, c.Replicas)})
+	old := *in
 	in.Replicas = c.Replicas
+	if err := w.quotaOf(&old, in); err != nil {
+		return err
+	}
+	w.event(protocol.Event{Tenant: in.Tenant, Instance: in.Name, Type: "scaled", Message: fmt.Sprintf("replicas %d -> %d", old.Replicas, c.Replicas)})
 	if err := w.putInstance(in); err != nil {
 		return err
 	}
@@ -385,7 +452,11 @@ func (w *writer) instanceLifecycle(c *InstanceLifecycle) error {
 		if t := w.snap().Tenant(in.Tenant); t != nil && t.State == protocol.TenantSuspended {
 			return protocol.Errorf(protocol.CodeConflict, "tenant %q is suspended: its instances cannot be started", in.Tenant)
 		}
+		old := *in
 		in.Stopped = false
+		if err := w.quotaOf(&old, in); err != nil {
+			return err
+		}
 	case ActionRestart:
 		if in.Stopped {
 			return protocol.Errorf(protocol.CodeConflict, "instance %q is stopped; start it instead", in.ID)
@@ -410,12 +481,19 @@ func (w *writer) instanceDelete(c *InstanceRef) error {
 	if err := w.delete(tableInstances, w.first(tableInstances, in.ID)); err != nil {
 		return err
 	}
-	for _, table := range []string{tableVersions, tableEvents} {
-		if _, err := w.txn.DeleteAll(table, map[string]string{tableVersions: "id_prefix", tableEvents: "instance"}[table], deleteArgs(table, in)...); err != nil {
-			return protocol.Errorf(protocol.CodeInternal, "delete %s of %s: %v", table, in.ID, err)
+	// A prefix scan of the versions' id would also match acme/crm2 for
+	// acme/crm: delete the exact matches only.
+	for _, v := range list[Version](w.snap(), tableVersions, "id_prefix", in.ID) {
+		if v.InstanceID == in.ID {
+			if err := w.delete(tableVersions, v); err != nil {
+				return err
+			}
 		}
-		w.touch(table)
 	}
+	if _, err := w.txn.DeleteAll(tableEvents, "instance", in.Tenant, in.Name); err != nil {
+		return protocol.Errorf(protocol.CodeInternal, "delete events of %s: %v", in.ID, err)
+	}
+	w.touch(tableEvents)
 	if raw := w.first(tableEvals, in.ID); raw != nil {
 		_ = w.delete(tableEvals, raw)
 	}
@@ -423,14 +501,8 @@ func (w *writer) instanceDelete(c *InstanceRef) error {
 		w.stopReplica(r, "instance deleted")
 	}
 	w.gcReplicas(in.ID)
+	w.evalWaiting("")
 	return nil
-}
-
-func deleteArgs(table string, in *protocol.Instance) []any {
-	if table == tableVersions {
-		return []any{in.ID}
-	}
-	return []any{in.Tenant, in.Name}
 }
 
 // stopReplica sets a replica's desired state to stop. A replica that never
@@ -497,20 +569,31 @@ func (w *writer) nodeRegister(c *NodeRegister) error {
 	if err := w.insert(tableNodes, &n); err != nil {
 		return err
 	}
-	if old == nil || old.Status == protocol.NodeDown {
-		w.evalWaiting()
+	if old == nil || old.Status == protocol.NodeDown || capacityChanged(old, &n) {
+		w.evalWaiting("")
 	}
 	return nil
 }
 
+// capacityChanged reports whether a node's facts changed in a way that may
+// let it take replicas it could not before.
+func capacityChanged(old, n *protocol.Node) bool {
+	return old.Resources.CPUMillis != n.Resources.CPUMillis || old.Resources.MemoryMB != n.Resources.MemoryMB ||
+		old.PortRange != n.PortRange || old.Region != n.Region || !maps.Equal(old.Labels, n.Labels)
+}
+
 // evalWaiting asks the scheduler to look at every instance that has a
-// replica waiting for a node: capacity may have appeared.
-func (w *writer) evalWaiting() {
-	seen := map[string]bool{}
+// replica waiting for a node: capacity may have appeared. skip names an
+// instance to leave out (the one whose plan freed the capacity).
+func (w *writer) evalWaiting(skip string) {
+	seen := map[string]bool{skip: true}
 	for _, r := range w.snap().AllReplicas() {
 		id := protocol.InstanceID(r.Tenant, r.Instance)
 		if r.Node == "" && r.Desired == protocol.DesiredRun && !seen[id] {
 			seen[id] = true
+			if e := w.first(tableEvals, id); e != nil && e.(*Eval).Index == w.index {
+				continue // already evaluated for this entry
+			}
 			w.eval(id, "node-capacity")
 		}
 	}
@@ -572,7 +655,7 @@ func (w *writer) nodeStatus(c *NodeStatusUpdate) error {
 		}
 		_ = w.insert(tableNodes, n)
 		if wasDown {
-			w.evalWaiting()
+			w.evalWaiting("")
 			w.evalNode(n.ID, "node-up")
 		}
 	}
@@ -584,6 +667,7 @@ func (w *writer) nodeDrain(c *NodeDrain) error {
 	if err != nil {
 		return err
 	}
+	ended := n.Drain != nil && c.Drain == nil
 	n.Drain = c.Drain
 	if n.Status != protocol.NodeDown {
 		n.Status = protocol.NodeReady
@@ -595,6 +679,9 @@ func (w *writer) nodeDrain(c *NodeDrain) error {
 		return err
 	}
 	w.evalNode(n.ID, "node-drain")
+	if ended && n.Status != protocol.NodeDown {
+		w.evalWaiting("")
+	}
 	return nil
 }
 
@@ -608,7 +695,7 @@ func (w *writer) nodeEligibility(c *NodeEligibility) error {
 		return err
 	}
 	if c.Eligible {
-		w.evalWaiting()
+		w.evalWaiting("")
 	}
 	return nil
 }
@@ -631,6 +718,7 @@ func (w *writer) nodeRevoke(c *NameBody) error {
 
 func (w *writer) replicaReports(c *ReplicaReports) error {
 	touched := map[string]bool{}
+	freed := false
 	for _, nr := range c.Reports {
 		if raw := w.first(tableNodes, nr.Node); raw != nil {
 			n := *raw.(*protocol.Node)
@@ -666,6 +754,7 @@ func (w *writer) replicaReports(c *ReplicaReports) error {
 			}
 			r.ModifyIndex = w.index
 			_ = w.insert(tableReplicas, &r)
+			freed = freed || r.Desired == protocol.DesiredRun && r.Terminal() && !old.Terminal()
 			id := protocol.InstanceID(r.Tenant, r.Instance)
 			if old.State != r.State || old.Restarts != r.Restarts {
 				msg := fmt.Sprintf("%s -> %s", old.State, r.State)
@@ -691,6 +780,9 @@ func (w *writer) replicaReports(c *ReplicaReports) error {
 	for _, id := range ids {
 		w.gcReplicas(id)
 	}
+	if freed {
+		w.evalWaiting("")
+	}
 	return nil
 }
 
@@ -708,9 +800,22 @@ func (w *writer) planApply(p *Plan) error {
 	if err != nil {
 		return err
 	}
+	if in == nil {
+		p.Place = nil // deleted since the plan was made: nothing may start
+	}
+	freed := false
 	for _, r := range p.Place {
 		c := *r
 		c.CreateIndex, c.ModifyIndex, c.CreatedAt = w.index, w.index, w.cmd.Time
+		if raw := w.first(tableReplicas, c.ID); raw != nil {
+			// A replica that waited for a node is placed, or its reason
+			// changes; any other is no longer the scheduler's to place.
+			old := raw.(*protocol.Replica)
+			if old.Node != "" || old.Desired != protocol.DesiredRun || old.Terminal() {
+				continue
+			}
+			c.CreateIndex, c.CreatedAt = old.CreateIndex, old.CreatedAt
+		}
 		if c.Desired == "" {
 			c.Desired = protocol.DesiredRun
 		}
@@ -723,10 +828,18 @@ func (w *writer) planApply(p *Plan) error {
 	}
 	for _, s := range p.Stop {
 		if raw := w.first(tableReplicas, s.ID); raw != nil {
-			w.stopReplica(raw.(*protocol.Replica), s.Message)
+			r := raw.(*protocol.Replica)
+			freed = freed || r.Node != "" && r.Desired == protocol.DesiredRun && !r.Terminal()
+			w.stopReplica(r, s.Message)
 		}
 	}
-	for _, e := range p.Events {
+	if freed {
+		w.evalWaiting(p.Instance)
+	}
+	for i, e := range p.Events {
+		if e.Tenant == "" || e.Instance == "" {
+			return protocol.FieldError(fmt.Sprintf("events[%d]", i), "an event names its tenant and instance")
+		}
 		w.event(e)
 	}
 	if in != nil {
@@ -771,6 +884,33 @@ func (w *writer) planApply(p *Plan) error {
 	return nil
 }
 
+func (w *writer) deploymentPromote(c *DeploymentPromote) error {
+	in, err := w.instance(c.Tenant, c.Name)
+	if err != nil {
+		return err
+	}
+	d := in.Deployment
+	switch {
+	case d == nil || d.State != protocol.DeploymentRunning:
+		return protocol.Errorf(protocol.CodeConflict, "instance %q has no deployment running", in.ID)
+	case c.ID != "" && c.ID != d.ID:
+		return protocol.Errorf(protocol.CodeConflict, "deployment %q is not the running deployment of %q (%s)", c.ID, in.ID, d.ID)
+	case d.Canaries == 0:
+		return protocol.Errorf(protocol.CodeConflict, "deployment %s of %q has no canaries to promote", d.ID, in.ID)
+	case d.Promoted:
+		return nil
+	}
+	p := *d
+	p.Promoted, p.UpdatedAt = true, w.cmd.Time
+	in.Deployment = &p
+	if err := w.putInstance(in); err != nil {
+		return err
+	}
+	w.event(protocol.Event{Tenant: in.Tenant, Instance: in.Name, Type: "deployment", Message: fmt.Sprintf("deployment %s promoted", d.ID)})
+	w.eval(in.ID, "deployment-promote")
+	return nil
+}
+
 func (w *writer) instanceOrNil(id string) (*protocol.Instance, error) {
 	raw := w.first(tableInstances, id)
 	if raw == nil {
@@ -786,7 +926,7 @@ func (w *writer) tokenCreate(t protocol.Token, hash string) error {
 	if w.first(tableTokens, t.ID) != nil {
 		return protocol.Errorf(protocol.CodeConflict, "token %q exists", t.ID)
 	}
-	t.Secret = ""
+	t.Secret, t.AgentJoinToken = "", ""
 	t.CreatedAt, t.CreateIndex = w.cmd.Time, w.index
 	if err := w.insert(tableCredentials, &Credential{Hash: hash, Kind: CredentialToken, Owner: t.ID}); err != nil {
 		return err

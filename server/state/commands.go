@@ -29,12 +29,18 @@ const (
 	CmdNodeRevoke        CommandType = "node.revoke"
 	CmdReplicaReports    CommandType = "replica.reports"
 	CmdPlanApply         CommandType = "plan.apply"
+	CmdDeploymentPromote CommandType = "deployment.promote"
 	CmdTokenCreate       CommandType = "token.create"
 	CmdTokenDelete       CommandType = "token.delete"
 	CmdACLBootstrap      CommandType = "acl.bootstrap"
 	CmdAudit             CommandType = "audit"
+	CmdAuditRetention    CommandType = "audit.retention"
 	CmdServerUpsert      CommandType = "server.upsert"
 	CmdServerRemove      CommandType = "server.remove"
+	// CmdStateRestored follows a restore from a backup, whose indexes are
+	// older than those clients have seen: it marks every table changed, so
+	// that blocking queries wake, and appends its AuditAppend body.
+	CmdStateRestored CommandType = "state.restored"
 )
 
 // MaxCommandBytes bounds one encoded command; larger ones are refused
@@ -210,6 +216,18 @@ type Plan struct {
 	// Retry asks to evaluate the instance again (pending replicas waiting
 	// for capacity, a deployment waiting for health).
 	Retry bool `json:"retry,omitempty"`
+	// RetryAt is when the scheduler wants to evaluate the instance again.
+	// It stays in the leader's memory: the FSM keeps the evaluation, and a
+	// new leader evaluates it at once.
+	RetryAt time.Time `json:"-"`
+}
+
+// DeploymentPromote promotes the canaries of an instance's running
+// deployment. ID, when set, must name that deployment.
+type DeploymentPromote struct {
+	Tenant string `json:"tenant"`
+	Name   string `json:"name"`
+	ID     string `json:"id,omitempty"`
 }
 
 // ReplicaStop asks a replica to stop, with the reason.

@@ -61,6 +61,9 @@ func (f *FSM) Apply(l *raft.Log) any {
 		return protocol.Errorf(protocol.CodeInvalidArgument, "%v", err)
 	}
 	err = f.store.apply(l.Index, cmd)
+	if err != nil && protocol.AsError(err).Code == protocol.CodeInternal {
+		f.logger.Error("entry changed nothing", "index", l.Index, "type", cmd.Type, "error", err)
+	}
 	if fn := f.onApply.Load(); fn != nil {
 		(*fn)(cmd.Type, l.Index)
 	}

@@ -53,10 +53,14 @@ func (s *Store) Snapshot() *Snapshot {
 	return &Snapshot{txn: s.current().db.Txn(false)}
 }
 
-// Wait blocks until one of tables has an index above minIndex or ctx ends,
-// and returns the highest index of those tables. It is the base of blocking
+// Wait blocks until one of tables (every table when none is named) has an
+// index above minIndex or ctx ends, and returns the highest index of those
+// tables. It is the base of blocking
 // queries.
 func (s *Store) Wait(ctx context.Context, minIndex uint64, tables ...string) uint64 {
+	if len(tables) == 0 {
+		tables = Tables
+	}
 	for {
 		cur := s.current()
 		txn := cur.db.Txn(false)
@@ -366,8 +370,12 @@ func (s *Snapshot) Server(id string) *protocol.Member {
 // InstanceStatus derives an instance's status from its replicas.
 func (s *Snapshot) InstanceStatus(in *protocol.Instance) *protocol.InstanceStatus {
 	st := &protocol.InstanceStatus{Deployment: in.Deployment}
+	stopped := in.Stopped
+	if t := s.Tenant(in.Tenant); t != nil && t.State == protocol.TenantSuspended {
+		stopped = true // the scheduler runs nothing of a suspended tenant
+	}
 	desired := in.Replicas
-	if in.Stopped {
+	if stopped {
 		desired = 0
 	}
 	st.Replicas.Desired = desired
@@ -388,7 +396,7 @@ func (s *Snapshot) InstanceStatus(in *protocol.Instance) *protocol.InstanceStatu
 		}
 	}
 	switch {
-	case in.Stopped && st.Replicas.Running == 0:
+	case stopped && st.Replicas.Running == 0:
 		st.State = protocol.InstanceStopped
 	case in.Deployment != nil && in.Deployment.State == protocol.DeploymentRunning:
 		st.State = protocol.InstanceDeploying

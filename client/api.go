@@ -1,0 +1,278 @@
+package client
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/drover-dev/drover/protocol"
+)
+
+// Health answers nil while the server serves.
+func (c *Client) Health(ctx context.Context) error {
+	_, err := c.Do(ctx, Request{Method: http.MethodGet, Path: "/v1/health"}, nil)
+	return err
+}
+
+// Status is the cluster's leader, members and object counts.
+func (c *Client) Status(ctx context.Context, q *QueryOptions) (*protocol.ClusterStatus, Meta, error) {
+	return call[*protocol.ClusterStatus](ctx, c, Request{Method: http.MethodGet, Path: "/v1/status", Query: q.values(nil)})
+}
+
+// --- tenants ---
+
+// TenantPatch is the body of a tenant change: fields not nil replace the
+// tenant's.
+type TenantPatch struct {
+	Labels *map[string]string `json:"labels,omitempty"`
+	State  *string            `json:"state,omitempty"`
+	Quotas *protocol.Quotas   `json:"quotas,omitempty"`
+}
+
+// CreateTenant creates a tenant; an existing name is a conflict.
+func (c *Client) CreateTenant(ctx context.Context, t *protocol.Tenant) (*protocol.Tenant, Meta, error) {
+	return call[*protocol.Tenant](ctx, c, Request{Method: http.MethodPost, Path: "/v1/tenants", Body: t})
+}
+
+// Tenants lists the tenants.
+func (c *Client) Tenants(ctx context.Context, q *QueryOptions) ([]*protocol.Tenant, Meta, error) {
+	return call[[]*protocol.Tenant](ctx, c, Request{Method: http.MethodGet, Path: "/v1/tenants", Query: q.values(nil)})
+}
+
+// Tenant reads one tenant.
+func (c *Client) Tenant(ctx context.Context, name string, q *QueryOptions) (*protocol.Tenant, Meta, error) {
+	return call[*protocol.Tenant](ctx, c, Request{Method: http.MethodGet, Path: "/v1/tenants/" + seg(name), Query: q.values(nil)})
+}
+
+// UpdateTenant changes a tenant's labels, state or quotas.
+func (c *Client) UpdateTenant(ctx context.Context, name string, p *TenantPatch) (*protocol.Tenant, Meta, error) {
+	return call[*protocol.Tenant](ctx, c, Request{Method: http.MethodPatch, Path: "/v1/tenants/" + seg(name), Body: p})
+}
+
+// DeleteTenant deletes a tenant.
+func (c *Client) DeleteTenant(ctx context.Context, name string) (Meta, error) {
+	return c.Do(ctx, Request{Method: http.MethodDelete, Path: "/v1/tenants/" + seg(name)}, nil)
+}
+
+// --- instances ---
+
+func instancePath(tenant, name string) string {
+	return "/v1/tenants/" + seg(tenant) + "/instances/" + seg(name)
+}
+
+// InstanceFilter narrows the fleet-wide instance list; empty fields match all.
+type InstanceFilter struct {
+	Tenant      string
+	Environment string
+	State       string
+}
+
+// Instances lists instances across tenants.
+func (c *Client) Instances(ctx context.Context, f InstanceFilter, q *QueryOptions) ([]*protocol.Instance, Meta, error) {
+	v := url.Values{}
+	for k, s := range map[string]string{"tenant": f.Tenant, "environment": f.Environment, "state": f.State} {
+		if s != "" {
+			v.Set(k, s)
+		}
+	}
+	return call[[]*protocol.Instance](ctx, c, Request{Method: http.MethodGet, Path: "/v1/instances", Query: q.values(v)})
+}
+
+// TenantInstances lists one tenant's instances.
+func (c *Client) TenantInstances(ctx context.Context, tenant string, q *QueryOptions) ([]*protocol.Instance, Meta, error) {
+	return call[[]*protocol.Instance](ctx, c, Request{Method: http.MethodGet, Path: "/v1/tenants/" + seg(tenant) + "/instances", Query: q.values(nil)})
+}
+
+// Instance reads one instance with its status.
+func (c *Client) Instance(ctx context.Context, tenant, name string, q *QueryOptions) (*protocol.Instance, Meta, error) {
+	return call[*protocol.Instance](ctx, c, Request{Method: http.MethodGet, Path: instancePath(tenant, name), Query: q.values(nil)})
+}
+
+// CreateInstance creates an instance of tenant.
+func (c *Client) CreateInstance(ctx context.Context, tenant string, req *protocol.InstanceRequest) (*protocol.Instance, Meta, error) {
+	return call[*protocol.Instance](ctx, c, Request{Method: http.MethodPost, Path: "/v1/tenants/" + seg(tenant) + "/instances", Body: req})
+}
+
+// UpdateInstance gives an instance a new spec, which starts a deployment.
+// A non-zero ifVersion makes the update fail with a conflict when the
+// instance's version is another.
+func (c *Client) UpdateInstance(ctx context.Context, tenant, name string, req *protocol.InstanceRequest, ifVersion uint64) (*protocol.Instance, Meta, error) {
+	r := Request{Method: http.MethodPut, Path: instancePath(tenant, name), Body: req}
+	if ifVersion != 0 {
+		r.Header = http.Header{"If-Match": {strconv.FormatUint(ifVersion, 10)}}
+	}
+	return call[*protocol.Instance](ctx, c, r)
+}
+
+// ScaleInstance sets an instance's replica count.
+func (c *Client) ScaleInstance(ctx context.Context, tenant, name string, replicas int) (*protocol.Instance, Meta, error) {
+	return call[*protocol.Instance](ctx, c, Request{Method: http.MethodPost, Path: instancePath(tenant, name) + "/scale", Body: protocol.ScaleRequest{Replicas: &replicas}})
+}
+
+// Lifecycle actions of an instance.
+const (
+	ActionStop    = "stop"
+	ActionStart   = "start"
+	ActionRestart = "restart"
+)
+
+// InstanceAction stops, starts or restarts an instance (ActionStop, ...).
+func (c *Client) InstanceAction(ctx context.Context, tenant, name, action string) (*protocol.Instance, Meta, error) {
+	return call[*protocol.Instance](ctx, c, Request{Method: http.MethodPost, Path: instancePath(tenant, name) + "/" + seg(action), Body: nil})
+}
+
+// DeleteInstance stops and removes an instance.
+func (c *Client) DeleteInstance(ctx context.Context, tenant, name string) (Meta, error) {
+	return c.Do(ctx, Request{Method: http.MethodDelete, Path: instancePath(tenant, name)}, nil)
+}
+
+// Replicas lists an instance's replicas.
+func (c *Client) Replicas(ctx context.Context, tenant, name string, q *QueryOptions) ([]*protocol.Replica, Meta, error) {
+	return call[[]*protocol.Replica](ctx, c, Request{Method: http.MethodGet, Path: instancePath(tenant, name) + "/replicas", Query: q.values(nil)})
+}
+
+// Events lists an instance's recent events, oldest first.
+func (c *Client) Events(ctx context.Context, tenant, name string, q *QueryOptions) ([]*protocol.Event, Meta, error) {
+	return call[[]*protocol.Event](ctx, c, Request{Method: http.MethodGet, Path: instancePath(tenant, name) + "/events", Query: q.values(nil)})
+}
+
+// LogOptions choose what Logs streams.
+type LogOptions struct {
+	Replica string // a replica id; the server picks a running one when empty
+	Tail    int    // lines of history; the server's default when negative
+	Follow  bool   // keep streaming new output until ctx ends
+}
+
+// Logs streams a replica's output as plain text. The caller closes it; with
+// Follow it ends when ctx does.
+func (c *Client) Logs(ctx context.Context, tenant, name string, o LogOptions) (io.ReadCloser, error) {
+	v := url.Values{}
+	if o.Replica != "" {
+		v.Set("replica", o.Replica)
+	}
+	if o.Tail >= 0 {
+		v.Set("tail", strconv.Itoa(o.Tail))
+	}
+	if o.Follow {
+		v.Set("follow", "true")
+	}
+	body, _, err := c.Stream(ctx, Request{Method: http.MethodGet, Path: instancePath(tenant, name) + "/logs", Query: v})
+	return body, err
+}
+
+// --- nodes ---
+
+// NodeDetail is a node with the replicas placed on it.
+type NodeDetail struct {
+	protocol.Node
+	Replicas []*protocol.Replica `json:"replicas"`
+}
+
+// Nodes lists the nodes.
+func (c *Client) Nodes(ctx context.Context, q *QueryOptions) ([]*protocol.Node, Meta, error) {
+	return call[[]*protocol.Node](ctx, c, Request{Method: http.MethodGet, Path: "/v1/nodes", Query: q.values(nil)})
+}
+
+// Node reads one node with its replicas.
+func (c *Client) Node(ctx context.Context, id string, q *QueryOptions) (*NodeDetail, Meta, error) {
+	return call[*NodeDetail](ctx, c, Request{Method: http.MethodGet, Path: "/v1/nodes/" + seg(id), Query: q.values(nil)})
+}
+
+// DrainNode starts (enable) or ends a node's drain. A zero deadline takes
+// the server's default.
+func (c *Client) DrainNode(ctx context.Context, id string, enable bool, deadline time.Duration) (*protocol.Node, Meta, error) {
+	return call[*protocol.Node](ctx, c, Request{Method: http.MethodPost, Path: "/v1/nodes/" + seg(id) + "/drain", Body: protocol.DrainRequest{Enable: enable, Deadline: protocol.Duration(deadline)}})
+}
+
+// SetNodeEligibility lets the scheduler place new replicas on a node, or not.
+func (c *Client) SetNodeEligibility(ctx context.Context, id string, eligible bool) (*protocol.Node, Meta, error) {
+	return call[*protocol.Node](ctx, c, Request{Method: http.MethodPost, Path: "/v1/nodes/" + seg(id) + "/eligibility", Body: protocol.EligibilityRequest{Eligible: &eligible}})
+}
+
+// RevokeNode revokes a node's identity: its agent can no longer connect.
+func (c *Client) RevokeNode(ctx context.Context, id string) (*protocol.Node, Meta, error) {
+	return call[*protocol.Node](ctx, c, Request{Method: http.MethodPost, Path: "/v1/nodes/" + seg(id) + "/revoke", Body: nil})
+}
+
+// --- operator ---
+
+// SaveSnapshot streams a snapshot of the whole state into w.
+func (c *Client) SaveSnapshot(ctx context.Context, w io.Writer) (Meta, error) {
+	body, m, err := c.Stream(ctx, Request{Method: http.MethodGet, Path: "/v1/operator/snapshot"})
+	if err != nil {
+		return m, err
+	}
+	defer body.Close()
+	if _, err := io.Copy(w, body); err != nil {
+		return m, err
+	}
+	return m, nil
+}
+
+// RestoreSnapshot replaces the whole state with the snapshot read from r.
+func (c *Client) RestoreSnapshot(ctx context.Context, r io.Reader) (Meta, error) {
+	return c.Do(ctx, Request{Method: http.MethodPut, Path: "/v1/operator/snapshot", Body: r}, nil)
+}
+
+// RaftPeers lists the Raft members.
+func (c *Client) RaftPeers(ctx context.Context, q *QueryOptions) ([]protocol.Member, Meta, error) {
+	var out struct {
+		Servers []protocol.Member `json:"servers"`
+	}
+	m, err := c.Do(ctx, Request{Method: http.MethodGet, Path: "/v1/operator/raft", Query: q.values(nil)}, &out)
+	return out.Servers, m, err
+}
+
+// RemoveRaftPeer removes a server from the Raft configuration.
+func (c *Client) RemoveRaftPeer(ctx context.Context, id string) (Meta, error) {
+	return c.Do(ctx, Request{Method: http.MethodDelete, Path: "/v1/operator/raft/peers/" + seg(id)}, nil)
+}
+
+// --- ACL and audit ---
+
+// ACLBootstrap creates the first management token; it works once.
+func (c *Client) ACLBootstrap(ctx context.Context) (*protocol.Token, Meta, error) {
+	return call[*protocol.Token](ctx, c, Request{Method: http.MethodPost, Path: "/v1/acl/bootstrap", Body: nil})
+}
+
+// CreateToken creates a token; its Secret is in the answer only.
+func (c *Client) CreateToken(ctx context.Context, req *protocol.TokenRequest) (*protocol.Token, Meta, error) {
+	return call[*protocol.Token](ctx, c, Request{Method: http.MethodPost, Path: "/v1/acl/tokens", Body: req})
+}
+
+// Tokens lists the tokens (without secrets).
+func (c *Client) Tokens(ctx context.Context, q *QueryOptions) ([]*protocol.Token, Meta, error) {
+	return call[[]*protocol.Token](ctx, c, Request{Method: http.MethodGet, Path: "/v1/acl/tokens", Query: q.values(nil)})
+}
+
+// TokenSelf is the token the client uses.
+func (c *Client) TokenSelf(ctx context.Context) (*protocol.Token, Meta, error) {
+	return call[*protocol.Token](ctx, c, Request{Method: http.MethodGet, Path: "/v1/acl/tokens/self"})
+}
+
+// RevokeToken deletes a token.
+func (c *Client) RevokeToken(ctx context.Context, id string) (Meta, error) {
+	return c.Do(ctx, Request{Method: http.MethodDelete, Path: "/v1/acl/tokens/" + seg(id)}, nil)
+}
+
+// AuditFilter narrows the audit records; zero fields match all.
+type AuditFilter struct {
+	Tenant string
+	// Since keeps the records of the last Since.
+	Since time.Duration
+}
+
+// Audit lists audit records.
+func (c *Client) Audit(ctx context.Context, f AuditFilter, q *QueryOptions) ([]*protocol.AuditRecord, Meta, error) {
+	v := url.Values{}
+	if f.Tenant != "" {
+		v.Set("tenant", f.Tenant)
+	}
+	if f.Since > 0 {
+		v.Set("since", f.Since.String())
+	}
+	return call[[]*protocol.AuditRecord](ctx, c, Request{Method: http.MethodGet, Path: "/v1/audit", Query: q.values(v)})
+}

@@ -1,0 +1,216 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/drover-dev/drover/protocol"
+)
+
+// Rollout is an instance's progress towards running one version of its
+// spec healthy: after a create, an update, a scale or a start.
+type Rollout struct {
+	Instance *protocol.Instance
+	Replicas []*protocol.Replica
+	// Version is the instance version awaited.
+	Version uint64
+	// Counts of the replicas of Version the scheduler wants running.
+	Desired int
+	Placed  int // on a node
+	Running int // the process runs (healthy or not)
+	Healthy int
+	// Failed are the replicas of Version that failed; their Message says why.
+	Failed []*protocol.Replica
+
+	done      bool
+	promotion bool
+	err       *RolloutError
+}
+
+// RolloutError says why a rollout cannot succeed any more.
+type RolloutError struct {
+	Reason string
+	// Failed are the replicas of the awaited version that failed.
+	Failed []*protocol.Replica
+}
+
+func (e *RolloutError) Error() string { return e.Reason }
+
+// Done reports whether every desired replica of Version is healthy and no
+// deployment is running.
+func (r *Rollout) Done() bool { return r.done }
+
+// AwaitingPromotion reports whether the deployment's canaries are healthy
+// and it waits for someone to promote them (the spec does not promote
+// automatically).
+func (r *Rollout) AwaitingPromotion() bool { return r.promotion }
+
+// Err is why the rollout cannot succeed any more, or nil while it can.
+func (r *Rollout) Err() error {
+	if r.err == nil {
+		return nil
+	}
+	return r.err
+}
+
+// NewRollout judges the progress of instance in, with replicas reps,
+// towards running version healthy.
+func NewRollout(in *protocol.Instance, reps []*protocol.Replica, version uint64) *Rollout {
+	r := &Rollout{Instance: in, Replicas: reps, Version: version, Desired: in.Replicas}
+	if in.Stopped {
+		r.Desired = 0
+	}
+	active := 0 // replicas of version that may still become healthy
+	healthyCanaries := 0
+	for _, rep := range reps {
+		if rep.Version != version || rep.Desired != protocol.DesiredRun {
+			continue
+		}
+		if rep.Node != "" {
+			r.Placed++
+		}
+		switch rep.State {
+		case protocol.ReplicaHealthy:
+			r.Healthy++
+			r.Running++
+			if rep.Canary {
+				healthyCanaries++
+			}
+		case protocol.ReplicaRunning, protocol.ReplicaUnhealthy:
+			r.Running++
+		case protocol.ReplicaFailed:
+			r.Failed = append(r.Failed, rep)
+		}
+		if !rep.Terminal() {
+			active++
+		}
+	}
+	fail := func(format string, args ...any) *Rollout {
+		r.err = &RolloutError{Reason: fmt.Sprintf(format, args...), Failed: r.Failed}
+		return r
+	}
+	dep := in.Deployment
+	if in.Status != nil && in.Status.Deployment != nil {
+		dep = in.Status.Deployment
+	}
+	if in.Version != version {
+		if dep != nil && dep.Rollback {
+			return fail("version %d was rolled back: instance %s is at version %d%s", version, in.ID, in.Version, suffix(dep.Message))
+		}
+		return fail("instance %s was changed to version %d while waiting for version %d", in.ID, in.Version, version)
+	}
+	if dep != nil && dep.ToVersion == version {
+		switch dep.State {
+		case protocol.DeploymentFailed, protocol.DeploymentRolledBack, protocol.DeploymentCancelled:
+			return fail("deployment %s of version %d %s%s", dep.ID, version, strings.ReplaceAll(dep.State, "_", " "), suffix(dep.Message))
+		}
+	}
+	if in.Status != nil && in.Status.State == protocol.InstanceFailed {
+		return fail("instance %s failed: %d of %d replicas failed", in.ID, len(r.Failed), r.Desired)
+	}
+	if dep != nil && dep.State == protocol.DeploymentRunning {
+		// The deployment decides, and its deadline bounds it; but canaries
+		// waiting for a person to promote them would wait forever.
+		r.promotion = dep.ToVersion == version && dep.Canaries > 0 && !dep.Promoted &&
+			!in.Spec.Update.AutoPromote && healthyCanaries >= dep.Canaries
+		return r
+	}
+	if r.Healthy >= r.Desired {
+		r.done = true
+		return r
+	}
+	if len(r.Failed) > 0 && active < r.Desired {
+		return fail("%d of %d replicas of %s version %d failed", len(r.Failed), r.Desired, in.ID, version)
+	}
+	return r
+}
+
+func suffix(msg string) string {
+	if msg == "" {
+		return ""
+	}
+	return ": " + msg
+}
+
+// maxBlock bounds one blocking query of WatchRollout.
+const maxBlock = 30 * time.Second
+
+// retryDelay is the pause before a watch retries after a transient error.
+const retryDelay = 500 * time.Millisecond
+
+// WatchRollout follows an instance with blocking queries until version is
+// healthy or its canaries await promotion (nil), cannot become healthy (a
+// *RolloutError), or ctx ends (its error). fn, when not nil, sees each state read. The last state read is
+// returned in every case (nil if none was).
+func (c *Client) WatchRollout(ctx context.Context, tenant, name string, version uint64, fn func(*Rollout)) (*Rollout, error) {
+	var last *Rollout
+	var index uint64
+	for {
+		wait := maxBlock
+		if dl, ok := ctx.Deadline(); ok {
+			wait = min(wait, time.Until(dl))
+		}
+		in, m, err := c.Instance(ctx, tenant, name, &QueryOptions{Index: index, Wait: wait})
+		var reps []*protocol.Replica
+		if err == nil {
+			reps, _, err = c.Replicas(ctx, tenant, name, nil)
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return last, ctx.Err()
+			}
+			if !Retryable(err) {
+				return last, err
+			}
+			if err := sleep(ctx, retryDelay); err != nil {
+				return last, err
+			}
+			continue
+		}
+		// A smaller index means the state was restored or rebuilt: start over.
+		index = m.Index
+		if index == 0 {
+			// No index to block on: poll.
+			if err := sleep(ctx, retryDelay); err != nil {
+				return last, err
+			}
+		}
+		last = NewRollout(in, reps, version)
+		if fn != nil {
+			fn(last)
+		}
+		if last.Done() || last.AwaitingPromotion() {
+			return last, nil
+		}
+		if err := last.Err(); err != nil {
+			return last, err
+		}
+	}
+}
+
+// Retryable reports whether a request that failed with err may succeed if
+// sent again: the server was unavailable (no leader yet, a leader change)
+// or could not be reached.
+func Retryable(err error) bool {
+	var pe *protocol.Error
+	if errors.As(err, &pe) {
+		return pe.Code == protocol.CodeUnavailable
+	}
+	var ue *url.Error
+	return errors.As(err, &ue)
+}
+
+func sleep(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}

@@ -1,0 +1,542 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/drover-dev/drover/protocol"
+)
+
+// runCLI runs the drover command line and returns what it printed and its
+// exit code.
+func runCLI(t *testing.T, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code = execute(args, &out, &errb)
+	return out.String(), errb.String(), code
+}
+
+// fakeAPI is a test server standing for the API: handlers answer fixed
+// documents, and the requests it got are kept.
+type fakeAPI struct {
+	t    *testing.T
+	mux  *http.ServeMux
+	url  string
+	mu   sync.Mutex
+	seen []seenRequest
+}
+
+type seenRequest struct {
+	Method, Path, Query, Auth string
+	Body                      []byte
+}
+
+func newFakeAPI(t *testing.T) *fakeAPI {
+	f := &fakeAPI{t: t, mux: http.NewServeMux()}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		f.mu.Lock()
+		f.seen = append(f.seen, seenRequest{Method: r.Method, Path: r.URL.Path, Query: r.URL.RawQuery, Auth: r.Header.Get("Authorization"), Body: b})
+		f.mu.Unlock()
+		r.Body = io.NopCloser(bytes.NewReader(b))
+		f.mux.ServeHTTP(w, r)
+	}))
+	t.Cleanup(srv.Close)
+	f.url = srv.URL
+	t.Setenv("DROVER_ADDR", "")
+	t.Setenv("DROVER_TOKEN", "")
+	return f
+}
+
+// answer makes pattern answer status with v as JSON (no body when v is nil).
+func (f *fakeAPI) answer(pattern string, status int, v any) {
+	f.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Drover-Index", "7")
+		if v == nil {
+			w.WriteHeader(status)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(status)
+		_ = json.NewEncoder(w).Encode(v)
+	})
+}
+
+func (f *fakeAPI) fail(pattern string, e *protocol.Error) {
+	f.answer(pattern, e.Code.HTTPStatus(), protocol.ErrorBody{Error: e})
+}
+
+// request returns the last request to method and path.
+func (f *fakeAPI) request(method, path string) seenRequest {
+	f.t.Helper()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i := len(f.seen) - 1; i >= 0; i-- {
+		if f.seen[i].Method == method && f.seen[i].Path == path {
+			return f.seen[i]
+		}
+	}
+	f.t.Fatalf("no %s %s request was made", method, path)
+	return seenRequest{}
+}
+
+func (f *fakeAPI) requests() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.seen)
+}
+
+func writeFile(t *testing.T, name, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+const crmYAML = `tenant: acme
+name: crm
+environment: production
+replicas: 2
+spec:
+  version: "1.4.2"
+  command: ["/opt/crm/bin/crm", "--listen", "127.0.0.1:${PORT}"]
+  ports: [http]
+  health: {type: http, port: http, path: /healthz, interval: 2s, timeout: 1s}
+  update: {min_healthy_time: 5s, healthy_deadline: 2m}
+`
+
+// TestUsageErrors checks that bad command lines end with exit code 2, a
+// one-line error and a hint, without a request to the server.
+func TestUsageErrors(t *testing.T) {
+	f := newFakeAPI(t)
+	noTenant := writeFile(t, "crm.yaml", strings.Replace(crmYAML, "tenant: acme\n", "", 1))
+	withTenant := writeFile(t, "crm.yaml", crmYAML)
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"status", "extra"}, "takes no arguments"},
+		{[]string{"status", "-o", "yaml"}, `-o "yaml": want table or json`},
+		{[]string{"status", "-addr", "ftp://host:1"}, "-addr"},
+		{[]string{"instance", "bogus"}, `unknown command "bogus"`},
+		{[]string{"instance", "list", "-bogus"}, "unknown flag"},
+		{[]string{"instance", "status"}, "wants TENANT/NAME, got 0 argument(s)"},
+		{[]string{"instance", "status", "a/b", "c/d"}, "wants TENANT/NAME, got 2"},
+		{[]string{"instance", "status", "acme"}, `"acme" is not TENANT/NAME`},
+		{[]string{"instance", "stop", "Acme/crm"}, "not a valid name"},
+		{[]string{"instance", "scale", "acme/crm"}, "wants TENANT/NAME N"},
+		{[]string{"instance", "scale", "acme/crm", "three"}, `replica count "three"`},
+		{[]string{"instance", "scale", "acme/crm", "-1"}, "unknown shorthand flag"},
+		{[]string{"instance", "create"}, "-f FILE is required"},
+		{[]string{"instance", "create", "-f", noTenant}, "no tenant: give -tenant T"},
+		{[]string{"instance", "create", "-f", withTenant, "-tenant", "other"}, "-tenant other differs from the tenant acme"},
+		{[]string{"instance", "create", "-f", withTenant, "-tenant", "Bad_Name"}, "-tenant"},
+		{[]string{"instance", "create", "-f", withTenant, "-timeout", "0s"}, "-timeout 0s"},
+		{[]string{"instance", "update", "other/crm", "-f", withTenant}, "names tenant acme, not other"},
+		{[]string{"instance", "logs", "acme/crm", "-tail", "-5"}, "-tail -5"},
+		{[]string{"node", "eligibility", "n1", "maybe"}, `"maybe": want on or off`},
+		{[]string{"node", "eligibility", "n1"}, "wants ID on|off"},
+		{[]string{"node", "drain", "n1", "-deadline", "-5m"}, "-deadline"},
+		{[]string{"operator", "snapshot", "save"}, "wants FILE"},
+		{[]string{"operator", "raft", "remove-peer"}, "wants ID"},
+		{[]string{"acl", "token", "create"}, "-role: is required"},
+		{[]string{"acl", "token", "create", "-role", "wizard"}, `-role: "wizard" is not one of`},
+		{[]string{"acl", "token", "create", "-role", "tenant-admin"}, "-tenant: is required"},
+		{[]string{"acl", "token", "create", "-role", "operator", "-tenant", "acme"}, "-tenant"},
+		{[]string{"audit", "list", "-since", "-1h"}, "-since"},
+		{[]string{"tenant", "create", "acme", "-label", "novalue"}, `-label "novalue": want key=value`},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			args := tc.args
+			if !strings.Contains(strings.Join(args, " "), "-addr") {
+				args = append(args, "-addr", f.url)
+			}
+			stdout, stderr, code := runCLI(t, args...)
+			if code != exitUsage {
+				t.Fatalf("exit code %d, want %d; stdout %q stderr %q", code, exitUsage, stdout, stderr)
+			}
+			lines := strings.Split(strings.TrimSpace(stderr), "\n")
+			if len(lines) != 2 || !strings.HasPrefix(lines[0], "Error: ") || !strings.Contains(lines[0], tc.want) ||
+				!strings.Contains(lines[1], "--help") {
+				t.Errorf("stderr = %q, want an error line with %q and a hint", stderr, tc.want)
+			}
+		})
+	}
+	if n := f.requests(); n != 0 {
+		t.Errorf("the server got %d requests from bad command lines", n)
+	}
+}
+
+func TestGroupWithoutVerbPrintsHelp(t *testing.T) {
+	stdout, _, code := runCLI(t, "node")
+	if code != exitOK || !strings.Contains(stdout, "drover node [command]") || !strings.Contains(stdout, "eligibility") {
+		t.Errorf("drover node: exit %d, stdout %q", code, stdout)
+	}
+}
+
+func TestCompletionWorks(t *testing.T) {
+	stdout, stderr, code := runCLI(t, "completion", "bash")
+	if code != exitOK || !strings.Contains(stdout, "__start_drover") {
+		t.Fatalf("completion bash: exit %d, stderr %q", code, stderr)
+	}
+	// Dynamic completion of T/NAME asks the server.
+	f := newFakeAPI(t)
+	f.answer("GET /v1/instances", 200, []*protocol.Instance{{ID: "acme/crm"}, {ID: "beta/web"}})
+	stdout, _, code = runCLI(t, "__complete", "instance", "status", "--addr", f.url, "ac")
+	if code != exitOK || !strings.Contains(stdout, "acme/crm") || strings.Contains(stdout, "beta/web") {
+		t.Errorf("__complete: exit %d, stdout %q", code, stdout)
+	}
+}
+
+func TestRequestErrorsExitOne(t *testing.T) {
+	f := newFakeAPI(t)
+	f.fail("GET /v1/tenants/acme/instances/nope", protocol.NotFound("instance", "acme/nope"))
+	f.fail("POST /v1/tenants/acme/instances/crm/scale", protocol.FieldError("replicas", "must be between 0 and 1000, got 5000"))
+	f.fail("GET /v1/status", &protocol.Error{Code: protocol.CodeUnauthenticated, Message: "a token is required"})
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"instance", "status", "acme/nope"}, `Error: instance "acme/nope" not found`},
+		{[]string{"instance", "scale", "acme/crm", "5000"}, "Error: must be between 0 and 1000, got 5000 (field: replicas)"},
+		{[]string{"status"}, "Error: a token is required; give a token with -token or DROVER_TOKEN"},
+	} {
+		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
+			_, stderr, code := runCLI(t, append(tc.args, "-addr", f.url)...)
+			if code != exitFailed || strings.TrimSpace(stderr) != tc.want {
+				t.Errorf("exit %d, stderr %q; want 1 and %q", code, stderr, tc.want)
+			}
+		})
+	}
+	// A server that does not answer.
+	srv := httptest.NewServer(http.NotFoundHandler())
+	srv.Close()
+	_, stderr, code := runCLI(t, "status", "-addr", srv.URL)
+	if code != exitFailed || !strings.HasPrefix(stderr, "Error: cannot reach the server at "+srv.URL) {
+		t.Errorf("unreachable: exit %d, stderr %q", code, stderr)
+	}
+}
+
+func TestTokenAndAddressFromEnvironment(t *testing.T) {
+	f := newFakeAPI(t)
+	f.answer("GET /v1/status", 200, protocol.ClusterStatus{Leader: "s1"})
+	t.Setenv("DROVER_ADDR", f.url)
+	t.Setenv("DROVER_TOKEN", "from-env")
+	if _, stderr, code := runCLI(t, "status"); code != 0 {
+		t.Fatalf("status: exit %d, %s", code, stderr)
+	}
+	if got := f.request("GET", "/v1/status").Auth; got != "Bearer from-env" {
+		t.Errorf("Authorization = %q, want the environment's token", got)
+	}
+	if _, _, code := runCLI(t, "status", "-token", "from-flag"); code != 0 {
+		t.Fatal("status failed")
+	}
+	if got := f.request("GET", "/v1/status").Auth; got != "Bearer from-flag" {
+		t.Errorf("Authorization = %q, want the flag's token", got)
+	}
+}
+
+func testFleet() []*protocol.Instance {
+	return []*protocol.Instance{
+		{ID: "acme/crm", Tenant: "acme", Name: "crm", Environment: "production", Version: 3, Replicas: 2,
+			Spec:   protocol.Spec{Version: "1.4.2", Secrets: map[string]string{"DB_PASSWORD": "(secret)"}},
+			Status: &protocol.InstanceStatus{State: protocol.InstanceRunning, Replicas: protocol.ReplicaCounts{Desired: 2, Healthy: 2, Running: 2}}},
+		{ID: "beta/web", Tenant: "beta", Name: "web", Environment: "staging", Version: 1, Replicas: 1,
+			Status: &protocol.InstanceStatus{State: protocol.InstanceDegraded, Replicas: protocol.ReplicaCounts{Desired: 1}}},
+	}
+}
+
+func TestOutputFormats(t *testing.T) {
+	f := newFakeAPI(t)
+	f.answer("GET /v1/instances", 200, testFleet())
+	f.answer("GET /v1/tenants/acme/instances", 200, testFleet()[:1])
+	f.answer("DELETE /v1/tenants/acme/instances/crm", http.StatusNoContent, nil)
+
+	stdout, _, code := runCLI(t, "instance", "list", "-addr", f.url)
+	want := "" +
+		"ID        ENV         VERSION    STATE     HEALTHY/DESIRED\n" +
+		"acme/crm  production  3 (1.4.2)  running   2/2\n" +
+		"beta/web  staging     1          degraded  0/1\n"
+	if code != 0 || stdout != want {
+		t.Errorf("instance list: exit %d\n%s\nwant\n%s", code, stdout, want)
+	}
+
+	stdout, _, code = runCLI(t, "instance", "list", "-addr", f.url, "-o", "json", "-env", "staging")
+	var got []protocol.Instance
+	if err := json.Unmarshal([]byte(stdout), &got); err != nil || code != 0 {
+		t.Fatalf("instance list -o json: exit %d, %v: %q", code, err, stdout)
+	}
+	if len(got) != 2 || got[0].Spec.Secrets["DB_PASSWORD"] != "(secret)" {
+		t.Errorf("-o json = %+v, want the API's documents", got)
+	}
+	if q := f.request("GET", "/v1/instances").Query; q != "environment=staging" {
+		t.Errorf("query = %q, want the environment filter", q)
+	}
+
+	// -tenant reads the tenant's path and filters the environment here.
+	stdout, _, _ = runCLI(t, "instance", "list", "-addr", f.url, "-tenant", "acme", "-env", "staging", "-o", "json")
+	if strings.TrimSpace(stdout) != "[]" {
+		t.Errorf("-tenant acme -env staging = %q, want []", stdout)
+	}
+
+	// A deletion answers no body; -o json still prints one document.
+	stdout, _, code = runCLI(t, "instance", "delete", "acme/crm", "-addr", f.url, "-o", "json")
+	var del map[string]any
+	if err := json.Unmarshal([]byte(stdout), &del); err != nil || code != 0 || del["id"] != "acme/crm" || del["deleted"] != true {
+		t.Errorf("delete -o json: exit %d, %q", code, stdout)
+	}
+}
+
+func TestStatusTables(t *testing.T) {
+	now := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+	var b strings.Builder
+	nodesTable(&b, []*protocol.Node{{ID: "n1", Name: "web-1", Region: "eu", Status: protocol.NodeReady, Eligible: true,
+		Resources: protocol.NodeResources{CPUMillis: 4000, FreeCPUMillis: 1500, MemoryMB: 8192, FreeMemoryMB: 4096}}})
+	want := "" +
+		"ID  NAME   REGION  STATUS  ELIGIBLE  CPU         MEMORY\n" +
+		"n1  web-1  eu      ready   yes       1500/4000m  4096/8192MB\n"
+	if b.String() != want {
+		t.Errorf("nodes table:\n%s\nwant\n%s", b.String(), want)
+	}
+
+	b.Reset()
+	replicasTable(&b, []*protocol.Replica{
+		{ID: "r1", Node: "n1", State: protocol.ReplicaHealthy, Desired: protocol.DesiredRun, Version: 3,
+			Ports: map[string]int{"http": 20001, "admin": 20002}, Restarts: 1, StartedAt: now.Add(-90 * time.Second)},
+		{ID: "r2", State: protocol.ReplicaPending, Desired: protocol.DesiredRun, Version: 3, Message: "no node has 2048 MB free"},
+	}, now)
+	want = "" +
+		"ID  NODE  STATE    VERSION  PORTS                   RESTARTS  AGE  MESSAGE\n" +
+		"r1  n1    healthy  3        admin:20002,http:20001  1         1m   -\n" +
+		"r2  -     pending  3        -                       0         -    no node has 2048 MB free\n"
+	if b.String() != want {
+		t.Errorf("replicas table:\n%s\nwant\n%s", b.String(), want)
+	}
+}
+
+func TestInstanceStatus(t *testing.T) {
+	f := newFakeAPI(t)
+	in := testFleet()[0]
+	in.Deployment = &protocol.Deployment{ID: "d3", FromVersion: 2, ToVersion: 3, State: protocol.DeploymentSuccessful}
+	f.answer("GET /v1/tenants/acme/instances/crm", 200, in)
+	f.answer("GET /v1/tenants/acme/instances/crm/replicas", 200, []*protocol.Replica{
+		{ID: "r1", Node: "n1", State: protocol.ReplicaHealthy, Desired: protocol.DesiredRun, Version: 3}})
+	f.answer("GET /v1/tenants/acme/instances/crm/events", 200, []*protocol.Event{
+		{Type: "deployment-successful", Message: "version 3 is healthy"}})
+
+	stdout, stderr, code := runCLI(t, "instance", "status", "acme/crm", "-addr", f.url)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr)
+	}
+	for _, want := range []string{"ID:", "acme/crm", "running", "2/2 healthy", "d3: version 2 -> 3, successful", "r1", "version 3 is healthy"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("instance status lacks %q:\n%s", want, stdout)
+		}
+	}
+	stdout, _, _ = runCLI(t, "instance", "status", "acme/crm", "-addr", f.url, "-o", "json")
+	var doc instanceStatus
+	if err := json.Unmarshal([]byte(stdout), &doc); err != nil || doc.Instance.ID != "acme/crm" || len(doc.Replicas) != 1 || len(doc.Events) != 1 {
+		t.Errorf("instance status -o json = %q (%v)", stdout, err)
+	}
+}
+
+// deployAPI answers the create of acme/crm and then, to the reads that
+// follow, the instance and replicas the test gives.
+func deployAPI(t *testing.T, in *protocol.Instance, reps []*protocol.Replica, events []*protocol.Event) *fakeAPI {
+	f := newFakeAPI(t)
+	created := *in
+	created.Status = &protocol.InstanceStatus{State: protocol.InstanceDeploying}
+	f.answer("POST /v1/tenants/acme/instances", http.StatusCreated, &created)
+	f.answer("PUT /v1/tenants/acme/instances/crm", http.StatusOK, &created)
+	f.answer("GET /v1/tenants/acme/instances/crm", 200, in)
+	f.answer("GET /v1/tenants/acme/instances/crm/replicas", 200, reps)
+	f.answer("GET /v1/tenants/acme/instances/crm/events", 200, events)
+	return f
+}
+
+func TestInstanceCreateWaitsUntilHealthy(t *testing.T) {
+	in := testFleet()[0]
+	in.Version = 1
+	in.Deployment = &protocol.Deployment{ID: "d1", ToVersion: 1, State: protocol.DeploymentSuccessful}
+	reps := []*protocol.Replica{
+		{ID: "r1", Node: "n1", State: protocol.ReplicaHealthy, Desired: protocol.DesiredRun, Version: 1},
+		{ID: "r2", Node: "n2", State: protocol.ReplicaHealthy, Desired: protocol.DesiredRun, Version: 1},
+	}
+	f := deployAPI(t, in, reps, nil)
+	file := writeFile(t, "crm.yaml", crmYAML+"id: acme/crm\nstatus: {state: running}\n")
+
+	stdout, stderr, code := runCLI(t, "instance", "create", "-f", file, "-addr", f.url)
+	if code != 0 {
+		t.Fatalf("exit %d; stdout %q; stderr %q", code, stdout, stderr)
+	}
+	for _, want := range []string{
+		"Created instance acme/crm, version 1",
+		"acme/crm version 1: 2/2 placed, 2/2 running, 2/2 healthy; deployment successful\n",
+		"Instance acme/crm version 1 is healthy: 2/2 replicas healthy",
+	} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("stdout lacks %q:\n%s", want, stdout)
+		}
+	}
+	// The body is the API's instance document: no tenant, no read-only
+	// fields, durations as strings.
+	var body map[string]any
+	if err := json.Unmarshal(f.request("POST", "/v1/tenants/acme/instances").Body, &body); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"tenant", "id", "status"} {
+		if _, ok := body[k]; ok {
+			t.Errorf("request body has %q: %v", k, body)
+		}
+	}
+	health := body["spec"].(map[string]any)["health"].(map[string]any)
+	if health["interval"] != "2s" || body["replicas"] != 2.0 {
+		t.Errorf("request body = %v", body)
+	}
+
+	// -o json: progress on stderr, the instance alone on stdout.
+	stdout, stderr, code = runCLI(t, "instance", "create", "-f", file, "-addr", f.url, "-o", "json")
+	var got protocol.Instance
+	if err := json.Unmarshal([]byte(stdout), &got); err != nil || code != 0 || got.ID != "acme/crm" {
+		t.Errorf("-o json: exit %d, stdout %q (%v)", code, stdout, err)
+	}
+	if !strings.Contains(stderr, "2/2 healthy") {
+		t.Errorf("-o json: progress missing from stderr %q", stderr)
+	}
+
+	// -detach makes no read.
+	before := f.requests()
+	stdout, _, code = runCLI(t, "instance", "create", "-f", file, "-addr", f.url, "-detach")
+	if code != 0 || !strings.Contains(stdout, "Created instance acme/crm") || f.requests() != before+1 {
+		t.Errorf("-detach: exit %d, %d requests, stdout %q", code, f.requests()-before, stdout)
+	}
+}
+
+func TestInstanceUpdateReportsFailure(t *testing.T) {
+	in := testFleet()[0]
+	in.Version = 4
+	in.Deployment = &protocol.Deployment{ID: "d4", FromVersion: 3, ToVersion: 4, State: protocol.DeploymentFailed,
+		Message: "no replica healthy within 2m"}
+	reps := []*protocol.Replica{
+		{ID: "r1", Node: "n1", State: protocol.ReplicaUnhealthy, Desired: protocol.DesiredRun, Version: 4, Message: "health check: HTTP 500"},
+		{ID: "r0", Node: "n1", State: protocol.ReplicaHealthy, Desired: protocol.DesiredRun, Version: 3},
+	}
+	events := []*protocol.Event{{Type: "deployment-failed", Message: "deployment d4 failed"}}
+	f := deployAPI(t, in, reps, events)
+	file := writeFile(t, "crm.yaml", crmYAML)
+
+	_, stderr, code := runCLI(t, "instance", "update", "acme/crm", "-f", file, "-addr", f.url)
+	if code != exitFailed {
+		t.Fatalf("exit %d, want 1; stderr %q", code, stderr)
+	}
+	for _, want := range []string{
+		"Error: deployment d4 of version 4 failed: no replica healthy within 2m",
+		"r1 (n1) unhealthy: health check: HTTP 500",
+		"deployment-failed",
+	} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, stderr)
+		}
+	}
+	if !strings.HasPrefix(stderr, "Error: ") {
+		t.Errorf("stderr does not start with the error line: %q", stderr)
+	}
+}
+
+func TestInstanceCreateTimesOut(t *testing.T) {
+	in := testFleet()[0]
+	in.Version = 1
+	reps := []*protocol.Replica{{ID: "r1", State: protocol.ReplicaPending, Desired: protocol.DesiredRun, Version: 1,
+		Message: "no node has 2048 MB free"}}
+	f := deployAPI(t, in, reps, nil)
+	// The fake answers blocking queries at once, so the wait polls until
+	// its timeout.
+	file := writeFile(t, "crm.yaml", crmYAML)
+	_, stderr, code := runCLI(t, "instance", "create", "-f", file, "-addr", f.url, "-timeout", "300ms")
+	if code != exitFailed || !strings.Contains(stderr, "timed out after 300ms") ||
+		!strings.Contains(stderr, "no node has 2048 MB free") {
+		t.Errorf("exit %d, stderr %q", code, stderr)
+	}
+}
+
+func TestLogsAndSnapshots(t *testing.T) {
+	f := newFakeAPI(t)
+	f.mux.HandleFunc("GET /v1/tenants/acme/instances/crm/logs", func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.WriteString(w, "hello\nworld\n")
+	})
+	f.mux.HandleFunc("GET /v1/operator/snapshot", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Drover-Index", "12")
+		_, _ = io.WriteString(w, "SNAPSHOT")
+	})
+	f.answer("PUT /v1/operator/snapshot", 200, map[string]any{"restored": true, "index": 13})
+
+	stdout, _, code := runCLI(t, "instance", "logs", "acme/crm", "-replica", "r1", "-f", "-addr", f.url)
+	if code != 0 || stdout != "hello\nworld\n" {
+		t.Errorf("logs: exit %d, %q", code, stdout)
+	}
+	if q := f.request("GET", "/v1/tenants/acme/instances/crm/logs").Query; q != "follow=true&replica=r1&tail=100" {
+		t.Errorf("logs query = %q", q)
+	}
+
+	path := filepath.Join(t.TempDir(), "backup.snap")
+	stdout, _, code = runCLI(t, "operator", "snapshot", "save", path, "-addr", f.url)
+	if b, err := os.ReadFile(path); err != nil || string(b) != "SNAPSHOT" || code != 0 {
+		t.Fatalf("snapshot save: exit %d, file %q, %v", code, b, err)
+	}
+	if !strings.Contains(stdout, "index 12") {
+		t.Errorf("snapshot save said %q", stdout)
+	}
+	if _, _, code := runCLI(t, "operator", "snapshot", "restore", path, "-addr", f.url); code != 0 {
+		t.Fatalf("snapshot restore: exit %d", code)
+	}
+	if b := f.request("PUT", "/v1/operator/snapshot").Body; string(b) != "SNAPSHOT" {
+		t.Errorf("restore sent %q", b)
+	}
+	// A failed save leaves no file behind.
+	bad := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	defer bad.Close()
+	missing := filepath.Join(t.TempDir(), "never.snap")
+	if _, _, code := runCLI(t, "operator", "snapshot", "save", missing, "-addr", bad.URL); code != exitFailed {
+		t.Errorf("save from a failing server: exit %d", code)
+	}
+	if entries, _ := os.ReadDir(filepath.Dir(missing)); len(entries) != 0 {
+		t.Errorf("a failed save left %v", entries)
+	}
+}
+
+// TestEveryVerbHasHelp checks that each CLI command has a summary and
+// examples in its help.
+func TestEveryVerbHasHelp(t *testing.T) {
+	root := newRoot()
+	var walk func(c *cobra.Command)
+	walk = func(c *cobra.Command) {
+		if c.Short == "" || c.Example == "" {
+			t.Errorf("%s has no short help or no example", c.CommandPath())
+		}
+		for _, sub := range c.Commands() {
+			walk(sub)
+		}
+	}
+	for _, noun := range []string{"status", "tenant", "instance", "node", "operator", "acl", "audit"} {
+		c, _, err := root.Find([]string{noun})
+		if err != nil || c == root {
+			t.Fatalf("no %s command", noun)
+		}
+		walk(c)
+	}
+}

@@ -1,0 +1,146 @@
+package api
+
+import (
+	"net/http"
+	"sort"
+
+	"github.com/drover-dev/drover/internal/secret"
+	"github.com/drover-dev/drover/protocol"
+	"github.com/drover-dev/drover/server/cluster"
+	"github.com/drover-dev/drover/server/state"
+)
+
+// aclBootstrap creates the first management token, once, and, unless
+// -agent-join-token set one, the agents' join token. Both secrets are in
+// this answer only; the state keeps their hashes.
+func (a *API) aclBootstrap(w http.ResponseWriter, r *http.Request) error {
+	if a.store.Snapshot().Meta(state.MetaACLBootstrapped) != nil {
+		return protocol.Errorf(protocol.CodeConflict, "ACLs are already bootstrapped: ask the holder of a management token for a token")
+	}
+	sec := secret.New()
+	tok := protocol.Token{ID: cluster.NewID(), Role: protocol.RoleManagement, Description: "bootstrap token"}
+	cmd := state.ACLBootstrap{Token: tok, SecretHash: secret.Hash(sec)}
+	join := ""
+	if a.cfg.AgentJoinToken == "" {
+		js := secret.New()
+		cmd.JoinTokenHash = secret.Hash(js)
+		join = secret.JoinToken{Secret: js, CAFingerprint: a.cfg.CAFingerprint}.String()
+	}
+	if _, err := a.apply(w, r, state.CmdACLBootstrap, "acl", cmd); err != nil {
+		return err
+	}
+	out := *a.store.Snapshot().Token(tok.ID)
+	out.Secret, out.AgentJoinToken = sec, join
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (a *API) createToken(w http.ResponseWriter, r *http.Request) error {
+	var req protocol.TokenRequest
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	now := a.cfg.Clock().UTC()
+	if err := req.Validate(now); err != nil {
+		return err
+	}
+	if req.Tenant != "" && a.store.Snapshot().Tenant(req.Tenant) == nil {
+		return protocol.FieldError("tenant", "unknown tenant %q", req.Tenant)
+	}
+	tok := protocol.Token{ID: cluster.NewID(), Role: req.Role, Tenant: req.Tenant, Description: req.Description, ExpiresAt: req.ExpiresAt.UTC()}
+	if req.TTL > 0 {
+		tok.ExpiresAt = now.Add(req.TTL.D())
+	}
+	sec := secret.New()
+	if _, err := a.apply(w, r, state.CmdTokenCreate, tok.ID, state.TokenCreate{Token: tok, SecretHash: secret.Hash(sec)}); err != nil {
+		return err
+	}
+	out := *a.store.Snapshot().Token(tok.ID)
+	out.Secret = sec
+	writeJSON(w, http.StatusCreated, out)
+	return nil
+}
+
+// listTokens answers the tokens, oldest first, optionally of one tenant or
+// role. Secrets are not in the state, so not in the answer.
+func (a *API) listTokens(w http.ResponseWriter, r *http.Request) error {
+	snap, err := a.snapshot(w, r, state.TableTokens)
+	if err != nil {
+		return err
+	}
+	tenant, role := r.URL.Query().Get("tenant"), r.URL.Query().Get("role")
+	out := []*protocol.Token{}
+	for _, t := range snap.Tokens() {
+		if tenant != "" && t.Tenant != tenant || role != "" && t.Role != role {
+			continue
+		}
+		out = append(out, t)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].CreateIndex < out[j].CreateIndex })
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// tokenSelf answers the caller's own token. With ACL off there is none:
+// the answer says every request acts as management.
+func (a *API) tokenSelf(w http.ResponseWriter, r *http.Request) error {
+	id := identityFrom(r)
+	if !a.cfg.ACL {
+		writeJSON(w, http.StatusOK, protocol.Token{Role: protocol.RoleManagement, Description: "ACLs are off: every request acts as management"})
+		return nil
+	}
+	snap, err := a.snapshot(w, r, state.TableTokens)
+	if err != nil {
+		return err
+	}
+	t := snap.Token(id.TokenID)
+	if t == nil {
+		return protocol.NotFound("token", id.TokenID)
+	}
+	writeJSON(w, http.StatusOK, t)
+	return nil
+}
+
+// deleteToken revokes a token at once: its next request is refused. The
+// last management token cannot be revoked, so that the cluster cannot be
+// locked out of its own administration.
+func (a *API) deleteToken(w http.ResponseWriter, r *http.Request) error {
+	id := r.PathValue("id")
+	snap := a.store.Snapshot()
+	t := snap.Token(id)
+	if t == nil {
+		return protocol.NotFound("token", id)
+	}
+	if t.Role == protocol.RoleManagement {
+		now := a.cfg.Clock()
+		live := 0
+		for _, o := range snap.Tokens() {
+			if o.Role == protocol.RoleManagement && !o.Expired(now) {
+				live++
+			}
+		}
+		if live <= 1 {
+			return protocol.Errorf(protocol.CodeConflict, "token %s is the last management token; create another before revoking it", id)
+		}
+	}
+	if _, err := a.apply(w, r, state.CmdTokenDelete, id, state.NameBody{Name: id}); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// revokeNode revokes a node's secret and closes its agent's connection:
+// the agent is refused from then on, and must register again with the
+// join token as a new node.
+func (a *API) revokeNode(w http.ResponseWriter, r *http.Request) error {
+	id := r.PathValue("id")
+	if _, err := a.apply(w, r, state.CmdNodeRevoke, id, state.NameBody{Name: id}); err != nil {
+		return err
+	}
+	if a.cfg.Nodes != nil {
+		a.cfg.Nodes.CloseNode(id)
+	}
+	writeJSON(w, http.StatusOK, a.store.Snapshot().Node(id))
+	return nil
+}

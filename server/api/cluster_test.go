@@ -1,0 +1,262 @@
+package api_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/anishathalye/porcupine"
+
+	"github.com/drover-dev/drover/protocol"
+	"github.com/drover-dev/drover/server/cluster"
+)
+
+// Any server accepts any request: followers forward writes and
+// linearizable reads to the leader and answer stale reads themselves.
+func TestFollowersForward(t *testing.T) {
+	e := newEnv(t, envConfig{Servers: 3})
+	leader := e.c.Leader()
+	for i, f := range e.c.Followers() {
+		u := e.urls[f]
+		name := fmt.Sprintf("t%d", i)
+		r := must(t, 201, "POST", u+"/v1/tenants", `{"name":"`+name+`"}`, nil)
+		if r.index() == 0 {
+			t.Fatalf("forwarded write answers no index: %v", r.header)
+		}
+		if leader.Store.Snapshot().Tenant(name) == nil {
+			t.Fatal("the forwarded write is not on the leader")
+		}
+		// A linearizable read through the follower sees it at once.
+		var tn protocol.Tenant
+		must(t, 200, "GET", u+"/v1/tenants/"+name, nil, &tn)
+		if tn.Name != name {
+			t.Fatalf("read through %s: %+v", f.ID, tn)
+		}
+		// Errors come back through the forwarding unchanged.
+		checkError(t, do(t, "POST", u+"/v1/tenants", `{"name":"`+name+`"}`), 409, protocol.CodeConflict, "")
+		checkError(t, do(t, "POST", u+"/v1/tenants", `{"name":"Bad Name"}`), 400, protocol.CodeInvalidArgument, "name")
+		// A stale read is the follower's own, and catches up.
+		e.c.Eventually("a stale read on "+f.ID+" to see "+name, func() error {
+			if r := do(t, "GET", u+"/v1/tenants/"+name+"?stale=true", nil); r.status != 200 {
+				return errorf("%s", r)
+			}
+			return nil
+		})
+	}
+
+	// A follower cut off from the others knows no leader: 503.
+	f := e.c.Followers()[0]
+	e.c.Partition(f)
+	e.c.Eventually(f.ID+" to answer 503 when cut off", func() error {
+		r := do(t, "POST", e.urls[f]+"/v1/tenants", `{"name":"cut"}`)
+		if r.status != http.StatusServiceUnavailable {
+			return errorf("%s", r)
+		}
+		checkError(t, r, http.StatusServiceUnavailable, protocol.CodeUnavailable, "")
+		return nil
+	})
+	e.c.Heal()
+	e.c.WaitForReplication()
+	e.c.EnsureSame()
+}
+
+// Three servers started apart form one cluster through each other's HTTP
+// APIs once the expected number is reachable.
+func TestJoinerBootstrapExpect(t *testing.T) {
+	e := newEnv(t, envConfig{Servers: 3, NoBootstrap: true})
+	servers := e.c.Servers()
+	ctx, cancel := context.WithTimeout(context.Background(), cluster.TestWait)
+	defer cancel()
+	errs := make(chan error, len(servers))
+	for _, s := range servers {
+		var peers []string
+		for _, o := range servers {
+			if o != s {
+				peers = append(peers, o.HTTPAddr)
+			}
+		}
+		j := &cluster.Joiner{Cluster: s.Cluster, Peers: peers, Expect: 3}
+		go func() { errs <- j.Run(ctx) }()
+	}
+	// The new leader records its own address, as a server does.
+	leader := e.c.Leader()
+	e.c.RecordServers()
+	for range servers {
+		if err := <-errs; err != nil {
+			t.Fatalf("join: %v", err)
+		}
+	}
+	members, err := leader.Cluster.Members(leader.Store.Snapshot())
+	if err != nil || len(members) != 3 {
+		t.Fatalf("members: %+v %v", members, err)
+	}
+	for _, m := range members {
+		if !m.Voter || m.HTTPAddr == "" {
+			t.Fatalf("member: %+v", m)
+		}
+	}
+}
+
+// registerOp is one client operation on the register: the label v of a
+// tenant.
+type registerOp struct {
+	write bool
+	value string
+}
+
+var registerModel = porcupine.Model{
+	Init: func() any { return "init" },
+	Step: func(st, in, out any) (bool, any) {
+		op := in.(registerOp)
+		if op.write {
+			return true, op.value
+		}
+		return out.(string) == st.(string), st
+	},
+	DescribeOperation: func(in, out any) string {
+		op := in.(registerOp)
+		if op.write {
+			return "put " + op.value
+		}
+		return fmt.Sprintf("get -> %v", out)
+	},
+}
+
+// Concurrent clients write and read one tenant's label through every
+// server while the leader is cut off and comes back: what they observe
+// must be linearizable.
+func TestLinearizableRegister(t *testing.T) {
+	e := newEnv(t, envConfig{Servers: 3})
+	must(t, 201, "POST", e.url()+"/v1/tenants", `{"name":"reg","labels":{"v":"init"}}`, nil)
+	e.c.WaitForReplication()
+	var urls []string
+	for _, s := range e.c.Servers() {
+		urls = append(urls, e.urls[s])
+	}
+	client := &http.Client{Timeout: 5 * time.Second}
+	start := time.Now()
+	now := func() int64 { return int64(time.Since(start)) }
+	const clients, duration = 4, 2 * time.Second
+
+	var mu sync.Mutex
+	var ops []porcupine.Operation
+	var wg sync.WaitGroup
+	for c := 0; c < clients; c++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rnd := rand.New(rand.NewPCG(uint64(c), 7))
+			for i := 0; time.Since(start) < duration; i++ {
+				u := urls[rnd.IntN(len(urls))]
+				op := porcupine.Operation{ClientId: c, Call: now()}
+				if rnd.IntN(2) == 0 {
+					v := fmt.Sprintf("c%d-%d", c, i)
+					op.Input = registerOp{write: true, value: v}
+					status, _ := send(client, "PATCH", u+"/v1/tenants/reg", `{"labels":{"v":"`+v+`"}}`)
+					op.Return = now()
+					if status != 200 {
+						// It may or may not have happened, at any time
+						// from now on.
+						op.Return = math.MaxInt64
+					}
+				} else {
+					op.Input = registerOp{}
+					status, tn := send(client, "GET", u+"/v1/tenants/reg", "")
+					op.Return = now()
+					if status != 200 {
+						continue // a failed read tells nothing
+					}
+					op.Output = tn.Labels["v"]
+				}
+				mu.Lock()
+				ops = append(ops, op)
+				mu.Unlock()
+			}
+		}()
+	}
+
+	// Some operations before the fault, some while the old leader is cut
+	// off, the rest after the heal.
+	opsDone := func(n int) func() error {
+		return func() error {
+			mu.Lock()
+			defer mu.Unlock()
+			if len(ops) < n {
+				return errorf("%d operations done", len(ops))
+			}
+			return nil
+		}
+	}
+	e.c.Eventually("clients to get going", opsDone(40))
+	old := e.c.Leader()
+	e.c.Partition(old)
+	e.c.WaitForNewLeader(old)
+	mu.Lock()
+	n := len(ops)
+	mu.Unlock()
+	e.c.Eventually("clients to work with the new leader", opsDone(n+40))
+	e.c.Heal()
+	wg.Wait()
+
+	var okWrites, reads int
+	for _, op := range ops {
+		switch {
+		case op.Input.(registerOp).write && op.Return != math.MaxInt64:
+			okWrites++
+		case !op.Input.(registerOp).write:
+			reads++
+		}
+	}
+	t.Logf("%d operations: %d acknowledged writes, %d reads", len(ops), okWrites, reads)
+	if okWrites == 0 || reads == 0 {
+		t.Fatal("the clients got nothing done")
+	}
+	res, info := porcupine.CheckOperationsVerbose(registerModel, ops, 20*time.Second)
+	switch res {
+	case porcupine.Ok:
+	case porcupine.Unknown:
+		t.Fatal("the linearizability check timed out")
+	default:
+		for _, part := range info.PartialLinearizationsOperations() {
+			for _, lin := range part {
+				var steps []string
+				for _, op := range lin {
+					steps = append(steps, registerModel.DescribeOperation(op.Input, op.Output))
+				}
+				t.Logf("longest linearizable prefix: %s", strings.Join(steps, ", "))
+				break
+			}
+		}
+		t.Fatal("the history is not linearizable")
+	}
+}
+
+// send makes one request for the linearizability clients; errors are
+// answers like any other.
+func send(c *http.Client, method, url, body string) (int, protocol.Tenant) {
+	var tn protocol.Tenant
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		return 0, tn
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return 0, tn
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, tn
+	}
+	if resp.StatusCode == 200 && jsonUnmarshal(b, &tn) != nil {
+		return 0, tn
+	}
+	return resp.StatusCode, tn
+}

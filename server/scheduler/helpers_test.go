@@ -1,0 +1,257 @@
+package scheduler
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/drover-dev/drover/protocol"
+	"github.com/drover-dev/drover/server/state"
+)
+
+// tb is what the harness needs of *testing.T and *rapid.T.
+type tb interface {
+	Helper()
+	Fatalf(format string, args ...any)
+}
+
+// harness is a real FSM driven through real commands, with a clock the
+// test moves and ids that are easy to read ("r1", "r2", ...).
+type harness struct {
+	t     tb
+	store *state.Store
+	fsm   *state.FSM
+	index uint64
+	now   time.Time
+	seq   int
+	// check, when set, sees every plan before it is applied.
+	check func(snap *state.Snapshot, p *state.Plan)
+}
+
+var epoch = time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC)
+
+func newHarness(t tb) *harness {
+	store := state.NewStore()
+	h := &harness{t: t, store: store, fsm: state.NewFSM(store, nil), now: epoch}
+	h.must(state.CmdTenantUpsert, state.TenantUpsert{Tenant: protocol.Tenant{Name: "acme"}, Create: true})
+	return h
+}
+
+func (h *harness) ids() string {
+	h.seq++
+	return fmt.Sprintf("r%d", h.seq)
+}
+
+// apply commits one command the way Raft would and returns the FSM's answer.
+func (h *harness) apply(typ state.CommandType, body any) error {
+	h.t.Helper()
+	b, err := state.Encode(typ, h.now, body, nil)
+	if err != nil {
+		h.t.Fatalf("encode %s: %v", typ, err)
+	}
+	h.index++
+	if res := h.fsm.Apply(&raft.Log{Index: h.index, Type: raft.LogCommand, Data: b}); res != nil {
+		return res.(error)
+	}
+	return nil
+}
+
+func (h *harness) must(typ state.CommandType, body any) {
+	h.t.Helper()
+	if err := h.apply(typ, body); err != nil {
+		h.t.Fatalf("%s: %v", typ, err)
+	}
+}
+
+func (h *harness) snap() *state.Snapshot { return h.store.Snapshot() }
+
+func (h *harness) advance(d time.Duration) { h.now = h.now.Add(d) }
+
+// node registers a ready node with the given CPU and memory and 100 ports.
+func (h *harness) node(id string, cpu, mem int64, opts ...func(*protocol.Node)) {
+	h.t.Helper()
+	n := protocol.Node{ID: id, Name: id, Resources: protocol.NodeResources{CPUMillis: cpu, MemoryMB: mem},
+		PortRange: protocol.PortRange{Lo: 20000, Hi: 20099}}
+	for _, o := range opts {
+		o(&n)
+	}
+	h.must(state.CmdNodeRegister, state.NodeRegister{Node: n, SecretHash: "hash-" + id})
+}
+
+func zone(z string) func(*protocol.Node) {
+	return func(n *protocol.Node) {
+		if n.Labels == nil {
+			n.Labels = map[string]string{}
+		}
+		n.Labels[ZoneLabel] = z
+	}
+}
+
+// spec is a spec with defaults, 500 mCPU and 256 MB, and the given update
+// strategy changes.
+func spec(opts ...func(*protocol.Spec)) protocol.Spec {
+	s := protocol.Spec{Command: []string{"/bin/app"}, Resources: protocol.Resources{CPUMillis: 500, MemoryMB: 256},
+		Update: protocol.UpdateStrategy{MaxParallel: 1, MinHealthyTime: protocol.Duration(10 * time.Second),
+			HealthyDeadline: protocol.Duration(time.Minute)}}
+	for _, o := range opts {
+		o(&s)
+	}
+	return s.WithDefaults()
+}
+
+func (h *harness) create(name string, replicas int, sp protocol.Spec) string {
+	h.t.Helper()
+	h.must(state.CmdInstanceCreate, state.InstanceCreate{Instance: protocol.Instance{
+		Tenant: "acme", Name: name, Environment: protocol.DefaultEnvironment, Replicas: replicas, Spec: sp}})
+	return protocol.InstanceID("acme", name)
+}
+
+func (h *harness) update(id string, sp protocol.Spec) {
+	h.t.Helper()
+	tenant, name, _ := strings.Cut(id, "/")
+	h.must(state.CmdInstanceUpdate, state.InstanceUpdate{Tenant: tenant, Name: name, Spec: sp})
+}
+
+func (h *harness) scale(id string, n int) {
+	h.t.Helper()
+	tenant, name, _ := strings.Cut(id, "/")
+	h.must(state.CmdInstanceScale, state.InstanceScale{Tenant: tenant, Name: name, Replicas: n})
+}
+
+func (h *harness) lifecycle(id, action string) {
+	h.t.Helper()
+	tenant, name, _ := strings.Cut(id, "/")
+	h.must(state.CmdInstanceLifecycle, state.InstanceLifecycle{Tenant: tenant, Name: name, Action: action})
+}
+
+// settle runs the scheduler, the way the worker does but without waiting
+// for retry times, until its plans change nothing. A plan that asks for a
+// retry and changes nothing is not applied (the worker does the same).
+func (h *harness) settle() {
+	h.t.Helper()
+	for range 100 {
+		progress := false
+		for _, e := range h.snap().Evals() {
+			snap := h.snap()
+			e := snap.Eval(e.Instance)
+			if e == nil {
+				continue
+			}
+			p := Schedule(snap, e, h.now, h.ids)
+			if h.check != nil {
+				h.check(snap, p)
+			}
+			if p.Retry && empty(p) {
+				continue
+			}
+			h.must(state.CmdPlanApply, p)
+			progress = true
+		}
+		if !progress {
+			return
+		}
+	}
+	h.t.Fatalf("the scheduler keeps changing its mind")
+}
+
+// report makes replicas' nodes report them in state st.
+func (h *harness) report(st string, ids ...string) {
+	h.t.Helper()
+	snap := h.snap()
+	byNode := map[string][]protocol.ReplicaReport{}
+	var nodes []string
+	for _, id := range ids {
+		r := snap.Replica(id)
+		if r == nil || r.Node == "" {
+			h.t.Fatalf("replica %s is not placed", id)
+		}
+		if _, ok := byNode[r.Node]; !ok {
+			nodes = append(nodes, r.Node)
+		}
+		byNode[r.Node] = append(byNode[r.Node], protocol.ReplicaReport{ID: id, State: st})
+	}
+	var c state.ReplicaReports
+	for _, n := range nodes {
+		c.Reports = append(c.Reports, state.NodeReport{Node: n, Replicas: byNode[n]})
+	}
+	h.must(state.CmdReplicaReports, c)
+}
+
+// live returns the replicas of an instance the scheduler wants running.
+func (h *harness) live(id string) []*protocol.Replica {
+	var out []*protocol.Replica
+	for _, r := range h.snap().Replicas(id) {
+		if r.Desired == protocol.DesiredRun {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func ids(rs []*protocol.Replica) []string {
+	out := make([]string, 0, len(rs))
+	for _, r := range rs {
+		out = append(out, r.ID)
+	}
+	return out
+}
+
+// placedIDs returns the ids of the placed replicas among rs that are not healthy yet.
+func unhealthyIDs(rs []*protocol.Replica) []string {
+	var out []string
+	for _, r := range rs {
+		if r.Node != "" && r.State != protocol.ReplicaHealthy {
+			out = append(out, r.ID)
+		}
+	}
+	return out
+}
+
+// makeHealthy reports every placed live replica of an instance healthy.
+func (h *harness) makeHealthy(id string) {
+	h.t.Helper()
+	if u := unhealthyIDs(h.live(id)); len(u) > 0 {
+		h.report(protocol.ReplicaHealthy, u...)
+	}
+}
+
+func countHealthy(rs []*protocol.Replica) int {
+	n := 0
+	for _, r := range rs {
+		if r.State == protocol.ReplicaHealthy {
+			n++
+		}
+	}
+	return n
+}
+
+func versions(rs []*protocol.Replica) []uint64 {
+	var out []uint64
+	for _, r := range rs {
+		out = append(out, r.Version)
+	}
+	slices.Sort(out)
+	return out
+}
+
+func nodesOf(rs []*protocol.Replica) map[string]int {
+	out := map[string]int{}
+	for _, r := range rs {
+		out[r.Node]++
+	}
+	return out
+}
+
+// events returns the messages of an instance's events of one type.
+func (h *harness) events(id, typ string) []string {
+	var out []string
+	for _, e := range h.snap().Events(id) {
+		if e.Type == typ {
+			out = append(out, e.Message)
+		}
+	}
+	return out
+}

@@ -1,0 +1,668 @@
+package scheduler
+
+import (
+	"errors"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/drover-dev/drover/protocol"
+	"github.com/drover-dev/drover/server/state"
+)
+
+func threeNodes(h *harness) {
+	for _, n := range []string{"n1", "n2", "n3"} {
+		h.node(n, 4000, 4096)
+	}
+}
+
+func (h *harness) instance(id string) *protocol.Instance {
+	h.t.Helper()
+	in := h.snap().Instance(id)
+	if in == nil {
+		h.t.Fatalf("instance %s is gone", id)
+	}
+	return in
+}
+
+// running creates an instance of n replicas and makes them healthy for
+// longer than their minimum healthy time.
+func (h *harness) running(name string, n int, sp protocol.Spec) string {
+	h.t.Helper()
+	id := h.create(name, n, sp)
+	h.settle()
+	h.makeHealthy(id)
+	h.settle()
+	h.advance(time.Minute)
+	h.settle()
+	if got := h.instance(id).StableVersion; got != 1 {
+		h.t.Fatalf("stable version = %d after all replicas are healthy, want 1", got)
+	}
+	return id
+}
+
+func TestCreatePlacesAcrossNodes(t *testing.T) {
+	h := newHarness(t)
+	threeNodes(h)
+	id := h.create("crm", 3, spec())
+	h.settle()
+
+	live := h.live(id)
+	if len(live) != 3 {
+		t.Fatalf("%d replicas, want 3", len(live))
+	}
+	if got := nodesOf(live); len(got) != 3 {
+		t.Fatalf("replicas on nodes %v, want one on each", got)
+	}
+	for _, r := range live {
+		if r.State != protocol.ReplicaPending || r.Version != 1 || r.Desired != protocol.DesiredRun {
+			t.Fatalf("replica %+v", r)
+		}
+	}
+	placed := h.events(id, EventPlaced)
+	if len(placed) != 3 || !strings.Contains(placed[0], "placed on node") || !strings.Contains(placed[0], "3 of 3 nodes feasible") {
+		t.Fatalf("placement events %q", placed)
+	}
+	if h.snap().Eval(id) != nil {
+		t.Fatal("the evaluation is still pending")
+	}
+	if h.instance(id).StableVersion != 0 {
+		t.Fatal("stable before any replica is healthy")
+	}
+	h.makeHealthy(id)
+	h.settle()
+	if got := h.instance(id).StableVersion; got != 1 {
+		t.Fatalf("stable version %d, want 1", got)
+	}
+}
+
+func TestScale(t *testing.T) {
+	h := newHarness(t)
+	threeNodes(h)
+	id := h.create("crm", 3, spec())
+	h.settle()
+	first := h.live(id)[0].ID
+
+	h.scale(id, 5)
+	h.settle()
+	live := h.live(id)
+	if len(live) != 5 {
+		t.Fatalf("%d replicas after scaling to 5", len(live))
+	}
+	for n, c := range nodesOf(live) {
+		if c > 2 {
+			t.Fatalf("node %s has %d replicas while others have fewer", n, c)
+		}
+	}
+
+	h.scale(id, 1)
+	h.settle()
+	live = h.live(id)
+	if len(live) != 1 || live[0].ID != first {
+		t.Fatalf("after scaling to 1: %v, want the oldest, %s", ids(live), first)
+	}
+	stopped := 0
+	for _, r := range h.snap().Replicas(id) {
+		if r.Desired == protocol.DesiredStop {
+			stopped++
+			if r.Message != "scaled down to 1" {
+				t.Fatalf("stopped replica's message %q", r.Message)
+			}
+		}
+	}
+	if stopped != 4 {
+		t.Fatalf("%d replicas stopped, want 4", stopped)
+	}
+
+	h.scale(id, 0)
+	h.settle()
+	if live := h.live(id); len(live) != 0 {
+		t.Fatalf("replicas still wanted after scaling to 0: %v", ids(live))
+	}
+}
+
+func TestStopStart(t *testing.T) {
+	h := newHarness(t)
+	threeNodes(h)
+	id := h.running("crm", 3, spec())
+
+	h.lifecycle(id, state.ActionStop)
+	h.settle()
+	if live := h.live(id); len(live) != 0 {
+		t.Fatalf("replicas still wanted after stop: %v", ids(live))
+	}
+	if in := h.instance(id); in.Replicas != 3 || !in.Stopped {
+		t.Fatalf("stop changed the instance: replicas %d stopped %v", in.Replicas, in.Stopped)
+	}
+
+	h.lifecycle(id, state.ActionStart)
+	h.settle()
+	live := h.live(id)
+	if len(live) != 3 || len(nodesOf(live)) != 3 {
+		t.Fatalf("after start: %d replicas on %v", len(live), nodesOf(live))
+	}
+}
+
+func TestSuspendedTenantStops(t *testing.T) {
+	h := newHarness(t)
+	threeNodes(h)
+	id := h.running("crm", 2, spec())
+	h.must(state.CmdTenantUpsert, state.TenantUpsert{Tenant: protocol.Tenant{Name: "acme", State: protocol.TenantSuspended}})
+	h.settle()
+	if live := h.live(id); len(live) != 0 {
+		t.Fatalf("replicas of a suspended tenant still wanted: %v", ids(live))
+	}
+}
+
+func TestPendingUntilANodeFits(t *testing.T) {
+	h := newHarness(t)
+	h.node("small", 4000, 1024)
+	id := h.create("big", 1, spec(func(s *protocol.Spec) { s.Resources.MemoryMB = 2048 }))
+	h.settle()
+
+	live := h.live(id)
+	if len(live) != 1 || live[0].Node != "" || live[0].State != protocol.ReplicaPending {
+		t.Fatalf("want one pending replica, got %+v", live)
+	}
+	want := "no node can run it: 1 node: 1 with less than 2048 MB free"
+	if live[0].Message != want {
+		t.Fatalf("message %q, want %q", live[0].Message, want)
+	}
+	if h.snap().Eval(id) != nil {
+		t.Fatal("an unplaceable replica keeps its evaluation: nothing will change until capacity appears")
+	}
+	// Evaluating again says nothing new.
+	h.scale(id, 1)
+	h.settle()
+	if ev := h.events(id, EventPending); len(ev) != 1 || !strings.Contains(ev[0], want) {
+		t.Fatalf("pending events %q, want one", ev)
+	}
+
+	h.node("large", 4000, 8192)
+	if h.snap().Eval(id) == nil {
+		t.Fatal("a new node did not trigger an evaluation of the waiting instance")
+	}
+	h.settle()
+	got := h.live(id)
+	if len(got) != 1 || got[0].ID != live[0].ID || got[0].Node != "large" || got[0].Message != "" {
+		t.Fatalf("after a node fits: %+v", got[0])
+	}
+	if got[0].CreateIndex != live[0].CreateIndex {
+		t.Fatal("placing a waiting replica changed its creation index")
+	}
+}
+
+func TestCapacityFreedByAnotherInstance(t *testing.T) {
+	h := newHarness(t)
+	h.node("n1", 1000, 1024)
+	a := h.create("a", 1, spec(func(s *protocol.Spec) { s.Resources.MemoryMB = 1024 }))
+	h.settle()
+	b := h.create("b", 1, spec(func(s *protocol.Spec) { s.Resources.MemoryMB = 1024 }))
+	h.settle()
+	if r := h.live(b)[0]; r.Node != "" {
+		t.Fatalf("b placed on a full node: %+v", r)
+	}
+	h.scale(a, 0)
+	h.settle()
+	if r := h.live(b)[0]; r.Node != "n1" {
+		t.Fatalf("b not placed once a stopped: %+v", r)
+	}
+}
+
+// rollTo runs a deployment or a restart to its end: each round it makes
+// new replicas healthy and lets min_healthy_time pass, and it checks that
+// the healthy replicas never drop below want and at most maxNew replicas
+// are not yet healthy at any time.
+func (h *harness) rollTo(id string, want, maxNew int, done func(*protocol.Instance) bool) {
+	h.t.Helper()
+	for range 30 {
+		h.settle()
+		live := h.live(id)
+		if got := countHealthy(live); got < want {
+			h.t.Fatalf("only %d healthy replicas during the roll, want at least %d", got, want)
+		}
+		if got := len(unhealthyIDs(live)); got > maxNew {
+			h.t.Fatalf("%d new replicas at once, want at most %d", got, maxNew)
+		}
+		if done(h.instance(id)) {
+			return
+		}
+		h.makeHealthy(id)
+		h.settle()
+		h.advance(10 * time.Second)
+	}
+	h.t.Fatalf("the roll did not end")
+}
+
+func v2(s *protocol.Spec) { s.Command = []string{"/bin/app", "--v2"} }
+
+func TestDeploymentCreateBeforeDestroy(t *testing.T) {
+	h := newHarness(t)
+	threeNodes(h)
+	id := h.running("crm", 3, spec())
+	old := ids(h.live(id))
+
+	h.update(id, spec(v2))
+	h.settle()
+	in := h.instance(id)
+	d := in.Deployment
+	if d == nil || d.State != protocol.DeploymentRunning || d.FromVersion != 1 || d.ToVersion != 2 {
+		t.Fatalf("deployment %+v", d)
+	}
+	if st := h.snap().InstanceStatus(in); st.State != protocol.InstanceDeploying || st.Deployment == nil {
+		t.Fatalf("status %+v", st)
+	}
+	live := h.live(id)
+	if got := versions(live); !slices.Equal(got, []uint64{1, 1, 1, 2}) {
+		t.Fatalf("versions %v, want one new replica beside the three old ones", got)
+	}
+
+	// Healthy, but not for min_healthy_time yet: nothing old stops.
+	h.makeHealthy(id)
+	h.settle()
+	if got := versions(h.live(id)); !slices.Equal(got, []uint64{1, 1, 1, 2}) {
+		t.Fatalf("versions %v: an old replica stopped before the new one was healthy for long enough", got)
+	}
+	h.advance(10 * time.Second)
+	h.settle()
+	if got := versions(h.live(id)); !slices.Equal(got, []uint64{1, 1, 2, 2}) {
+		t.Fatalf("versions %v, want one old replaced and the next new one placed", got)
+	}
+
+	h.rollTo(id, 3, 1, func(in *protocol.Instance) bool { return in.Deployment.State != protocol.DeploymentRunning })
+	in = h.instance(id)
+	if in.Deployment.State != protocol.DeploymentSuccessful || in.StableVersion != 2 {
+		t.Fatalf("deployment %+v, stable %d", in.Deployment, in.StableVersion)
+	}
+	live = h.live(id)
+	if got := versions(live); !slices.Equal(got, []uint64{2, 2, 2}) || countHealthy(live) != 3 {
+		t.Fatalf("after the deployment: versions %v, %d healthy", got, countHealthy(live))
+	}
+	for _, r := range h.snap().Replicas(id) {
+		if slices.Contains(old, r.ID) && (r.Desired != protocol.DesiredStop || r.Message != "replaced by version 2") {
+			t.Fatalf("old replica %+v", r)
+		}
+	}
+	if ev := h.events(id, EventDeployment); len(ev) != 2 || !strings.Contains(ev[1], "succeeded") {
+		t.Fatalf("deployment events %q", ev)
+	}
+}
+
+func TestDeploymentMaxParallel(t *testing.T) {
+	h := newHarness(t)
+	threeNodes(h)
+	id := h.running("crm", 4, spec())
+	h.update(id, spec(v2, func(s *protocol.Spec) { s.Update.MaxParallel = 2 }))
+	h.settle()
+	if got := versions(h.live(id)); !slices.Equal(got, []uint64{1, 1, 1, 1, 2, 2}) {
+		t.Fatalf("versions %v, want two new at once", got)
+	}
+	h.rollTo(id, 4, 2, func(in *protocol.Instance) bool { return in.Deployment.State == protocol.DeploymentSuccessful })
+}
+
+func TestDeploymentCanariesPromoted(t *testing.T) {
+	h := newHarness(t)
+	threeNodes(h)
+	id := h.running("crm", 3, spec())
+	tenant, name, _ := strings.Cut(id, "/")
+	if err := h.apply(state.CmdDeploymentPromote, state.DeploymentPromote{Tenant: tenant, Name: name}); !isCode(err, protocol.CodeConflict) {
+		t.Fatalf("promote without a deployment: %v, want a conflict", err)
+	}
+
+	h.update(id, spec(v2, func(s *protocol.Spec) { s.Update.Canaries = 1 }))
+	h.settle()
+	live := h.live(id)
+	if got := versions(live); !slices.Equal(got, []uint64{1, 1, 1, 2}) {
+		t.Fatalf("versions %v, want one canary", got)
+	}
+	canary := live[3]
+	if !canary.Canary {
+		t.Fatalf("new replica not marked canary: %+v", canary)
+	}
+	h.makeHealthy(id)
+	h.settle()
+	h.advance(time.Minute)
+	h.settle()
+	in := h.instance(id)
+	if in.Deployment.Promoted || !strings.Contains(in.Deployment.Message, "waiting for promotion") {
+		t.Fatalf("deployment %+v", in.Deployment)
+	}
+	if got := versions(h.live(id)); !slices.Equal(got, []uint64{1, 1, 1, 2}) {
+		t.Fatalf("versions %v: the roll went on before promotion", got)
+	}
+	if ev := h.events(id, EventDeployment); !strings.Contains(ev[len(ev)-1], "waiting for promotion") {
+		t.Fatalf("events %q", ev)
+	}
+
+	if err := h.apply(state.CmdDeploymentPromote, state.DeploymentPromote{Tenant: tenant, Name: name, ID: "other"}); !isCode(err, protocol.CodeConflict) {
+		t.Fatalf("promote of another deployment: %v, want a conflict", err)
+	}
+	h.must(state.CmdDeploymentPromote, state.DeploymentPromote{Tenant: tenant, Name: name, ID: in.Deployment.ID})
+	h.settle()
+	if got := versions(h.live(id)); !slices.Equal(got, []uint64{1, 1, 2, 2}) {
+		t.Fatalf("versions %v after promotion, want one old replaced by the canary and one more new", got)
+	}
+	h.rollTo(id, 3, 1, func(in *protocol.Instance) bool { return in.Deployment.State == protocol.DeploymentSuccessful })
+	if got := versions(h.live(id)); !slices.Equal(got, []uint64{2, 2, 2}) {
+		t.Fatalf("versions %v", got)
+	}
+}
+
+func TestDeploymentCanariesAutoPromote(t *testing.T) {
+	h := newHarness(t)
+	threeNodes(h)
+	id := h.running("crm", 2, spec())
+	h.update(id, spec(v2, func(s *protocol.Spec) { s.Update.Canaries = 2; s.Update.AutoPromote = true }))
+	h.settle()
+	if got := versions(h.live(id)); !slices.Equal(got, []uint64{1, 1, 2, 2}) {
+		t.Fatalf("versions %v, want two canaries", got)
+	}
+	h.makeHealthy(id)
+	h.settle()
+	h.advance(10 * time.Second)
+	h.settle()
+	in := h.instance(id)
+	if !in.Deployment.Promoted {
+		t.Fatalf("not promoted automatically: %+v", in.Deployment)
+	}
+	if got := versions(h.live(id)); !slices.Equal(got, []uint64{2, 2}) {
+		t.Fatalf("versions %v: healthy canaries replace the old replicas", got)
+	}
+	if in.Deployment.State != protocol.DeploymentSuccessful || in.StableVersion != 2 {
+		t.Fatalf("deployment %+v stable %d", in.Deployment, in.StableVersion)
+	}
+}
+
+func TestDeploymentCanaryPhaseReplacesLostWithOldVersion(t *testing.T) {
+	h := newHarness(t)
+	threeNodes(h)
+	id := h.running("crm", 2, spec())
+	h.update(id, spec(v2, func(s *protocol.Spec) { s.Update.Canaries = 1 }))
+	h.settle()
+	var lost *protocol.Replica
+	for _, r := range h.live(id) {
+		if r.Version == 1 {
+			lost = r
+		}
+	}
+	h.must(state.CmdNodeStatus, state.NodeStatusUpdate{Nodes: []state.NodeStatus{{ID: lost.Node}}})
+	h.settle()
+	if got := versions(h.live(id)); !slices.Equal(got, []uint64{1, 1, 2}) {
+		t.Fatalf("versions %v: a lost replica is replaced by the version the canary has not replaced yet", got)
+	}
+}
+
+func isCode(err error, code protocol.Code) bool {
+	var e *protocol.Error
+	return errors.As(err, &e) && e.Code == code
+}
+
+func TestDeploymentRollsBack(t *testing.T) {
+	h := newHarness(t)
+	threeNodes(h)
+	id := h.running("crm", 3, spec())
+	old := ids(h.live(id))
+
+	h.update(id, spec(v2, func(s *protocol.Spec) { s.Update.AutoRollback = true }))
+	h.settle()
+	var bad string
+	for _, r := range h.live(id) {
+		if r.Version == 2 {
+			bad = r.ID
+		}
+	}
+	h.report(protocol.ReplicaRunning, bad)
+	h.settle()
+	h.advance(59 * time.Second)
+	h.settle()
+	if d := h.instance(id).Deployment; d.State != protocol.DeploymentRunning {
+		t.Fatalf("deployment failed before its deadline: %+v", d)
+	}
+	h.advance(time.Second)
+	h.settle()
+
+	in := h.instance(id)
+	if in.Version != 3 || in.Spec.Command[len(in.Spec.Command)-1] == "--v2" {
+		t.Fatalf("not rolled back: version %d spec %v", in.Version, in.Spec.Command)
+	}
+	d := in.Deployment
+	if !d.Rollback || d.ToVersion != 3 || d.State != protocol.DeploymentSuccessful {
+		t.Fatalf("rollback deployment %+v", d)
+	}
+	if in.StableVersion != 3 {
+		t.Fatalf("stable version %d, want 3", in.StableVersion)
+	}
+	// The old replicas run the spec rolled back to: they stay.
+	if got := ids(h.live(id)); !slices.Equal(got, old) {
+		t.Fatalf("replicas %v, want the old ones %v", got, old)
+	}
+	if r := h.snap().Replica(bad); r.Desired != protocol.DesiredStop {
+		t.Fatalf("failing replica still wanted: %+v", r)
+	}
+	ev := strings.Join(h.events(id, EventDeployment), "\n")
+	if !strings.Contains(ev, "not healthy within 1m0s") || !strings.Contains(ev, "rolling back to version 1") {
+		t.Fatalf("deployment events:\n%s", ev)
+	}
+}
+
+func TestDeploymentFailsWithoutRollback(t *testing.T) {
+	h := newHarness(t)
+	threeNodes(h)
+	id := h.running("crm", 3, spec())
+	h.update(id, spec(v2))
+	h.settle()
+	var bad string
+	for _, r := range h.live(id) {
+		if r.Version == 2 {
+			bad = r.ID
+		}
+	}
+	h.report(protocol.ReplicaFailed, bad)
+	h.settle()
+	in := h.instance(id)
+	if in.Deployment.State != protocol.DeploymentFailed || !strings.Contains(in.Deployment.Message, "failed on node") {
+		t.Fatalf("deployment %+v", in.Deployment)
+	}
+	h.advance(time.Hour)
+	h.settle()
+	live := h.live(id)
+	if got := versions(live); !slices.Equal(got, []uint64{1, 1, 1}) || countHealthy(live) != 3 {
+		t.Fatalf("after a failed deployment: versions %v, %d healthy; want the old ones kept", got, countHealthy(live))
+	}
+	if in := h.instance(id); in.Version != 2 || in.StableVersion != 1 {
+		t.Fatalf("version %d stable %d", in.Version, in.StableVersion)
+	}
+
+	// The next update deploys again.
+	h.update(id, spec(func(s *protocol.Spec) { s.Command = []string{"/bin/app", "--v3"} }))
+	h.rollTo(id, 3, 1, func(in *protocol.Instance) bool { return in.Deployment.State == protocol.DeploymentSuccessful })
+	if got := versions(h.live(id)); !slices.Equal(got, []uint64{3, 3, 3}) {
+		t.Fatalf("versions %v", got)
+	}
+}
+
+func TestRestartRolls(t *testing.T) {
+	h := newHarness(t)
+	threeNodes(h)
+	id := h.running("crm", 3, spec())
+	old := ids(h.live(id))
+	h.lifecycle(id, state.ActionRestart)
+	epoch := h.instance(id).RestartEpoch
+	h.rollTo(id, 3, 1, func(in *protocol.Instance) bool {
+		for _, r := range h.live(id) {
+			if r.Epoch != epoch || r.State != protocol.ReplicaHealthy {
+				return false
+			}
+		}
+		return true
+	})
+	live := h.live(id)
+	if len(live) != 3 {
+		t.Fatalf("%d replicas after restart", len(live))
+	}
+	for _, r := range live {
+		if slices.Contains(old, r.ID) || r.Version != 1 {
+			t.Fatalf("replica %+v after restart", r)
+		}
+	}
+	if h.instance(id).Deployment != nil {
+		t.Fatal("a restart made a deployment")
+	}
+}
+
+func TestDrain(t *testing.T) {
+	h := newHarness(t)
+	threeNodes(h)
+	id := h.running("crm", 3, spec())
+	var drained *protocol.Replica
+	for _, r := range h.live(id) {
+		if r.Node == "n1" {
+			drained = r
+		}
+	}
+	h.must(state.CmdNodeDrain, state.NodeDrain{ID: "n1", Drain: &protocol.DrainSpec{StartedAt: h.now, Deadline: h.now.Add(time.Hour)}})
+	h.settle()
+	live := h.live(id)
+	if len(live) != 4 || nodesOf(live)["n1"] != 1 {
+		t.Fatalf("replicas on %v, want a replacement beside the draining one", nodesOf(live))
+	}
+	h.makeHealthy(id)
+	h.settle()
+	if len(h.live(id)) != 4 {
+		t.Fatal("the draining replica stopped before its replacement was healthy long enough")
+	}
+	h.advance(10 * time.Second)
+	h.settle()
+	live = h.live(id)
+	if len(live) != 3 || nodesOf(live)["n1"] != 0 || countHealthy(live) != 3 {
+		t.Fatalf("after the drain: %d replicas on %v", len(live), nodesOf(live))
+	}
+	if r := h.snap().Replica(drained.ID); r.Desired != protocol.DesiredStop || !strings.Contains(r.Message, "draining") {
+		t.Fatalf("drained replica %+v", r)
+	}
+	// A draining node gets nothing new.
+	h.scale(id, 6)
+	h.settle()
+	if nodesOf(h.live(id))["n1"] != 0 {
+		t.Fatal("a replica was placed on a draining node")
+	}
+}
+
+func TestDrainDeadline(t *testing.T) {
+	h := newHarness(t)
+	threeNodes(h)
+	id := h.running("crm", 2, spec(func(s *protocol.Spec) { s.Update.MaxParallel = 1 }))
+	h.must(state.CmdNodeDrain, state.NodeDrain{ID: "n1", Drain: &protocol.DrainSpec{StartedAt: h.now, Deadline: h.now.Add(5 * time.Minute)}})
+	h.settle()
+	if len(h.live(id)) != 3 {
+		t.Fatalf("no replacement placed: %v", nodesOf(h.live(id)))
+	}
+	// The replacement never gets healthy; at the deadline the drain stops
+	// what is left anyway.
+	h.advance(5 * time.Minute)
+	h.settle()
+	live := h.live(id)
+	if len(live) != 2 || nodesOf(live)["n1"] != 0 {
+		t.Fatalf("after the deadline: %d replicas on %v", len(live), nodesOf(live))
+	}
+}
+
+func TestLostReplicaReplacedNotDuplicated(t *testing.T) {
+	h := newHarness(t)
+	threeNodes(h)
+	id := h.running("crm", 2, spec())
+	var lost *protocol.Replica
+	for _, r := range h.live(id) {
+		if r.Node == "n1" {
+			lost = r
+		}
+	}
+	if lost == nil {
+		t.Fatalf("no replica on n1: %v", nodesOf(h.live(id)))
+	}
+	h.must(state.CmdNodeStatus, state.NodeStatusUpdate{Nodes: []state.NodeStatus{{ID: "n1"}}})
+	h.settle()
+	live := h.live(id)
+	if len(live) != 2 || nodesOf(live)["n1"] != 0 || len(nodesOf(live)) != 2 {
+		t.Fatalf("after n1 went down: %d replicas on %v", len(live), nodesOf(live))
+	}
+	if r := h.snap().Replica(lost.ID); r.Desired != protocol.DesiredStop || r.State != protocol.ReplicaLost {
+		t.Fatalf("lost replica %+v", r)
+	}
+
+	// n1 comes back and reports the replica still running: it is stopped,
+	// never counted again.
+	h.must(state.CmdNodeStatus, state.NodeStatusUpdate{Nodes: []state.NodeStatus{{ID: "n1", Up: true}}})
+	h.report(protocol.ReplicaRunning, lost.ID)
+	h.settle()
+	if live := h.live(id); len(live) != 2 || slices.Contains(ids(live), lost.ID) {
+		t.Fatalf("after n1 came back: %v", ids(live))
+	}
+	if r := h.snap().Replica(lost.ID); r.Desired != protocol.DesiredStop {
+		t.Fatalf("returned replica %+v", r)
+	}
+}
+
+func TestFailedReplicaRescheduledWithBackoff(t *testing.T) {
+	h := newHarness(t)
+	h.node("n1", 4000, 4096)
+	h.node("n2", 4000, 4096)
+	id := h.create("crm", 1, spec())
+	h.settle()
+	first := h.live(id)[0]
+
+	h.report(protocol.ReplicaFailed, first.ID)
+	h.settle()
+	live := h.live(id)
+	if len(live) != 1 || live[0].ID == first.ID || live[0].Node != "" || !strings.Contains(live[0].Message, "backoff of 5s") {
+		t.Fatalf("want a replacement waiting 5s, got %+v", live)
+	}
+	h.advance(4 * time.Second)
+	h.settle()
+	if h.live(id)[0].Node != "" {
+		t.Fatal("placed before the backoff ended")
+	}
+	h.advance(time.Second)
+	h.settle()
+	second := h.live(id)[0]
+	if second.Node == "" || second.Node == first.Node {
+		t.Fatalf("replacement on %q, want the other node than %s", second.Node, first.Node)
+	}
+
+	// A second failure waits twice as long.
+	h.report(protocol.ReplicaFailed, second.ID)
+	h.settle()
+	if r := h.live(id)[0]; !strings.Contains(r.Message, "backoff of 10s") {
+		t.Fatalf("second replacement: %+v", r)
+	}
+}
+
+func TestPlanForDeletedInstancePlacesNothing(t *testing.T) {
+	h := newHarness(t)
+	threeNodes(h)
+	id := h.create("crm", 2, spec())
+	snap := h.snap()
+	p := Schedule(snap, snap.Eval(id), h.now, h.ids)
+	if len(p.Place) != 2 {
+		t.Fatalf("plan places %d", len(p.Place))
+	}
+	h.must(state.CmdInstanceDelete, state.InstanceRef{Tenant: "acme", Name: "crm"})
+	h.must(state.CmdPlanApply, p)
+	if rs := h.snap().Replicas(id); len(rs) != 0 {
+		t.Fatalf("a plan made before the delete placed %d replicas", len(rs))
+	}
+}
+
+func TestEnvironmentConstraints(t *testing.T) {
+	h := newHarness(t)
+	h.node("eu1", 4000, 4096, func(n *protocol.Node) { n.Region = "eu" })
+	h.node("us1", 4000, 4096, func(n *protocol.Node) { n.Region = "us" })
+	h.must(state.CmdEnvironmentUpsert, state.EnvironmentUpsert{Environment: protocol.Environment{
+		Name: protocol.DefaultEnvironment, Constraints: protocol.Constraints{Region: "us"}}})
+	id := h.create("crm", 2, spec())
+	h.settle()
+	if got := nodesOf(h.live(id)); got["us1"] != 2 {
+		t.Fatalf("replicas on %v, want both in the environment's region", got)
+	}
+}

@@ -1,0 +1,59 @@
+package state
+
+import (
+	"strconv"
+	"time"
+)
+
+// Meta keys of the audit log.
+const (
+	metaAuditCount     = "audit_count"
+	metaAuditRetention = "audit_retention"
+)
+
+// AuditRetention says how many audit records are kept and for how long.
+// The FSM drops the oldest records past either limit as new ones arrive.
+type AuditRetention struct {
+	// MaxRecords is the most records kept; MaxAuditRecords when zero.
+	MaxRecords int `json:"max_records,omitempty"`
+	// MaxAge drops records older than this, measured from the time of the
+	// command that adds a record; zero keeps them regardless of age.
+	MaxAge time.Duration `json:"max_age,omitempty"`
+}
+
+// WithDefaults fills zero fields.
+func (r AuditRetention) WithDefaults() AuditRetention {
+	if r.MaxRecords <= 0 || r.MaxRecords > MaxAuditRecords {
+		r.MaxRecords = MaxAuditRecords
+	}
+	if r.MaxAge < 0 {
+		r.MaxAge = 0
+	}
+	return r
+}
+
+// AuditRetention returns the audit log's retention, with defaults filled.
+func (s *Snapshot) AuditRetention() AuditRetention {
+	var r AuditRetention
+	if m := s.Meta(metaAuditRetention); m != nil {
+		r.MaxRecords = int(m.N)
+		if age, err := strconv.ParseInt(m.Value, 10, 64); err == nil {
+			r.MaxAge = time.Duration(age)
+		}
+	}
+	return r.WithDefaults()
+}
+
+// auditRetention applies CmdAuditRetention: records already past the new
+// limits are dropped at once.
+func (w *writer) auditRetention(c *AuditRetention) error {
+	r := c.WithDefaults()
+	m := &Meta{Key: metaAuditRetention, N: uint64(r.MaxRecords), Value: strconv.FormatInt(int64(r.MaxAge), 10)}
+	if err := w.insert(tableMeta, m); err != nil {
+		return err
+	}
+	if w.first(tableMeta, metaAuditCount) != nil {
+		w.pruneAudit()
+	}
+	return nil
+}
