@@ -24,6 +24,7 @@ import (
 	"github.com/drover-dev/drover/server/console"
 	"github.com/drover-dev/drover/server/gateway"
 	"github.com/drover-dev/drover/server/metrics"
+	"github.com/drover-dev/drover/server/scheduler"
 	"github.com/drover-dev/drover/server/state"
 )
 
@@ -317,11 +318,21 @@ func (s *Server) leaderDuties(ctx context.Context) {
 	}
 	s.ready.Store(true)
 	s.establish(ctx)
+	worker := scheduler.NewWorker(scheduler.WorkerConfig{
+		Store: s.store, Logger: s.logger,
+		Apply: func(ctx context.Context, p *state.Plan) (uint64, error) {
+			return api.Propose(ctx, s.cluster, time.Now(), state.CmdPlanApply, p)
+		},
+	})
 	var wg sync.WaitGroup
-	wg.Add(1)
+	wg.Add(2)
 	go func() {
 		defer wg.Done()
 		s.gateway.Lead(ctx)
+	}()
+	go func() {
+		defer wg.Done()
+		worker.Run(ctx)
 	}()
 	wg.Wait()
 }

@@ -85,6 +85,11 @@ func (c *cli) waitRollout(tenant, name string, version uint64, timeout time.Dura
 	var reason string
 	var re *client.RolloutError
 	switch {
+	case err == nil && !r.Done():
+		if !c.json {
+			fmt.Fprintf(c.out, "The canaries of %s version %d are healthy; the deployment waits for them to be promoted\n", id, version)
+		}
+		return nil
 	case err == nil:
 		if !c.json {
 			fmt.Fprintf(c.out, "Instance %s version %d is healthy: %s replicas healthy (%s)\n",

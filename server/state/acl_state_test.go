@@ -20,7 +20,7 @@ func sized(tenant, name string, replicas int, cpu, mem int64) state.InstanceCrea
 func TestQuotasRefuseWhatExceedsThem(t *testing.T) {
 	h := newHarness(t)
 	h.ok(state.CmdTenantUpsert, state.TenantUpsert{Create: true, Tenant: protocol.Tenant{Name: "acme",
-		Quotas: protocol.Quotas{Instances: 2, Replicas: 4, CPUMillis: 2000, MemoryMB: 1024}}})
+		Quotas: protocol.Quotas{Instances: 2, Replicas: 4, CPUMillis: 1900, MemoryMB: 1024}}})
 	h.ok(state.CmdInstanceCreate, sized("acme", "a", 2, 500, 256)) // uses 2 replicas, 1000 mCPU, 512 MB
 
 	for _, tc := range []struct {
@@ -52,16 +52,16 @@ func TestQuotasRefuseWhatExceedsThem(t *testing.T) {
 
 	// A stopped instance frees what it ran; starting it again must fit.
 	h.ok(state.CmdInstanceLifecycle, state.InstanceLifecycle{Tenant: "acme", Name: "b", Action: state.ActionStop})
-	h.ok(state.CmdInstanceScale, state.InstanceScale{Tenant: "acme", Name: "a", Replicas: 4})
-	if e := h.fails(state.CmdInstanceLifecycle, state.InstanceLifecycle{Tenant: "acme", Name: "b", Action: state.ActionStart}, protocol.CodeQuotaExceeded); e.Field != "quotas.replicas" {
-		t.Fatalf("start refused naming %q, want quotas.replicas", e.Field)
+	h.ok(state.CmdInstanceScale, state.InstanceScale{Tenant: "acme", Name: "a", Replicas: 3})
+	if e := h.fails(state.CmdInstanceLifecycle, state.InstanceLifecycle{Tenant: "acme", Name: "b", Action: state.ActionStart}, protocol.CodeQuotaExceeded); e.Field != "quotas.cpu_millis" {
+		t.Fatalf("start refused naming %q, want quotas.cpu_millis", e.Field)
 	}
 
 	// A lowered quota lets the tenant shrink, not grow.
 	h.ok(state.CmdTenantUpsert, state.TenantUpsert{Tenant: protocol.Tenant{Name: "acme", Quotas: protocol.Quotas{Replicas: 1}}})
-	h.ok(state.CmdInstanceScale, state.InstanceScale{Tenant: "acme", Name: "a", Replicas: 3})
-	h.fails(state.CmdInstanceScale, state.InstanceScale{Tenant: "acme", Name: "a", Replicas: 4}, protocol.CodeQuotaExceeded)
-	if u := state.Usage(h.snap(), "acme"); u != (protocol.Quotas{Instances: 2, Replicas: 3, CPUMillis: 1500, MemoryMB: 768}) {
+	h.ok(state.CmdInstanceScale, state.InstanceScale{Tenant: "acme", Name: "a", Replicas: 2})
+	h.fails(state.CmdInstanceScale, state.InstanceScale{Tenant: "acme", Name: "a", Replicas: 3}, protocol.CodeQuotaExceeded)
+	if u := state.Usage(h.snap(), "acme"); u != (protocol.Quotas{Instances: 2, Replicas: 2, CPUMillis: 1000, MemoryMB: 512}) {
 		t.Fatalf("usage %+v", u)
 	}
 }
@@ -88,8 +88,7 @@ func TestAuditRetentionByCountAndAge(t *testing.T) {
 		t.Fatalf("after one more: %d records, first %s", len(got), got[0].Action)
 	}
 
-	// Records a6..a10 are 4..0 minutes old at h.now; keep 2 minutes.
-	h.now = h.now.Add(-time.Minute)
+	// Records a6..a10 are 4..0 minutes old; keep two and a half minutes.
 	h.ok(state.CmdAuditRetention, state.AuditRetention{MaxAge: 150 * time.Second})
 	got = h.snap().Audit(state.AuditFilter{})
 	if len(got) != 3 || got[0].Action != "a8" {

@@ -1,0 +1,219 @@
+package scheduler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+
+	"github.com/drover-dev/drover/protocol"
+	"github.com/drover-dev/drover/server/state"
+)
+
+// serialFSM applies commands one at a time, as Raft does, from any goroutine.
+type serialFSM struct {
+	mu    sync.Mutex
+	fsm   *state.FSM
+	index uint64
+}
+
+func (f *serialFSM) apply(typ state.CommandType, body any) (uint64, error) {
+	b, err := state.Encode(typ, time.Now(), body, nil)
+	if err != nil {
+		return 0, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.index++
+	if res := f.fsm.Apply(&raft.Log{Index: f.index, Type: raft.LogCommand, Data: b}); res != nil {
+		return f.index, res.(error)
+	}
+	return f.index, nil
+}
+
+type testLogWriter struct{ t *testing.T }
+
+func (w testLogWriter) Write(p []byte) (int, error) {
+	w.t.Helper()
+	w.t.Log(string(p))
+	return len(p), nil
+}
+
+// startWorker runs a worker over store until the test ends.
+func startWorker(t *testing.T, store *state.Store, apply func(context.Context, *state.Plan) (uint64, error)) {
+	t.Helper()
+	w := NewWorker(WorkerConfig{
+		Store: store, Apply: apply, ErrorBackoff: 10 * time.Millisecond,
+		Logger: hclog.New(&hclog.LoggerOptions{Output: testLogWriter{t}, Level: hclog.Debug}),
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		w.Run(ctx)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Error("Run did not return after its context ended")
+		}
+	})
+}
+
+// waitFor polls the store as it changes until cond holds, or fails after
+// a generous deadline with what it last saw.
+func waitFor(t *testing.T, store *state.Store, what string, cond func(*state.Snapshot) (bool, string)) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	tables := []string{state.TableReplicas, state.TableInstances, state.TableEvals}
+	for {
+		snap := store.Snapshot()
+		ok, seen := cond(snap)
+		if ok {
+			return
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("waiting for %s: last seen %s", what, seen)
+		}
+		wctx, c := context.WithTimeout(ctx, 50*time.Millisecond)
+		store.Wait(wctx, snap.Index(tables...), tables...)
+		c()
+	}
+}
+
+func liveOf(snap *state.Snapshot, id string) []*protocol.Replica {
+	var out []*protocol.Replica
+	for _, r := range snap.Replicas(id) {
+		if r.Desired == protocol.DesiredRun {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func describe(rs []*protocol.Replica) string {
+	s := ""
+	for _, r := range rs {
+		s += fmt.Sprintf("[%s v%d %s on %q] ", r.ID, r.Version, r.State, r.Node)
+	}
+	return s
+}
+
+// makeHealthy reports the placed, not yet healthy replicas healthy.
+func (f *serialFSM) makeHealthy(t *testing.T, rs []*protocol.Replica) {
+	t.Helper()
+	var c state.ReplicaReports
+	for _, r := range rs {
+		if r.Node != "" && r.State != protocol.ReplicaHealthy {
+			c.Reports = append(c.Reports, state.NodeReport{Node: r.Node, Replicas: []protocol.ReplicaReport{{ID: r.ID, State: protocol.ReplicaHealthy}}})
+		}
+	}
+	if len(c.Reports) > 0 {
+		if _, err := f.apply(state.CmdReplicaReports, c); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func TestWorkerRunsDeployment(t *testing.T) {
+	store := state.NewStore()
+	f := &serialFSM{fsm: state.NewFSM(store, nil)}
+	must := func(typ state.CommandType, body any) {
+		t.Helper()
+		if _, err := f.apply(typ, body); err != nil {
+			t.Fatalf("%s: %v", typ, err)
+		}
+	}
+	must(state.CmdTenantUpsert, state.TenantUpsert{Tenant: protocol.Tenant{Name: "acme"}, Create: true})
+	for _, n := range []string{"n1", "n2"} {
+		must(state.CmdNodeRegister, state.NodeRegister{SecretHash: "h" + n, Node: protocol.Node{ID: n,
+			Resources: protocol.NodeResources{CPUMillis: 4000, MemoryMB: 4096}, PortRange: protocol.PortRange{Lo: 1, Hi: 100}}})
+	}
+	sp := func(cmd string) protocol.Spec {
+		return spec(func(s *protocol.Spec) {
+			s.Command = []string{"/bin/app", cmd}
+			s.Update.MinHealthyTime = protocol.Duration(50 * time.Millisecond)
+		})
+	}
+	// The evaluation is pending before the worker starts, as when a new
+	// leader takes over.
+	must(state.CmdInstanceCreate, state.InstanceCreate{Instance: protocol.Instance{Tenant: "acme", Name: "crm", Replicas: 2, Spec: sp("v1")}})
+	id := "acme/crm"
+
+	var plans atomic.Int64
+	startWorker(t, store, func(ctx context.Context, p *state.Plan) (uint64, error) {
+		plans.Add(1)
+		return f.apply(state.CmdPlanApply, p)
+	})
+
+	waitFor(t, store, "two replicas placed on two nodes", func(snap *state.Snapshot) (bool, string) {
+		live := liveOf(snap, id)
+		return len(live) == 2 && len(nodesOf(live)) == 2 && live[0].Node != "" && live[1].Node != "", describe(live)
+	})
+	f.makeHealthy(t, liveOf(store.Snapshot(), id))
+	waitFor(t, store, "version 1 stable", func(snap *state.Snapshot) (bool, string) {
+		in := snap.Instance(id)
+		return in.StableVersion == 1, fmt.Sprintf("stable %d", in.StableVersion)
+	})
+
+	// The deployment waits for min_healthy_time between steps: the
+	// worker's own timer moves it on.
+	must(state.CmdInstanceUpdate, state.InstanceUpdate{Tenant: "acme", Name: "crm", Spec: sp("v2")})
+	waitFor(t, store, "deployment successful", func(snap *state.Snapshot) (bool, string) {
+		in := snap.Instance(id)
+		live := liveOf(snap, id)
+		f.makeHealthy(t, live)
+		d := in.Deployment
+		return d != nil && d.State == protocol.DeploymentSuccessful, fmt.Sprintf("deployment %+v, replicas %s", d, describe(live))
+	})
+	snap := store.Snapshot()
+	if got := versions(liveOf(snap, id)); len(got) != 2 || got[0] != 2 || got[1] != 2 {
+		t.Fatalf("versions %v after the deployment", got)
+	}
+	waitFor(t, store, "no evaluation left", func(snap *state.Snapshot) (bool, string) {
+		return len(snap.Evals()) == 0, fmt.Sprintf("%d evaluations", len(snap.Evals()))
+	})
+	// Quiet now: no plan is made without a change.
+	n := plans.Load()
+	time.Sleep(100 * time.Millisecond)
+	if plans.Load() != n {
+		t.Fatalf("the worker kept committing plans with nothing to do: %d, then %d", n, plans.Load())
+	}
+}
+
+func TestWorkerRetriesFailedCommits(t *testing.T) {
+	store := state.NewStore()
+	f := &serialFSM{fsm: state.NewFSM(store, nil)}
+	for typ, body := range map[state.CommandType]any{
+		state.CmdTenantUpsert:      state.TenantUpsert{Tenant: protocol.Tenant{Name: "acme"}, Create: true},
+		state.CmdNodeRegister:      state.NodeRegister{SecretHash: "h", Node: protocol.Node{ID: "n1", Resources: protocol.NodeResources{CPUMillis: 4000, MemoryMB: 4096}, PortRange: protocol.PortRange{Lo: 1, Hi: 9}}},
+		state.CmdEnvironmentUpsert: state.EnvironmentUpsert{Environment: protocol.Environment{Name: protocol.DefaultEnvironment}},
+	} {
+		if _, err := f.apply(typ, body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := f.apply(state.CmdInstanceCreate, state.InstanceCreate{Instance: protocol.Instance{Tenant: "acme", Name: "crm", Replicas: 1, Spec: spec()}}); err != nil {
+		t.Fatal(err)
+	}
+	var calls atomic.Int64
+	startWorker(t, store, func(ctx context.Context, p *state.Plan) (uint64, error) {
+		if calls.Add(1) <= 2 {
+			return 0, errors.New("no leader")
+		}
+		return f.apply(state.CmdPlanApply, p)
+	})
+	waitFor(t, store, "the replica placed after two failed commits", func(snap *state.Snapshot) (bool, string) {
+		live := liveOf(snap, "acme/crm")
+		return len(live) == 1 && live[0].Node == "n1", describe(live)
+	})
+}
