@@ -446,6 +446,31 @@ func TestDeploymentRollsBack(t *testing.T) {
 	}
 }
 
+func TestStaleRollbackDoesNotRevertANewerUpdate(t *testing.T) {
+	h := newHarness(t)
+	threeNodes(h)
+	id := h.running("crm", 3, spec())
+	h.update(id, spec(v2, func(s *protocol.Spec) { s.Update.AutoRollback = true }))
+	h.settle()
+	h.advance(time.Hour)
+	snap := h.snap()
+	p := Schedule(snap, snap.Eval(id), h.now, h.ids)
+	if p.Rollback != 1 {
+		t.Fatalf("plan rolls back to %d, want 1", p.Rollback)
+	}
+	v3 := spec(func(s *protocol.Spec) { s.Command = []string{"/bin/app", "--v3"} })
+	h.update(id, v3)
+	h.must(state.CmdPlanApply, p)
+	in := h.instance(id)
+	if in.Version != 3 || in.Spec.Command[1] != "--v3" {
+		t.Fatalf("a plan made for version 2 changed version 3: now version %d, %v", in.Version, in.Spec.Command)
+	}
+	h.rollTo(id, 3, 1, func(in *protocol.Instance) bool { return in.Deployment.State == protocol.DeploymentSuccessful })
+	if in := h.instance(id); in.Deployment.Rollback || in.Deployment.ToVersion != 3 || in.StableVersion != 3 {
+		t.Fatalf("deployment %+v stable %d", in.Deployment, in.StableVersion)
+	}
+}
+
 func TestDeploymentFailsWithoutRollback(t *testing.T) {
 	h := newHarness(t)
 	threeNodes(h)

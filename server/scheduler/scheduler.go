@@ -74,6 +74,7 @@ func Schedule(snap *state.Snapshot, eval *state.Eval, now time.Time, ids func() 
 		}
 		return s.plan
 	}
+	s.plan.Version = s.in.Version
 	s.env = snap.Environment(s.in.Environment)
 	if d := s.in.Deployment; d != nil {
 		c := *d
@@ -291,8 +292,8 @@ func (s *sched) converge(want int, good, old []*protocol.Replica, why string) (_
 			settled++
 		}
 	}
-	// Old replicas stop first, so that the placements below see what
-	// they free; how many may stop does not depend on those placements.
+	// How many old replicas may stop depends only on the good ones that
+	// have settled, never on what this plan places.
 	stop := min(len(old), max(0, settled+len(old)-want))
 	slices.SortStableFunc(old, func(a, b *protocol.Replica) int {
 		ah, bh := a.State == protocol.ReplicaHealthy, b.State == protocol.ReplicaHealthy

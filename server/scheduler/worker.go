@@ -81,14 +81,14 @@ func (w *Worker) Run(ctx context.Context) {
 	for ctx.Err() == nil {
 		seen := w.cfg.Store.Snapshot().Index(state.TableEvals)
 		next := w.round(ctx)
-		wctx, cancel := ctx, context.CancelFunc(func() {})
+		d := rescan
 		if !next.IsZero() {
-			d := next.Sub(w.cfg.Clock())
-			if d <= 0 {
-				continue
-			}
-			wctx, cancel = context.WithTimeout(ctx, d)
+			d = min(d, next.Sub(w.cfg.Clock()))
 		}
+		if d <= 0 {
+			continue
+		}
+		wctx, cancel := context.WithTimeout(ctx, d)
 		w.cfg.Store.Wait(wctx, seen, state.TableEvals)
 		cancel()
 	}
@@ -148,14 +148,22 @@ func (w *Worker) evaluate(ctx context.Context, instance string) time.Time {
 		return w.deferUntil(instance, e.Index, now.Add(delay), now, failures)
 	}
 	if w.logger.IsDebug() {
-		w.logger.Debug("plan committed", "instance", instance, "index", index, "place", len(p.Place),
-			"stop", len(p.Stop), "retry_at", p.RetryAt)
+		args := []any{"instance", instance, "index", index, "place", len(p.Place), "stop", len(p.Stop)}
+		if p.Retry {
+			args = append(args, "retry_at", p.RetryAt)
+		}
+		w.logger.Debug("plan committed", args...)
 	}
 	if p.Retry {
 		return w.deferUntil(instance, index, p.RetryAt, now, 0)
 	}
 	return time.Time{}
 }
+
+// rescan bounds how long the worker sleeps without looking at the
+// evaluations: a safety net for a state restored from a snapshot, whose
+// index may be lower than the one the worker waits to pass.
+const rescan = 30 * time.Second
 
 // minRetry bounds how soon an evaluation is retried, so that a plan that
 // asks for a retry in the past cannot spin.

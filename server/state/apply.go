@@ -800,8 +800,13 @@ func (w *writer) planApply(p *Plan) error {
 	if err != nil {
 		return err
 	}
-	if in == nil {
-		p.Place = nil // deleted since the plan was made: nothing may start
+	switch {
+	case in == nil:
+		// Deleted since the plan was made: nothing may start, and its
+		// events went with it.
+		p.Place, p.Events = nil, nil
+	case p.Version != 0 && p.Version != in.Version:
+		p.Deployment, p.Rollback = nil, 0
 	}
 	freed := false
 	for _, r := range p.Place {

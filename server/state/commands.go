@@ -201,10 +201,14 @@ type NodeReport struct {
 type Plan struct {
 	// Instance and EvalIndex name the evaluation; it is removed if no newer
 	// trigger arrived since the scheduler read the state.
-	Instance  string              `json:"instance"`
-	EvalIndex uint64              `json:"eval_index"`
-	Place     []*protocol.Replica `json:"place,omitempty"`
-	Stop      []ReplicaStop       `json:"stop,omitempty"`
+	Instance  string `json:"instance"`
+	EvalIndex uint64 `json:"eval_index"`
+	// Version is the instance's version the plan was made for. When the
+	// instance has moved on since, the plan's Deployment and Rollback are
+	// dropped: the newer version's evaluation decides those.
+	Version uint64              `json:"version,omitempty"`
+	Place   []*protocol.Replica `json:"place,omitempty"`
+	Stop    []ReplicaStop       `json:"stop,omitempty"`
 	// Deployment replaces the instance's deployment when set.
 	Deployment *protocol.Deployment `json:"deployment,omitempty"`
 	// StableVersion, when not zero, records the last fully healthy version.
