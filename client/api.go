@@ -124,6 +124,12 @@ func (c *Client) InstanceAction(ctx context.Context, tenant, name, action string
 	return call[*protocol.Instance](ctx, c, Request{Method: http.MethodPost, Path: instancePath(tenant, name) + "/" + seg(action), Body: nil})
 }
 
+// PromoteDeployment promotes the canaries of an instance's running
+// deployment, so that the rest of the replicas roll.
+func (c *Client) PromoteDeployment(ctx context.Context, tenant, name string) (*protocol.Instance, Meta, error) {
+	return call[*protocol.Instance](ctx, c, Request{Method: http.MethodPost, Path: instancePath(tenant, name) + "/deployment/promote", Body: nil})
+}
+
 // DeleteInstance stops and removes an instance.
 func (c *Client) DeleteInstance(ctx context.Context, tenant, name string) (Meta, error) {
 	return c.Do(ctx, Request{Method: http.MethodDelete, Path: instancePath(tenant, name)}, nil)

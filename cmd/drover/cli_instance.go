@@ -39,7 +39,7 @@ optional "tenant" key saying where to create it:
   drover instance scale acme/crm 3`,
 	},
 		newInstanceCreateCmd(), newInstanceListCmd(), newInstanceStatusCmd(), newInstanceUpdateCmd(),
-		newInstanceScaleCmd(), newInstanceLogsCmd(), newInstanceDeleteCmd())
+		newInstanceScaleCmd(), newInstanceLogsCmd(), newInstanceDeleteCmd(), newInstancePromoteCmd())
 	for _, action := range []string{client.ActionStop, client.ActionStart, client.ActionRestart} {
 		cmd.AddCommand(newInstanceActionCmd(action))
 	}
@@ -357,6 +357,29 @@ func newInstanceActionCmd(action string) *cobra.Command {
 			}
 			return c.show(in, func(w io.Writer) {
 				fmt.Fprintf(w, "%s %s (%s)\n", actionDone[action], in.ID, instanceState(in))
+			})
+		}),
+	}
+}
+
+func newInstancePromoteCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:               "promote TENANT/NAME",
+		Short:             "Promote a deployment's healthy canaries, so that the other replicas roll",
+		Example:           "  drover instance promote acme/crm",
+		Args:              argsExactly("TENANT/NAME"),
+		ValidArgsFunction: completeInstances,
+		RunE: verb(func(c *cli, args []string) error {
+			tenant, name, err := parseInstanceArg(args[0])
+			if err != nil {
+				return err
+			}
+			in, _, err := c.api.PromoteDeployment(c.ctx, tenant, name)
+			if err != nil {
+				return err
+			}
+			return c.show(in, func(w io.Writer) {
+				fmt.Fprintf(w, "Promoted the deployment of %s (%s)\n", in.ID, instanceState(in))
 			})
 		}),
 	}

@@ -36,6 +36,7 @@ func (a *API) routes() {
 	a.handle("PUT /v1/tenants/{tenant}/instances/{name}", write, tenantAdmin, a.updateInstance)
 	a.handle("DELETE /v1/tenants/{tenant}/instances/{name}", write, tenantAdmin, a.deleteInstance)
 	a.handle("POST /v1/tenants/{tenant}/instances/{name}/scale", write, tenantAdmin, a.scaleInstance)
+	a.handle("POST /v1/tenants/{tenant}/instances/{name}/deployment/promote", write, tenantAdmin, a.promoteDeployment)
 	for _, action := range []string{state.ActionStop, state.ActionStart, state.ActionRestart} {
 		a.handle("POST /v1/tenants/{tenant}/instances/{name}/"+action, write, tenantAdmin, a.lifecycle(action))
 	}
