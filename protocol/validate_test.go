@@ -19,11 +19,11 @@ func validRequest() protocol.InstanceRequest {
 	return protocol.InstanceRequest{
 		Name: "crm", Environment: "production", Plan: "pro", Replicas: &two,
 		Spec: protocol.Spec{
-			Version: "1.4.2",
-			Command: []string{"/opt/crm/bin/crm", "--listen", "127.0.0.1:${PORT}"},
-			Env:     map[string]string{"LOG_LEVEL": "info"},
-			Secrets: map[string]string{"DB_PASSWORD": "hunter2"},
-			Ports:   []string{"http", "admin"},
+			Version:   "1.4.2",
+			Command:   []string{"/opt/crm/bin/crm", "--listen", "127.0.0.1:${PORT}"},
+			Env:       map[string]string{"LOG_LEVEL": "info"},
+			Secrets:   map[string]string{"DB_PASSWORD": "hunter2"},
+			Ports:     []string{"http", "admin"},
 			Resources: protocol.Resources{CPUMillis: 500, MemoryMB: 256},
 			Health: &protocol.HealthCheck{Type: "http", Port: "http", Path: "/healthz",
 				Interval: protocol.Duration(2 * time.Second), Timeout: protocol.Duration(time.Second),
@@ -122,8 +122,14 @@ func TestInstanceRequestValidate(t *testing.T) {
 		{"command empty argument ok", func(r *protocol.InstanceRequest) { r.Spec.Command = []string{"x", ""} }, ""},
 		{"command NUL in program", func(r *protocol.InstanceRequest) { r.Spec.Command = []string{"a\x00b"} }, "spec.command[0]"},
 		{"command NUL in argument", func(r *protocol.InstanceRequest) { r.Spec.Command = []string{"x", "y", "a\x00"} }, "spec.command[2]"},
-		{"command too many args", func(r *protocol.InstanceRequest) { r.Spec.Command = make([]string, protocol.MaxArgs+1); r.Spec.Command[0] = "x" }, "spec.command"},
-		{"command max args", func(r *protocol.InstanceRequest) { r.Spec.Command = make([]string, protocol.MaxArgs); r.Spec.Command[0] = "x" }, ""},
+		{"command too many args", func(r *protocol.InstanceRequest) {
+			r.Spec.Command = make([]string, protocol.MaxArgs+1)
+			r.Spec.Command[0] = "x"
+		}, "spec.command"},
+		{"command max args", func(r *protocol.InstanceRequest) {
+			r.Spec.Command = make([]string, protocol.MaxArgs)
+			r.Spec.Command[0] = "x"
+		}, ""},
 		{"command arg too long", func(r *protocol.InstanceRequest) {
 			r.Spec.Command = []string{"x", strings.Repeat("a", protocol.MaxArgBytes+1)}
 		}, "spec.command[1]"},
@@ -201,7 +207,9 @@ func TestInstanceRequestValidate(t *testing.T) {
 		}, ""},
 		{"health none", func(r *protocol.InstanceRequest) { r.Spec.Health = &protocol.HealthCheck{Type: "none"} }, ""},
 		{"health interval below minimum", func(r *protocol.InstanceRequest) { r.Spec.Health.Interval = protocol.Duration(99 * time.Millisecond) }, "spec.health.interval"},
-		{"health interval at minimum", func(r *protocol.InstanceRequest) { r.Spec.Health.Interval = protocol.Duration(protocol.MinCheckInterval) }, ""},
+		{"health interval at minimum", func(r *protocol.InstanceRequest) {
+			r.Spec.Health.Interval = protocol.Duration(protocol.MinCheckInterval)
+		}, ""},
 		{"health interval negative", func(r *protocol.InstanceRequest) { r.Spec.Health.Interval = -1 }, "spec.health.interval"},
 		{"health interval over a day", func(r *protocol.InstanceRequest) { r.Spec.Health.Interval = protocol.Duration(25 * time.Hour) }, "spec.health.interval"},
 		{"health timeout below minimum", func(r *protocol.InstanceRequest) { r.Spec.Health.Timeout = protocol.Duration(time.Millisecond) }, "spec.health.timeout"},

@@ -28,6 +28,7 @@ type env struct {
 type envConfig struct {
 	Servers     int
 	NoBootstrap bool
+	ACL         bool
 }
 
 func newEnv(t *testing.T, cfg envConfig) *env {
@@ -45,7 +46,7 @@ func newEnv(t *testing.T, cfg envConfig) *env {
 	c := cluster.NewTestCluster(t, cluster.TestConfig{Servers: cfg.Servers, NoBootstrap: cfg.NoBootstrap, HTTPAddrs: addrs})
 	e := &env{t: t, c: c, urls: map[*cluster.TestServer]string{}}
 	for i, s := range c.Servers() {
-		a := api.New(api.Config{Cluster: s.Cluster, Store: s.Store, Ready: s.Ready, Logger: c.Logger("api-" + s.ID)})
+		a := api.New(api.Config{Cluster: s.Cluster, Store: s.Store, Ready: s.Ready, Logger: c.Logger("api-" + s.ID), ACL: cfg.ACL})
 		hs[i].Config.Handler = a
 		hs[i].Start()
 		t.Cleanup(hs[i].Close)

@@ -141,8 +141,30 @@ func TestErrorCodes(t *testing.T) {
 	}
 }
 
+// With ACL on, a request needs a token (401) whose role allows it (403);
+// a tenant's token does not learn of other tenants (404).
 func TestUnauthenticatedAndPermissionDenied(t *testing.T) {
-	t.Skip("401 unauthenticated and 403 permission_denied come with ACL tokens: issue \"ACL\"")
+	e := newEnv(t, envConfig{ACL: true})
+	u := e.url()
+	checkError(t, do(t, "GET", u+"/v1/tenants", nil), 401, protocol.CodeUnauthenticated, "")
+	checkError(t, do(t, "POST", u+"/v1/tenants", `{"name":"acme"}`, "Authorization", "Bearer nonsense"), 401, protocol.CodeUnauthenticated, "")
+	must(t, 200, "GET", u+"/v1/health", nil, nil)
+
+	var root protocol.Token
+	must(t, 200, "POST", u+"/v1/acl/bootstrap", nil, &root)
+	checkError(t, do(t, "POST", u+"/v1/acl/bootstrap", nil), 409, protocol.CodeConflict, "")
+	mgmt := []string{"Authorization", "Bearer " + root.Secret}
+	must(t, 201, "POST", u+"/v1/tenants", `{"name":"acme"}`, nil, mgmt...)
+	must(t, 201, "POST", u+"/v1/tenants", `{"name":"globex"}`, nil, mgmt...)
+	var viewer protocol.Token
+	must(t, 201, "POST", u+"/v1/acl/tokens", `{"role":"tenant-viewer","tenant":"acme"}`, &viewer, mgmt...)
+	view := []string{"Authorization", "Bearer " + viewer.Secret}
+
+	must(t, 200, "GET", u+"/v1/tenants/acme", nil, nil, view...)
+	checkError(t, do(t, "POST", u+"/v1/tenants", `{"name":"initech"}`, view...), 403, protocol.CodePermissionDenied, "")
+	checkError(t, do(t, "POST", u+"/v1/tenants/acme/instances", instanceDoc("crm"), view...), 403, protocol.CodePermissionDenied, "")
+	checkError(t, do(t, "GET", u+"/v1/tenants/globex", nil, view...), 404, protocol.CodeNotFound, "")
+	checkError(t, do(t, "GET", u+"/v1/operator/snapshot", nil, view...), 403, protocol.CodePermissionDenied, "")
 }
 
 // A follower answers 503 unavailable while it knows no leader; stale reads
