@@ -1,0 +1,107 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestDevMode runs `drover dev` as a newcomer does: it prints the address;
+// within 10 s `drover instance list` shows the demo instance healthy; the
+// address serves the console; Ctrl-C (SIGTERM here) stops everything,
+// replicas included.
+func TestDevMode(t *testing.T) {
+	ports, err := freePorts(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := fmt.Sprintf("127.0.0.1:%d", ports[0])
+	log := filepath.Join(t.TempDir(), "dev.log")
+	l := newLauncher(t)
+	p, err := l.start("dev", log, []string{"dev", "-http-addr", addr, "-raft-addr", fmt.Sprintf("127.0.0.1:%d", ports[1])})
+	if err != nil {
+		t.Fatal(err)
+	}
+	started := time.Now()
+	eventually(t, 10*time.Second, "dev mode prints its address", func() (bool, string) {
+		b, _ := os.ReadFile(log)
+		return strings.Contains(string(b), "http://"+addr), string(b)
+	})
+	server := &Server{httpAddr: addr, name: "dev"}
+	var list []struct {
+		ID     string `json:"id"`
+		Status struct {
+			State    string `json:"state"`
+			Replicas struct{ Desired, Healthy int }
+		} `json:"status"`
+	}
+	eventually(t, 10*time.Second-time.Since(started), "drover instance list shows demo/hello healthy", func() (bool, string) {
+		r := runCLI(t, server, "instance", "list", "-o", "json")
+		if r.code != 0 || json.Unmarshal([]byte(r.stdout), &list) != nil {
+			return false, r.String()
+		}
+		for _, in := range list {
+			if in.ID == "demo/hello" && in.Status.State == "running" && in.Status.Replicas.Healthy == in.Status.Replicas.Desired {
+				return true, ""
+			}
+		}
+		return false, r.stdout
+	})
+
+	resp, err := http.Get("http://" + addr + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || !strings.Contains(string(page), "<title>Drover</title>") {
+		t.Fatalf("GET / = %d, want the console page; got %.200s", resp.StatusCode, page)
+	}
+
+	// The replicas' processes, to check they are gone after exit.
+	var replicas []struct {
+		Ports map[string]int `json:"ports"`
+	}
+	resp, err = http.Get("http://" + addr + "/v1/tenants/demo/instances/hello/replicas")
+	if err != nil {
+		t.Fatal(err)
+	}
+	json.NewDecoder(resp.Body).Decode(&replicas)
+	resp.Body.Close()
+	var pids []int
+	for _, r := range replicas {
+		var info struct {
+			PID int `json:"pid"`
+		}
+		if resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/info", r.Ports["http"])); err == nil {
+			json.NewDecoder(resp.Body).Decode(&info)
+			resp.Body.Close()
+			pids = append(pids, info.PID)
+		}
+	}
+	if len(pids) != 2 {
+		t.Fatalf("found %d demo processes, want 2", len(pids))
+	}
+
+	if err := p.signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if !p.waitExit(40 * time.Second) {
+		t.Fatalf("dev mode did not exit after SIGTERM")
+	}
+	for _, pid := range pids {
+		if syscall.Kill(pid, 0) == nil {
+			if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil && !strings.Contains(string(b), ") Z ") {
+				syscall.Kill(pid, syscall.SIGKILL)
+				t.Errorf("replica process %d still runs after dev mode exited", pid)
+			}
+		}
+	}
+}
