@@ -372,9 +372,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.logger.Info("shutting down")
 	err := s.cluster.Shutdown(true)
 	s.cancel()
-	if e := s.http.Shutdown(ctx); e != nil {
+	// Connections that never sent a request would hold Shutdown for its
+	// whole timeout: give requests in flight a moment, then close the rest.
+	hctx, cancel := context.WithTimeout(ctx, time.Second)
+	if e := s.http.Shutdown(hctx); e != nil {
 		s.http.Close()
 	}
+	cancel()
 	s.api.Close()
 	s.wg.Wait()
 	return err

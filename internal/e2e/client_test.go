@@ -21,8 +21,14 @@ type Client struct {
 	t    testing.TB
 	base string // http://host:port
 	hc   *http.Client
+	// retry is how long Try repeats a request that got no answer or 503.
+	retry time.Duration
 	// The ACL issue adds the token here (Authorization: Bearer).
 }
+
+// retryBudget is how long WithRetry clients repeat a request: elections
+// on a loaded machine take a second or two.
+const retryBudget = 10 * time.Second
 
 // WithTimeout returns a copy of c whose requests give up after d.
 func (c *Client) WithTimeout(d time.Duration) *Client {
@@ -30,6 +36,18 @@ func (c *Client) WithTimeout(d time.Duration) *Client {
 	hc := *c.hc
 	hc.Timeout = d
 	cc.hc = &hc
+	return &cc
+}
+
+// WithRetry returns a copy of c that repeats a request for up to budget
+// while it gets a transport error or 503 unavailable, as API.md tells
+// clients to, and returns the first other answer. Scenarios that are not
+// about availability use it so that an unrelated election on a loaded
+// machine does not fail them; any other answer is still checked strictly.
+// The body must not be an io.Reader (it is sent again).
+func (c *Client) WithRetry(budget time.Duration) *Client {
+	cc := *c
+	cc.retry = budget
 	return &cc
 }
 
@@ -83,6 +101,22 @@ func shorten(b []byte) string {
 // body is nil, a []byte or io.Reader sent as it is, a string sent as JSON
 // text, or any other value encoded as JSON.
 func (c *Client) Try(method, path string, body any) (*Response, error) {
+	if c.retry == 0 {
+		return c.once(method, path, body)
+	}
+	if _, ok := body.(io.Reader); ok {
+		return nil, fmt.Errorf("%s %s: an io.Reader body cannot be retried", method, path)
+	}
+	var r *Response
+	var err error
+	waitUntil(c.retry, func() (bool, string) {
+		r, err = c.once(method, path, body)
+		return err == nil && r.Status != http.StatusServiceUnavailable, ""
+	})
+	return r, err
+}
+
+func (c *Client) once(method, path string, body any) (*Response, error) {
 	rd, ctype, err := encodeBody(body)
 	if err != nil {
 		return nil, err

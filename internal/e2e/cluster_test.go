@@ -93,17 +93,20 @@ func StartCluster(t testing.TB, n int, opts ...Option) *Cluster {
 	return c
 }
 
-// awaitFormed waits until the cluster is whole: a leader every server
-// names, and in each server's own status every server a voter with its
-// HTTP address. Servers keep retrying their join until then; a test that
-// starts only afterwards sees a cluster in its steady state.
+// awaitFormed waits until the cluster is whole: every server names the
+// same leader and lists every server as a voter with its HTTP address.
+// Servers keep retrying their join until then; a test that starts only
+// afterwards sees a cluster in its steady state.
 func (c *Cluster) awaitFormed() {
 	c.t.Helper()
-	leader := c.WaitForLeader()
 	want := c.HTTPAddrs()
 	sort.Strings(want)
-	for _, s := range c.servers {
-		eventually(c.t, waitTimeout, s.name+"'s status to list every server as a voter with its address", func() (bool, string) {
+	eventually(c.t, waitTimeout, "every server to name one leader and list every server as a voter with its address", func() (bool, string) {
+		leader, views := c.agreedLeader()
+		if leader == nil {
+			return false, views
+		}
+		for _, s := range c.servers {
 			st, err := s.status(true)
 			if err != nil {
 				return false, err.Error()
@@ -115,9 +118,13 @@ func (c *Cluster) awaitFormed() {
 				}
 			}
 			sort.Strings(addrs)
-			return st.Leader == leader.ID() && slices.Equal(addrs, want), fmt.Sprintf("%+v", st)
-		})
-	}
+			if !slices.Equal(addrs, want) {
+				return false, fmt.Sprintf("%s lists voters at %v", s.name, addrs)
+			}
+		}
+		return true, ""
+	})
+	c.WaitForLeader()
 }
 
 // start makes a fresh set of servers on newly chosen ports and waits until
@@ -315,10 +322,8 @@ func (c *Cluster) HTTPAddrs() []string {
 	return out
 }
 
-// Agents: StartAgent(t, c, opts...) will start `drover agent -servers
-// <c's URLs> -join-token ... -data-dir <its own dir>` through a launcher,
-// like servers, with Kill/Stop/Pause/Cont/Restart of its own; network cuts
-// (namespaces, veth, nftables) come with it. It belongs in agent_test.go.
+// Agents (StartAgent) and network cuts live in agent_harness_test.go, on
+// the same launcher and waits.
 
 // Server is one drover server process of a Cluster. Its data dir and ports
 // stay the same across restarts.

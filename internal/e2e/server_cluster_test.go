@@ -103,10 +103,11 @@ func checkStatus(st *apiStatus, c *Cluster, leaderID string) string {
 	return ""
 }
 
-// createTenant creates a tenant through s and returns the answer.
+// createTenant creates a tenant through s, retrying while the cluster is
+// unavailable, and returns the answer.
 func createTenant(t *testing.T, s *Server, name string) *Response {
 	t.Helper()
-	r := s.Client().JSON(http.MethodPost, "/v1/tenants", map[string]string{"name": name}, nil)
+	r := s.Client().WithRetry(retryBudget).JSON(http.MethodPost, "/v1/tenants", map[string]string{"name": name}, nil)
 	if r.Status != http.StatusCreated {
 		t.Fatalf("%s: want 201", r)
 	}
@@ -116,9 +117,9 @@ func createTenant(t *testing.T, s *Server, name string) *Response {
 	return r
 }
 
-// tenantNames lists the tenants through s (path may carry a query).
-func tenantNames(s *Server, path string) ([]string, *Response, error) {
-	r, err := s.Client().Try(http.MethodGet, path, nil)
+// tenantNames lists the tenants through c (path may carry a query).
+func tenantNames(c *Client, path string) ([]string, *Response, error) {
+	r, err := c.Try(http.MethodGet, path, nil)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -134,6 +135,11 @@ func tenantNames(s *Server, path string) ([]string, *Response, error) {
 		names = append(names, t.Name)
 	}
 	return names, r, nil
+}
+
+// except returns servers without s.
+func except(servers []*Server, s *Server) []*Server {
+	return slices.DeleteFunc(servers, func(o *Server) bool { return o == s })
 }
 
 // missing returns the names of want that are not in have.
@@ -152,7 +158,7 @@ func missing(want, have []string) []string {
 func awaitTenants(t *testing.T, s *Server, want []string) {
 	t.Helper()
 	eventually(t, waitTimeout, fmt.Sprintf("%s's own state to hold tenants %v", s.Name(), want), func() (bool, string) {
-		have, _, err := tenantNames(s, "/v1/tenants?stale=true")
+		have, _, err := tenantNames(s.Client(), "/v1/tenants?stale=true")
 		if err != nil {
 			return false, err.Error()
 		}
@@ -168,22 +174,28 @@ func awaitTenants(t *testing.T, s *Server, want []string) {
 // three servers as voters.
 func TestServerClusterForms(t *testing.T) {
 	c := StartCluster(t, 3)
-	leader := c.WaitForLeader()
-	for _, s := range c.Servers() {
-		eventually(t, waitTimeout, s.Name()+"'s own status to show the leader and three voters", func() (bool, string) {
+	eventually(t, waitTimeout, "every server's own status to show one leader and three voters", func() (bool, string) {
+		leaderID := ""
+		for _, s := range c.Servers() {
 			st, err := s.status(true)
 			if err != nil {
-				return false, err.Error()
+				return false, fmt.Sprintf("%s: %v", s.Name(), err)
 			}
-			if bad := checkStatus(st, c, leader.ID()); bad != "" {
-				return false, bad
+			if leaderID == "" {
+				leaderID = st.Leader
 			}
-			return true, ""
-		})
+			if bad := checkStatus(st, c, leaderID); bad != "" {
+				return false, fmt.Sprintf("%s: %s", s.Name(), bad)
+			}
+		}
+		return true, ""
+	})
+	// Without ?stale=true a follower forwards to the leader.
+	for _, s := range c.Servers() {
 		var st apiStatus
-		s.Client().JSON(http.MethodGet, "/v1/status", nil, &st)
-		if bad := checkStatus(&st, c, leader.ID()); bad != "" {
-			t.Errorf("GET /v1/status on %s: %s", s.Name(), bad)
+		s.Client().WithRetry(retryBudget).JSON(http.MethodGet, "/v1/status", nil, &st)
+		if bad := checkStatus(&st, c, st.Leader); bad != "" || st.Leader == "" {
+			t.Errorf("GET /v1/status on %s: leader %q, %s", s.Name(), st.Leader, bad)
 		}
 	}
 }
@@ -195,14 +207,15 @@ func TestServerClusterWritesThroughFollower(t *testing.T) {
 	c := StartCluster(t, 3)
 	f := c.Followers()[0]
 	rt := createTenant(t, f, "acme")
-	ri := f.Client().JSON(http.MethodPost, "/v1/tenants/acme/instances", instanceDoc("crm"), nil)
+	ri := f.Client().WithRetry(retryBudget).JSON(http.MethodPost, "/v1/tenants/acme/instances", instanceDoc("crm"), nil)
 	if ri.Status != http.StatusCreated || ri.Index() <= rt.Index() {
 		t.Fatalf("%s (X-Drover-Index %q): want 201 with an index above the tenant's %d", ri, ri.Header.Get("X-Drover-Index"), rt.Index())
 	}
 
-	// Linearizable: acknowledged means every server answers with it, at once.
+	// Linearizable: acknowledged means every server answers with it, at
+	// once (an election in between may only make it answer 503: retried).
 	for _, s := range c.Servers() {
-		r, err := s.Client().Try(http.MethodGet, "/v1/tenants/acme/instances/crm", nil)
+		r, err := s.Client().WithRetry(retryBudget).Try(http.MethodGet, "/v1/tenants/acme/instances/crm", nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -212,7 +225,7 @@ func TestServerClusterWritesThroughFollower(t *testing.T) {
 		if r.Index() < ri.Index() {
 			t.Errorf("%s: X-Drover-Index %d below the write's %d", r, r.Index(), ri.Index())
 		}
-		st, _, _ := s.Client().Do(http.MethodGet, "/v1/tenants/acme", nil)
+		st, _, _ := s.Client().WithRetry(retryBudget).Do(http.MethodGet, "/v1/tenants/acme", nil)
 		if st != http.StatusOK {
 			t.Errorf("GET /v1/tenants/acme on %s: %d", s.Name(), st)
 		}
@@ -247,11 +260,10 @@ func TestServerClusterWritesThroughFollower(t *testing.T) {
 // comes back with all state, including writes made while it was down.
 func TestServerClusterLeaderKill(t *testing.T) {
 	c := StartCluster(t, 3) // default Raft timings: this test measures them
-	old := c.WaitForLeader()
-	survivors := c.Followers()
 	want := []string{"before-kill"}
-	createTenant(t, survivors[0], "before-kill")
-
+	createTenant(t, c.Server(0), "before-kill")
+	old := c.WaitForLeader()
+	survivors := except(c.Servers(), old)
 	old.Kill()
 	killed := time.Now()
 	attempt := 0
@@ -279,20 +291,21 @@ func TestServerClusterLeaderKill(t *testing.T) {
 		createTenant(t, survivors[i%len(survivors)], name)
 		want = append(want, name)
 	}
-	if r := leader.Client().JSON(http.MethodPost, "/v1/tenants/while-down-0/instances", instanceDoc("crm"), nil); r.Status != http.StatusCreated {
+	if r := leader.Client().WithRetry(retryBudget).JSON(http.MethodPost, "/v1/tenants/while-down-0/instances", instanceDoc("crm"), nil); r.Status != http.StatusCreated {
 		t.Fatalf("%s: want 201", r)
 	}
 
 	old.Restart()
 	awaitTenants(t, old, want)
-	r, err := old.Client().Try(http.MethodGet, "/v1/tenants/while-down-0/instances/crm?stale=true", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if bad := checkInstance(r, "while-down-0", "crm"); bad != "" {
-		t.Errorf("restarted %s's own state: %s", old.Name(), bad)
-	}
-	have, _, err := tenantNames(old, "/v1/tenants")
+	eventually(t, waitTimeout, "the restarted server's own state to hold while-down-0/crm", func() (bool, string) {
+		r, err := old.Client().Try(http.MethodGet, "/v1/tenants/while-down-0/instances/crm?stale=true", nil)
+		if err != nil {
+			return false, err.Error()
+		}
+		bad := checkInstance(r, "while-down-0", "crm")
+		return bad == "", bad
+	})
+	have, _, err := tenantNames(old.Client().WithRetry(retryBudget), "/v1/tenants")
 	if err != nil {
 		t.Fatalf("linearizable read through the restarted server: %v", err)
 	}
@@ -387,7 +400,7 @@ func TestServerClusterFullRestartKeepsAcknowledgedWrites(t *testing.T) {
 	}
 	c.WaitForLeader()
 	for _, s := range c.Servers() {
-		have, r, err := tenantNames(s, "/v1/tenants")
+		have, r, err := tenantNames(s.Client().WithRetry(retryBudget), "/v1/tenants")
 		if err != nil {
 			t.Fatalf("linearizable read through %s after the restart: %v", s.Name(), err)
 		}
@@ -418,9 +431,9 @@ func TestServerClusterSnapshotRestore(t *testing.T) {
 	instances := []string{"tenant-00/crm", "tenant-00/shop", "tenant-07/crm"}
 	for _, id := range instances {
 		tenant, name, _ := strings.Cut(id, "/")
-		fa.Client().JSON(http.MethodPost, "/v1/tenants/"+tenant+"/instances", instanceDoc(name), nil)
+		fa.Client().WithRetry(retryBudget).JSON(http.MethodPost, "/v1/tenants/"+tenant+"/instances", instanceDoc(name), nil)
 	}
-	code, hdr, snap := fa.Client().WithTimeout(time.Minute).Do(http.MethodGet, "/v1/operator/snapshot", nil)
+	code, hdr, snap := fa.Client().WithTimeout(time.Minute).WithRetry(retryBudget).Do(http.MethodGet, "/v1/operator/snapshot", nil)
 	if code != http.StatusOK || len(snap) == 0 {
 		t.Fatalf("GET /v1/operator/snapshot: %d, %d bytes", code, len(snap))
 	}
@@ -432,14 +445,16 @@ func TestServerClusterSnapshotRestore(t *testing.T) {
 	b := StartCluster(t, 3)
 	fb := b.Followers()[0]
 	createTenant(t, fb, "only-in-b") // replaced by the restore
-	r := fb.Client().WithTimeout(time.Minute).JSON(http.MethodPut, "/v1/operator/snapshot", snap, nil)
+	r := fb.Client().WithTimeout(time.Minute).WithRetry(retryBudget).JSON(http.MethodPut, "/v1/operator/snapshot", snap, nil)
 	if r.Index() == 0 {
 		t.Errorf("%s: no X-Drover-Index", r)
 	}
 
-	// Linearizable right after the restore, through every server.
+	// Linearizable right after the restore, through every server. (A short
+	// retry: a server that cannot forward answers 503 for good.)
+	const retryShort = 3 * time.Second
 	for _, s := range b.Servers() {
-		have, _, err := tenantNames(s, "/v1/tenants")
+		have, _, err := tenantNames(s.Client().WithRetry(retryShort), "/v1/tenants")
 		if err != nil {
 			t.Errorf("linearizable read through %s after the restore: %v", s.Name(), err)
 			continue
@@ -481,14 +496,14 @@ func TestServerClusterSnapshotRestore(t *testing.T) {
 			t.Errorf("%s's status after the restore: %s", s.Name(), bad)
 		}
 	}
-	_, read, err := tenantNames(leader, "/v1/tenants")
+	_, read, err := tenantNames(leader.Client().WithRetry(retryShort), "/v1/tenants")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("after the restore, GET /v1/tenants on the leader answers X-Drover-Index %d", read.Index())
 	for _, s := range b.Servers() {
 		name := "after-restore-" + s.Name()
-		w, err := s.Client().Try(http.MethodPost, "/v1/tenants", map[string]string{"name": name})
+		w, err := s.Client().WithRetry(retryShort).Try(http.MethodPost, "/v1/tenants", map[string]string{"name": name})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -512,14 +527,14 @@ func TestServerClusterBlockingQuery(t *testing.T) {
 	leader := c.WaitForLeader()
 	f := c.Followers()
 	createTenant(t, leader, "first")
-	_, before, err := tenantNames(f[0], "/v1/tenants")
+	_, before, err := tenantNames(f[0].Client().WithRetry(retryBudget), "/v1/tenants")
 	if err != nil {
 		t.Fatal(err)
 	}
 	n := before.Index()
 
 	start := time.Now()
-	_, idle, err := tenantNames(f[0], fmt.Sprintf("/v1/tenants?index=%d&wait=300ms", n))
+	_, idle, err := tenantNames(f[0].Client(), fmt.Sprintf("/v1/tenants?index=%d&wait=300ms", n))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -542,7 +557,7 @@ func TestServerClusterBlockingQuery(t *testing.T) {
 		ch := make(chan answer, 1)
 		answers[path] = ch
 		go func() {
-			names, r, err := tenantNames(s, path)
+			names, r, err := tenantNames(s.Client(), path)
 			ch <- answer{names, r, err, time.Now()}
 		}()
 	}
@@ -574,7 +589,7 @@ func TestServerClusterBlockingQuery(t *testing.T) {
 func TestServerClusterGracefulLeaderStop(t *testing.T) {
 	c := StartCluster(t, 3)
 	old := c.WaitForLeader()
-	survivors := c.Followers()
+	survivors := except(c.Servers(), old)
 
 	// A writer through a survivor measures the pause in writes.
 	var mu sync.Mutex

@@ -423,21 +423,27 @@ func (c *Cluster) Snapshot(w io.Writer) error {
 // leader may restore; followers receive it as a Raft snapshot.
 func (c *Cluster) Restore(r io.Reader) error {
 	// Read and check it completely first, so that a bad file changes nothing.
+	db, err := state.ReadSnapshot(r)
+	if err != nil {
+		return protocol.Errorf(protocol.CodeInvalidArgument, "%v", err)
+	}
+	// The backup's server records belong to the cluster it came from: keep
+	// this cluster's, or followers could no longer forward to the leader.
+	if err := state.KeepServers(db, c.fsm.Store().Snapshot().Servers()); err != nil {
+		return err
+	}
 	tmp, err := os.CreateTemp(c.cfg.DataDir, "restore-*.snap")
 	if err != nil {
 		return err
 	}
 	defer os.Remove(tmp.Name())
 	defer tmp.Close()
-	n, err := io.Copy(tmp, r)
+	if err := state.WriteSnapshot(tmp, db); err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
+	n, err := tmp.Seek(0, io.SeekCurrent)
 	if err != nil {
 		return err
-	}
-	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
-		return err
-	}
-	if _, err := state.ReadSnapshot(tmp); err != nil {
-		return protocol.Errorf(protocol.CodeInvalidArgument, "%v", err)
 	}
 	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
 		return err

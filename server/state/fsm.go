@@ -181,6 +181,24 @@ func ReadSnapshot(r io.Reader) (*memdb.MemDB, error) {
 	return db, nil
 }
 
+// KeepServers replaces the server records of db, a snapshot read for a
+// restore, with servers: the addresses of the cluster it is restored into.
+func KeepServers(db *memdb.MemDB, servers []*protocol.Member) error {
+	txn := db.Txn(true)
+	defer txn.Abort()
+	if _, err := txn.DeleteAll(tableServers, "id"); err != nil {
+		return fmt.Errorf("restore servers: %w", err)
+	}
+	for _, m := range servers {
+		c := *m
+		if err := txn.Insert(tableServers, &c); err != nil {
+			return fmt.Errorf("restore servers: %w", err)
+		}
+	}
+	txn.Commit()
+	return nil
+}
+
 func newRow(table string) (any, error) {
 	switch table {
 	case tableTenants:
