@@ -9,7 +9,7 @@ import (
 // Deployments, in the spirit of Nomad's:
 //
 //   - A deployment starts when the instance has a new version and live
-//     replicas run another spec. New replicas are placed max_parallel at a
+//     replicas run another spec, and for the instance's first version. New replicas are placed max_parallel at a
 //     time beside the old ones; an old one stops only when a new one has
 //     been healthy for min_healthy_time (create before destroy).
 //   - With canaries, that many new replicas are placed first, beside all the
@@ -48,8 +48,12 @@ func (s *sched) deployment(alive []*protocol.Replica, want int) mode {
 		if s.running() {
 			s.setDeployment(protocol.DeploymentCancelled, fmt.Sprintf("superseded by version %d", in.Version))
 		}
-		if from == 0 {
-			return modeRolling // nothing runs another spec: nothing to deploy
+		// The instance's first version is a deployment from nothing, so
+		// that its healthy_deadline holds too; after it, a version that
+		// nothing runs another spec of needs none.
+		first := prev == nil && in.StableVersion == 0
+		if from == 0 && !first {
+			return modeRolling
 		}
 		if st := in.StableVersion; st != 0 && st != in.Version && s.spec(in.ID, st) != nil {
 			from = st
@@ -60,7 +64,7 @@ func (s *sched) deployment(alive []*protocol.Replica, want int) mode {
 			Rollback:  prev != nil && prev.State == protocol.DeploymentRolledBack && prev.ToVersion+1 == in.Version,
 			StartedAt: s.now, UpdatedAt: s.now,
 		}
-		if d.Rollback {
+		if d.Rollback || from == 0 {
 			d.Canaries = 0
 		}
 		s.dep, s.depDirty = d, true
@@ -68,7 +72,7 @@ func (s *sched) deployment(alive []*protocol.Replica, want int) mode {
 		if d.Rollback {
 			what = "rollback"
 		}
-		msg := fmt.Sprintf("%s %s started: version %d -> %d", what, d.ID, d.FromVersion, d.ToVersion)
+		msg := fmt.Sprintf("%s %s started: %s", what, d.ID, span(d))
 		if d.Canaries > 0 {
 			msg += fmt.Sprintf(", %d %s first", d.Canaries, plural(d.Canaries, "canary", "canaries"))
 		}
@@ -211,5 +215,14 @@ func (s *sched) setDeployment(st, why string) {
 		protocol.DeploymentRolledBack: "failed",
 		protocol.DeploymentCancelled:  "cancelled",
 	}[st]
-	s.event(EventDeployment, "", "", fmt.Sprintf("deployment %s (version %d -> %d) %s: %s", d.ID, d.FromVersion, d.ToVersion, word, why))
+	s.event(EventDeployment, "", "", fmt.Sprintf("deployment %s (%s) %s: %s", d.ID, span(d), word, why))
+}
+
+// span names the versions a deployment goes between: "version 1 -> 2",
+// or "version 1" for an instance's first.
+func span(d *protocol.Deployment) string {
+	if d.FromVersion == 0 {
+		return fmt.Sprintf("version %d", d.ToVersion)
+	}
+	return fmt.Sprintf("version %d -> %d", d.FromVersion, d.ToVersion)
 }

@@ -64,8 +64,10 @@ func TestCreatePlacesAcrossNodes(t *testing.T) {
 	if len(placed) != 3 || !strings.Contains(placed[0], "placed on node") || !strings.Contains(placed[0], "3 of 3 nodes feasible") {
 		t.Fatalf("placement events %q", placed)
 	}
-	if h.snap().Eval(id) != nil {
-		t.Fatal("the evaluation is still pending")
+	// The first version is a deployment too, so that its healthy deadline
+	// holds: the evaluation waits for it.
+	if d := h.instance(id).Deployment; d == nil || d.State != protocol.DeploymentRunning || d.FromVersion != 0 || d.ToVersion != 1 {
+		t.Fatalf("deployment %+v, want the first version's, running", d)
 	}
 	if h.instance(id).StableVersion != 0 {
 		t.Fatal("stable before any replica is healthy")
@@ -74,6 +76,37 @@ func TestCreatePlacesAcrossNodes(t *testing.T) {
 	h.settle()
 	if got := h.instance(id).StableVersion; got != 1 {
 		t.Fatalf("stable version %d, want 1", got)
+	}
+	if d := h.instance(id).Deployment; d.State != protocol.DeploymentSuccessful {
+		t.Fatalf("deployment %+v once every replica is healthy", d)
+	}
+	if h.snap().Eval(id) != nil {
+		t.Fatal("the evaluation is still pending")
+	}
+}
+
+// The first version's deployment fails when its replicas are not healthy
+// within the healthy deadline; there is nothing to roll back to, and the
+// replicas stay.
+func TestFirstVersionFailsAtHealthyDeadline(t *testing.T) {
+	h := newHarness(t)
+	threeNodes(h)
+	id := h.create("crm", 2, spec(func(s *protocol.Spec) { s.Update.AutoRollback = true }))
+	h.settle()
+	h.report(protocol.ReplicaUnhealthy, ids(h.live(id))...)
+	h.settle()
+	h.advance(time.Minute)
+	h.settle()
+	in := h.instance(id)
+	if d := in.Deployment; d == nil || d.State != protocol.DeploymentFailed || !strings.Contains(d.Message, "not healthy within 1m0s") {
+		t.Fatalf("deployment %+v, want failed at the healthy deadline", d)
+	}
+	if in.Version != 1 || len(h.live(id)) != 2 {
+		t.Fatalf("version %d with %d replicas, want version 1 and its replicas", in.Version, len(h.live(id)))
+	}
+	ev := h.events(id, EventDeployment)
+	if len(ev) != 2 || !strings.Contains(ev[0], "started: version 1") || !strings.Contains(ev[1], "(version 1) failed") {
+		t.Fatalf("deployment events %q", ev)
 	}
 }
 
@@ -169,10 +202,8 @@ func TestPendingUntilANodeFits(t *testing.T) {
 	if live[0].Message != want {
 		t.Fatalf("message %q, want %q", live[0].Message, want)
 	}
-	if h.snap().Eval(id) != nil {
-		t.Fatal("an unplaceable replica keeps its evaluation: nothing will change until capacity appears")
-	}
-	// Evaluating again says nothing new.
+	// Evaluating again says nothing new: nothing will change until
+	// capacity appears (or the healthy deadline passes).
 	h.scale(id, 1)
 	h.settle()
 	if ev := h.events(id, EventPending); len(ev) != 1 || !strings.Contains(ev[0], want) {
@@ -284,7 +315,8 @@ func TestDeploymentCreateBeforeDestroy(t *testing.T) {
 			t.Fatalf("old replica %+v", r)
 		}
 	}
-	if ev := h.events(id, EventDeployment); len(ev) != 2 || !strings.Contains(ev[1], "succeeded") {
+	// The first two are the first version's.
+	if ev := h.events(id, EventDeployment); len(ev) != 4 || !strings.Contains(ev[2], "started: version 1 -> 2") || !strings.Contains(ev[3], "succeeded") {
 		t.Fatalf("deployment events %q", ev)
 	}
 }
@@ -512,6 +544,7 @@ func TestRestartRolls(t *testing.T) {
 	threeNodes(h)
 	id := h.running("crm", 3, spec())
 	old := ids(h.live(id))
+	first := h.instance(id).Deployment
 	h.lifecycle(id, state.ActionRestart)
 	epoch := h.instance(id).RestartEpoch
 	h.rollTo(id, 3, 1, func(in *protocol.Instance) bool {
@@ -531,8 +564,8 @@ func TestRestartRolls(t *testing.T) {
 			t.Fatalf("replica %+v after restart", r)
 		}
 	}
-	if h.instance(id).Deployment != nil {
-		t.Fatal("a restart made a deployment")
+	if d := h.instance(id).Deployment; d == nil || *d != *first {
+		t.Fatalf("a restart changed the deployment: %+v, was %+v", d, first)
 	}
 }
 
@@ -689,5 +722,26 @@ func TestEnvironmentConstraints(t *testing.T) {
 	h.settle()
 	if got := nodesOf(h.live(id)); got["us1"] != 2 {
 		t.Fatalf("replicas on %v, want both in the environment's region", got)
+	}
+}
+
+// A replica that exits cleanly under a policy that does not restart it is
+// finished: it is neither restarted by the scheduler nor replaced, so a
+// command that exits 0 does not run in a loop.
+func TestCleanExitUnderNeverIsFinished(t *testing.T) {
+	for _, policy := range []string{protocol.RestartNever, protocol.RestartOnFailure} {
+		t.Run(policy, func(t *testing.T) {
+			h := newHarness(t)
+			h.node("n1", 4000, 4096)
+			id := h.create("job", 1, spec(func(s *protocol.Spec) { s.Restart.Policy = policy }))
+			h.settle()
+			first := h.live(id)[0]
+			h.report(protocol.ReplicaStopped, first.ID)
+			h.settle()
+			all := h.snap().Replicas(id)
+			if len(all) != 1 || all[0].ID != first.ID || all[0].Desired != protocol.DesiredRun {
+				t.Fatalf("want the finished replica alone, still wanted; got %d replicas: %+v", len(all), all)
+			}
+		})
 	}
 }

@@ -194,6 +194,11 @@ func (s *sched) reap() (alive []*protocol.Replica) {
 			// Stopped, so that the node stops it if it comes back: it
 			// is replaced now and must never run twice.
 			s.stop(r, fmt.Sprintf("lost with node %s; replaced", name))
+		case r.State == protocol.ReplicaStopped && s.in.Spec.Restart.Policy != protocol.RestartAlways:
+			// It ended cleanly and its restart policy says not to run it
+			// again: it is finished, not replaced (else a command that
+			// exits 0 would be started over and over).
+			alive = append(alive, r)
 		case r.Terminal():
 			msg := fmt.Sprintf("%s on node %s", r.State, name)
 			if r.Message != "" {

@@ -174,7 +174,7 @@ func TestWorkerRunsDeployment(t *testing.T) {
 		live := liveOf(snap, id)
 		f.makeHealthy(t, live)
 		d := in.Deployment
-		return d != nil && d.State == protocol.DeploymentSuccessful, fmt.Sprintf("deployment %+v, replicas %s", d, describe(live))
+		return d != nil && d.ToVersion == 2 && d.State == protocol.DeploymentSuccessful, fmt.Sprintf("deployment %+v, replicas %s", d, describe(live))
 	})
 	snap := store.Snapshot()
 	if got := versions(liveOf(snap, id)); len(got) != 2 || got[0] != 2 || got[1] != 2 {
