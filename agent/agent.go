@@ -87,6 +87,10 @@ func New(cfg Config) (*Agent, error) {
 	if a.store, err = store.Open(filepath.Join(cfg.DataDir, "agent.db")); err != nil {
 		return nil, err
 	}
+	if a.gen, err = a.store.Generation(); err != nil {
+		a.store.Close()
+		return nil, err
+	}
 	if a.driver, err = driver.New(driver.Config{Logger: cfg.Logger, CgroupParent: cfg.CgroupParent}); err != nil {
 		a.store.Close()
 		return nil, err
@@ -158,16 +162,33 @@ func (a *Agent) recover() error {
 		}
 		r := newReplica(a, spec, rec.Ports)
 		r.restarts, r.state = rec.Restarts, rec.State
+		r.confirmed = make(chan struct{})
 		if rec.PID > 0 {
 			r.adopt = &driver.Handle{PID: rec.PID, StartTime: rec.StartTime}
 		}
-		if rec.State == protocol.ReplicaStopped || rec.State == protocol.ReplicaFailed && rec.PID == 0 {
-			r.adopt = nil
-		}
 		a.replicas[spec.ID] = r
+		if rec.State == protocol.ReplicaStopped || rec.State == protocol.ReplicaFailed {
+			// It ended for good before the agent restarted (its policy was
+			// used up, or the servers stopped it): it is not started again.
+			r.message = "ended before the agent restarted"
+			a.parkLocked(r)
+			continue
+		}
 		a.startLocked(r)
 	}
 	return nil
+}
+
+// parkLocked keeps a replica that will not run, reporting its state, until
+// the servers stop it.
+func (a *Agent) parkLocked(r *replica) {
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		r.waitStop(a.ctx)
+		close(r.done)
+		a.finished(r)
+	}()
 }
 
 func (a *Agent) startLocked(r *replica) {
@@ -203,10 +224,15 @@ func (a *Agent) assign(as protocol.Assign) {
 	if a.ctx == nil || a.ctx.Err() != nil {
 		return
 	}
+	if as.Generation < a.gen {
+		a.logger.Warn("ignoring an assignment older than the one applied", "generation", as.Generation, "applied", a.gen)
+		return
+	}
 	want := map[string]bool{}
 	for _, spec := range as.Replicas {
 		want[spec.ID] = true
-		if _, ok := a.replicas[spec.ID]; ok {
+		if r, ok := a.replicas[spec.ID]; ok {
+			r.confirm()
 			continue
 		}
 		ports, err := a.allocatePortsLocked(spec)
@@ -216,13 +242,7 @@ func (a *Agent) assign(as protocol.Assign) {
 			r.state, r.message = protocol.ReplicaFailed, err.Error()
 			r.persist()
 			a.client.Report([]protocol.ReplicaReport{r.report()}, as.Generation)
-			a.wg.Add(1)
-			go func() {
-				defer a.wg.Done()
-				r.waitStop(a.ctx)
-				close(r.done)
-				a.finished(r)
-			}()
+			a.parkLocked(r)
 			continue
 		}
 		a.logger.Info("starting replica", "replica", spec.ID, "instance", protocol.InstanceID(spec.Tenant, spec.Instance), "version", spec.Version)
@@ -234,7 +254,12 @@ func (a *Agent) assign(as protocol.Assign) {
 			r.stop()
 		}
 	}
-	a.gen = as.Generation
+	if as.Generation != a.gen {
+		a.gen = as.Generation
+		if err := a.store.SetGeneration(a.gen); err != nil {
+			a.logger.Warn("record assignment generation", "error", err)
+		}
+	}
 }
 
 // allocatePortsLocked gives each named port of a replica a free host port

@@ -8,15 +8,22 @@ import (
 	"github.com/drover-dev/drover/protocol"
 )
 
-// environment returns the variables of a replica's process: its spec's env
-// and secrets, then what Drover sets (PORT, PORT_<NAME>, DROVER_*), which
-// win.
+// environment returns the variables of a replica's process: its spec's
+// env, what Drover sets (PORT, PORT_<NAME>, DROVER_*), and its secrets.
 func environment(a *protocol.AssignedReplica, ports map[string]int) map[string]string {
+	env := variables(a, ports)
+	for k, v := range a.Spec.Secrets {
+		env[k] = v // validation keeps secrets off Drover's own names
+	}
+	return env
+}
+
+// variables are what ${VAR} in a command expands from: the spec's env and
+// what Drover sets, never the secrets, which would otherwise be readable by
+// every user of the host in /proc/PID/cmdline.
+func variables(a *protocol.AssignedReplica, ports map[string]int) map[string]string {
 	env := map[string]string{}
 	for k, v := range a.Spec.Env {
-		env[k] = v
-	}
-	for k, v := range a.Spec.Secrets {
 		env[k] = v
 	}
 	for i, name := range a.Spec.Ports {

@@ -358,6 +358,19 @@ func (c *Client) reader(ctx context.Context, ws *websocket.Conn) error {
 	var logs sync.WaitGroup
 	streams := map[string]context.CancelFunc{}
 	var smu sync.Mutex
+	assigns := make(chan protocol.Assign, 1)
+	applied := make(chan struct{})
+	go func() {
+		defer close(applied)
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case a := <-assigns:
+				c.cfg.Handler.Assign(a)
+			}
+		}
+	}()
 	defer func() {
 		smu.Lock()
 		for _, cancel := range streams {
@@ -365,6 +378,7 @@ func (c *Client) reader(ctx context.Context, ws *websocket.Conn) error {
 		}
 		smu.Unlock()
 		logs.Wait()
+		<-applied
 	}()
 	for {
 		env, err := read(ctx, ws)
@@ -380,7 +394,13 @@ func (c *Client) reader(ctx context.Context, ws *websocket.Conn) error {
 			if len(a.Replicas) > protocol.MaxAssignReplicas {
 				return fmt.Errorf("assign with %d replicas over the limit", len(a.Replicas))
 			}
-			c.cfg.Handler.Assign(a)
+			// Applied by another goroutine, newest first: starting processes
+			// must not keep this loop from reading pongs.
+			select {
+			case <-assigns:
+			default:
+			}
+			assigns <- a
 		case protocol.MsgAck:
 			var a protocol.Ack
 			if err := json.Unmarshal(env.Body, &a); err == nil {
@@ -462,8 +482,11 @@ func (c *Client) sender(ctx context.Context, ws *websocket.Conn) error {
 	}
 }
 
-// pinger pings the server; a missed pong ends the session, so a connection
-// a proxy silently dropped is noticed within two intervals.
+// pinger pings the server; a pong missing for an interval ends the
+// session, so a connection a proxy silently dropped is noticed within two
+// intervals of the last pong. The server's heartbeat TTL is three
+// intervals from the last ping it received, so the agent redials before
+// its node can be marked down.
 func (c *Client) pinger(ctx context.Context, ws *websocket.Conn, interval time.Duration) error {
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -473,11 +496,11 @@ func (c *Client) pinger(ctx context.Context, ws *websocket.Conn, interval time.D
 			return ctx.Err()
 		case <-t.C:
 		}
-		pctx, cancel := context.WithTimeout(ctx, 2*interval)
+		pctx, cancel := context.WithTimeout(ctx, interval)
 		err := ws.Ping(pctx)
 		cancel()
 		if err != nil {
-			return fmt.Errorf("server did not answer ping within %s: %w", 2*interval, err)
+			return fmt.Errorf("server did not answer ping within %s: %w", interval, err)
 		}
 	}
 }

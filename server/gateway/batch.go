@@ -21,7 +21,16 @@ type batcher struct {
 	acks    []func()
 }
 
-// add queues reports of node; ack runs once they are committed.
+// reset drops what an earlier term left: those reports' sessions are gone,
+// and their agents resend to the new leader.
+func (b *batcher) reset() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.pending, b.order, b.acks = nil, nil, nil
+}
+
+// add queues reports of node; ack runs once they are committed. ack must
+// not block: it runs on the batcher's goroutine.
 func (b *batcher) add(node string, reports []protocol.ReplicaReport, ack func()) {
 	b.mu.Lock()
 	defer b.mu.Unlock()

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -70,6 +71,10 @@ type Gateway struct {
 	// live is what the leader last heard from each node, kept in memory
 	// only: committing it would cost a Raft entry per heartbeat.
 	live map[string]Live
+	// ups are nodes the state has down that were heard from again.
+	ups map[string]bool
+	// ttl is the current heartbeat TTL, refreshed with each check.
+	ttl time.Duration
 	wake chan struct{} // wakes the batcher
 
 	batch batcher
@@ -93,7 +98,8 @@ func New(cfg Config) *Gateway {
 		cfg.MaxHeartbeatsPerSecond = DefaultMaxHeartbeatsPerSecond
 	}
 	return &Gateway{cfg: cfg, logger: cfg.Logger.Named("gateway"), sessions: map[string]*session{},
-		deadlines: map[string]time.Time{}, live: map[string]Live{}, wake: make(chan struct{}, 1)}
+		deadlines: map[string]time.Time{}, live: map[string]Live{}, ups: map[string]bool{},
+		ttl: cfg.MinTTL, wake: make(chan struct{}, 1)}
 }
 
 // TTL returns how long a node may stay silent before it is marked down,
@@ -109,7 +115,9 @@ func (g *Gateway) TTL(n int) time.Duration {
 // interval is how often each side pings: a third of the TTL, so two lost
 // pings in a row are tolerated.
 func (g *Gateway) interval() time.Duration {
-	return g.TTL(len(g.cfg.Store.Snapshot().Nodes())) / 3
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.ttl / 3
 }
 
 // Lead runs the leader's side of the gateway until ctx ends: heartbeat
@@ -118,9 +126,13 @@ func (g *Gateway) interval() time.Duration {
 func (g *Gateway) Lead(ctx context.Context) {
 	now := g.cfg.Clock()
 	snap := g.cfg.Store.Snapshot()
-	grace := g.TTL(len(snap.Nodes())) + g.cfg.Grace
+	ttl := g.TTL(len(snap.Nodes()))
+	grace := ttl + g.cfg.Grace
+	g.batch.reset()
 	g.mu.Lock()
 	g.leading = true
+	g.ttl = ttl
+	g.ups = map[string]bool{}
 	g.deadlines = map[string]time.Time{}
 	for _, n := range snap.Nodes() {
 		if n.Status != protocol.NodeDown {
@@ -150,10 +162,15 @@ func (g *Gateway) Lead(ctx context.Context) {
 	}
 }
 
-// checkHeartbeats marks nodes down when they miss their deadline.
+// heartbeatTick is how often deadlines are checked.
+const heartbeatTick = 250 * time.Millisecond
+
+// checkHeartbeats marks nodes down when they miss their deadline, and up
+// again when a node marked down is heard from without reconnecting.
 func (g *Gateway) checkHeartbeats(ctx context.Context) {
-	t := time.NewTicker(250 * time.Millisecond)
+	t := time.NewTicker(heartbeatTick)
 	defer t.Stop()
+	last := g.cfg.Clock()
 	for {
 		select {
 		case <-ctx.Done():
@@ -161,39 +178,80 @@ func (g *Gateway) checkHeartbeats(ctx context.Context) {
 		case <-t.C:
 		}
 		now := g.cfg.Clock()
-		var down []state.NodeStatus
+		snap := g.cfg.Store.Snapshot()
+		ttl := g.TTL(len(snap.Nodes()))
+		var changes []state.NodeStatus
 		g.mu.Lock()
+		g.ttl = ttl
+		// A stall of this server (GC, a paused VM) is not the agents'
+		// silence: move every deadline by the time the checker missed.
+		if gap := now.Sub(last); gap > 4*heartbeatTick {
+			for id, d := range g.deadlines {
+				g.deadlines[id] = d.Add(gap)
+			}
+			g.logger.Warn("heartbeat checker stalled; extended every node's deadline", "stall", gap)
+		}
 		for id, d := range g.deadlines {
 			if now.After(d) {
-				down = append(down, state.NodeStatus{ID: id, Up: false})
+				changes = append(changes, state.NodeStatus{ID: id, Up: false})
 				delete(g.deadlines, id)
 			}
 		}
+		for id := range g.ups {
+			_, alive := g.deadlines[id]
+			if n := snap.Node(id); alive && n != nil && n.Status == protocol.NodeDown {
+				changes = append(changes, state.NodeStatus{ID: id, Up: true, Seen: now.UTC()})
+			}
+			delete(g.ups, id)
+		}
 		g.mu.Unlock()
-		if len(down) == 0 {
+		last = now
+		if len(changes) == 0 {
 			continue
 		}
-		for _, d := range down {
-			g.logger.Warn("node missed its heartbeat deadline; marking it down", "node", d.ID)
+		for _, c := range changes {
+			if c.Up {
+				g.logger.Info("node marked down is heard from again; marking it up", "node", c.ID)
+			} else {
+				g.logger.Warn("node missed its heartbeat deadline; marking it down", "node", c.ID)
+			}
 		}
-		if _, err := g.propose(ctx, state.CmdNodeStatus, state.NodeStatusUpdate{Nodes: down}); err != nil {
-			g.logger.Error("mark nodes down", "error", err)
+		if _, err := g.propose(ctx, state.CmdNodeStatus, state.NodeStatusUpdate{Nodes: changes}); err != nil {
+			g.logger.Error("commit node status", "error", err)
+			// Try again at the next tick: downs as expired deadlines, ups
+			// as pending ups.
+			g.mu.Lock()
+			for _, c := range changes {
+				if c.Up {
+					g.ups[c.ID] = true
+				} else if _, ok := g.deadlines[c.ID]; !ok {
+					g.deadlines[c.ID] = now
+				}
+			}
+			g.mu.Unlock()
 		}
 	}
 }
 
-// touch pushes a node's heartbeat deadline forward.
+// touch pushes a node's heartbeat deadline forward. A node marked down that
+// is heard from again (its session survived the deadline) is marked up at
+// the next check.
 func (g *Gateway) touch(nodeID string) {
-	ttl := g.TTL(len(g.cfg.Store.Snapshot().Nodes()))
 	now := g.cfg.Clock()
 	g.mu.Lock()
-	if g.leading {
-		g.deadlines[nodeID] = now.Add(ttl)
-		l := g.live[nodeID]
-		l.LastSeen = now.UTC()
-		g.live[nodeID] = l
+	defer g.mu.Unlock()
+	if !g.leading {
+		return
 	}
-	g.mu.Unlock()
+	if _, ok := g.deadlines[nodeID]; !ok {
+		// Its deadline passed (or it was down when this term began): if
+		// the state has it down by the next check, mark it up.
+		g.ups[nodeID] = true
+	}
+	g.deadlines[nodeID] = now.Add(g.ttl)
+	l := g.live[nodeID]
+	l.LastSeen = now.UTC()
+	g.live[nodeID] = l
 }
 
 // Live is what the leader last heard from a node.
@@ -228,7 +286,20 @@ func (g *Gateway) propose(ctx context.Context, typ state.CommandType, body any) 
 
 // ServeHTTP accepts an agent's WebSocket (GET /v1/agent/connect).
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	c, err := websocket.Accept(w, r, nil)
+	// The agent's pings count as heartbeats, like its messages and its
+	// pongs: its pinger redials within two intervals of its last pong, so
+	// the TTL (three intervals) must run from its last ping that arrived,
+	// not from the last pong of the server's own pings, which may be an
+	// interval older.
+	var nodeID atomic.Pointer[string]
+	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+		OnPingReceived: func(context.Context, []byte) bool {
+			if id := nodeID.Load(); id != nil {
+				g.touch(*id)
+			}
+			return true
+		},
+	})
 	if err != nil {
 		g.logger.Warn("agent websocket handshake failed", "remote", r.RemoteAddr, "error", err)
 		return
@@ -270,6 +341,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.refuse(ctx, c, r, string(e.Code), e.Message)
 		return
 	}
+	nodeID.Store(&node.ID)
 	s := newSession(g, c, node, r.RemoteAddr)
 	if !g.addSession(s) {
 		g.redirect(ctx, c)

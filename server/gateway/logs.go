@@ -17,7 +17,7 @@ func (g *Gateway) StreamLogs(ctx context.Context, node string, req protocol.LogR
 		return protocol.Errorf(protocol.CodeUnavailable, "node %s is not connected; its logs cannot be read now", node)
 	}
 	req.Stream = secret.New()[:16]
-	ch := s.openLog(req.Stream)
+	l := s.openLog(req.Stream)
 	defer func() {
 		s.endLog(req.Stream)
 		if ctx.Err() != nil {
@@ -32,13 +32,12 @@ func (g *Gateway) StreamLogs(ctx context.Context, node string, req protocol.LogR
 		select {
 		case <-ctx.Done():
 			return nil
-		case d, ok := <-ch:
-			if !ok {
-				if wrote {
-					return nil
-				}
-				return protocol.Errorf(protocol.CodeUnavailable, "node %s disconnected", node)
+		case <-l.done:
+			if wrote {
+				return nil
 			}
+			return protocol.Errorf(protocol.CodeUnavailable, "node %s disconnected, or the stream fell too far behind", node)
+		case d := <-l.data:
 			if d.Error != "" {
 				if wrote {
 					return nil

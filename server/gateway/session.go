@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -25,12 +26,29 @@ type session struct {
 	cancel context.CancelFunc
 
 	mu   sync.Mutex
-	logs map[string]chan protocol.LogData // open log streams by id
+	logs map[string]*logStream // open log streams by id
+
+	// acked is the highest status seq whose reports are committed; ackCh
+	// wakes the goroutine that tells the agent, so the batcher never waits
+	// on a slow connection.
+	acked atomic.Uint64
+	ackCh chan struct{}
 }
+
+// logStream is one log stream in flight. Its data channel is never closed:
+// done is, so a late chunk can never be sent on a closed channel.
+type logStream struct {
+	data chan protocol.LogData
+	done chan struct{}
+	once sync.Once
+}
+
+func (l *logStream) end() { l.once.Do(func() { close(l.done) }) }
 
 func newSession(g *Gateway, c *websocket.Conn, node *protocol.Node, remote string) *session {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &session{g: g, c: c, node: node.ID, remote: remote, ctx: ctx, cancel: cancel, logs: map[string]chan protocol.LogData{}}
+	return &session{g: g, c: c, node: node.ID, remote: remote, ctx: ctx, cancel: cancel,
+		logs: map[string]*logStream{}, ackCh: make(chan struct{}, 1)}
 }
 
 func (s *session) close(code websocket.StatusCode, reason string) {
@@ -55,16 +73,17 @@ func (s *session) run(parent context.Context, secret string) {
 		return
 	}
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
 	go func() { defer wg.Done(); s.pushAssignments() }()
 	go func() { defer wg.Done(); s.ping() }()
+	go func() { defer wg.Done(); s.sendAcks() }()
 	s.read()
 	s.cancel()
 	s.c.CloseNow()
 	wg.Wait()
 	s.mu.Lock()
-	for id, ch := range s.logs {
-		close(ch)
+	for id, l := range s.logs {
+		l.end()
 		delete(s.logs, id)
 	}
 	s.mu.Unlock()
@@ -113,13 +132,11 @@ func (s *session) read() {
 			if st.Metrics != nil {
 				s.g.setLoad(s.node, st.Metrics)
 			}
-			seq := st.Seq
-			ack := func() { _ = s.send(protocol.MsgAck, "", protocol.Ack{Seq: seq}) }
 			if len(st.Replicas) == 0 {
-				ack() // load alone lives in the leader's memory: nothing to commit
-				continue
+				continue // load alone lives in the leader's memory: nothing to ack
 			}
-			s.g.batch.add(s.node, st.Replicas, ack)
+			seq := st.Seq
+			s.g.batch.add(s.node, st.Replicas, func() { s.ack(seq) })
 			s.g.kick()
 		case protocol.MsgLogData:
 			var d protocol.LogData
@@ -132,6 +149,40 @@ func (s *session) read() {
 			return
 		default:
 			s.g.logger.Warn("unexpected message from agent", "node", s.node, "type", env.Type)
+		}
+	}
+}
+
+// ack records that status seq is committed. Batches commit in the order
+// the session read them, so the highest seq acked covers all before it.
+func (s *session) ack(seq uint64) {
+	for {
+		cur := s.acked.Load()
+		if seq <= cur || s.acked.CompareAndSwap(cur, seq) {
+			break
+		}
+	}
+	select {
+	case s.ackCh <- struct{}{}:
+	default:
+	}
+}
+
+// sendAcks tells the agent which status messages are committed.
+func (s *session) sendAcks() {
+	var sent uint64
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-s.ackCh:
+		}
+		if seq := s.acked.Load(); seq > sent {
+			if err := s.send(protocol.MsgAck, "", protocol.Ack{Seq: seq}); err != nil {
+				s.c.CloseNow()
+				return
+			}
+			sent = seq
 		}
 	}
 }
@@ -201,34 +252,48 @@ func Desired(snap *state.Snapshot, node string) protocol.Assign {
 	return a
 }
 
+// logStall is how long a log chunk may wait for a slow HTTP reader before
+// the stream is cut: the session's reader must not wait, or pongs go
+// unread and the node misses its deadline.
+const logStall = time.Second
+
 func (s *session) deliverLog(d protocol.LogData) {
 	s.mu.Lock()
-	ch := s.logs[d.Stream]
+	l := s.logs[d.Stream]
 	s.mu.Unlock()
-	if ch == nil {
+	if l == nil {
 		return
 	}
 	select {
-	case ch <- d:
+	case l.data <- d:
+		return
+	case <-l.done:
+		return
+	default:
+	}
+	t := time.NewTimer(logStall)
+	defer t.Stop()
+	select {
+	case l.data <- d:
+	case <-l.done:
 	case <-s.ctx.Done():
-	case <-time.After(5 * time.Second):
-		// a reader that stopped reading loses its stream
+	case <-t.C:
 		s.endLog(d.Stream)
 	}
 }
 
-func (s *session) openLog(id string) chan protocol.LogData {
-	ch := make(chan protocol.LogData, 64)
+func (s *session) openLog(id string) *logStream {
+	l := &logStream{data: make(chan protocol.LogData, 64), done: make(chan struct{})}
 	s.mu.Lock()
-	s.logs[id] = ch
+	s.logs[id] = l
 	s.mu.Unlock()
-	return ch
+	return l
 }
 
 func (s *session) endLog(id string) {
 	s.mu.Lock()
-	if ch, ok := s.logs[id]; ok {
-		close(ch)
+	if l, ok := s.logs[id]; ok {
+		l.end()
 		delete(s.logs, id)
 	}
 	s.mu.Unlock()
