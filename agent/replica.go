@@ -44,7 +44,19 @@ type replica struct {
 	stopOnce sync.Once
 	stopCh   chan struct{} // closed when the server no longer wants it
 	done     chan struct{}
+
+	// confirmed, for a replica recovered from the record, is closed once
+	// the servers' assignment names it. Until then a recovered replica
+	// whose process is gone is not started again: while no agent watched,
+	// its node may have been marked down and the replica replaced
+	// elsewhere, and it must never run twice. Nil for replicas the servers
+	// assigned to this agent.
+	confirmed   chan struct{}
+	confirmOnce sync.Once
 }
+
+// errStopped means the servers stopped a replica before it started.
+var errStopped = errors.New("stopped before it started")
 
 func newReplica(a *Agent, spec protocol.AssignedReplica, ports map[string]int) *replica {
 	return &replica{a: a, spec: spec, ports: ports, state: protocol.ReplicaPending,
@@ -54,13 +66,42 @@ func newReplica(a *Agent, spec protocol.AssignedReplica, ports map[string]int) *
 // stop asks the replica to stop; run then stops the process.
 func (r *replica) stop() { r.stopOnce.Do(func() { close(r.stopCh) }) }
 
+// confirm records that the servers' assignment names the replica.
+func (r *replica) confirm() {
+	if r.confirmed != nil {
+		r.confirmOnce.Do(func() { close(r.confirmed) })
+	}
+}
+
+// awaitConfirmation waits until a recovered replica is confirmed, the
+// servers stop it (errStopped), or ctx ends.
+func (r *replica) awaitConfirmation(ctx context.Context) error {
+	if r.confirmed == nil {
+		return nil
+	}
+	select {
+	case <-r.confirmed:
+		return nil
+	default:
+	}
+	r.set(protocol.ReplicaPending, "", "its process ended while no agent watched; waiting for the servers to confirm the replica")
+	select {
+	case <-r.confirmed:
+		return nil
+	case <-r.stopCh:
+		return errStopped
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
 func (r *replica) dir() string { return filepath.Join(r.a.cfg.DataDir, "replicas", r.spec.ID) }
 
 func (r *replica) task() driver.Task {
 	env := environment(&r.spec, r.ports)
 	spec := r.spec.Spec
 	t := driver.Task{
-		ID: r.spec.ID, Argv: expand(spec.Command, env), Env: envList(env),
+		ID: r.spec.ID, Argv: expand(spec.Command, variables(&r.spec, r.ports)), Env: envList(env),
 		Dir: filepath.Join(r.dir(), "work"), LogDir: filepath.Join(r.dir(), "logs"),
 		User: spec.User, StopSignal: signal(spec.Stop.Signal), StopTimeout: spec.Stop.Timeout.D(),
 	}
@@ -137,7 +178,14 @@ func (r *replica) persist() {
 func (r *replica) run(ctx context.Context) {
 	defer close(r.done)
 	for {
-		proc, err := r.startOrAdopt()
+		proc, err := r.startOrAdopt(ctx)
+		if errors.Is(err, errStopped) {
+			r.set(protocol.ReplicaStopped, "", "stopped")
+			return
+		}
+		if ctx.Err() != nil {
+			return
+		}
 		var res driver.ExitResult
 		if err != nil {
 			res = driver.ExitResult{ExitCode: -1, Err: err}
@@ -155,8 +203,9 @@ func (r *replica) run(ctx context.Context) {
 }
 
 // startOrAdopt starts the process, or recovers the one an earlier agent
-// left running.
-func (r *replica) startOrAdopt() (*driver.Process, error) {
+// left running. A recovered replica without a live process starts only
+// once the servers confirm it.
+func (r *replica) startOrAdopt(ctx context.Context) (*driver.Process, error) {
 	t := r.task()
 	if r.adopt != nil {
 		h := *r.adopt
@@ -172,10 +221,15 @@ func (r *replica) startOrAdopt() (*driver.Process, error) {
 		if !errors.Is(err, driver.ErrGone) {
 			return nil, err
 		}
+		if err := r.awaitConfirmation(ctx); err != nil {
+			return nil, err
+		}
 		// It ended while no agent watched: start it again, as a restart.
 		r.mu.Lock()
 		r.restarts++
 		r.mu.Unlock()
+	} else if err := r.awaitConfirmation(ctx); err != nil {
+		return nil, err
 	}
 	r.set(protocol.ReplicaStarting, "", "")
 	p, err := r.a.driver.Start(t)
@@ -328,7 +382,7 @@ func (r *replica) checker() health.Checker {
 		return health.TCP{Addr: addr}
 	default:
 		env := environment(&r.spec, r.ports)
-		return health.Exec{Argv: expand(hc.Command, env), Env: envList(env), Dir: filepath.Join(r.dir(), "work")}
+		return health.Exec{Argv: expand(hc.Command, variables(&r.spec, r.ports)), Env: envList(env), Dir: filepath.Join(r.dir(), "work")}
 	}
 }
 

@@ -540,7 +540,7 @@ func TestACLAuditRecordsEveryChangeWithItsActor(t *testing.T) {
 		Time    string `json:"time"`
 	}
 	want := []rec{
-		{self.ID, "management", "", "tenant.upsert", "acme", "ok", "", ""},
+		{self.ID, "management", "acme", "tenant.upsert", "acme", "ok", "", ""},
 		{self.ID, "management", "", "token.create", adminID, "ok", "", ""},
 		{self.ID, "management", "", "token.create", opID, "ok", "", ""},
 		{adminID, "tenant-admin", "acme", "instance.create", "acme/api", "ok", "", ""},

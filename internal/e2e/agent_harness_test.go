@@ -264,6 +264,16 @@ func (a *Agent) Restart() {
 	}
 }
 
+// RestartNoWait starts the agent again like Restart, without waiting for
+// its node (the servers may be down).
+func (a *Agent) RestartNoWait() {
+	a.t.Helper()
+	if a.Running() {
+		a.Kill()
+	}
+	a.start()
+}
+
 // NodeID waits until the agent's node is registered (GET /v1/nodes lists a
 // node of its name) and returns its id.
 func (a *Agent) NodeID() string {

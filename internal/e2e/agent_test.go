@@ -696,3 +696,39 @@ func TestAgentNetworkCut(t *testing.T) {
 		return !processAlive(pids[0]) && len(now) == 1, fmt.Sprintf("processes %v, the lost one is %d", now, pids[0])
 	})
 }
+
+// A replica that ended for good on its node (restart policy never) stays
+// ended when its agent restarts before the servers could stop it (they
+// are down): the new agent reports it failed and does not run it again.
+func TestAgentRestartKeepsEndedReplicaEnded(t *testing.T) {
+	c := StartCluster(t, 1)
+	a := StartAgent(t, c)
+	doc := demoInstance("once", 1)
+	setEnv(doc, "DEMO_CRASH_AFTER", "1s")
+	specOf(doc)["restart"] = map[string]any{"policy": "never"}
+	createInstance(t, c.Server(0), "acme", doc)
+	r := waitHealthy(t, c, "acme", "once", 1)[0]
+	c.Stop(0)
+	started := "started: task=" + r.ID
+	eventually(t, waitTimeout, "the replica's process to crash", func() (bool, string) {
+		pids := a.ReplicaPIDs()
+		return len(pids) == 0 && a.LogContains("exited: task="+r.ID), fmt.Sprintf("processes %v", pids)
+	})
+	a.RestartNoWait()
+	eventually(t, waitTimeout, "the new agent to start up", func() (bool, string) {
+		n := a.CountLog("detected host capabilities")
+		return n == 2, fmt.Sprintf("%d agent starts in the log", n)
+	})
+	time.Sleep(time.Second)
+	syscall.Kill(a.PID(), syscall.SIGQUIT); time.Sleep(500*time.Millisecond); t.Fatal("debug")
+	if n := a.CountLog(started); n != 1 || len(a.ReplicaPIDs()) != 0 {
+		t.Fatalf("the restarted agent ran the ended replica again: %d starts, processes %v", n, a.ReplicaPIDs())
+	}
+	c.Restart(0)
+	waitReplicas(t, c, "acme", "once", 1, "reported failed", func(x apiReplica) bool {
+		return x.ID == r.ID && x.State == "failed"
+	})
+	if n := a.CountLog(started); n != 1 {
+		t.Fatalf("the ended replica was started %d times", n)
+	}
+}

@@ -38,8 +38,10 @@ import (
 //     applied (drover_raft_applied_index): heartbeats must cost none;
 //   - restart: the server is stopped (SIGTERM) and started on the same data
 //     dir; reconnect-s is from its exit to all K agents connected again
-//     (the agents' welcome), reconnect-raft-entries the entries the
-//     reconnections wrote, and down-nodes the nodes seen down in GET
+//     (the agents' welcome; reconnect-p99-s for 99% of them),
+//     reconnect-cpu-s the new server's CPU time until then,
+//     reconnect-raft-entries the entries applied from before the stop to
+//     the end of the grace period, and down-nodes the nodes seen down in GET
 //     /v1/nodes, polled from the restart until the leader's grace period
 //     (TTL + grace) has passed: it must be 0.
 func BenchmarkAgents(b *testing.B) {
@@ -129,7 +131,8 @@ func benchAgents(b *testing.B, k int) {
 	downAt := time.Now()
 	s.Restart()
 	servingAt := time.Now()
-	restartedIdx := appliedIndex(b, api)
+	newPID := s.running("cpu").pid()
+	var stormTicks uint64
 	var allBack time.Duration
 	var back []time.Duration // each agent's time from the server's exit to its welcome
 	grace := benchTTL(k) + benchGrace
@@ -141,6 +144,7 @@ func benchAgents(b *testing.B, k int) {
 			if n := reconnected(fleet, before); n == k {
 				allBack = time.Since(downAt)
 				back = reconnectTimes(fleet, downAt)
+				stormTicks = cpuTicks(b, newPID)
 			}
 		}
 		st := pollNodes(api, &downSeen)
@@ -158,10 +162,10 @@ func benchAgents(b *testing.B, k int) {
 	downAfterRestart := count(&downSeen)
 	sessions := metricValue(b, api, "drover_agent_sessions")
 	slices.Sort(back)
-	b.Logf("K=%d: stop took %v, start to serving %v, all %d agents back %v after the exit (p50 %v, p99 %v); %d Raft entries from the restart to the end of the grace (%v); %d nodes seen down; %d sessions; nodes at the end: %s",
+	b.Logf("K=%d: stop took %v, start to serving %v, all %d agents back %v after the exit (p50 %v, p99 %v); server CPU from its start to all agents back %.2f s; %d Raft entries from before the stop to the end of the grace (%v), %d agent welcomes; %d nodes seen down; %d sessions; nodes at the end: %s",
 		k, downAt.Sub(stopAt).Round(time.Millisecond), servingAt.Sub(downAt).Round(time.Millisecond), k, allBack.Round(time.Millisecond),
 		back[len(back)/2].Round(time.Millisecond), back[len(back)*99/100].Round(time.Millisecond),
-		endIdx-restartedIdx, grace, downAfterRestart, int(sessions), lastNodes)
+		float64(stormTicks)/clockTicks(), endIdx-idx1, grace, welcomes(fleet)-sum(before), downAfterRestart, int(sessions), lastNodes)
 	if downAtRegistration > 0 {
 		b.Errorf("K=%d: %d nodes were marked down during the registration storm", k, downAtRegistration)
 	}
@@ -175,7 +179,8 @@ func benchAgents(b *testing.B, k int) {
 	b.ReportMetric(float64(steadyEntries), "raft-entries")
 	b.ReportMetric(allBack.Seconds(), "reconnect-s")
 	b.ReportMetric(back[len(back)*99/100].Seconds(), "reconnect-p99-s")
-	b.ReportMetric(float64(endIdx-restartedIdx), "reconnect-raft-entries")
+	b.ReportMetric(float64(endIdx-idx1), "reconnect-raft-entries")
+	b.ReportMetric(float64(stormTicks)/clockTicks(), "reconnect-cpu-s")
 	b.ReportMetric(float64(downAtRegistration+downAfterRestart), "down-nodes")
 	b.ReportMetric(0, "ns/op")
 }
@@ -239,6 +244,14 @@ func welcomes(fleet []*simAgent) int {
 		a.mu.Lock()
 		n += a.welcomes
 		a.mu.Unlock()
+	}
+	return n
+}
+
+func sum(xs []int) int {
+	n := 0
+	for _, x := range xs {
+		n += x
 	}
 	return n
 }

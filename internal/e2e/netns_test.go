@@ -276,8 +276,17 @@ func runNft(stdin string, args ...string) (string, error) {
 	return strings.TrimSpace(out.String()), err
 }
 
-// ExecPrefix is the command line that runs a command in the namespace.
-func (n *Netns) ExecPrefix() []string { return []string{"ip", "netns", "exec", n.Name} }
+// ExecPrefix is the command line that runs a command in the namespace:
+// nsenter, which changes the network namespace alone, where it is
+// installed. `ip netns exec` also mounts a sysfs of the namespace on /sys,
+// which hides the cgroup filesystems under /sys/fs/cgroup: an agent run
+// through it finds no cgroups.
+func (n *Netns) ExecPrefix() []string {
+	if _, err := exec.LookPath("nsenter"); err == nil {
+		return []string{"nsenter", "--net=/run/netns/" + n.Name, "--"}
+	}
+	return []string{"ip", "netns", "exec", n.Name}
+}
 
 // CutLink takes the host's end of the veth pair down: packets between the
 // namespace and the host are lost, no connection is told.

@@ -312,17 +312,18 @@ func (w *schedWatcher) finish(t *testing.T, what string) {
 	}
 }
 
-// watchHealthy polls the replicas every 100 ms and notes each time fewer
-// than min of them are wanted and healthy. A failed request counts as a
-// failure too: the server stays up in these scenarios.
-func (f *schedFleet) watchHealthy(min int) *schedWatcher {
+// watchReplicas polls the replicas every 100 ms and notes each time fewer
+// than minHealthy of them are wanted and healthy, or more than maxWanted
+// are wanted. A failed request counts too: the server stays up in these
+// scenarios.
+func (f *schedFleet) watchReplicas(minHealthy, maxWanted int) *schedWatcher {
 	return watchEvery(100*time.Millisecond, func() string {
 		rs, err := f.replicas()
 		if err != nil {
 			return err.Error()
 		}
-		if n := countHealthy(rs); n < min {
-			return fmt.Sprintf("%d healthy: %s", n, f.describe(rs))
+		if h, w := countHealthy(rs), len(wantedOf(rs)); h < minHealthy || w > maxWanted {
+			return fmt.Sprintf("%d healthy, %d wanted: %s", h, w, f.describe(rs))
 		}
 		return ""
 	})

@@ -93,16 +93,7 @@ func TestSchedulerReplacesReplicasOfDeadNode(t *testing.T) {
 		}
 		return ""
 	})
-	wanted := watchEvery(50*time.Millisecond, func() string {
-		rs, err := f.replicas()
-		if err != nil {
-			return err.Error()
-		}
-		if w := wantedOf(rs); len(w) > 3 {
-			return fmt.Sprintf("%d replicas wanted: %s", len(w), f.describe(rs))
-		}
-		return ""
-	})
+	wanted := f.watchReplicas(0, 3)
 	victim.Restart()
 	eventually(t, waitTimeout, "the dead node's replica stopped after the node came back", func() (bool, string) {
 		rs, err := f.replicas()
@@ -122,7 +113,7 @@ func TestSchedulerReplacesReplicasOfDeadNode(t *testing.T) {
 	}
 	f.waitProcesses(idsOf(final))
 	procs.finish(t, "process watch")
-	wanted.finish(t, "at most 3 replicas wanted")
+	wanted.finish(t, "at most 3 replicas wanted while the node came back")
 	if mostProcs > 3 {
 		t.Errorf("up to %d processes of the instance ran while the node came back (%s), want at most 3", mostProcs, worst)
 	}
@@ -146,7 +137,8 @@ func TestSchedulerRollingUpdateKeepsReplicasHealthy(t *testing.T) {
 	createInstance(t, f.s, f.tenant, doc)
 	v1 := f.waitSettled(3, 1, "after create", nil)
 
-	w := f.watchHealthy(3)
+	// max_parallel 1: one replica more than wanted at most.
+	w := f.watchReplicas(3, 4)
 	specOf(doc)["version"] = "2.0.0"
 	setEnv(doc, "RELEASE", "2")
 	r := f.cli("instance", "update", "acme/web", "-f", f.instanceFile(doc, "v2"), "-timeout", "1m")
@@ -154,7 +146,7 @@ func TestSchedulerRollingUpdateKeepsReplicasHealthy(t *testing.T) {
 		t.Errorf("instance update, want exit 0 once healthy: %s", r)
 	}
 	v2 := f.waitSettled(3, 2, "after the update", nil)
-	w.finish(t, "3 healthy replicas throughout the update")
+	w.finish(t, "3 healthy and at most 4 wanted replicas throughout the update")
 
 	for _, id := range idsOf(v2) {
 		if slices.Contains(idsOf(v1), id) {
@@ -187,7 +179,7 @@ func TestSchedulerFailedUpdateRollsBack(t *testing.T) {
 	}
 
 	serving := watchPorts(ports)
-	healthy := f.watchHealthy(3)
+	healthy := f.watchReplicas(3, 4)
 	specOf(doc)["version"] = "2.0.0-broken"
 	setEnv(doc, "DEMO_FAIL_HEALTH", "1")
 	specOf(doc)["update"].(map[string]any)["healthy_deadline"] = "10s"
@@ -222,7 +214,7 @@ func TestSchedulerFailedUpdateRollsBack(t *testing.T) {
 		t.Errorf("deployment events do not tell the failure and the rollback:\n%s", all)
 	}
 	serving.finish(t, "the old replicas answering /healthz 200")
-	healthy.finish(t, "3 healthy replicas throughout")
+	healthy.finish(t, "3 healthy and at most 4 wanted replicas throughout")
 	f.waitProcesses(idsOf(final))
 }
 
@@ -238,10 +230,12 @@ func TestSchedulerCreateNeverHealthyFails(t *testing.T) {
 		!strings.Contains(r.stderr, "500") || strings.Contains(r.stderr, "timed out") {
 		t.Errorf("instance create of a version never healthy: want exit 1 at the healthy deadline, naming the failing check: %s", r)
 	}
+	t.Logf("drover instance create said:\n%s", r.stderr)
 }
 
 // Scaling, stop, start and restart each end with the replicas asked for,
-// their processes, and the version; restart replaces every replica.
+// their processes, and the version; restart replaces every replica without
+// the instance dropping below its healthy count.
 func TestSchedulerScaleStopStartRestart(t *testing.T) {
 	f := startSchedFleet(t, 3)
 	createInstance(t, f.s, f.tenant, schedDoc(f.name, 3))
@@ -275,6 +269,8 @@ func TestSchedulerScaleStopStartRestart(t *testing.T) {
 	started := f.waitSettled(2, 1, "started", spread)
 	f.waitProcesses(idsOf(started))
 
+	// A restart rolls like an update, create before destroy.
+	w := f.watchReplicas(2, 3)
 	f.s.Client().JSON(http.MethodPost, f.path("/restart"), nil, nil)
 	restarted := f.waitSettled(2, 1, "restarted", func(rs []schedReplica) (bool, string) {
 		for _, r := range rs {
@@ -284,6 +280,7 @@ func TestSchedulerScaleStopStartRestart(t *testing.T) {
 		}
 		return spread(rs)
 	})
+	w.finish(t, "2 healthy and at most 3 wanted replicas throughout the restart")
 	f.waitProcesses(idsOf(restarted))
 	if in := f.mustInstance(); in.Version != 1 || in.Status.State != "running" {
 		t.Errorf("after restart: version %d, state %s; want version 1 running", in.Version, in.Status.State)
@@ -301,13 +298,13 @@ func TestSchedulerDrainMovesReplicasOff(t *testing.T) {
 	})
 	drained := f.agents[0]
 
-	w := f.watchHealthy(3)
+	w := f.watchReplicas(3, 4)
 	f.s.Client().JSON(http.MethodPost, "/v1/nodes/"+drained.NodeID()+"/drain", map[string]any{"enable": true, "deadline": "1m"}, nil)
 	rs := f.waitSettled(3, 1, "the drain", func(rs []schedReplica) (bool, string) {
 		return nodesOf(rs)[drained.NodeID()] == 0, "a replica is still on the drained node"
 	})
 	f.waitProcesses(idsOf(rs))
-	w.finish(t, "3 healthy replicas throughout the drain")
+	w.finish(t, "3 healthy and at most 4 wanted replicas throughout the drain")
 	if n := drained.Node(); n.Status != "draining" {
 		t.Errorf("drained node's status is %q, want draining", n.Status)
 	}
