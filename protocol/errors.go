@@ -102,6 +102,10 @@ func AsError(err error) *Error {
 	if errors.As(err, &e) {
 		return e
 	}
+	var tooLarge *http.MaxBytesError
+	if errors.As(err, &tooLarge) {
+		return &Error{Code: CodeTooLarge, Message: fmt.Sprintf("request body over %d bytes", tooLarge.Limit)}
+	}
 	return &Error{Code: CodeInternal, Message: err.Error()}
 }
 

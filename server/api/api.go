@@ -138,9 +138,19 @@ type handlerFunc func(w http.ResponseWriter, r *http.Request) error
 // handle serves pattern with h for the callers acc lets in (auth.go). A
 // change that fails before its Raft command records its audit record is
 // recorded here, batched with others.
+// bodyLimits are the routes whose bodies may be larger than
+// protocol.MaxBodyBytes.
+var bodyLimits = map[string]int64{
+	"PUT /v1/operator/snapshot": MaxSnapshotBytes,
+}
+
 func (a *API) handle(pattern string, k kind, acc access, h handlerFunc) {
 	a.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
-		r.Body = http.MaxBytesReader(w, r.Body, protocol.MaxBodyBytes)
+		limit := int64(protocol.MaxBodyBytes)
+		if l, ok := bodyLimits[pattern]; ok {
+			limit = l
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, limit)
 		// Servers are checked before forwarding: the leader sees the
 		// forwarding server's certificate, not the caller's.
 		if acc == servers {
@@ -291,6 +301,9 @@ func min2(a, b time.Duration) time.Duration {
 // X-Drover-Index.
 func (a *API) apply(w http.ResponseWriter, r *http.Request, typ state.CommandType, target string, body any) (uint64, error) {
 	rec := a.auditRecord(r, string(typ), target)
+	if rec.Tenant == "" && typ == state.CmdTenantUpsert {
+		rec.Tenant = target // a tenant's creation is in its own trail
+	}
 	cmd, err := state.Encode(typ, a.cfg.Clock(), body, rec)
 	if err != nil {
 		return 0, err

@@ -112,7 +112,8 @@ func (a *API) createTenant(w http.ResponseWriter, r *http.Request) error {
 	if _, err := a.apply(w, r, state.CmdTenantUpsert, t.Name, state.TenantUpsert{Tenant: t, Create: true}); err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusCreated, tenantViewOf(a.store.Snapshot(), a.store.Snapshot().Tenant(t.Name)))
+	snap := a.store.Snapshot()
+	writeJSON(w, http.StatusCreated, tenantViewOf(snap, snap.Tenant(t.Name)))
 	return nil
 }
 
@@ -362,7 +363,6 @@ func (a *API) saveSnapshot(w http.ResponseWriter, r *http.Request) error {
 const MaxSnapshotBytes = 1 << 30
 
 func (a *API) restoreSnapshot(w http.ResponseWriter, r *http.Request) error {
-	r.Body = http.MaxBytesReader(w, r.Body, MaxSnapshotBytes)
 	if err := a.c.Restore(r.Body); err != nil {
 		if err == cluster.ErrNotLeader {
 			return protocol.Errorf(protocol.CodeUnavailable, "leadership changed; retry")
