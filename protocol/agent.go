@@ -3,7 +3,9 @@ package protocol
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
+	"unicode"
 )
 
 // AgentProtocolVersion is the version of the agent<->server protocol. A
@@ -121,6 +123,51 @@ type ReplicaReport struct {
 	Restarts  int            `json:"restarts"`
 	StartedAt time.Time      `json:"started_at,omitzero"`
 	Message   string         `json:"message,omitempty"`
+}
+
+// MaxFactBytes bounds each string of a node's facts.
+const MaxFactBytes = 256
+
+// Validate checks a hello.
+func (h *Hello) Validate() error {
+	if h.Name == "" || len(h.Name) > 253 || strings.ContainsFunc(h.Name, unicode.IsControl) {
+		return FieldError("name", "must be 1 to 253 printable characters")
+	}
+	if h.Region != "" {
+		if err := ValidateName("region", h.Region); err != nil {
+			return err
+		}
+	}
+	if err := ValidateLabels("labels", h.Labels); err != nil {
+		return err
+	}
+	if h.PortRange.Lo < 1 || h.PortRange.Hi > 65535 || h.PortRange.Lo > h.PortRange.Hi {
+		return FieldError("port_range", "must be within 1-65535, lo <= hi")
+	}
+	r := h.Resources
+	if r.CPUMillis < 0 || r.MemoryMB < 0 || r.DiskMB < 0 || r.FreeCPUMillis < 0 || r.FreeMemoryMB < 0 || r.FreeDiskMB < 0 {
+		return FieldError("resources", "must not be negative")
+	}
+	f := h.Facts
+	for name, v := range map[string]string{"hostname": f.Hostname, "os": f.OS, "platform": f.Platform, "kernel": f.Kernel,
+		"arch": f.Arch, "agent_version": f.AgentVersion, "cgroups": f.Cgroups, "limits_reason": f.LimitsReason} {
+		if len(v) > MaxFactBytes || strings.ContainsFunc(v, unicode.IsControl) {
+			return FieldError("facts."+name, "at most %d printable characters", MaxFactBytes)
+		}
+	}
+	if len(h.Version) > MaxFactBytes {
+		return FieldError("version", "at most %d characters", MaxFactBytes)
+	}
+	if len(h.Replicas) > MaxReportsPerStatus {
+		return FieldError("replicas", "at most %d reports", MaxReportsPerStatus)
+	}
+	for i := range h.Replicas {
+		if err := h.Replicas[i].Validate(); err != nil {
+			e := AsError(err)
+			return FieldError(fmt.Sprintf("replicas[%d].%s", i, e.Field), "%s", e.Message)
+		}
+	}
+	return nil
 }
 
 // Validate checks a report.

@@ -120,3 +120,33 @@ func TestReplicaTerminal(t *testing.T) {
 		}
 	}
 }
+
+func TestHelloValidate(t *testing.T) {
+	ok := func() protocol.Hello {
+		return protocol.Hello{ProtocolVersion: protocol.AgentProtocolVersion, Name: "web-1", Region: "eu-west",
+			PortRange: protocol.PortRange{Lo: 20000, Hi: 20100}, Facts: protocol.NodeFacts{OS: "linux"}}
+	}
+	h := ok()
+	if err := h.Validate(); err != nil {
+		t.Fatalf("valid hello refused: %v", err)
+	}
+	for _, tc := range []struct {
+		field string
+		edit  func(*protocol.Hello)
+	}{
+		{"name", func(h *protocol.Hello) { h.Name = "" }},
+		{"name", func(h *protocol.Hello) { h.Name = "a\nb" }},
+		{"region", func(h *protocol.Hello) { h.Region = "EU" }},
+		{"port_range", func(h *protocol.Hello) { h.PortRange = protocol.PortRange{Lo: 30000, Hi: 20000} }},
+		{"resources", func(h *protocol.Hello) { h.Resources.MemoryMB = -1 }},
+		{"facts.kernel", func(h *protocol.Hello) { h.Facts.Kernel = strings.Repeat("x", protocol.MaxFactBytes+1) }},
+		{"replicas[0].state", func(h *protocol.Hello) { h.Replicas = []protocol.ReplicaReport{{ID: "r1", State: "dancing"}} }},
+	} {
+		h := ok()
+		tc.edit(&h)
+		err := h.Validate()
+		if e := protocol.AsError(err); err == nil || e.Field != tc.field || e.Code != protocol.CodeInvalidArgument {
+			t.Errorf("%s: got %v, want invalid_argument on %s", tc.field, err, tc.field)
+		}
+	}
+}

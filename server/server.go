@@ -152,7 +152,7 @@ func New(cfg Config) (*Server, error) {
 	if serverToken == "" && cfg.ACL {
 		serverToken = secret.New()
 	}
-	peerTransport := &http.Transport{TLSClientConfig: dialTLS, Proxy: http.ProxyFromEnvironment,
+	peerTransport := &http.Transport{TLSClientConfig: dialTLS,
 		MaxIdleConnsPerHost: 16, IdleConnTimeout: 90 * time.Second}
 	s.gateway = gateway.New(gateway.Config{
 		Cluster: s.cluster, Store: s.store, Logger: cfg.Logger,
@@ -370,16 +370,18 @@ func (s *Server) establish(ctx context.Context) {
 // Shutdown stops the server. A leader hands leadership over first.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.logger.Info("shutting down")
-	err := s.cluster.Shutdown(true)
-	s.cancel()
-	// Connections that never sent a request would hold Shutdown for its
-	// whole timeout: give requests in flight a moment, then close the rest.
+	// Stop taking requests and let those in flight finish (connections
+	// that never sent one would hold Shutdown for its whole timeout), then
+	// write the queued audit records of refused requests while this server
+	// may still lead, then hand leadership over and stop Raft.
 	hctx, cancel := context.WithTimeout(ctx, time.Second)
 	if e := s.http.Shutdown(hctx); e != nil {
 		s.http.Close()
 	}
 	cancel()
 	s.api.Close()
+	err := s.cluster.Shutdown(true)
+	s.cancel()
 	s.wg.Wait()
 	return err
 }

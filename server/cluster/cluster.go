@@ -299,6 +299,10 @@ func (c *Cluster) Apply(ctx context.Context, cmd []byte) (uint64, error) {
 	if d, ok := ctx.Deadline(); ok {
 		timeout = time.Until(d)
 	}
+	if err := ctx.Err(); err != nil || timeout <= 0 {
+		// raft treats a timeout of 0 as none at all.
+		return 0, protocol.Errorf(protocol.CodeUnavailable, "request ended before its command was proposed")
+	}
 	f := c.raft.Apply(cmd, timeout)
 	if err := f.Error(); err != nil {
 		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrLeadershipTransferInProgress) {

@@ -413,7 +413,7 @@ func (g *Gateway) refuse(ctx context.Context, c *websocket.Conn, r *http.Request
 // register authenticates a hello and records the node. It returns the node
 // and, for a node registering for the first time, its new secret.
 func (g *Gateway) register(ctx context.Context, h *protocol.Hello, r *http.Request) (*protocol.Node, string, error) {
-	if err := validateHello(h); err != nil {
+	if err := h.Validate(); err != nil {
 		return nil, "", err
 	}
 	snap := g.cfg.Store.Snapshot()
@@ -487,31 +487,6 @@ func (g *Gateway) checkJoinToken(snap *state.Snapshot, presented string) error {
 	return nil
 }
 
-func validateHello(h *protocol.Hello) error {
-	if h.Name == "" || len(h.Name) > 253 {
-		return protocol.FieldError("name", "must be 1 to 253 characters")
-	}
-	if h.Region != "" {
-		if err := protocol.ValidateName("region", h.Region); err != nil {
-			return err
-		}
-	}
-	if err := protocol.ValidateLabels("labels", h.Labels); err != nil {
-		return err
-	}
-	if h.PortRange.Lo < 1 || h.PortRange.Hi > 65535 || h.PortRange.Lo > h.PortRange.Hi {
-		return protocol.FieldError("port_range", "must be within 1-65535, lo <= hi")
-	}
-	if len(h.Replicas) > protocol.MaxReportsPerStatus {
-		return protocol.FieldError("replicas", "too many")
-	}
-	for i := range h.Replicas {
-		if err := h.Replicas[i].Validate(); err != nil {
-			return err
-		}
-	}
-	return nil
-}
 
 func (g *Gateway) kick() {
 	select {

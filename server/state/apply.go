@@ -827,6 +827,16 @@ func (w *writer) planApply(p *Plan) error {
 		if c.State == "" {
 			c.State = protocol.ReplicaPending
 		}
+		if c.Node != "" {
+			// The plan was made before this entry: its node may have gone
+			// down, been drained or revoked since. Then the replica waits,
+			// and the evaluation stays for the scheduler to place it again.
+			if n := w.snap().Node(c.Node); n == nil || n.Status != protocol.NodeReady || !n.Eligible || n.Revoked {
+				c.Message = "node " + c.Node + " became unavailable before the replica was placed; waiting for another"
+				c.Node = ""
+				p.Retry = true
+			}
+		}
 		if err := w.insert(tableReplicas, &c); err != nil {
 			return err
 		}
@@ -943,6 +953,19 @@ func (w *writer) tokenDelete(c *NameBody) error {
 	raw := w.first(tableTokens, c.Name)
 	if raw == nil {
 		return protocol.NotFound("token", c.Name)
+	}
+	// The last live management token stays, so that the cluster keeps an
+	// administrator.
+	if raw.(*protocol.Token).Role == protocol.RoleManagement {
+		live := 0
+		for _, t := range w.snap().Tokens() {
+			if t.Role == protocol.RoleManagement && t.ID != c.Name && !t.Expired(w.cmd.Time) {
+				live++
+			}
+		}
+		if live == 0 {
+			return protocol.Errorf(protocol.CodeConflict, "token %s is the last management token; create another before revoking it", c.Name)
+		}
 	}
 	if _, err := w.txn.DeleteAll(tableCredentials, "owner", CredentialToken, c.Name); err != nil {
 		return protocol.Errorf(protocol.CodeInternal, "delete token %s: %v", c.Name, err)

@@ -823,3 +823,23 @@ func TestOnApply(t *testing.T) {
 		t.Fatalf("OnApply calls: %v", got)
 	}
 }
+
+// A plan made before its node went down does not place on it: the replica
+// waits without a node and the evaluation stays, so it is placed again.
+func TestPlanApplyToNodeThatWentDown(t *testing.T) {
+	h := newHarness(t)
+	h.tenant("acme")
+	h.instance("acme", "crm", 1)
+	h.node("n1")
+	evalIdx := h.snap().Eval("acme/crm").Index
+	h.ok(state.CmdNodeStatus, state.NodeStatusUpdate{Nodes: []state.NodeStatus{{ID: "n1", Up: false}}})
+	h.ok(state.CmdPlanApply, state.Plan{Instance: "acme/crm", EvalIndex: evalIdx,
+		Place: []*protocol.Replica{{ID: "r1", Tenant: "acme", Instance: "crm", Node: "n1", Version: 1}}})
+	s := h.snap()
+	if r := s.Replica("r1"); r == nil || r.Node != "" || r.State != protocol.ReplicaPending || !strings.Contains(r.Message, "became unavailable") {
+		t.Fatalf("replica placed on a down node: %+v", r)
+	}
+	if e := s.Eval("acme/crm"); e == nil {
+		t.Fatal("the evaluation was dropped; nothing would place the replica again")
+	}
+}
