@@ -74,7 +74,7 @@ type Gateway struct {
 	// ups are nodes the state has down that were heard from again.
 	ups map[string]bool
 	// ttl is the current heartbeat TTL, refreshed with each check.
-	ttl time.Duration
+	ttl  time.Duration
 	wake chan struct{} // wakes the batcher
 
 	batch batcher
@@ -486,7 +486,6 @@ func (g *Gateway) checkJoinToken(snap *state.Snapshot, presented string) error {
 	}
 	return nil
 }
-
 
 func (g *Gateway) kick() {
 	select {
