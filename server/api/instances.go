@@ -49,6 +49,21 @@ func (a *API) instance(snap *state.Snapshot, r *http.Request) (*protocol.Instanc
 	return in, nil
 }
 
+// checkRunAs keeps the choice of the host user a replica runs as with the
+// operators: a tenant naming "root" would run its code as root on hosts it
+// does not own.
+func checkRunAs(r *http.Request, spec *protocol.Spec, current string) error {
+	if spec.User == current {
+		return nil
+	}
+	switch identityFrom(r).Role {
+	case protocol.RoleManagement, protocol.RoleOperator:
+		return nil
+	}
+	return &protocol.Error{Code: protocol.CodePermissionDenied, Field: "spec.user",
+		Message: "only operators may choose the host user an instance runs as"}
+}
+
 // resolveSpec validates a request against the state: the environment and
 // plan exist, the plan fills what the spec leaves out and bounds the rest.
 func resolveSpec(snap *state.Snapshot, req *protocol.InstanceRequest) (protocol.Spec, int, error) {
@@ -106,6 +121,9 @@ func (a *API) createInstance(w http.ResponseWriter, r *http.Request) error {
 	if snap.Tenant(tenant) == nil {
 		return protocol.NotFound("tenant", tenant)
 	}
+	if err := checkRunAs(r, &req.Spec, ""); err != nil {
+		return err
+	}
 	spec, replicas, err := resolveSpec(snap, &req)
 	if err != nil {
 		return err
@@ -154,9 +172,15 @@ func (a *API) updateInstance(w http.ResponseWriter, r *http.Request) error {
 	if req.Environment == "" {
 		req.Environment = cur.Environment
 	}
+	if req.Spec.User == "" {
+		req.Spec.User = cur.Spec.User // an operator's choice stays
+	}
 	if req.Replicas == nil {
 		n := cur.Replicas
 		req.Replicas = &n
+	}
+	if err := checkRunAs(r, &req.Spec, cur.Spec.User); err != nil {
+		return err
 	}
 	spec, replicas, err := resolveSpec(snap, &req)
 	if err != nil {
