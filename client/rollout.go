@@ -98,7 +98,9 @@ func NewRollout(in *protocol.Instance, reps []*protocol.Replica, version uint64)
 		dep = in.Status.Deployment
 	}
 	if in.Version != version {
-		if dep != nil && dep.Rollback {
+		// The rollback is a new version: the deployment read is the one
+		// that failed and rolled back, or already the rollback's own.
+		if dep != nil && (dep.Rollback || dep.ToVersion == version && dep.State == protocol.DeploymentRolledBack) {
 			return fail("version %d was rolled back: instance %s is at version %d%s", version, in.ID, in.Version, suffix(dep.Message))
 		}
 		return fail("instance %s was changed to version %d while waiting for version %d", in.ID, in.Version, version)

@@ -68,6 +68,9 @@ func TestNewRollout(t *testing.T) {
 		{name: "replica failed while a replacement starts", in: testInstance(1, 1, nil),
 			reps:   []*protocol.Replica{rep("a", 1, "n1", protocol.ReplicaFailed, "exit code 1"), rep("b", 1, "n2", protocol.ReplicaStarting, "")},
 			placed: 2},
+		{name: "rolled back, before the rollback's deployment starts", in: testInstance(3, 1, &protocol.Deployment{
+			ID: "d2", FromVersion: 1, ToVersion: 2, State: protocol.DeploymentRolledBack, Message: "replica a not healthy within 10s"}),
+			err: "version 2 was rolled back: instance acme/crm is at version 3: replica a not healthy within 10s"},
 		{name: "superseded by another update", in: testInstance(3, 1, nil),
 			err: "changed to version 3 while waiting for version 2"},
 		{name: "canaries await promotion", in: func() *protocol.Instance {

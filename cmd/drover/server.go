@@ -11,8 +11,8 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/drover-dev/drover/internal/config"
-	"github.com/drover-dev/drover/internal/tlsutil"
 	"github.com/drover-dev/drover/internal/logging"
+	"github.com/drover-dev/drover/internal/tlsutil"
 	"github.com/drover-dev/drover/server"
 	"github.com/drover-dev/drover/server/cluster"
 	"github.com/drover-dev/drover/server/gateway"
@@ -126,7 +126,7 @@ func runServer(ctx context.Context, f serverFlags) error {
 		SnapshotThreshold: f.snapshotThresh, Logger: logger,
 		ACL: f.acl, AgentJoinToken: f.agentJoinToken, ServerJoinToken: f.serverJoinToken, TLS: tlsCfg,
 		AuditRetention: state.AuditRetention{MaxRecords: f.auditMaxRecords, MaxAge: f.auditMaxAge},
-		HeartbeatTTL: f.heartbeatTTL, HeartbeatGrace: f.heartbeatGrace,
+		HeartbeatTTL:   f.heartbeatTTL, HeartbeatGrace: f.heartbeatGrace,
 	})
 	if err != nil {
 		return err

@@ -267,8 +267,8 @@ type schedWatcher struct {
 	bad   []string
 }
 
-// watchEvery starts calling check every interval; check returns "" when all is
-// well, else what was wrong.
+// watchEvery starts calling check every interval; check returns "" when
+// all is well, else what was wrong.
 func watchEvery(interval time.Duration, check func() string) *schedWatcher {
 	w := &schedWatcher{stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
@@ -349,9 +349,9 @@ func watchPorts(ports []int) *schedWatcher {
 	})
 }
 
-// replicaProcesses returns the live processes of the instance's replicas on the
-// given agents, by replica id: those whose working directory is the
-// replica's own (<data dir>/replicas/<id>/work, which children inherit).
+// replicaProcesses returns the live processes of the replicas on the given
+// agents, by replica id: those whose working directory is the replica's
+// own (<data dir>/replicas/<id>/work, which children inherit).
 func replicaProcesses(agents ...*Agent) map[string][]int {
 	roots := map[string]bool{}
 	for _, a := range agents {

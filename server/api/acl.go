@@ -102,27 +102,10 @@ func (a *API) tokenSelf(w http.ResponseWriter, r *http.Request) error {
 }
 
 // deleteToken revokes a token at once: its next request is refused. The
-// last management token cannot be revoked, so that the cluster cannot be
-// locked out of its own administration.
+// FSM refuses to revoke the last management token, so that the cluster
+// cannot be locked out of its own administration.
 func (a *API) deleteToken(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
-	snap := a.store.Snapshot()
-	t := snap.Token(id)
-	if t == nil {
-		return protocol.NotFound("token", id)
-	}
-	if t.Role == protocol.RoleManagement {
-		now := a.cfg.Clock()
-		live := 0
-		for _, o := range snap.Tokens() {
-			if o.Role == protocol.RoleManagement && !o.Expired(now) {
-				live++
-			}
-		}
-		if live <= 1 {
-			return protocol.Errorf(protocol.CodeConflict, "token %s is the last management token; create another before revoking it", id)
-		}
-	}
 	if _, err := a.apply(w, r, state.CmdTokenDelete, id, state.NameBody{Name: id}); err != nil {
 		return err
 	}

@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/drover-dev/drover/internal/secret"
 	"github.com/drover-dev/drover/protocol"
 	"github.com/drover-dev/drover/server/api"
 	"github.com/drover-dev/drover/server/cluster"
@@ -293,5 +294,27 @@ func TestACLRefusedFloodIsBatched(t *testing.T) {
 		if r.Action != "POST /v1/tenants" || r.Source == "" || r.TokenID != "" {
 			t.Fatalf("record of a refused request: %+v", r)
 		}
+	}
+}
+
+// A node's secret has the agent role: the agent channel only, no route of
+// the API.
+func TestACLNodeSecretReachesNoRoute(t *testing.T) {
+	e := newACLEnv(t, api.Config{})
+	mgmt := e.bootstrap().Secret
+	e.c.MustApply(state.CmdNodeRegister, state.NodeRegister{SecretHash: secret.Hash("node-secret"),
+		Node: protocol.Node{ID: "n1", Name: "n1", PortRange: protocol.PortRange{Lo: 1, Hi: 2}}})
+	for _, path := range []string{"/v1/nodes", "/v1/tenants", "/v1/acl/tokens/self", "/v1/instances"} {
+		if r := e.call("node-secret", "GET", path, nil); r.status != http.StatusForbidden || r.code() != protocol.CodePermissionDenied {
+			t.Errorf("GET %s with a node secret: %d %s, want 403", path, r.status, r.body)
+		}
+	}
+	var node protocol.Node
+	e.ok(mgmt, "POST", "/v1/nodes/n1/revoke", nil, &node)
+	if !node.Revoked {
+		t.Fatalf("revoked node answered %+v", node)
+	}
+	if r := e.call("node-secret", "GET", "/v1/nodes", nil); r.status != http.StatusUnauthorized {
+		t.Fatalf("a revoked node's secret: %d %s, want 401", r.status, r.body)
 	}
 }

@@ -135,15 +135,15 @@ const (
 // writes its own answer and returns nil.
 type handlerFunc func(w http.ResponseWriter, r *http.Request) error
 
-// handle serves pattern with h for the callers acc lets in (auth.go). A
-// change that fails before its Raft command records its audit record is
-// recorded here, batched with others.
 // bodyLimits are the routes whose bodies may be larger than
 // protocol.MaxBodyBytes.
 var bodyLimits = map[string]int64{
 	"PUT /v1/operator/snapshot": MaxSnapshotBytes,
 }
 
+// handle serves pattern with h for the callers acc lets in (auth.go). A
+// change that fails before its Raft command records its audit record is
+// recorded here, batched with others.
 func (a *API) handle(pattern string, k kind, acc access, h handlerFunc) {
 	a.mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
 		limit := int64(protocol.MaxBodyBytes)

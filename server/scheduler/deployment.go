@@ -9,9 +9,10 @@ import (
 // Deployments, in the spirit of Nomad's:
 //
 //   - A deployment starts when the instance has a new version and live
-//     replicas run another spec, and for the instance's first version. New replicas are placed max_parallel at a
-//     time beside the old ones; an old one stops only when a new one has
-//     been healthy for min_healthy_time (create before destroy).
+//     replicas run another spec, and for the instance's first version. New
+//     replicas are placed max_parallel at a time beside the old ones; an old
+//     one stops only when a new one has been healthy for min_healthy_time
+//     (create before destroy).
 //   - With canaries, that many new replicas are placed first, beside all the
 //     old ones; once they are healthy for min_healthy_time the deployment is
 //     promoted, automatically with auto_promote, else by
@@ -48,9 +49,9 @@ func (s *sched) deployment(alive []*protocol.Replica, want int) mode {
 		if s.running() {
 			s.setDeployment(protocol.DeploymentCancelled, fmt.Sprintf("superseded by version %d", in.Version))
 		}
-		// The instance's first version is a deployment from nothing, so
-		// that its healthy_deadline holds too; after it, a version that
-		// nothing runs another spec of needs none.
+		// The instance's first version is a deployment too (from version
+		// 0), so that its healthy_deadline holds; later, a version no live
+		// replica runs another spec of needs none.
 		first := prev == nil && in.StableVersion == 0
 		if from == 0 && !first {
 			return modeRolling
