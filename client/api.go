@@ -120,8 +120,17 @@ const (
 )
 
 // InstanceAction stops, starts or restarts an instance (ActionStop, ...).
-func (c *Client) InstanceAction(ctx context.Context, tenant, name, action string) (*protocol.Instance, Meta, error) {
-	return call[*protocol.Instance](ctx, c, Request{Method: http.MethodPost, Path: instancePath(tenant, name) + "/" + seg(action), Body: nil})
+// confirm names the instance again, as stopping one in a protected
+// environment requires; empty otherwise.
+func (c *Client) InstanceAction(ctx context.Context, tenant, name, action, confirm string) (*protocol.Instance, Meta, error) {
+	return call[*protocol.Instance](ctx, c, Request{Method: http.MethodPost, Path: instancePath(tenant, name) + "/" + seg(action), Query: confirmQuery(confirm)})
+}
+
+func confirmQuery(confirm string) url.Values {
+	if confirm == "" {
+		return nil
+	}
+	return url.Values{"confirm": {confirm}}
 }
 
 // PromoteDeployment promotes the canaries of an instance's running
@@ -131,8 +140,9 @@ func (c *Client) PromoteDeployment(ctx context.Context, tenant, name string) (*p
 }
 
 // DeleteInstance stops and removes an instance.
-func (c *Client) DeleteInstance(ctx context.Context, tenant, name string) (Meta, error) {
-	return c.Do(ctx, Request{Method: http.MethodDelete, Path: instancePath(tenant, name)}, nil)
+// confirm is as for InstanceAction.
+func (c *Client) DeleteInstance(ctx context.Context, tenant, name, confirm string) (Meta, error) {
+	return c.Do(ctx, Request{Method: http.MethodDelete, Path: instancePath(tenant, name), Query: confirmQuery(confirm)}, nil)
 }
 
 // Replicas lists an instance's replicas.

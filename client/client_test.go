@@ -230,11 +230,11 @@ func TestMethods(t *testing.T) {
 			method: "POST", path: "/v1/tenants/acme/instances/crm/scale", body: `{"replicas":3}`},
 		{name: "restart", answer: `{}`,
 			call: func(c *Client) error {
-				_, _, err := c.InstanceAction(ctx, "acme", "crm", ActionRestart)
+				_, _, err := c.InstanceAction(ctx, "acme", "crm", ActionRestart, "")
 				return err
 			},
 			method: "POST", path: "/v1/tenants/acme/instances/crm/restart"},
-		{name: "delete instance", call: func(c *Client) error { _, err := c.DeleteInstance(ctx, "acme", "crm"); return err },
+		{name: "delete instance", call: func(c *Client) error { _, err := c.DeleteInstance(ctx, "acme", "crm", ""); return err },
 			method: "DELETE", path: "/v1/tenants/acme/instances/crm"},
 		{name: "replicas", answer: `[]`,
 			call:   func(c *Client) error { _, _, err := c.Replicas(ctx, "acme", "crm", nil); return err },

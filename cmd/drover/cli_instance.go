@@ -339,8 +339,12 @@ var actionHelp = map[string]string{
 	client.ActionRestart: "Replace an instance's replicas with new ones, a few at a time",
 }
 
+// confirmHelp is the help of -confirm.
+const confirmHelp = "the instance's name again: needed to stop or delete an instance of a protected environment"
+
 func newInstanceActionCmd(action string) *cobra.Command {
-	return &cobra.Command{
+	var confirm string
+	cmd := &cobra.Command{
 		Use:               action + " TENANT/NAME",
 		Short:             actionHelp[action],
 		Example:           "  drover instance " + action + " acme/crm",
@@ -351,7 +355,7 @@ func newInstanceActionCmd(action string) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			in, _, err := c.api.InstanceAction(c.ctx, tenant, name, action)
+			in, _, err := c.api.InstanceAction(c.ctx, tenant, name, action, confirm)
 			if err != nil {
 				return err
 			}
@@ -360,6 +364,10 @@ func newInstanceActionCmd(action string) *cobra.Command {
 			})
 		}),
 	}
+	if action == client.ActionStop {
+		cmd.Flags().StringVar(&confirm, "confirm", "", confirmHelp)
+	}
+	return cmd
 }
 
 func newInstancePromoteCmd() *cobra.Command {
@@ -386,10 +394,11 @@ func newInstancePromoteCmd() *cobra.Command {
 }
 
 func newInstanceDeleteCmd() *cobra.Command {
-	return &cobra.Command{
+	var confirm string
+	cmd := &cobra.Command{
 		Use:               "delete TENANT/NAME",
 		Short:             "Stop an instance and remove it",
-		Example:           `  drover instance delete acme/crm`,
+		Example:           "  drover instance delete acme/crm\n  drover instance delete acme/crm -confirm crm   # in a protected environment",
 		Args:              argsExactly("TENANT/NAME"),
 		ValidArgsFunction: completeInstances,
 		RunE: verb(func(c *cli, args []string) error {
@@ -397,7 +406,7 @@ func newInstanceDeleteCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			m, err := c.api.DeleteInstance(c.ctx, tenant, name)
+			m, err := c.api.DeleteInstance(c.ctx, tenant, name, confirm)
 			if err != nil {
 				return err
 			}
@@ -407,6 +416,8 @@ func newInstanceDeleteCmd() *cobra.Command {
 			})
 		}),
 	}
+	cmd.Flags().StringVar(&confirm, "confirm", "", confirmHelp)
+	return cmd
 }
 
 func newInstanceLogsCmd() *cobra.Command {

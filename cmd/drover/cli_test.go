@@ -298,6 +298,14 @@ func TestOutputFormats(t *testing.T) {
 	if err := json.Unmarshal([]byte(stdout), &del); err != nil || code != 0 || del["id"] != "acme/crm" || del["deleted"] != true {
 		t.Errorf("delete -o json: exit %d, %q", code, stdout)
 	}
+
+	// -confirm names the instance again for a protected environment.
+	if _, _, code := runCLI(t, "instance", "delete", "acme/crm", "-addr", f.url, "-confirm", "crm"); code != 0 {
+		t.Errorf("delete -confirm: exit %d", code)
+	}
+	if q := f.request("DELETE", "/v1/tenants/acme/instances/crm").Query; q != "confirm=crm" {
+		t.Errorf("delete -confirm sent query %q, want confirm=crm", q)
+	}
 }
 
 func TestStatusTables(t *testing.T) {
