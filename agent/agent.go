@@ -162,7 +162,7 @@ func (a *Agent) recover() error {
 		}
 		r := newReplica(a, spec, rec.Ports)
 		r.restarts, r.state = rec.Restarts, rec.State
-		// XXXr.confirmed = make(chan struct{})
+		r.confirmed = make(chan struct{})
 		if rec.PID > 0 {
 			r.adopt = &driver.Handle{PID: rec.PID, StartTime: rec.StartTime}
 		}

@@ -317,6 +317,7 @@ func (r *replica) restartAfter(ctx context.Context, res driver.ExitResult) bool 
 			state = protocol.ReplicaFailed
 		}
 		r.set(state, "", "exited: "+msg)
+		r.a.logger.Info("replica ended; its restart policy does not restart it", "replica", r.spec.ID, "state", state, "policy", pol.Policy, "result", msg)
 		r.waitStop(ctx)
 		return false
 	}
@@ -333,6 +334,7 @@ func (r *replica) restartAfter(ctx context.Context, res driver.ExitResult) bool 
 	r.mu.Unlock()
 	if pol.MaxAttempts > 0 && attempts > pol.MaxAttempts {
 		r.set(protocol.ReplicaFailed, "", fmt.Sprintf("restart policy used up (%d exits in %s); last: %s", attempts, pol.Window, msg))
+		r.a.logger.Warn("replica failed: restart policy used up", "replica", r.spec.ID, "exits", attempts, "window", pol.Window, "result", msg)
 		r.waitStop(ctx)
 		return false
 	}

@@ -282,8 +282,11 @@ func runNft(stdin string, args ...string) (string, error) {
 // which hides the cgroup filesystems under /sys/fs/cgroup: an agent run
 // through it finds no cgroups.
 func (n *Netns) ExecPrefix() []string {
+	nsFile := "/run/netns/" + n.Name // where ip netns add mounts it
 	if _, err := exec.LookPath("nsenter"); err == nil {
-		return []string{"nsenter", "--net=/run/netns/" + n.Name, "--"}
+		if _, err := os.Stat(nsFile); err == nil {
+			return []string{"nsenter", "--net=" + nsFile, "--"}
+		}
 	}
 	return []string{"ip", "netns", "exec", n.Name}
 }

@@ -169,6 +169,9 @@ func TestSchedulerRollingUpdateKeepsReplicasHealthy(t *testing.T) {
 // healthy_deadline and rolls back; the old replicas serve throughout, and
 // the CLI's update exits 1 saying why.
 func TestSchedulerFailedUpdateRollsBack(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits for a 10 s healthy deadline")
+	}
 	f := startSchedFleet(t, 3)
 	doc := schedDoc(f.name, 3)
 	createInstance(t, f.s, f.tenant, doc)
@@ -221,6 +224,9 @@ func TestSchedulerFailedUpdateRollsBack(t *testing.T) {
 // Creating an instance whose health check never passes: the CLI's create
 // gives up at the spec's healthy_deadline with exit 1, naming the reason.
 func TestSchedulerCreateNeverHealthyFails(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits for a 5 s healthy deadline")
+	}
 	f := startSchedFleet(t, 2)
 	doc := schedDoc(f.name, 2)
 	setEnv(doc, "DEMO_FAIL_HEALTH", "1")
