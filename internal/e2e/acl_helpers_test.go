@@ -45,6 +45,8 @@ type aclOptions struct {
 	servers int
 	tls     bool
 	args    []string
+	// noBootstrap leaves POST /v1/acl/bootstrap to the test.
+	noBootstrap bool
 }
 
 // startACLCluster starts servers with -acl=true (and, with TLS, a CA and
@@ -89,7 +91,9 @@ func startACLCluster(t *testing.T, o aclOptions) *aclCluster {
 	t.Cleanup(c.transport.CloseIdleConnections)
 	c.launch = newLauncher(t)
 	ac.launchServers(o.servers)
-	ac.bootstrap()
+	if !o.noBootstrap {
+		ac.bootstrap()
+	}
 	return ac
 }
 

@@ -4,10 +4,12 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"maps"
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -16,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
 
 	"github.com/drover-dev/drover/agent/conn"
 	"github.com/drover-dev/drover/protocol"
@@ -75,10 +79,28 @@ func benchAgents(b *testing.B, k int) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	b.Cleanup(func() { cancel(); wg.Wait() }) // before the cluster's cleanup: LIFO
+	// DROVER_BENCH_LOGS=dir keeps the server's log and the agents' (debug
+	// level) there, for a look at what a run did.
+	logDir := os.Getenv("DROVER_BENCH_LOGS")
+	var agentLog io.Writer = io.Discard
+	if logDir != "" {
+		f, err := os.Create(filepath.Join(logDir, fmt.Sprintf("agents-%d.log", k)))
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { f.Close() })
+		agentLog = f
+		defer func() {
+			if raw, err := os.ReadFile(s.LogPath()); err == nil {
+				_ = os.WriteFile(filepath.Join(logDir, fmt.Sprintf("server-%d.log", k)), raw, 0o644)
+			}
+		}()
+	}
 	fleet := make([]*simAgent, k)
 	for i := range fleet {
 		a := &simAgent{name: fmt.Sprintf("bench-agent-%04d", i)}
-		cl, err := conn.New(conn.Config{Servers: []string{s.URL()}, Hello: a.hello, Handler: a})
+		logger := hclog.New(&hclog.LoggerOptions{Name: a.name, Output: agentLog, Level: hclog.Debug})
+		cl, err := conn.New(conn.Config{Servers: []string{s.URL()}, Hello: a.hello, Handler: a, Logger: logger})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -175,6 +197,8 @@ func benchAgents(b *testing.B, k int) {
 	})
 	sessions := metricValue(b, api, "drover_agent_sessions")
 	slices.Sort(back)
+	ivs = intervals(fleet)
+	b.Logf("K=%d: heartbeat intervals after the restart: min %v, median %v, max %v", k, ivs[0], ivs[len(ivs)/2], ivs[len(ivs)-1])
 	b.Logf("K=%d: stop took %v, start to serving %v, all %d agents back %v after the exit (p50 %v, p99 %v); server CPU from its start to all agents back %.2f s; %d Raft entries from before the stop to the end of the grace (%v), %d agent welcomes; %d nodes seen down; %d sessions; nodes at the end: %s",
 		k, downAt.Sub(stopAt).Round(time.Millisecond), servingAt.Sub(downAt).Round(time.Millisecond), k, allBack.Round(time.Millisecond),
 		back[len(back)/2].Round(time.Millisecond), back[len(back)*99/100].Round(time.Millisecond),
