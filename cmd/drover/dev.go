@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -58,6 +59,12 @@ func runDev(cmd *cobra.Command, f devFlags) error {
 	logger, err := logging.New(logging.Config{Name: "drover", Level: f.logLevel})
 	if err != nil {
 		return usageError{err}
+	}
+	// Instance files name `drover` (examples/demo.yaml runs `drover
+	// demo-app`); under `go run` the binary is not on PATH, so the dev
+	// agent finds this one.
+	if self, err := os.Executable(); err == nil {
+		os.Setenv("PATH", filepath.Dir(self)+string(os.PathListSeparator)+os.Getenv("PATH"))
 	}
 	dir := f.dataDir
 	if dir == "" {
