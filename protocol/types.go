@@ -271,20 +271,23 @@ const (
 
 // Node is a host with an agent.
 type Node struct {
-	ID          string            `json:"id"`
-	Name        string            `json:"name"`
-	Region      string            `json:"region,omitempty"`
-	Labels      map[string]string `json:"labels,omitempty"`
-	Status      string            `json:"status"`
-	Eligible    bool              `json:"eligible"`
-	Resources   NodeResources     `json:"resources"`
-	Facts       NodeFacts         `json:"facts"`
-	PortRange   PortRange         `json:"port_range"`
-	Drain       *DrainSpec        `json:"drain,omitempty"`
-	LastSeen    time.Time         `json:"last_seen"`
-	Revoked     bool              `json:"revoked,omitempty"`
-	CreateIndex uint64            `json:"create_index"`
-	ModifyIndex uint64            `json:"modify_index"`
+	ID        string            `json:"id"`
+	Name      string            `json:"name"`
+	Region    string            `json:"region,omitempty"`
+	Labels    map[string]string `json:"labels,omitempty"`
+	Status    string            `json:"status"`
+	Eligible  bool              `json:"eligible"`
+	Resources NodeResources     `json:"resources"`
+	Facts     NodeFacts         `json:"facts"`
+	PortRange PortRange         `json:"port_range"`
+	Drain     *DrainSpec        `json:"drain,omitempty"`
+	LastSeen  time.Time         `json:"last_seen"`
+	// Load is the host's last reported load. It lives in the leader's
+	// memory only, so it is absent from stale reads of followers.
+	Load        *Metrics `json:"load,omitempty"`
+	Revoked     bool     `json:"revoked,omitempty"`
+	CreateIndex uint64   `json:"create_index"`
+	ModifyIndex uint64   `json:"modify_index"`
 }
 
 // NodeResources are a node's total and free capacity.

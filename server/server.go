@@ -161,7 +161,11 @@ func New(cfg Config) (*Server, error) {
 	})
 	s.api = api.New(api.Config{
 		Cluster: s.cluster, Store: s.store, Logger: cfg.Logger, Scheme: scheme, Transport: peerTransport,
-		Ready: s.ready.Load, Logs: s.gateway, Nodes: s.gateway,
+		Ready: s.ready.Load, Logs: s.gateway,
+		Live: func(node string) (time.Time, *protocol.Metrics, bool) {
+			l, ok := s.gateway.NodeLive(node)
+			return l.LastSeen, l.Load, ok
+		}, Nodes: s.gateway,
 		ACL: cfg.ACL, ServerToken: serverToken, RequireServerAuth: caFingerprint != "",
 		AgentJoinToken: cfg.AgentJoinToken, CAFingerprint: caFingerprint,
 		Metrics: metrics.Handler(metrics.Source{

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -24,6 +25,19 @@ func TestCLINodeOperatorAndPromoteVerbs(t *testing.T) {
 	if st.ID != node || st.Status != "ready" || st.Facts.OS != "linux" {
 		t.Fatalf("node status = %+v", st)
 	}
+	// The host's load, from gopsutil, kept in the leader's memory.
+	eventually(t, waitTimeout, "the node's load in node status", func() (bool, string) {
+		var withLoad struct {
+			Load *struct {
+				MemoryUsedMB int64 `json:"memory_used_mb"`
+			} `json:"load"`
+		}
+		r := runCLI(t, s, "node", "status", node, "-o", "json")
+		if json.Unmarshal([]byte(r.stdout), &withLoad) != nil || withLoad.Load == nil {
+			return false, r.stdout
+		}
+		return withLoad.Load.MemoryUsedMB > 0, r.stdout
+	})
 
 	// promote: a canary waits for it, then the rest roll.
 	doc := demoInstance("web", 2)

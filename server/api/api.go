@@ -49,6 +49,9 @@ type Config struct {
 	Transport http.RoundTripper
 	// Logs streams replica output from agents.
 	Logs LogStreamer
+	// Live returns what the leader last heard from a node: when, and the
+	// host's load (the gateway keeps both in memory).
+	Live func(node string) (lastSeen time.Time, load *protocol.Metrics, ok bool)
 	// Extra routes (the agent gateway, the console) mounted on the same mux.
 	Mount func(mux *http.ServeMux)
 

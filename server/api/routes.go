@@ -274,8 +274,31 @@ func (a *API) listNodes(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, append([]*protocol.Node{}, snap.Nodes()...))
+	nodes := snap.Nodes()
+	out := make([]*protocol.Node, 0, len(nodes))
+	for _, n := range nodes {
+		out = append(out, a.liveNode(n))
+	}
+	writeJSON(w, http.StatusOK, out)
 	return nil
+}
+
+// liveNode adds what the leader last heard from the node, in its memory
+// only, to the node's record in the state.
+func (a *API) liveNode(n *protocol.Node) *protocol.Node {
+	if a.cfg.Live == nil {
+		return n
+	}
+	seen, load, ok := a.cfg.Live(n.ID)
+	if !ok {
+		return n
+	}
+	c := *n
+	if seen.After(c.LastSeen) {
+		c.LastSeen = seen
+	}
+	c.Load = load
+	return &c
 }
 
 // nodeView is a node with the replicas placed on it.
@@ -293,7 +316,7 @@ func (a *API) getNode(w http.ResponseWriter, r *http.Request) error {
 	if n == nil {
 		return protocol.NotFound("node", r.PathValue("id"))
 	}
-	writeJSON(w, http.StatusOK, nodeView{Node: n, Replicas: append([]*protocol.Replica{}, snap.NodeReplicas(n.ID)...)})
+	writeJSON(w, http.StatusOK, nodeView{Node: a.liveNode(n), Replicas: append([]*protocol.Replica{}, snap.NodeReplicas(n.ID)...)})
 	return nil
 }
 
