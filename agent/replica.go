@@ -186,6 +186,15 @@ func (r *replica) run(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
+		var notAdopted *adoptError
+		if errors.As(err, &notAdopted) {
+			// Its process may still run: starting another could run the
+			// replica twice. The servers replace it elsewhere.
+			r.set(protocol.ReplicaFailed, "", err.Error())
+			r.a.logger.Error("cannot re-adopt a replica's process; not starting another", "replica", r.spec.ID, "error", err)
+			r.waitStop(ctx)
+			return
+		}
 		var res driver.ExitResult
 		if err != nil {
 			res = driver.ExitResult{ExitCode: -1, Err: err}
@@ -219,7 +228,7 @@ func (r *replica) startOrAdopt(ctx context.Context) (*driver.Process, error) {
 			return p, nil
 		}
 		if !errors.Is(err, driver.ErrGone) {
-			return nil, err
+			return nil, &adoptError{pid: h.PID, err: err}
 		}
 		if err := r.awaitConfirmation(ctx); err != nil {
 			return nil, err
@@ -240,8 +249,21 @@ func (r *replica) startOrAdopt(ctx context.Context) (*driver.Process, error) {
 	r.proc = p
 	r.startedAt = time.Now().UTC()
 	r.mu.Unlock()
+	r.persist() // the handle first: an agent dying now re-adopts the process
 	return p, nil
 }
+
+// adoptError is a failure to recover a process that may still be running.
+type adoptError struct {
+	pid int
+	err error
+}
+
+func (e *adoptError) Error() string {
+	return fmt.Sprintf("cannot re-adopt process %d: %v", e.pid, e.err)
+}
+
+func (e *adoptError) Unwrap() error { return e.err }
 
 // supervise watches a running process and its health until it exits, the
 // server stops it (stopped is true), or the agent exits.
