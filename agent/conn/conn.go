@@ -70,6 +70,7 @@ var ErrRefused = errors.New("refused by server")
 type Client struct {
 	cfg    Config
 	logger hclog.Logger
+	dialer *http.Client
 
 	mu        sync.Mutex
 	servers   []string // configured first, then learned from welcome
@@ -112,7 +113,17 @@ func New(cfg Config) (*Client, error) {
 		}
 		servers = append(servers, u)
 	}
-	return &Client{cfg: cfg, logger: cfg.Logger.Named("conn"), servers: servers,
+	// One transport for every dial, without keep-alives: a dial answered
+	// with anything but the upgrade (a proxy's 503) must leave no idle
+	// connection, and its goroutines, behind.
+	var tr *http.Transport
+	if cfg.TLS != nil {
+		tr = &http.Transport{TLSClientConfig: cfg.TLS}
+	} else {
+		tr = http.DefaultTransport.(*http.Transport).Clone()
+	}
+	tr.DisableKeepAlives = true
+	return &Client{cfg: cfg, logger: cfg.Logger.Named("conn"), dialer: &http.Client{Transport: tr}, servers: servers,
 		pending: map[string]*outEntry{}, notify: make(chan struct{}, 1)}, nil
 }
 
@@ -277,11 +288,7 @@ func (c *Client) session(ctx context.Context, base string) (string, error) {
 	dctx, cancel := context.WithTimeout(ctx, dialTimeout)
 	defer cancel()
 	wsURL := "ws" + strings.TrimPrefix(base, "http") + "/v1/agent/connect"
-	opts := &websocket.DialOptions{}
-	if c.cfg.TLS != nil {
-		opts.HTTPClient = &http.Client{Transport: &http.Transport{TLSClientConfig: c.cfg.TLS}}
-	}
-	ws, _, err := websocket.Dial(dctx, wsURL, opts)
+	ws, _, err := websocket.Dial(dctx, wsURL, &websocket.DialOptions{HTTPClient: c.dialer})
 	if err != nil {
 		return "", fmt.Errorf("dial %s: %w", base, err)
 	}
@@ -355,6 +362,9 @@ func (c *Client) resendAll() {
 }
 
 func (c *Client) reader(ctx context.Context, ws *websocket.Conn) error {
+	// When the read fails, the applier and the log streams stop at once,
+	// not when the session's other goroutines next notice.
+	ctx, stop := context.WithCancel(ctx)
 	var logs sync.WaitGroup
 	streams := map[string]context.CancelFunc{}
 	var smu sync.Mutex
@@ -372,6 +382,7 @@ func (c *Client) reader(ctx context.Context, ws *websocket.Conn) error {
 		}
 	}()
 	defer func() {
+		stop()
 		smu.Lock()
 		for _, cancel := range streams {
 			cancel()
@@ -432,8 +443,13 @@ func (c *Client) reader(ctx context.Context, ws *websocket.Conn) error {
 					cancel()
 				}()
 				c.cfg.Handler.Logs(lctx, req, func(d protocol.LogData) error {
+					if err := lctx.Err(); err != nil {
+						return err
+					}
 					d.Stream = req.Stream
-					return write(lctx, ws, protocol.MsgLogData, d)
+					// Not with lctx: a write that the stream's cancel
+					// cuts short closes the whole connection.
+					return write(ctx, ws, protocol.MsgLogData, d)
 				})
 			}()
 		case protocol.MsgError:

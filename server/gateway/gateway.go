@@ -157,9 +157,11 @@ func (g *Gateway) Lead(ctx context.Context) {
 		sessions = append(sessions, s)
 	}
 	g.mu.Unlock()
+	var closing sync.WaitGroup
 	for _, s := range sessions {
-		s.close(websocket.StatusGoingAway, "leadership changed")
+		closing.Go(func() { s.close(websocket.StatusGoingAway, "leadership changed") })
 	}
+	closing.Wait()
 }
 
 // heartbeatTick is how often deadlines are checked.

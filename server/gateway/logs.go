@@ -18,9 +18,13 @@ func (g *Gateway) StreamLogs(ctx context.Context, node string, req protocol.LogR
 	}
 	req.Stream = secret.New()[:16]
 	l := s.openLog(req.Stream)
+	ended := false // by the agent: EOF or an error
 	defer func() {
 		s.endLog(req.Stream)
-		if ctx.Err() != nil {
+		// Whatever else ended it (ctx, a failed write, a reader too slow
+		// to keep up), tell the agent: it would follow the log for as long
+		// as the session lasts, and every chunk be dropped here.
+		if !ended {
 			_ = s.send(protocol.MsgLogs, "", protocol.LogRequest{Stream: req.Stream, Cancel: true})
 		}
 	}()
@@ -38,6 +42,7 @@ func (g *Gateway) StreamLogs(ctx context.Context, node string, req protocol.LogR
 			}
 			return protocol.Errorf(protocol.CodeUnavailable, "node %s disconnected, or the stream fell too far behind", node)
 		case d := <-l.data:
+			ended = d.Error != "" || d.EOF
 			if d.Error != "" {
 				if wrote {
 					return nil

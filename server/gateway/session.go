@@ -51,9 +51,19 @@ func newSession(g *Gateway, c *websocket.Conn, node *protocol.Node, remote strin
 		logs: map[string]*logStream{}, ackCh: make(chan struct{}, 1)}
 }
 
+// closeWait bounds how long closing a session waits for the agent to
+// answer its close frame.
+const closeWait = time.Second
+
+// close ends the session with a close frame that tells the agent why. The
+// frame goes first: cancelling ends the session's read, which drops the
+// connection at once, often before the frame is written. An agent that
+// does not answer is cut off after closeWait.
 func (s *session) close(code websocket.StatusCode, reason string) {
-	s.cancel()
+	t := time.AfterFunc(closeWait, s.cancel)
+	defer t.Stop()
 	s.c.Close(code, reason)
+	s.cancel()
 }
 
 // run serves the session until the connection ends.
@@ -121,7 +131,8 @@ func (s *session) read() {
 		switch env.Type {
 		case protocol.MsgStatus:
 			var st protocol.Status
-			if err := decodeBody(env, &st); err == nil {
+			err := decodeBody(env, &st)
+			if err == nil {
 				err = st.Validate()
 			}
 			if err != nil {

@@ -1,0 +1,461 @@
+package conn_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/drover-dev/drover/agent/conn"
+	"github.com/drover-dev/drover/protocol"
+	"github.com/drover-dev/drover/server/cluster"
+	"github.com/drover-dev/drover/server/gateway"
+	"github.com/drover-dev/drover/server/state"
+)
+
+// wait bounds every wait of these tests for something that should happen.
+const wait = 10 * time.Second
+
+func eventually(t testing.TB, what string, cond func() error) {
+	t.Helper()
+	cluster.Eventually(t, wait, what, cond)
+}
+
+// logger sends a component's log lines to t.Log until the test ends.
+func logger(t *testing.T, name string) hclog.Logger {
+	w := &testLogWriter{t: t}
+	t.Cleanup(w.close)
+	return hclog.New(&hclog.LoggerOptions{Name: name, Level: hclog.Debug, Output: w})
+}
+
+type testLogWriter struct {
+	mu     sync.Mutex
+	t      *testing.T
+	closed bool
+}
+
+func (w *testLogWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.closed {
+		w.t.Log(strings.TrimRight(string(p), "\n"))
+	}
+	return len(p), nil
+}
+
+func (w *testLogWriter) close() {
+	w.mu.Lock()
+	w.closed = true
+	w.mu.Unlock()
+}
+
+// servers is an in-process Raft cluster with the real gateway of each
+// server behind a real HTTP listener; each gateway leads while its server
+// leads, as a server's leader loop has it.
+type servers struct {
+	t     *testing.T
+	c     *cluster.TestCluster
+	gws   map[*cluster.TestServer]*gateway.Gateway
+	urls  map[*cluster.TestServer]string
+	dials map[*cluster.TestServer]*atomic.Int64
+}
+
+func newServers(t *testing.T, n int, cfg gateway.Config) *servers {
+	t.Helper()
+	var hs []*httptest.Server
+	var addrs []string
+	for range n {
+		ts := httptest.NewUnstartedServer(nil)
+		hs = append(hs, ts)
+		addrs = append(addrs, ts.Listener.Addr().String())
+	}
+	c := cluster.NewTestCluster(t, cluster.TestConfig{Servers: n, HTTPAddrs: addrs})
+	e := &servers{t: t, c: c, gws: map[*cluster.TestServer]*gateway.Gateway{},
+		urls: map[*cluster.TestServer]string{}, dials: map[*cluster.TestServer]*atomic.Int64{}}
+	var handlers sync.WaitGroup
+	t.Cleanup(func() {
+		done := make(chan struct{})
+		go func() { handlers.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(wait):
+			t.Errorf("gateway handlers still running %s after the test", wait)
+		}
+	})
+	for i, s := range c.Servers() {
+		gc := cfg
+		gc.Cluster, gc.Store, gc.Logger = s.Cluster, s.Store, c.Logger("gateway-"+s.ID)
+		g := gateway.New(gc)
+		dials := &atomic.Int64{}
+		mux := http.NewServeMux()
+		mux.Handle("GET /v1/agent/connect", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			handlers.Add(1)
+			defer handlers.Done()
+			dials.Add(1)
+			g.ServeHTTP(w, r)
+		}))
+		hs[i].Config.Handler = mux
+		hs[i].Start()
+		t.Cleanup(hs[i].Close)
+		e.gws[s], e.urls[s], e.dials[s] = g, hs[i].URL, dials
+	}
+	for _, s := range c.Servers() {
+		e.leadWhileLeader(s)
+	}
+	c.Leader()
+	c.RecordServers()
+	c.MustApply(state.CmdEnvironmentUpsert, state.EnvironmentUpsert{Environment: protocol.Environment{Name: protocol.DefaultEnvironment}})
+	c.WaitForReplication()
+	e.leader()
+	return e
+}
+
+// leadWhileLeader runs s's gateway's Lead while s leads and has passed its
+// barrier.
+func (e *servers) leadWhileLeader(s *cluster.TestServer) {
+	g := e.gws[s]
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		var stop context.CancelFunc = func() {}
+		led := make(chan struct{})
+		close(led)
+		leading := false
+		for {
+			switch ready := s.Ready(); {
+			case ready && !leading:
+				var lctx context.Context
+				lctx, stop = context.WithCancel(ctx)
+				led = make(chan struct{})
+				go func(led chan struct{}) { defer close(led); g.Lead(lctx) }(led)
+				leading = true
+			case !ready && leading:
+				stop()
+				<-led
+				leading = false
+			}
+			select {
+			case <-ctx.Done():
+				stop()
+				<-led
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+		}
+	}()
+	e.t.Cleanup(func() { cancel(); <-done })
+}
+
+// leader waits until a server leads and its gateway takes agents.
+func (e *servers) leader() *cluster.TestServer {
+	e.t.Helper()
+	var leader *cluster.TestServer
+	eventually(e.t, "a leading gateway", func() error {
+		leader = e.c.Leader()
+		return probe(e.urls[leader])
+	})
+	return leader
+}
+
+// probe says an invalid hello to a gateway: one that leads refuses it as
+// invalid, one that does not answers not_leader.
+func probe(base string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	ws, _, err := websocket.Dial(ctx, base+"/v1/agent/connect", nil)
+	if err != nil {
+		return err
+	}
+	defer ws.CloseNow()
+	h := testHello()
+	h.Name = ""
+	b, _ := protocol.EncodeMessage(protocol.MsgHello, "", h)
+	if err := ws.Write(ctx, websocket.MessageText, b); err != nil {
+		return err
+	}
+	_, b, err = ws.Read(ctx)
+	if err != nil {
+		return err
+	}
+	if strings.Contains(string(b), gateway.CodeNotLeader) {
+		return fmt.Errorf("gateway does not lead yet")
+	}
+	return nil
+}
+
+// recorder is the agent's side of what the servers send.
+type recorder struct {
+	mu       sync.Mutex
+	events   []string // "welcome", "assign", in order
+	welcomes []protocol.Welcome
+	assigns  []protocol.Assign
+	id       string
+	secret   string
+	// logs, when set, serves log requests.
+	logs func(ctx context.Context, req protocol.LogRequest, send func(protocol.LogData) error)
+}
+
+func (r *recorder) Welcome(w protocol.Welcome) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.events = append(r.events, "welcome")
+	r.welcomes = append(r.welcomes, w)
+	r.id = w.NodeID
+	if w.NodeSecret != "" {
+		r.secret = w.NodeSecret
+	}
+}
+
+func (r *recorder) Assign(a protocol.Assign) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.events = append(r.events, "assign")
+	r.assigns = append(r.assigns, a)
+}
+
+func (r *recorder) Logs(ctx context.Context, req protocol.LogRequest, send func(protocol.LogData) error) {
+	if r.logs != nil {
+		r.logs(ctx, req, send)
+	}
+}
+
+// hello is the agent's hello: its identity once it has one, as the real
+// agent keeps it on disk.
+func (r *recorder) hello() protocol.Hello {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	h := testHello()
+	h.NodeID, h.NodeSecret = r.id, r.secret
+	return h
+}
+
+func (r *recorder) welcomeCount() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.welcomes)
+}
+
+func (r *recorder) nodeID() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.id
+}
+
+func testHello() protocol.Hello {
+	return protocol.Hello{
+		ProtocolVersion: protocol.AgentProtocolVersion, Name: "host-a", Version: "1.2.3",
+		Resources: protocol.NodeResources{CPUMillis: 4000, MemoryMB: 8192, FreeCPUMillis: 4000, FreeMemoryMB: 8192},
+		PortRange: protocol.PortRange{Lo: 20000, Hi: 21000},
+	}
+}
+
+// run starts a client and stops it when the test ends; Run must return
+// then.
+func run(t *testing.T, cfg conn.Config) (*conn.Client, *recorder) {
+	t.Helper()
+	c, rec, _ := start(t, cfg)
+	return c, rec
+}
+
+// start starts a client and returns stop, which ends its Run and returns
+// what Run returned; the test's end stops it too. The handler is cfg's
+// when it is a *recorder.
+func start(t *testing.T, cfg conn.Config) (*conn.Client, *recorder, func() error) {
+	t.Helper()
+	rec, _ := cfg.Handler.(*recorder)
+	if rec == nil {
+		rec = &recorder{}
+		cfg.Handler = rec
+	}
+	if cfg.Hello == nil {
+		cfg.Hello = rec.hello
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = logger(t, "agent")
+	}
+	if cfg.MinBackoff == 0 {
+		cfg.MinBackoff = 10 * time.Millisecond
+	}
+	if cfg.MaxBackoff == 0 {
+		cfg.MaxBackoff = 50 * time.Millisecond
+	}
+	c, err := conn.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- c.Run(ctx) }()
+	var once sync.Once
+	var runErr error
+	stop := func() error {
+		once.Do(func() {
+			cancel()
+			select {
+			case runErr = <-done:
+			case <-time.After(wait):
+				runErr = fmt.Errorf("Run did not return within %s of its context ending", wait)
+			}
+		})
+		return runErr
+	}
+	t.Cleanup(func() {
+		if err := stop(); err != nil {
+			t.Error(err)
+		}
+	})
+	return c, rec, stop
+}
+
+// fakeServer is a WebSocket server written for a test, for behaviour that
+// is purely the client's: the test drives each connection (or serve does).
+type fakeServer struct {
+	t     *testing.T
+	srv   *httptest.Server
+	conns chan *fakeConn
+	stop  chan struct{}
+	serve func(*fakeConn) // when set, serves every connection itself
+
+	mu    sync.Mutex
+	dials []time.Time
+}
+
+func newFakeServer(t *testing.T, serve func(*fakeConn)) *fakeServer {
+	t.Helper()
+	f := &fakeServer{t: t, conns: make(chan *fakeConn, 64), stop: make(chan struct{}), serve: serve}
+	var handlers sync.WaitGroup
+	f.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v1/agent/connect" {
+			http.NotFound(w, r)
+			return
+		}
+		handlers.Add(1)
+		defer handlers.Done()
+		f.mu.Lock()
+		f.dials = append(f.dials, time.Now())
+		f.mu.Unlock()
+		ws, err := websocket.Accept(w, r, nil)
+		if err != nil {
+			return
+		}
+		defer ws.CloseNow()
+		ws.SetReadLimit(protocol.MaxFrameBytes)
+		fc := &fakeConn{t: t, ws: ws, done: make(chan struct{})}
+		if f.serve != nil {
+			f.serve(fc)
+			return
+		}
+		f.conns <- fc
+		select {
+		case <-fc.done:
+		case <-f.stop:
+		}
+	}))
+	t.Cleanup(func() {
+		close(f.stop)
+		f.srv.Close()
+		handlers.Wait()
+	})
+	return f
+}
+
+// accept returns the next connection, for the test to drive.
+func (f *fakeServer) accept() *fakeConn {
+	f.t.Helper()
+	select {
+	case fc := <-f.conns:
+		return fc
+	case <-time.After(wait):
+		f.t.Fatalf("no connection within %s", wait)
+		return nil
+	}
+}
+
+func (f *fakeServer) dialTimes() []time.Time {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]time.Time(nil), f.dials...)
+}
+
+// fakeConn is one connection of a fakeServer.
+type fakeConn struct {
+	t    *testing.T
+	ws   *websocket.Conn
+	done chan struct{}
+	once sync.Once
+}
+
+// finish ends the connection without a close frame.
+func (fc *fakeConn) finish() {
+	fc.once.Do(func() { close(fc.done) })
+	fc.ws.CloseNow()
+}
+
+func (fc *fakeConn) read() (*protocol.Envelope, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	_, b, err := fc.ws.Read(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return protocol.DecodeMessage(b)
+}
+
+// next returns the next message, of type typ.
+func (fc *fakeConn) next(typ string) *protocol.Envelope {
+	fc.t.Helper()
+	env, err := fc.read()
+	if err != nil {
+		fc.t.Fatalf("read %s: %v", typ, err)
+	}
+	if env.Type != typ {
+		fc.t.Fatalf("got %s %s, want %s", env.Type, env.Body, typ)
+	}
+	return env
+}
+
+func (fc *fakeConn) send(typ string, body any) error {
+	b, err := protocol.EncodeMessage(typ, "", body)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	return fc.ws.Write(ctx, websocket.MessageText, b)
+}
+
+// welcome reads the hello and answers it.
+func (fc *fakeConn) welcome(interval time.Duration, servers ...string) error {
+	env, err := fc.read()
+	if err != nil {
+		return err
+	}
+	if env.Type != protocol.MsgHello {
+		return fmt.Errorf("first message %s, want hello", env.Type)
+	}
+	return fc.send(protocol.MsgWelcome, protocol.Welcome{NodeID: "node-1", NodeSecret: "secret-1",
+		HeartbeatInterval: protocol.Duration(interval), Servers: servers})
+}
+
+// clientGoroutines lists the goroutines running the client's code.
+func clientGoroutines() []string {
+	buf := make([]byte, 1<<20)
+	buf = buf[:runtime.Stack(buf, true)]
+	var out []string
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, "drover/agent/conn.") {
+			out = append(out, g)
+		}
+	}
+	return out
+}

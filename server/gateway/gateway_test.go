@@ -1,0 +1,232 @@
+package gateway
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/drover-dev/drover/internal/secret"
+	"github.com/drover-dev/drover/protocol"
+	"github.com/drover-dev/drover/server/cluster"
+	"github.com/drover-dev/drover/server/state"
+)
+
+const joinSecret = "test-join-secret"
+
+// A hello with the join token registers the node: the welcome carries its
+// new id and secret, the state has it ready with its facts, and the secret
+// (kept only as a hash) lets it say hello again as the same node.
+func TestHelloWithJoinTokenRegistersNode(t *testing.T) {
+	e := newEnv(t, envConfig{Gateway: Config{JoinToken: joinSecret, MinTTL: 900 * time.Millisecond}})
+	leader := e.leader()
+
+	h := testHello("host-a")
+	h.JoinToken = secret.JoinToken{Secret: joinSecret}.String() // as operators pass it around
+	h.Labels = map[string]string{"disk": "ssd"}
+	a, w := e.connect(e.url(), h)
+
+	if w.NodeID == "" || w.NodeSecret == "" {
+		t.Fatalf("welcome without node id or secret: %+v", w)
+	}
+	if got, want := w.HeartbeatInterval.D(), 300*time.Millisecond; got != want {
+		t.Errorf("heartbeat interval %s, want a third of the TTL, %s", got, want)
+	}
+	if !slices.Contains(w.Servers, leader.HTTPAddr) {
+		t.Errorf("welcome lists servers %v, without the leader's %s", w.Servers, leader.HTTPAddr)
+	}
+	n := e.node(w.NodeID)
+	if n.Name != "host-a" || n.Status != protocol.NodeReady || !n.Eligible || n.Region != "eu-west" ||
+		n.Labels["disk"] != "ssd" || n.Facts.AgentVersion != "1.2.3" || n.PortRange != h.PortRange {
+		t.Fatalf("registered node: %+v", n)
+	}
+	cred := e.snap().Credential(secret.Hash(w.NodeSecret))
+	if cred == nil || cred.Kind != state.CredentialNode || cred.Owner != w.NodeID {
+		t.Fatalf("credential of the node secret: %+v", cred)
+	}
+	if got := e.gw().Sessions(); got != 1 {
+		t.Fatalf("%d sessions, want 1", got)
+	}
+
+	// Again with its secret, without the join token: the same node, no new
+	// secret, and the older connection of the node is closed.
+	b, w2 := e.connect(e.url(), rejoin("host-a", w, w.NodeSecret))
+	if w2.NodeID != w.NodeID || w2.NodeSecret != "" {
+		t.Fatalf("welcome of a known node: %+v, want id %s and no secret", w2, w.NodeID)
+	}
+	if ce := a.closedBy(); ce.Code != websocket.StatusPolicyViolation {
+		t.Fatalf("the replaced connection ended with %v, want policy violation", ce)
+	}
+	if got := len(e.snap().Nodes()); got != 1 {
+		t.Fatalf("%d nodes after the same node said hello again, want 1", got)
+	}
+	// The newer session is the node's: it still gets its assignments.
+	inst := e.instance("acme", "crm")
+	e.place(inst, w.NodeID, "r1")
+	for {
+		as := decode[protocol.Assign](t, b.next(protocol.MsgAssign))
+		if len(as.Replicas) == 1 && as.Replicas[0].ID == "r1" {
+			break
+		}
+	}
+}
+
+// The join token that the ACL bootstrap made, whose hash the state keeps,
+// registers agents as well as the configured one; with ACLs required and
+// neither, nobody registers.
+func TestJoinTokenSources(t *testing.T) {
+	t.Run("acl bootstrap", func(t *testing.T) {
+		e := newEnv(t, envConfig{Gateway: Config{RequireJoinToken: true}})
+		e.c.MustApply(state.CmdACLBootstrap, state.ACLBootstrap{
+			Token:         protocol.Token{ID: "boot", Role: protocol.RoleManagement},
+			SecretHash:    secret.Hash("management-secret"),
+			JoinTokenHash: secret.Hash("bootstrap-join"),
+		})
+		e.c.WaitForReplication()
+		h := testHello("host-a")
+		h.JoinToken = "bootstrap-join"
+		_, w := e.connect(e.url(), h)
+		e.node(w.NodeID)
+
+		h.JoinToken = joinSecret
+		checkRefused(t, e, h, string(protocol.CodeUnauthenticated))
+	})
+	t.Run("required but none exists", func(t *testing.T) {
+		e := newEnv(t, envConfig{Gateway: Config{RequireJoinToken: true}})
+		h := testHello("host-a")
+		h.JoinToken = "anything"
+		checkRefused(t, e, h, string(protocol.CodeUnauthenticated))
+		h.JoinToken = ""
+		checkRefused(t, e, h, string(protocol.CodeUnauthenticated))
+	})
+	t.Run("none configured", func(t *testing.T) {
+		e := newEnv(t, envConfig{})
+		_, w := e.register("host-a")
+		e.node(w.NodeID)
+	})
+}
+
+// checkRefused sends first to the leader and checks that the gateway
+// answers an error of code with a message, closes the connection, and
+// registers nothing.
+func checkRefused(t *testing.T, e *testEnv, first any, code string) {
+	t.Helper()
+	before, sessions := len(e.snap().Nodes()), e.gw().Sessions()
+	a := dialAgent(t, e.url())
+	typ := protocol.MsgHello
+	if _, ok := first.(protocol.Status); ok {
+		typ = protocol.MsgStatus
+	}
+	a.send(typ, first)
+	a.startReading()
+	env := a.nextAny()
+	if env.Type != protocol.MsgError {
+		t.Fatalf("answered %s %s, want an error", env.Type, env.Body)
+	}
+	eb := decode[errorBody](t, env)
+	if eb.Code != code || eb.Message == "" {
+		t.Fatalf("error %+v, want code %s with a message", eb, code)
+	}
+	if ce := a.closedBy(); ce.Code != websocket.StatusPolicyViolation {
+		t.Fatalf("connection ended with %v, want policy violation", ce)
+	}
+	if m := a.take(func(*protocol.Envelope) bool { return true }); m != nil {
+		t.Fatalf("refused agent got %s %s", m.Type, m.Body)
+	}
+	if after := len(e.snap().Nodes()); after != before {
+		t.Fatalf("a refused hello changed the nodes: %d, then %d", before, after)
+	}
+	if got := e.gw().Sessions(); got > sessions {
+		t.Fatalf("%d sessions after a refusal, %d before", got, sessions)
+	}
+}
+
+// Wrong credentials, wrong first messages and invalid hellos are refused
+// with an error message and the connection is closed.
+func TestHelloRefused(t *testing.T) {
+	e := newEnv(t, envConfig{Gateway: Config{JoinToken: joinSecret}})
+	ok := testHello("host-a")
+	ok.JoinToken = joinSecret
+	a, w := e.connect(e.url(), ok)
+	a.ws.CloseNow()
+	other := testHello("host-b")
+	other.JoinToken = joinSecret
+	b, wb := e.connect(e.url(), other)
+	b.ws.CloseNow()
+	cluster.Eventually(t, wait, "both sessions to end", func() error {
+		if n := e.gw().Sessions(); n != 0 {
+			return fmt.Errorf("%d sessions", n)
+		}
+		return nil
+	})
+
+	with := func(f func(h *protocol.Hello)) protocol.Hello {
+		h := testHello("host-c")
+		f(&h)
+		return h
+	}
+	tests := []struct {
+		name  string
+		first any
+		code  string
+	}{
+		{"wrong join token", with(func(h *protocol.Hello) { h.JoinToken = "guess" }), "unauthenticated"},
+		{"no join token", with(func(h *protocol.Hello) {}), "unauthenticated"},
+		{"wrong node secret", rejoin("host-a", w, secret.New()), "unauthenticated"},
+		{"another node's secret", rejoin("host-a", w, wb.NodeSecret), "unauthenticated"},
+		{"unknown node", with(func(h *protocol.Hello) { h.NodeID, h.NodeSecret = "no-such-node", w.NodeSecret }), "unauthenticated"},
+		{"protocol version", with(func(h *protocol.Hello) { h.JoinToken, h.ProtocolVersion = joinSecret, protocol.AgentProtocolVersion+1 }), "invalid_argument"},
+		{"invalid hello", with(func(h *protocol.Hello) { h.JoinToken, h.PortRange = joinSecret, protocol.PortRange{Lo: 9, Hi: 2} }), "invalid_argument"},
+		{"status before hello", protocol.Status{Seq: 1}, "invalid_argument"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) { checkRefused(t, e, tc.first, tc.code) })
+	}
+	// The node whose secret was guessed at is still whole.
+	if n := e.node(w.NodeID); n.Revoked || n.Name != "host-a" {
+		t.Fatalf("node after refused hellos: %+v", n)
+	}
+}
+
+// Revoking a node ends its session (CloseNode, as the API calls it) and its
+// secret no longer says hello.
+func TestRevokedNodeRefused(t *testing.T) {
+	e := newEnv(t, envConfig{})
+	a, w := e.register("host-a")
+	e.c.MustApply(state.CmdNodeRevoke, state.NameBody{Name: w.NodeID})
+	e.gw().CloseNode(w.NodeID)
+	if ce := a.closedBy(); ce.Code != websocket.StatusPolicyViolation || !strings.Contains(ce.Reason, "revoked") {
+		t.Fatalf("revoked node's session ended with %v", ce)
+	}
+	checkRefused(t, e, rejoin("host-a", w, w.NodeSecret), "unauthenticated")
+}
+
+// A follower answers a hello with not_leader and the leader's HTTP address,
+// and closes; it registers nothing.
+func TestFollowerRedirectsToLeader(t *testing.T) {
+	e := newEnv(t, envConfig{Servers: 3})
+	leader := e.leader()
+	for _, f := range e.c.Followers() {
+		a := dialAgent(t, e.urls[f])
+		a.send(protocol.MsgHello, testHello("host-a"))
+		a.startReading()
+		env := a.nextAny()
+		if env.Type != protocol.MsgError {
+			t.Fatalf("%s answered %s %s, want not_leader", f.ID, env.Type, env.Body)
+		}
+		eb := decode[errorBody](t, env)
+		var r protocol.Redirect
+		if eb.Code != CodeNotLeader || jsonDecode(eb.Body, &r) != nil || r.Leader != leader.HTTPAddr {
+			t.Fatalf("%s answered %+v (%s), want not_leader to %s", f.ID, eb, eb.Body, leader.HTTPAddr)
+		}
+		if ce := a.closedBy(); ce.Code != websocket.StatusTryAgainLater {
+			t.Fatalf("%s ended the connection with %v, want try again later", f.ID, ce)
+		}
+	}
+	if n := len(e.snap().Nodes()); n != 0 {
+		t.Fatalf("%d nodes registered through followers", n)
+	}
+}

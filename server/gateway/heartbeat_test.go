@@ -1,0 +1,232 @@
+package gateway
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/drover-dev/drover/protocol"
+	"github.com/drover-dev/drover/server/cluster"
+)
+
+// testTTL is the heartbeat TTL of most tests here: short, yet a few
+// heartbeat ticks and pings long, so that a busy test machine does not miss
+// one.
+const testTTL = 600 * time.Millisecond
+
+// replicaState returns a replica's state on the leader.
+func (e *testEnv) replicaState(id string) string {
+	e.t.Helper()
+	r := e.snap().Replica(id)
+	if r == nil {
+		e.t.Fatalf("replica %s is not in the state", id)
+	}
+	return r.State
+}
+
+// lostEvents counts the replica-lost events of an instance.
+func (e *testEnv) lostEvents(instanceID string) int {
+	n := 0
+	for _, ev := range e.snap().Events(instanceID) {
+		if ev.Type == "replica-lost" {
+			n++
+		}
+	}
+	return n
+}
+
+// A node whose agent goes silent is marked down once its TTL passes, and
+// its replicas lost: whether the agent vanished without a close frame or
+// stopped reading (a half-open connection, which the server's pings
+// notice). A node whose agent keeps answering stays up.
+func TestSilentNodeMarkedDownAfterTTL(t *testing.T) {
+	e := newEnv(t, envConfig{Gateway: Config{MinTTL: testTTL}})
+	_, live := e.register("live")
+	gone, wGone := e.register("gone")
+	_, wMute := e.connectSilent(e.url(), testHello("mute"))
+	inst := e.instance("acme", "crm")
+	e.place(inst, live.NodeID, "r-live")
+	e.place(inst, wGone.NodeID, "r-gone")
+	e.place(inst, wMute.NodeID, "r-mute")
+
+	gone.ws.CloseNow() // no close frame: as if the host lost power
+
+	e.waitNodeStatus(wGone.NodeID, protocol.NodeDown)
+	e.waitNodeStatus(wMute.NodeID, protocol.NodeDown)
+	for _, id := range []string{"r-gone", "r-mute"} {
+		if got := e.replicaState(id); got != protocol.ReplicaLost {
+			t.Errorf("replica %s on a down node is %s, want lost", id, got)
+		}
+	}
+	// The server gave up on the connection that answered no pings.
+	cluster.Eventually(t, wait, "the mute agent's session to end", func() error {
+		if n := e.gw().Sessions(); n != 1 {
+			return fmt.Errorf("%d sessions", n)
+		}
+		return nil
+	})
+	if got := e.node(live.NodeID).Status; got != protocol.NodeReady {
+		t.Fatalf("the live node is %s", got)
+	}
+	if got := e.replicaState("r-live"); got == protocol.ReplicaLost {
+		t.Fatalf("the live node's replica is lost")
+	}
+}
+
+// A closed connection alone does not mark a node down: an agent that
+// reconnects within its TTL (after a restart, a leader change) keeps its
+// node up and its replicas.
+func TestReconnectWithinTTLKeepsNodeUp(t *testing.T) {
+	e := newEnv(t, envConfig{Gateway: Config{MinTTL: testTTL}})
+	a, w := e.register("host-a")
+	inst := e.instance("acme", "crm")
+	e.place(inst, w.NodeID, "r1")
+
+	a.ws.CloseNow()
+	e.connect(e.url(), rejoin("host-a", w, w.NodeSecret))
+
+	stayFor(t, 3*testTTL, "node up after a reconnect", func() error {
+		if got := e.node(w.NodeID).Status; got != protocol.NodeReady {
+			return fmt.Errorf("node is %s", got)
+		}
+		return nil
+	})
+	if n := e.lostEvents(inst); n != 0 || e.replicaState("r1") == protocol.ReplicaLost {
+		t.Fatalf("replica lost over a reconnect (%d events)", n)
+	}
+}
+
+// A stall of the leader (a GC pause, a paused VM) is not the agents'
+// silence: when the heartbeat checker finds that much time passed since its
+// last tick, it moves every deadline by the stall, so no node is marked down
+// for it. A node whose agent is really gone is still marked down a TTL
+// after it was last heard from.
+func TestCheckerStallDoesNotMarkNodesDown(t *testing.T) {
+	const ttl = 2 * time.Second
+	clock := &offsetClock{}
+	e := newEnv(t, envConfig{Gateway: Config{MinTTL: ttl, Clock: clock.now}})
+	_, live := e.register("live")
+	gone, wGone := e.register("gone")
+	gone.ws.CloseNow()
+
+	// Resumed after an hour: every deadline is long past.
+	clock.jump(time.Hour)
+	cluster.Eventually(t, wait, "the checker to notice the stall", func() error {
+		if e.logs.count("heartbeat checker stalled") == 0 {
+			return fmt.Errorf("no stall logged")
+		}
+		return nil
+	})
+	stayFor(t, ttl/3, "nodes up after the stall", func() error {
+		for _, id := range []string{live.NodeID, wGone.NodeID} {
+			if got := e.node(id).Status; got != protocol.NodeReady {
+				return fmt.Errorf("node %s is %s", e.node(id).Name, got)
+			}
+		}
+		return nil
+	})
+	e.waitNodeStatus(wGone.NodeID, protocol.NodeDown)
+	if got := e.node(live.NodeID).Status; got != protocol.NodeReady {
+		t.Fatalf("the live node is %s", got)
+	}
+}
+
+// expireDeadline makes the leader's heartbeat deadline of a node pass, as
+// when its agent's pongs were held up for a TTL while its connection
+// survived. (Nothing else produces that without racing the server's own
+// ping timeout, which ends the session at about the same time.)
+func expireDeadline(g *Gateway, node string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.deadlines[node] = g.cfg.Clock().Add(-time.Millisecond)
+}
+
+// A node marked down whose session keeps talking is marked up again, on
+// the same connection.
+func TestNodeHeardFromAgainMarkedUp(t *testing.T) {
+	// A long TTL: the agent, reading nothing, answers no pings, and the
+	// server's first ping (a third of the TTL) must not end the session
+	// while the test runs.
+	e := newEnv(t, envConfig{Gateway: Config{MinTTL: 6 * time.Second}})
+	a, w := e.connectSilent(e.url(), testHello("host-a"))
+	inst := e.instance("acme", "crm")
+	e.place(inst, w.NodeID, "r1")
+	g := e.gw()
+
+	expireDeadline(g, w.NodeID)
+	e.waitNodeStatus(w.NodeID, protocol.NodeDown)
+	if got := e.replicaState("r1"); got != protocol.ReplicaLost {
+		t.Fatalf("replica on the down node is %s", got)
+	}
+
+	load := &protocol.Metrics{CPUPercent: 12.5, MemoryUsedMB: 512}
+	a.send(protocol.MsgStatus, protocol.Status{Seq: 1, Metrics: load})
+	e.waitNodeStatus(w.NodeID, protocol.NodeReady)
+	if l, ok := g.NodeLive(w.NodeID); !ok || l.Load == nil || *l.Load != *load || l.LastSeen.IsZero() {
+		t.Fatalf("live data of the node: %+v", l)
+	}
+
+	// Still the same session: it reads what the server sent meanwhile.
+	a.startReading()
+	a.next(protocol.MsgAssign)
+	if a.ended() || g.Sessions() != 1 {
+		t.Fatalf("session ended (%v) or replaced (%d sessions)", a.readErr(), g.Sessions())
+	}
+}
+
+// When its server loses leadership, the gateway closes every agent session
+// (going away), so that agents redial; a follower sends them to the new
+// leader, whose grace keeps their nodes up while they come back.
+func TestLeadershipLossClosesSessions(t *testing.T) {
+	e := newEnv(t, envConfig{Servers: 3, Gateway: Config{MinTTL: testTTL}})
+	old := e.leader()
+	a, w := e.register("host-a")
+	inst := e.instance("acme", "crm")
+	e.place(inst, w.NodeID, "r1")
+
+	if err := old.Cluster.Raft().LeadershipTransfer().Error(); err != nil {
+		t.Fatalf("leadership transfer: %v", err)
+	}
+	if ce := a.closedBy(); ce.Code != websocket.StatusGoingAway {
+		t.Fatalf("session ended with %v, want going away", ce)
+	}
+	cluster.Eventually(t, wait, "the old leader's sessions to end", func() error {
+		if n := e.gws[old].Sessions(); n != 0 {
+			return fmt.Errorf("%d sessions", n)
+		}
+		return nil
+	})
+	leader := e.leader()
+	// The old leader, now a follower (another if a busy machine's
+	// elections moved leadership back to it), sends the agent on.
+	follower := e.c.Followers()[0]
+	if leader != old {
+		follower = old
+	}
+	b := dialAgent(t, e.urls[follower])
+	b.send(protocol.MsgHello, rejoin("host-a", w, w.NodeSecret))
+	b.startReading()
+	eb := decode[errorBody](t, b.next(protocol.MsgError))
+	var r protocol.Redirect
+	if eb.Code != CodeNotLeader || jsonDecode(eb.Body, &r) != nil || r.Leader != leader.HTTPAddr {
+		t.Fatalf("%s answered %+v (%s), want not_leader to %s", follower.ID, eb, eb.Body, leader.HTTPAddr)
+	}
+
+	// The new leader gives the node a TTL and a grace to come back, so
+	// that a fleet reconnecting with jitter is not marked down.
+	stayFor(t, 2*testTTL, "node up while its agent reconnects", func() error {
+		if got := e.node(w.NodeID).Status; got != protocol.NodeReady {
+			return fmt.Errorf("node is %s", got)
+		}
+		return nil
+	})
+	_, w2 := e.connect(e.urls[leader], rejoin("host-a", w, w.NodeSecret))
+	if w2.NodeID != w.NodeID {
+		t.Fatalf("new leader welcomed %s, want %s", w2.NodeID, w.NodeID)
+	}
+	if n := e.lostEvents(inst); n != 0 {
+		t.Fatalf("%d replicas lost across the leader change", n)
+	}
+}
