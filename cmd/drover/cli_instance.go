@@ -149,11 +149,7 @@ back; secrets shown as "(secret)" keep their value.`,
   drover instance update acme/crm -f crm.yaml -if-version 4 -detach`,
 		Args:              argsExactly("TENANT/NAME"),
 		ValidArgsFunction: completeInstances,
-		RunE: verb(func(c *cli, args []string) error {
-			tenant, name, err := parseInstanceArg(args[0])
-			if err != nil {
-				return err
-			}
+		RunE: onInstance(func(c *cli, tenant, name string) error {
 			if err := f.check(); err != nil {
 				return err
 			}
@@ -237,12 +233,9 @@ With -o json: {"instance": ..., "replicas": [...], "events": [...]}.`,
   drover instance status acme/crm -o json | jq '.replicas[] | select(.state != "healthy")'`,
 		Args:              argsExactly("TENANT/NAME"),
 		ValidArgsFunction: completeInstances,
-		RunE: verb(func(c *cli, args []string) error {
-			tenant, name, err := parseInstanceArg(args[0])
-			if err != nil {
-				return err
-			}
+		RunE: onInstance(func(c *cli, tenant, name string) error {
 			var st instanceStatus
+			var err error
 			if st.Instance, _, err = c.api.Instance(c.ctx, tenant, name, nil); err != nil {
 				return err
 			}
@@ -350,11 +343,7 @@ func newInstanceActionCmd(action string) *cobra.Command {
 		Example:           "  drover instance " + action + " acme/crm",
 		Args:              argsExactly("TENANT/NAME"),
 		ValidArgsFunction: completeInstances,
-		RunE: verb(func(c *cli, args []string) error {
-			tenant, name, err := parseInstanceArg(args[0])
-			if err != nil {
-				return err
-			}
+		RunE: onInstance(func(c *cli, tenant, name string) error {
 			in, _, err := c.api.InstanceAction(c.ctx, tenant, name, action, confirm)
 			if err != nil {
 				return err
@@ -377,11 +366,7 @@ func newInstancePromoteCmd() *cobra.Command {
 		Example:           "  drover instance promote acme/crm",
 		Args:              argsExactly("TENANT/NAME"),
 		ValidArgsFunction: completeInstances,
-		RunE: verb(func(c *cli, args []string) error {
-			tenant, name, err := parseInstanceArg(args[0])
-			if err != nil {
-				return err
-			}
+		RunE: onInstance(func(c *cli, tenant, name string) error {
 			in, _, err := c.api.PromoteDeployment(c.ctx, tenant, name)
 			if err != nil {
 				return err
@@ -401,11 +386,7 @@ func newInstanceDeleteCmd() *cobra.Command {
 		Example:           "  drover instance delete acme/crm\n  drover instance delete acme/crm -confirm crm   # in a protected environment",
 		Args:              argsExactly("TENANT/NAME"),
 		ValidArgsFunction: completeInstances,
-		RunE: verb(func(c *cli, args []string) error {
-			tenant, name, err := parseInstanceArg(args[0])
-			if err != nil {
-				return err
-			}
+		RunE: onInstance(func(c *cli, tenant, name string) error {
 			m, err := c.api.DeleteInstance(c.ctx, tenant, name, confirm)
 			if err != nil {
 				return err
@@ -432,11 +413,7 @@ instance. With -f the output is followed until interrupted.`,
   drover instance logs acme/crm -replica 5f1c2a -tail 500 -f`,
 		Args:              argsExactly("TENANT/NAME"),
 		ValidArgsFunction: completeInstances,
-		RunE: verb(func(c *cli, args []string) error {
-			tenant, name, err := parseInstanceArg(args[0])
-			if err != nil {
-				return err
-			}
+		RunE: onInstance(func(c *cli, tenant, name string) error {
 			if o.Tail < 0 {
 				return usageError{fmt.Errorf("-tail %d: want 0 or more", o.Tail)}
 			}
@@ -446,7 +423,7 @@ instance. With -f the output is followed until interrupted.`,
 			}
 			defer body.Close()
 			if _, err := io.Copy(c.out, body); err != nil && c.ctx.Err() == nil {
-				return fmt.Errorf("log stream of %s: %w", args[0], err)
+				return fmt.Errorf("log stream of %s: %w", protocol.InstanceID(tenant, name), err)
 			}
 			return nil
 		}),

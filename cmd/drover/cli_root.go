@@ -102,6 +102,17 @@ func newCLI(cmd *cobra.Command) (*cli, error) {
 // verb adapts a CLI verb to cobra: it builds the cli from the global flags,
 // ends the verb's context on SIGINT or SIGTERM, and turns request errors
 // into the one-line form of API.md.
+// onInstance is verb for commands whose first argument is TENANT/NAME.
+func onInstance(fn func(c *cli, tenant, name string) error) func(*cobra.Command, []string) error {
+	return verb(func(c *cli, args []string) error {
+		tenant, name, err := parseInstanceArg(args[0])
+		if err != nil {
+			return err
+		}
+		return fn(c, tenant, name)
+	})
+}
+
 func verb(fn func(c *cli, args []string) error) func(*cobra.Command, []string) error {
 	return func(cmd *cobra.Command, args []string) error {
 		c, err := newCLI(cmd)
