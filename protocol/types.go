@@ -241,16 +241,32 @@ type Replica struct {
 	Version uint64 `json:"version"`
 	// Epoch is the instance's restart epoch the replica was started for; a
 	// restart replaces replicas of older epochs.
-	Epoch        uint64         `json:"epoch,omitempty"`
-	Canary       bool           `json:"canary,omitempty"`
-	Ports        map[string]int `json:"ports,omitempty"`
-	Restarts     int            `json:"restarts"`
-	StartedAt    time.Time      `json:"started_at,omitzero"`
-	HealthySince time.Time      `json:"healthy_since,omitzero"`
-	Message      string         `json:"message,omitempty"`
-	CreatedAt    time.Time      `json:"created_at"`
-	CreateIndex  uint64         `json:"create_index"`
-	ModifyIndex  uint64         `json:"modify_index"`
+	Epoch  uint64         `json:"epoch,omitempty"`
+	Canary bool           `json:"canary,omitempty"`
+	Ports  map[string]int `json:"ports,omitempty"`
+	// Reserved is what the replica holds on its node while it is wanted and
+	// has not ended: its version's resources and number of ports.
+	Reserved     Reservation `json:"reserved"`
+	Restarts     int         `json:"restarts"`
+	StartedAt    time.Time   `json:"started_at,omitzero"`
+	HealthySince time.Time   `json:"healthy_since,omitzero"`
+	Message      string      `json:"message,omitempty"`
+	CreatedAt    time.Time   `json:"created_at"`
+	CreateIndex  uint64      `json:"create_index"`
+	ModifyIndex  uint64      `json:"modify_index"`
+}
+
+// Reservation is what a replica reserves on its node.
+type Reservation struct {
+	CPUMillis int64 `json:"cpu_millis,omitempty"`
+	MemoryMB  int64 `json:"memory_mb,omitempty"`
+	Ports     int   `json:"ports,omitempty"`
+}
+
+// Holds reports whether the replica holds its reservation on a node: it is
+// placed, wanted and has not ended.
+func (r *Replica) Holds() bool {
+	return r.Node != "" && r.Desired == DesiredRun && !r.Terminal()
 }
 
 // Terminal reports whether the replica's process is gone for good.

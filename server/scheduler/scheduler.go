@@ -117,6 +117,8 @@ type sched struct {
 	depDirty bool
 
 	nodes []*nodeState // every node, built on the first placement
+	// stopping are the replicas this plan stops, in order.
+	stopping []*protocol.Replica
 	byID  map[string]*nodeState
 
 	specs map[string]*protocol.Spec // by instance id and version
@@ -435,9 +437,10 @@ func (s *sched) stop(r *protocol.Replica, why string) {
 		return
 	}
 	s.stopped[r.ID] = true
+	s.stopping = append(s.stopping, r)
 	s.plan.Stop = append(s.plan.Stop, state.ReplicaStop{ID: r.ID, Message: why})
-	if n := s.byID[r.Node]; n != nil && counts(r) {
-		n.reserve(s.demandOf(r), -1)
+	if n := s.byID[r.Node]; n != nil && r.Holds() {
+		n.reserve(demandOf(r), -1)
 		if r.Tenant == s.in.Tenant && r.Instance == s.in.Name {
 			n.mine--
 		}
@@ -449,46 +452,42 @@ func (s *sched) stop(r *protocol.Replica, why string) {
 	s.event(EventStopping, r.ID, r.Node, msg)
 }
 
-// counts reports whether a replica reserves capacity on its node.
-func counts(r *protocol.Replica) bool {
-	return r.Node != "" && r.Desired == protocol.DesiredRun && !r.Terminal()
-}
-
-// nodeList returns every node with what is reserved on it, built once.
+// nodeList returns every node with what is reserved on it, built once:
+// one usage row per node, kept by the FSM, less what this plan stops.
 func (s *sched) nodeList() []*nodeState {
 	if s.byID != nil {
 		return s.nodes
 	}
 	s.byID = map[string]*nodeState{}
 	for _, n := range s.snap.Nodes() {
-		ns := &nodeState{node: n}
-		for _, r := range s.snap.NodeReplicas(n.ID) {
-			if !counts(r) || s.stopped[r.ID] {
-				continue
-			}
-			ns.reserve(s.demandOf(r), 1)
-			if r.Tenant == s.in.Tenant && r.Instance == s.in.Name {
-				ns.mine++
-			}
-		}
+		u := s.snap.NodeUsage(n.ID)
+		ns := &nodeState{node: n, cpu: u.CPUMillis, mem: u.MemoryMB, ports: u.Ports}
 		s.nodes = append(s.nodes, ns)
 		s.byID[n.ID] = ns
 	}
+	for _, r := range s.stopping {
+		if ns := s.byID[r.Node]; ns != nil && r.Holds() {
+			ns.reserve(demandOf(r), -1)
+		}
+	}
 	for _, r := range s.replicas {
-		if r.State == protocol.ReplicaFailed && s.byID[r.Node] != nil {
-			s.byID[r.Node].failed = true
+		ns := s.byID[r.Node]
+		if ns == nil {
+			continue
+		}
+		if r.Holds() && !s.stopped[r.ID] {
+			ns.mine++
+		}
+		if r.State == protocol.ReplicaFailed {
+			ns.failed = true
 		}
 	}
 	return s.nodes
 }
 
 // demandOf returns what a placed replica, of any instance, reserves.
-func (s *sched) demandOf(r *protocol.Replica) *demand {
-	spec := s.spec(protocol.InstanceID(r.Tenant, r.Instance), r.Version)
-	if spec == nil {
-		return &demand{}
-	}
-	return &demand{res: spec.Resources, ports: len(spec.Ports)}
+func demandOf(r *protocol.Replica) *demand {
+	return &demand{res: protocol.Resources{CPUMillis: r.Reserved.CPUMillis, MemoryMB: r.Reserved.MemoryMB}, ports: r.Reserved.Ports}
 }
 
 // spec returns an instance's spec at a version: the stored version, else

@@ -168,6 +168,9 @@ func (w *writer) touch(tables ...string) {
 }
 
 func (w *writer) insert(table string, v any) error {
+	if table == tableReplicas {
+		w.account(v.(*protocol.Replica))
+	}
 	if err := w.txn.Insert(table, v); err != nil {
 		return protocol.Errorf(protocol.CodeInternal, "insert into %s: %v", table, err)
 	}
@@ -176,11 +179,63 @@ func (w *writer) insert(table string, v any) error {
 }
 
 func (w *writer) delete(table string, v any) error {
+	if r, ok := v.(*protocol.Replica); ok && r.Holds() {
+		w.use(r.Node, r.Reserved, -1)
+	}
 	if err := w.txn.Delete(table, v); err != nil {
 		return protocol.Errorf(protocol.CodeInternal, "delete from %s: %v", table, err)
 	}
 	w.touch(table)
 	return nil
+}
+
+// account keeps the usage table true as replica r is written: it takes
+// back what the row it replaces held and adds what r holds. A new replica
+// reserves what its version's spec asks for.
+func (w *writer) account(r *protocol.Replica) {
+	var old *protocol.Replica
+	if raw := w.first(tableReplicas, r.ID); raw != nil {
+		old = raw.(*protocol.Replica)
+	}
+	if r.Reserved == (protocol.Reservation{}) {
+		if old != nil {
+			r.Reserved = old.Reserved
+		} else if v := w.snap().Version(protocol.InstanceID(r.Tenant, r.Instance), r.Version); v != nil {
+			r.Reserved = protocol.Reservation{CPUMillis: v.Spec.Resources.CPUMillis, MemoryMB: v.Spec.Resources.MemoryMB, Ports: len(v.Spec.Ports)}
+		}
+	}
+	if old != nil && old.Holds() {
+		w.use(old.Node, old.Reserved, -1)
+	}
+	if r.Holds() {
+		w.use(r.Node, r.Reserved, 1)
+	}
+}
+
+// use adds (sign 1) or takes back (-1) a reservation on a node.
+func (w *writer) use(node string, res protocol.Reservation, sign int64) {
+	if res == (protocol.Reservation{}) {
+		return
+	}
+	u := &NodeUsage{Node: node}
+	if raw := w.first(tableUsage, node); raw != nil {
+		*u = *raw.(*NodeUsage)
+	}
+	u.CPUMillis += sign * res.CPUMillis
+	u.MemoryMB += sign * res.MemoryMB
+	u.Ports += int(sign) * res.Ports
+	var err error
+	if u.Reservation == (protocol.Reservation{}) {
+		if raw := w.first(tableUsage, node); raw != nil {
+			err = w.txn.Delete(tableUsage, raw)
+		}
+	} else {
+		err = w.txn.Insert(tableUsage, u)
+	}
+	if err != nil {
+		panic(fmt.Sprintf("state: usage of %s: %v", node, err))
+	}
+	w.touch(tableUsage)
 }
 
 func (w *writer) first(table string, args ...any) any {

@@ -231,6 +231,8 @@ func newRow(table string) (any, error) {
 		return &Meta{}, nil
 	case tableIndex:
 		return &indexEntry{}, nil
+	case tableUsage:
+		return &NodeUsage{}, nil
 	}
 	return nil, fmt.Errorf("read snapshot: unknown table %q", table)
 }

@@ -24,13 +24,14 @@ const (
 	tableServers      = "servers"
 	tableMeta         = "meta"
 	tableIndex        = "index"
+	tableUsage        = "usage"
 )
 
 // Tables lists the tables a snapshot holds, in restore order.
 var Tables = []string{
 	tableTenants, tableEnvironments, tablePlans, tableInstances, tableVersions,
 	tableReplicas, tableNodes, tableTokens, tableCredentials, tableAudit,
-	tableEvents, tableEvals, tableServers, tableMeta, tableIndex,
+	tableEvents, tableEvals, tableServers, tableMeta, tableIndex, tableUsage,
 }
 
 // Exported table names for blocking queries.
@@ -86,6 +87,7 @@ func schema() *memdb.DBSchema {
 		table(tableServers, stringIndex("id", "ID")),
 		table(tableMeta, stringIndex("id", "Key")),
 		table(tableIndex, stringIndex("id", "Table")),
+		table(tableUsage, stringIndex("id", "Node")),
 	} {
 		s.Tables[t.Name] = t
 	}
@@ -127,6 +129,14 @@ type Meta struct {
 	Key   string
 	Value string
 	N     uint64
+}
+
+// NodeUsage is what the replicas placed on a node reserve there, kept by the
+// FSM with every change of a replica, so that the scheduler reads one row
+// per node instead of every replica of the cluster.
+type NodeUsage struct {
+	Node string
+	protocol.Reservation
 }
 
 type indexEntry struct {

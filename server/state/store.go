@@ -254,6 +254,14 @@ func sortReplicas(rs []*protocol.Replica) {
 	})
 }
 
+// NodeUsage returns what the replicas on a node reserve there.
+func (s *Snapshot) NodeUsage(nodeID string) protocol.Reservation {
+	if raw := s.first(tableUsage, "id", nodeID); raw != nil {
+		return raw.(*NodeUsage).Reservation
+	}
+	return protocol.Reservation{}
+}
+
 // Node returns a node, or nil.
 func (s *Snapshot) Node(id string) *protocol.Node {
 	raw := s.first(tableNodes, "id", id)
