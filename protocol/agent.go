@@ -32,6 +32,10 @@ const (
 	MsgError   = "error"
 	MsgLogs    = "logs"     // server→agent: start streaming a replica's log
 	MsgLogData = "log_data" // agent→server: a chunk of a log stream
+	// MsgHeartbeat (server→agent) gives a new heartbeat interval: it grows
+	// with the fleet, and agents of a session begun in a smaller one must
+	// slow down too.
+	MsgHeartbeat = "heartbeat"
 )
 
 // Envelope is every message on the agent WebSocket.
@@ -64,6 +68,11 @@ type Welcome struct {
 	NodeSecret        string   `json:"node_secret,omitempty"`
 	HeartbeatInterval Duration `json:"heartbeat_interval"`
 	Servers           []string `json:"servers"`
+}
+
+// Heartbeat is the body of a heartbeat message.
+type Heartbeat struct {
+	Interval Duration `json:"interval"`
 }
 
 // Redirect is the body of an error message with code "not_leader": the
@@ -249,7 +258,7 @@ func DecodeMessage(b []byte) (*Envelope, error) {
 		return nil, fmt.Errorf("decode message: %w", err)
 	}
 	switch e.Type {
-	case MsgHello, MsgWelcome, MsgAssign, MsgStatus, MsgAck, MsgError, MsgLogs, MsgLogData:
+	case MsgHello, MsgWelcome, MsgAssign, MsgStatus, MsgAck, MsgError, MsgLogs, MsgLogData, MsgHeartbeat:
 	default:
 		return nil, fmt.Errorf("decode message: unknown type %q", e.Type)
 	}

@@ -335,9 +335,10 @@ func (c *Client) session(ctx context.Context, base string) (string, error) {
 	var wg sync.WaitGroup
 	errc := make(chan error, 3)
 	wg.Add(3)
-	go func() { defer wg.Done(); errc <- c.pinger(sctx, ws, interval) }()
+	intervals := make(chan time.Duration, 1) // from heartbeat messages, newest only
+	go func() { defer wg.Done(); errc <- c.pinger(sctx, ws, interval, intervals) }()
 	go func() { defer wg.Done(); errc <- c.sender(sctx, ws) }()
-	go func() { defer wg.Done(); errc <- c.reader(sctx, ws) }()
+	go func() { defer wg.Done(); errc <- c.reader(sctx, ws, intervals) }()
 	err = <-errc
 	stop()
 	ws.CloseNow()
@@ -361,7 +362,7 @@ func (c *Client) resendAll() {
 	c.poke()
 }
 
-func (c *Client) reader(ctx context.Context, ws *websocket.Conn) error {
+func (c *Client) reader(ctx context.Context, ws *websocket.Conn, intervals chan time.Duration) error {
 	// When the read fails, the applier and the log streams stop at once,
 	// not when the session's other goroutines next notice.
 	ctx, stop := context.WithCancel(ctx)
@@ -412,6 +413,15 @@ func (c *Client) reader(ctx context.Context, ws *websocket.Conn) error {
 			default:
 			}
 			assigns <- a
+		case protocol.MsgHeartbeat:
+			var h protocol.Heartbeat
+			if err := json.Unmarshal(env.Body, &h); err == nil && h.Interval > 0 {
+				select {
+				case <-intervals:
+				default:
+				}
+				intervals <- h.Interval.D()
+			}
 		case protocol.MsgAck:
 			var a protocol.Ack
 			if err := json.Unmarshal(env.Body, &a); err == nil {
@@ -503,13 +513,16 @@ func (c *Client) sender(ctx context.Context, ws *websocket.Conn) error {
 // intervals of the last pong. The server's heartbeat TTL is three
 // intervals from the last ping it received, so the agent redials before
 // its node can be marked down.
-func (c *Client) pinger(ctx context.Context, ws *websocket.Conn, interval time.Duration) error {
+func (c *Client) pinger(ctx context.Context, ws *websocket.Conn, interval time.Duration, intervals <-chan time.Duration) error {
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case interval = <-intervals:
+			t.Reset(interval)
+			continue
 		case <-t.C:
 		}
 		pctx, cancel := context.WithTimeout(ctx, interval)

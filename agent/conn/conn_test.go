@@ -588,3 +588,71 @@ func TestLogCancelDuringWriteKeepsSession(t *testing.T) {
 	}
 	s.finish()
 }
+
+// A heartbeat message changes the interval the client pings at, without a
+// new session: a fleet that grew slows down its earlier agents.
+func TestHeartbeatMessageSlowsPings(t *testing.T) {
+	changed := make(chan time.Time, 1)
+	f := newFakeServer(t, func(fc *fakeConn) {
+		if fc.welcome(30*time.Millisecond) != nil {
+			return
+		}
+		read := make(chan struct{})
+		go func() { // keep reading, so that pings are answered
+			defer close(read)
+			for {
+				if _, _, err := fc.ws.Read(context.Background()); err != nil {
+					return
+				}
+			}
+		}()
+		defer func() { fc.ws.CloseNow(); <-read }()
+		time.Sleep(300 * time.Millisecond) // a few fast pings first
+		if fc.send(protocol.MsgHeartbeat, protocol.Heartbeat{Interval: protocol.Duration(400 * time.Millisecond)}) != nil {
+			return
+		}
+		changed <- time.Now()
+		select {
+		case <-read:
+		case <-time.After(5 * time.Second):
+		}
+	})
+	run(t, conn.Config{Servers: []string{f.srv.URL}})
+	var at time.Time
+	select {
+	case at = <-changed:
+	case <-time.After(wait):
+		t.Fatal("the server never sent its heartbeat message")
+	}
+	eventually(t, "three pings after the heartbeat message", func() error {
+		var after int
+		for _, p := range f.pingTimes() {
+			if p.After(at) {
+				after++
+			}
+		}
+		if after < 3 {
+			return fmt.Errorf("%d pings since", after)
+		}
+		return nil
+	})
+	var before, after []time.Time
+	for _, p := range f.pingTimes() {
+		if p.After(at.Add(50 * time.Millisecond)) {
+			after = append(after, p)
+		} else {
+			before = append(before, p)
+		}
+	}
+	if len(before) < 3 {
+		t.Fatalf("only %d pings at the fast interval", len(before))
+	}
+	for i := 1; i < len(after); i++ {
+		if gap := after[i].Sub(after[i-1]); gap < 300*time.Millisecond {
+			t.Fatalf("pings %s apart after the server asked for 400ms", gap)
+		}
+	}
+	if len(f.dialTimes()) != 1 {
+		t.Fatalf("%d dials: the interval must change within the session", len(f.dialTimes()))
+	}
+}

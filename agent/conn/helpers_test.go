@@ -328,6 +328,7 @@ type fakeServer struct {
 
 	mu    sync.Mutex
 	dials []time.Time
+	pings []time.Time // pings received, over all connections
 }
 
 func newFakeServer(t *testing.T, serve func(*fakeConn)) *fakeServer {
@@ -344,7 +345,12 @@ func newFakeServer(t *testing.T, serve func(*fakeConn)) *fakeServer {
 		f.mu.Lock()
 		f.dials = append(f.dials, time.Now())
 		f.mu.Unlock()
-		ws, err := websocket.Accept(w, r, nil)
+		ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{OnPingReceived: func(context.Context, []byte) bool {
+			f.mu.Lock()
+			f.pings = append(f.pings, time.Now())
+			f.mu.Unlock()
+			return true
+		}})
 		if err != nil {
 			return
 		}
@@ -379,6 +385,12 @@ func (f *fakeServer) accept() *fakeConn {
 		f.t.Fatalf("no connection within %s", wait)
 		return nil
 	}
+}
+
+func (f *fakeServer) pingTimes() []time.Time {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]time.Time(nil), f.pings...)
 }
 
 func (f *fakeServer) dialTimes() []time.Time {

@@ -184,6 +184,14 @@ func (g *Gateway) checkHeartbeats(ctx context.Context) {
 		ttl := g.TTL(len(snap.Nodes()))
 		var changes []state.NodeStatus
 		g.mu.Lock()
+		if grown := ttl - g.ttl; grown > 0 {
+			// A growing fleet gives new sessions longer intervals: the
+			// deadlines set with the shorter TTL grow too, or a node told
+			// to ping every 20 s would be down after 3.
+			for id, d := range g.deadlines {
+				g.deadlines[id] = d.Add(grown)
+			}
+		}
 		g.ttl = ttl
 		// A stall of this server (GC, a paused VM) is not the agents'
 		// silence: move every deadline by the time the checker missed.

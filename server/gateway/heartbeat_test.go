@@ -230,3 +230,29 @@ func TestLeadershipLossClosesSessions(t *testing.T) {
 		t.Fatalf("%d replicas lost across the leader change", n)
 	}
 }
+
+// When the fleet grows, the TTL grows with it: sessions begun in a smaller
+// fleet are told the longer interval, and their deadlines grow too, so a
+// node told to ping every few seconds is not marked down after the TTL it
+// registered with.
+func TestGrowingFleetSlowsEarlierSessions(t *testing.T) {
+	e := newEnv(t, envConfig{Gateway: Config{MinTTL: 300 * time.Millisecond, MaxHeartbeatsPerSecond: 2}})
+	first, w := e.register("first")
+	for _, name := range []string{"second", "third", "fourth"} {
+		e.register(name)
+	}
+	// 4 nodes at 2 heartbeats/s: TTL 6 s, interval 2 s, told to the first
+	// agent (maybe after shorter ones while the fleet grew).
+	if first.await(5*time.Second, func(env *protocol.Envelope) bool {
+		var hb protocol.Heartbeat
+		return env.Type == protocol.MsgHeartbeat && jsonDecode(env.Body, &hb) == nil && hb.Interval.D() == 2*time.Second
+	}) == nil {
+		t.Fatalf("no heartbeat message with a 2s interval; got %s", first.queued())
+	}
+	if w.HeartbeatInterval.D() >= 2*time.Second {
+		t.Fatalf("the first session began with %s already: the test shows nothing", w.HeartbeatInterval)
+	}
+	if n := e.node(w.NodeID); n.Status != protocol.NodeReady {
+		t.Fatalf("first node %s after the fleet grew", n.Status)
+	}
+}

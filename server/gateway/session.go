@@ -76,8 +76,9 @@ func (s *session) run(parent context.Context, secret string) {
 		case <-s.ctx.Done():
 		}
 	}()
+	interval := s.g.interval()
 	welcome := protocol.Welcome{NodeID: s.node, NodeSecret: secret,
-		HeartbeatInterval: protocol.Duration(s.g.interval()), Servers: s.servers()}
+		HeartbeatInterval: protocol.Duration(interval), Servers: s.servers()}
 	if err := s.send(protocol.MsgWelcome, "", welcome); err != nil {
 		s.g.logger.Warn("send welcome", "node", s.node, "error", err)
 		return
@@ -85,7 +86,7 @@ func (s *session) run(parent context.Context, secret string) {
 	var wg sync.WaitGroup
 	wg.Add(3)
 	go func() { defer wg.Done(); s.pushAssignments() }()
-	go func() { defer wg.Done(); s.ping() }()
+	go func() { defer wg.Done(); s.ping(interval) }()
 	go func() { defer wg.Done(); s.sendAcks() }()
 	s.read()
 	s.cancel()
@@ -200,9 +201,16 @@ func (s *session) sendAcks() {
 
 // ping checks the agent answers; a missed pong ends the session so that a
 // half-open connection is noticed.
-func (s *session) ping() {
+func (s *session) ping(told time.Duration) {
 	for {
 		iv := s.g.interval()
+		if iv != told {
+			if err := s.send(protocol.MsgHeartbeat, "", protocol.Heartbeat{Interval: protocol.Duration(iv)}); err != nil {
+				s.c.CloseNow()
+				return
+			}
+			told = iv
+		}
 		select {
 		case <-s.ctx.Done():
 			return
