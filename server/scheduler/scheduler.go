@@ -119,7 +119,7 @@ type sched struct {
 	nodes []*nodeState // every node, built on the first placement
 	// stopping are the replicas this plan stops, in order.
 	stopping []*protocol.Replica
-	byID  map[string]*nodeState
+	byID     map[string]*nodeState
 
 	specs map[string]*protocol.Spec // by instance id and version
 	same  map[uint64]bool           // versions of this instance with the current spec
