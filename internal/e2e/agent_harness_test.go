@@ -15,7 +15,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -504,42 +503,6 @@ func processAlive(pid int) bool {
 	return state != 'Z' && state != 'X'
 }
 
-// startArgv is start for an arbitrary command line (argv[0] included), for
-// processes run through a wrapper such as `ip netns exec`. The wrapper
-// execs the command, so the PID is the command's.
-func (l *launcher) startArgv(name, logPath string, argv []string) (*process, error) {
-	if argv[0] == binPath {
-		return l.start(name, logPath, argv[1:])
-	}
-	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-	if err != nil {
-		return nil, fmt.Errorf("open log of %s: %w", name, err)
-	}
-	fmt.Fprintf(logf, "=== e2e %s: start %s\n", time.Now().Format(time.RFC3339Nano), strings.Join(argv, " "))
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Env = childEnv()
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		return nil, fmt.Errorf("start %s: %w", name, err)
-	}
-	p := &process{name: name, cmd: cmd, done: make(chan struct{})}
-	go func() {
-		_ = cmd.Wait()
-		p.state = cmd.ProcessState
-		fmt.Fprintf(logf, "=== e2e %s: %s\n", time.Now().Format(time.RFC3339Nano), p.state)
-		logf.Close()
-		close(p.done)
-	}()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.proc = append(l.proc, p)
-	if !slices.Contains(l.logs, logPath) {
-		l.logs = append(l.logs, logPath)
-	}
-	return p, nil
-}
 
 // Port ranges handed to agents: below the kernel's ephemeral ports
 // (usually 32768 and up) and above 21000, leaving 20000-20999 to agents

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -26,14 +27,15 @@ type process struct {
 	state *os.ProcessState
 }
 
-// startProcess runs binPath with args, appending its output to logPath.
-func startProcess(name, logPath string, args []string) (*process, error) {
+// startProcess runs the command line argv (argv[0] included), appending
+// its output to logPath.
+func startProcess(name, logPath string, argv []string) (*process, error) {
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("open log of %s: %w", name, err)
 	}
-	fmt.Fprintf(logf, "=== e2e %s: start %s %s\n", time.Now().Format(time.RFC3339Nano), binPath, strings.Join(args, " "))
-	cmd := exec.Command(binPath, args...)
+	fmt.Fprintf(logf, "=== e2e %s: start %s\n", time.Now().Format(time.RFC3339Nano), strings.Join(argv, " "))
+	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Env = childEnv()
 	// Pdeathsig ends the process even when the test binary dies without
@@ -132,20 +134,23 @@ func newLauncher(t testing.TB) *launcher {
 	return l
 }
 
-// start starts a process logging to logPath; it is killed at the test's end.
+// start starts drover with args, logging to logPath; it is killed at the
+// test's end.
 func (l *launcher) start(name, logPath string, args []string) (*process, error) {
-	p, err := startProcess(name, logPath, args)
+	return l.startArgv(name, logPath, append([]string{binPath}, args...))
+}
+
+// startArgv is start for any command line (argv[0] included), for a
+// process wrapped in another (nsenter into a network namespace).
+func (l *launcher) startArgv(name, logPath string, argv []string) (*process, error) {
+	p, err := startProcess(name, logPath, argv)
 	if err != nil {
 		return nil, err
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.proc = append(l.proc, p)
-	seen := false
-	for _, s := range l.logs {
-		seen = seen || s == logPath
-	}
-	if !seen {
+	if !slices.Contains(l.logs, logPath) {
 		l.logs = append(l.logs, logPath)
 	}
 	return p, nil
