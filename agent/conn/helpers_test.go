@@ -31,32 +31,7 @@ func eventually(t testing.TB, what string, cond func() error) {
 }
 
 // logger sends a component's log lines to t.Log until the test ends.
-func logger(t *testing.T, name string) hclog.Logger {
-	w := &testLogWriter{t: t}
-	t.Cleanup(w.close)
-	return hclog.New(&hclog.LoggerOptions{Name: name, Level: hclog.Debug, Output: w})
-}
-
-type testLogWriter struct {
-	mu     sync.Mutex
-	t      *testing.T
-	closed bool
-}
-
-func (w *testLogWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.closed {
-		w.t.Log(strings.TrimRight(string(p), "\n"))
-	}
-	return len(p), nil
-}
-
-func (w *testLogWriter) close() {
-	w.mu.Lock()
-	w.closed = true
-	w.mu.Unlock()
-}
+func logger(t *testing.T, name string) hclog.Logger { return cluster.TestLogger(t, name) }
 
 // servers is an in-process Raft cluster with the real gateway of each
 // server behind a real HTTP listener; each gateway leads while its server

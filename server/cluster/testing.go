@@ -431,6 +431,14 @@ func (c *TestCluster) AddServer() *TestServer {
 	return s
 }
 
+// TestLogger returns a logger whose lines go to t.Log until the test ends,
+// so that only failing tests print them.
+func TestLogger(t testing.TB, name string) hclog.Logger {
+	w := &testLogWriter{t: t}
+	t.Cleanup(w.close)
+	return hclog.New(&hclog.LoggerOptions{Name: name, Level: hclog.Debug, Output: w})
+}
+
 // testLogWriter sends log lines to t.Log until the cluster is closed;
 // raft may still log while it stops, and t.Log after a test ends panics.
 type testLogWriter struct {
