@@ -406,7 +406,16 @@ func (r *replica) checker() health.Checker {
 		return health.TCP{Addr: addr}
 	default:
 		env := environment(&r.spec, r.ports)
-		return health.Exec{Argv: expand(hc.Command, variables(&r.spec, r.ports)), Env: envList(env), Dir: filepath.Join(r.dir(), "work")}
+		check := health.Exec{Argv: expand(hc.Command, variables(&r.spec, r.ports)), Env: envList(env), Dir: filepath.Join(r.dir(), "work")}
+		if u := r.spec.Spec.User; u != "" {
+			// The check runs as the replica does, not as the agent (root).
+			cred, err := driver.LookupCredential(u)
+			if err != nil {
+				return health.CheckFunc(func(context.Context) error { return fmt.Errorf("run check as %s: %w", u, err) })
+			}
+			check.Credential = cred
+		}
+		return check
 	}
 }
 
