@@ -503,7 +503,6 @@ func processAlive(pid int) bool {
 	return state != 'Z' && state != 'X'
 }
 
-
 // Port ranges handed to agents: below the kernel's ephemeral ports
 // (usually 32768 and up) and above 21000, leaving 20000-20999 to agents
 // with the default range (drover dev).
