@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/drover-dev/drover/internal/proctest"
 )
 
 func TestLimitFiles(t *testing.T) {
@@ -214,7 +216,7 @@ func TestCgroupHoldsEscapedProcesses(t *testing.T) {
 			if err := p.Stop(context.Background()); err != nil {
 				t.Fatal(err)
 			}
-			if running(grandchild) {
+			if proctest.Alive(grandchild) {
 				t.Errorf("process %d, which left the task's session, outlived the task", grandchild)
 			}
 			for _, parent := range d.cg.parents {

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/drover-dev/drover/internal/proctest"
 )
 
 func TestStartReportsOutputAndExit(t *testing.T) {
@@ -95,7 +97,7 @@ func TestStopKillsGroupAfterTimeout(t *testing.T) {
 		t.Errorf("result = %+v, want killed by SIGKILL", res)
 	}
 	for _, pid := range []int{pid, grandchild} {
-		if running(pid) {
+		if proctest.Alive(pid) {
 			t.Errorf("process %d still runs after Stop", pid)
 		}
 	}
@@ -158,7 +160,7 @@ func TestExitKillsRest(t *testing.T) {
 		t.Fatal(err)
 	}
 	wait(t, p)
-	if running(grandchild) {
+	if proctest.Alive(grandchild) {
 		t.Errorf("grandchild %d outlived the task", grandchild)
 	}
 }
@@ -278,7 +280,7 @@ func TestRecoverStopsGroup(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, pid := range []int{h.PID, grandchild} {
-		if running(pid) {
+		if proctest.Alive(pid) {
 			t.Errorf("process %d still runs after Stop", pid)
 		}
 	}

@@ -199,22 +199,6 @@ func readLog(t *testing.T, task Task, name string) string {
 	return string(b)
 }
 
-// running reports whether pid is a live (not zombie) process; it reads
-// /proc on its own rather than through the code under test.
-func running(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return false
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if state, ok := strings.CutPrefix(line, "State:"); ok {
-			state = strings.TrimSpace(state)
-			return !strings.HasPrefix(state, "Z") && !strings.HasPrefix(state, "X")
-		}
-	}
-	return false
-}
-
 // testLogger returns a logger writing to t.Log, so that only failing
 // tests show logs.
 func testLogger(t *testing.T) hclog.Logger {

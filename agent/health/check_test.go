@@ -15,6 +15,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/drover-dev/drover/internal/proctest"
 )
 
 // The test binary doubles as the command of exec checks: run with
@@ -171,25 +173,10 @@ func TestExecTimeoutKillsGroup(t *testing.T) {
 	}
 	pid, _ := strconv.Atoi(string(b))
 	deadline := time.Now().Add(10 * time.Second)
-	for running(pid) {
+	for proctest.Alive(pid) {
 		if time.Now().After(deadline) {
 			t.Fatalf("child %d of the command outlived the check", pid)
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-}
-
-// running reports whether pid is a live (not zombie) process.
-func running(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return false
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if state, ok := strings.CutPrefix(line, "State:"); ok {
-			state = strings.TrimSpace(state)
-			return !strings.HasPrefix(state, "Z") && !strings.HasPrefix(state, "X")
-		}
-	}
-	return false
 }

@@ -25,6 +25,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/drover-dev/drover/internal/proctest"
 )
 
 // AgentOption changes how StartAgent starts an agent.
@@ -425,7 +427,7 @@ func (a *Agent) ReplicaPIDs() []int {
 	}
 	var live []int
 	for _, pid := range pids {
-		if processAlive(pid) {
+		if proctest.Alive(pid) {
 			live = append(live, pid)
 		}
 	}
@@ -487,20 +489,6 @@ func (a *Agent) killReplicas() {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
-}
-
-// processAlive reports whether pid runs and is not a zombie.
-func processAlive(pid int) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
-	if err != nil {
-		return false
-	}
-	i := strings.LastIndexByte(string(b), ')')
-	if i < 0 || i+2 >= len(b) {
-		return false
-	}
-	state := b[i+2]
-	return state != 'Z' && state != 'X'
 }
 
 // Port ranges handed to agents: below the kernel's ephemeral ports

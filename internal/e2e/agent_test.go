@@ -19,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/drover-dev/drover/internal/proctest"
 )
 
 // outageDuration is how long TestAgentOutlivesServerOutage keeps every
@@ -145,7 +147,7 @@ func TestAgentHealthChecks(t *testing.T) {
 				return
 			}
 			info := mustInfo(t, port)
-			if info.Replica != r.ID || !processAlive(info.PID) {
+			if info.Replica != r.ID || !proctest.Alive(info.PID) {
 				t.Fatalf("port %d is served by %+v, not a live process of replica %s", port, info, r.ID)
 			}
 		})
@@ -179,7 +181,7 @@ func TestAgentReplicaKilledIsRestarted(t *testing.T) {
 	if !r2.StartedAt.After(r.StartedAt) {
 		t.Errorf("started_at %s not after the first start %s", r2.StartedAt, r.StartedAt)
 	}
-	if processAlive(old.PID) {
+	if proctest.Alive(old.PID) {
 		t.Errorf("killed process %d still alive", old.PID)
 	}
 }
@@ -442,7 +444,7 @@ func TestAgentStopKillsProcessesIgnoringSIGTERM(t *testing.T) {
 			createInstance(t, s, "acme", doc)
 			r := waitHealthy(t, c, "acme", name, 1)[0]
 			info := mustInfo(t, r.Ports["http"])
-			if info.ChildPID == 0 || !processAlive(info.PID) || !processAlive(info.ChildPID) {
+			if info.ChildPID == 0 || !proctest.Alive(info.PID) || !proctest.Alive(info.ChildPID) {
 				t.Fatalf("demo app should run with a child: %+v", info)
 			}
 			start := time.Now()
@@ -452,8 +454,8 @@ func TestAgentStopKillsProcessesIgnoringSIGTERM(t *testing.T) {
 				s.Client().JSON(http.MethodDelete, instancePath("acme", name), nil, nil)
 			}
 			eventually(t, waitTimeout, fmt.Sprintf("pid %d and its child %d gone", info.PID, info.ChildPID), func() (bool, string) {
-				return !processAlive(info.PID) && !processAlive(info.ChildPID),
-					fmt.Sprintf("pid alive: %v, child alive: %v", processAlive(info.PID), processAlive(info.ChildPID))
+				return !proctest.Alive(info.PID) && !proctest.Alive(info.ChildPID),
+					fmt.Sprintf("pid alive: %v, child alive: %v", proctest.Alive(info.PID), proctest.Alive(info.ChildPID))
 			})
 			took := time.Since(start)
 			recordTiming(t, "stop of a replica ignoring SIGTERM (timeout 2s)", took)
@@ -681,7 +683,7 @@ func TestAgentNetworkCut(t *testing.T) {
 	eventually(t, waitTimeout, "the agent to notice its dead connection", func() (bool, string) {
 		return a.LogContains("did not answer ping"), "no ping failure in the agent's log"
 	})
-	if !processAlive(pids[0]) {
+	if !proctest.Alive(pids[0]) {
 		t.Fatalf("replica process %d died while its host was cut off", pids[0])
 	}
 
@@ -697,7 +699,7 @@ func TestAgentNetworkCut(t *testing.T) {
 	})
 	eventually(t, waitTimeout, "the lost replica's process stopped, one process left", func() (bool, string) {
 		now := a.ReplicaPIDs()
-		return !processAlive(pids[0]) && len(now) == 1, fmt.Sprintf("processes %v, the lost one is %d", now, pids[0])
+		return !proctest.Alive(pids[0]) && len(now) == 1, fmt.Sprintf("processes %v, the lost one is %d", now, pids[0])
 	})
 }
 

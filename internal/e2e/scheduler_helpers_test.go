@@ -20,6 +20,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/drover-dev/drover/internal/proctest"
 )
 
 // schedTTL is the servers' -heartbeat-ttl in these scenarios: a killed
@@ -369,7 +371,7 @@ func replicaProcesses(agents ...*Agent) map[string][]int {
 			continue
 		}
 		dir := filepath.Dir(cwd) // .../replicas/<id>
-		if !roots[filepath.Dir(dir)] || !processAlive(pid) {
+		if !roots[filepath.Dir(dir)] || !proctest.Alive(pid) {
 			continue
 		}
 		out[filepath.Base(dir)] = append(out[filepath.Base(dir)], pid)
