@@ -69,6 +69,13 @@ type Config struct {
 	TLS *tlsutil.Server
 
 	Logger hclog.Logger
+	// Clock is this server's time: commands, tokens, heartbeat deadlines
+	// and the scheduler read it. time.Now when nil.
+	Clock func() time.Time
+	// Raft replaces Raft's TCP transport and on-disk stores where set: the
+	// in-process tests of clustertest run servers on raft's in-memory
+	// transport. RaftAddr is then the transport's address.
+	Raft cluster.Stores
 }
 
 // Server is a running Drover server.
@@ -105,6 +112,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.DataDir == "" {
 		return nil, errors.New("data-dir is required")
 	}
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
+	}
 	s := &Server{cfg: cfg, logger: cfg.Logger}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 
@@ -118,8 +128,10 @@ func New(cfg Config) (*Server, error) {
 		ln.Close()
 		return nil, fmt.Errorf("advertise: %w", err)
 	}
-	raftAdv, err := advertised(cfg.Advertise, cfg.RaftAddr)
-	if err != nil {
+	raftAdv := cfg.RaftAddr
+	if cfg.Raft.Transport != nil {
+		raftAdv = string(cfg.Raft.Transport.LocalAddr())
+	} else if raftAdv, err = advertised(cfg.Advertise, cfg.RaftAddr); err != nil {
 		ln.Close()
 		return nil, fmt.Errorf("advertise: %w", err)
 	}
@@ -130,7 +142,7 @@ func New(cfg Config) (*Server, error) {
 		ID: cfg.ID, DataDir: cfg.DataDir, RaftAddr: cfg.RaftAddr, Advertise: raftAdv, HTTPAddr: httpAdv,
 		HeartbeatTimeout: cfg.HeartbeatTimeout, ElectionTimeout: cfg.ElectionTimeout,
 		LeaderLeaseTimeout: cfg.LeaderLeaseTimeout, SnapshotThreshold: cfg.SnapshotThreshold,
-		FSM: s.fsm, Logger: cfg.Logger,
+		FSM: s.fsm, Logger: cfg.Logger, Clock: cfg.Clock, Stores: cfg.Raft,
 	})
 	if err != nil {
 		ln.Close()
@@ -155,12 +167,12 @@ func New(cfg Config) (*Server, error) {
 	peerTransport := &http.Transport{TLSClientConfig: dialTLS,
 		MaxIdleConnsPerHost: 16, IdleConnTimeout: 90 * time.Second}
 	s.gateway = gateway.New(gateway.Config{
-		Cluster: s.cluster, Store: s.store, Logger: cfg.Logger,
+		Cluster: s.cluster, Store: s.store, Logger: cfg.Logger, Clock: cfg.Clock,
 		JoinToken: cfg.AgentJoinToken, RequireJoinToken: cfg.ACL,
 		MinTTL: cfg.HeartbeatTTL, Grace: cfg.HeartbeatGrace,
 	})
 	s.api = api.New(api.Config{
-		Cluster: s.cluster, Store: s.store, Logger: cfg.Logger, Scheme: scheme, Transport: peerTransport,
+		Cluster: s.cluster, Store: s.store, Logger: cfg.Logger, Clock: cfg.Clock, Scheme: scheme, Transport: peerTransport,
 		Ready: s.ready.Load, Logs: s.gateway,
 		Live: func(node string) (time.Time, *protocol.Metrics, bool) {
 			l, ok := s.gateway.NodeLive(node)
@@ -323,9 +335,9 @@ func (s *Server) leaderDuties(ctx context.Context) {
 	s.ready.Store(true)
 	s.establish(ctx)
 	worker := scheduler.NewWorker(scheduler.WorkerConfig{
-		Store: s.store, Logger: s.logger,
-		Apply: func(ctx context.Context, p *state.Plan) (uint64, error) {
-			return api.Propose(ctx, s.cluster, time.Now(), state.CmdPlanApply, p)
+		Store: s.store, Logger: s.logger, Clock: s.cfg.Clock,
+		Propose: func(ctx context.Context, p *state.Plan) (uint64, error) {
+			return s.cluster.Propose(ctx, state.CmdPlanApply, p, nil)
 		},
 	})
 	var wg sync.WaitGroup
@@ -353,18 +365,18 @@ func (s *Server) establish(ctx context.Context) {
 	snap := s.store.Snapshot()
 	me := protocol.Member{ID: s.cluster.ID(), RaftAddr: s.cluster.RaftAddr(), HTTPAddr: s.cluster.HTTPAddr(), Voter: true}
 	if cur := snap.Server(me.ID); cur == nil || cur.HTTPAddr != me.HTTPAddr || cur.RaftAddr != me.RaftAddr {
-		if _, err := api.Propose(ctx, s.cluster, time.Now(), state.CmdServerUpsert, state.ServerUpsert{Member: me}); err != nil {
+		if _, err := s.cluster.Propose(ctx, state.CmdServerUpsert, state.ServerUpsert{Member: me}, nil); err != nil {
 			s.logger.Warn("record own address", "error", err)
 		}
 	}
 	if want := s.cfg.AuditRetention.WithDefaults(); want != snap.AuditRetention() {
-		if _, err := api.Propose(ctx, s.cluster, time.Now(), state.CmdAuditRetention, want); err != nil {
+		if _, err := s.cluster.Propose(ctx, state.CmdAuditRetention, want, nil); err != nil {
 			s.logger.Warn("set the audit log's retention", "error", err)
 		}
 	}
 	for _, e := range DefaultEnvironments {
 		if snap.Environment(e.Name) == nil {
-			if _, err := api.Propose(ctx, s.cluster, time.Now(), state.CmdEnvironmentUpsert, state.EnvironmentUpsert{Environment: e}); err != nil {
+			if _, err := s.cluster.Propose(ctx, state.CmdEnvironmentUpsert, state.EnvironmentUpsert{Environment: e}, nil); err != nil {
 				s.logger.Warn("create default environment", "name", e.Name, "error", err)
 			}
 		}

@@ -5,8 +5,8 @@ import (
 	"sort"
 
 	"github.com/drover-dev/drover/internal/secret"
+	"github.com/drover-dev/drover/internal/uid"
 	"github.com/drover-dev/drover/protocol"
-	"github.com/drover-dev/drover/server/cluster"
 	"github.com/drover-dev/drover/server/state"
 )
 
@@ -18,7 +18,7 @@ func (a *API) aclBootstrap(w http.ResponseWriter, r *http.Request) error {
 		return protocol.Errorf(protocol.CodeConflict, "ACLs are already bootstrapped: ask the holder of a management token for a token")
 	}
 	sec := secret.New()
-	tok := protocol.Token{ID: cluster.NewID(), Role: protocol.RoleManagement, Description: "bootstrap token"}
+	tok := protocol.Token{ID: uid.New(), Role: protocol.RoleManagement, Description: "bootstrap token"}
 	cmd := state.ACLBootstrap{Token: tok, SecretHash: secret.Hash(sec)}
 	join := ""
 	if a.cfg.AgentJoinToken == "" {
@@ -26,7 +26,7 @@ func (a *API) aclBootstrap(w http.ResponseWriter, r *http.Request) error {
 		cmd.JoinTokenHash = secret.Hash(js)
 		join = secret.JoinToken{Secret: js, CAFingerprint: a.cfg.CAFingerprint}.String()
 	}
-	if _, err := a.apply(w, r, state.CmdACLBootstrap, "acl", cmd); err != nil {
+	if _, err := a.propose(w, r, state.CmdACLBootstrap, "acl", cmd); err != nil {
 		return err
 	}
 	out := *a.store.Snapshot().Token(tok.ID)
@@ -47,12 +47,12 @@ func (a *API) createToken(w http.ResponseWriter, r *http.Request) error {
 	if req.Tenant != "" && a.store.Snapshot().Tenant(req.Tenant) == nil {
 		return protocol.FieldError("tenant", "unknown tenant %q", req.Tenant)
 	}
-	tok := protocol.Token{ID: cluster.NewID(), Role: req.Role, Tenant: req.Tenant, Description: req.Description, ExpiresAt: req.ExpiresAt.UTC()}
+	tok := protocol.Token{ID: uid.New(), Role: req.Role, Tenant: req.Tenant, Description: req.Description, ExpiresAt: req.ExpiresAt.UTC()}
 	if req.TTL > 0 {
 		tok.ExpiresAt = now.Add(req.TTL.D())
 	}
 	sec := secret.New()
-	if _, err := a.apply(w, r, state.CmdTokenCreate, tok.ID, state.TokenCreate{Token: tok, SecretHash: secret.Hash(sec)}); err != nil {
+	if _, err := a.propose(w, r, state.CmdTokenCreate, tok.ID, state.TokenCreate{Token: tok, SecretHash: secret.Hash(sec)}); err != nil {
 		return err
 	}
 	out := *a.store.Snapshot().Token(tok.ID)
@@ -106,7 +106,7 @@ func (a *API) tokenSelf(w http.ResponseWriter, r *http.Request) error {
 // cannot be locked out of its own administration.
 func (a *API) deleteToken(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
-	if _, err := a.apply(w, r, state.CmdTokenDelete, id, state.NameBody{Name: id}); err != nil {
+	if _, err := a.propose(w, r, state.CmdTokenDelete, id, state.NameBody{Name: id}); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -118,7 +118,7 @@ func (a *API) deleteToken(w http.ResponseWriter, r *http.Request) error {
 // join token as a new node.
 func (a *API) revokeNode(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
-	if _, err := a.apply(w, r, state.CmdNodeRevoke, id, state.NameBody{Name: id}); err != nil {
+	if _, err := a.propose(w, r, state.CmdNodeRevoke, id, state.NameBody{Name: id}); err != nil {
 		return err
 	}
 	if a.cfg.Nodes != nil {

@@ -41,7 +41,8 @@ type Config struct {
 	// Ready reports whether this server, as leader, has applied everything
 	// committed before it became leader (a Barrier), so reads are current.
 	Ready func() bool
-	// Clock returns the time commands are stamped with.
+	// Clock tells the time of tokens' expiry and audit records; the
+	// cluster's (which stamps commands) when nil.
 	Clock func() time.Time
 	// Scheme to reach other servers for forwarding: "http" or "https".
 	Scheme string
@@ -100,7 +101,7 @@ func New(cfg Config) *API {
 		cfg.Logger = hclog.NewNullLogger()
 	}
 	if cfg.Clock == nil {
-		cfg.Clock = time.Now
+		cfg.Clock = cfg.Cluster.Now
 	}
 	if cfg.Scheme == "" {
 		cfg.Scheme = "http"
@@ -300,18 +301,14 @@ func min2(a, b time.Duration) time.Duration {
 	return b
 }
 
-// apply proposes a command with the audit record of the request and sets
+// propose proposes a command with the audit record of the request and sets
 // X-Drover-Index.
-func (a *API) apply(w http.ResponseWriter, r *http.Request, typ state.CommandType, target string, body any) (uint64, error) {
+func (a *API) propose(w http.ResponseWriter, r *http.Request, typ state.CommandType, target string, body any) (uint64, error) {
 	rec := a.auditRecord(r, string(typ), target)
 	if rec.Tenant == "" && typ == state.CmdTenantUpsert {
 		rec.Tenant = target // a tenant's creation is in its own trail
 	}
-	cmd, err := state.Encode(typ, a.cfg.Clock(), body, rec)
-	if err != nil {
-		return 0, err
-	}
-	idx, err := a.c.Apply(r.Context(), cmd)
+	idx, err := a.c.Propose(r.Context(), typ, body, rec)
 	if idx != 0 {
 		markRecorded(r)
 	}
@@ -322,16 +319,6 @@ func (a *API) apply(w http.ResponseWriter, r *http.Request, typ state.CommandTyp
 		w.Header().Set(HeaderIndex, strconv.FormatUint(idx, 10))
 	}
 	return idx, err
-}
-
-// Propose applies a command on behalf of the server itself (the scheduler,
-// the gateway, the leader loop). It has no audit record of a request.
-func Propose(ctx context.Context, c *cluster.Cluster, now time.Time, typ state.CommandType, body any) (uint64, error) {
-	cmd, err := state.Encode(typ, now, body, nil)
-	if err != nil {
-		return 0, err
-	}
-	return c.Apply(ctx, cmd)
 }
 
 func (a *API) auditRecord(r *http.Request, action, target string) *protocol.AuditRecord {

@@ -118,7 +118,7 @@ func (q *auditQueue) take() []protocol.AuditRecord {
 func (q *auditQueue) write(recs []protocol.AuditRecord) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := Propose(ctx, q.a.c, q.a.cfg.Clock(), state.CmdAudit, state.AuditAppend{Records: recs}); err != nil {
+	if _, err := q.a.c.Propose(ctx, state.CmdAudit, state.AuditAppend{Records: recs}, nil); err != nil {
 		// A follower cannot write: it forwards changes, so what it refuses
 		// itself are only bad internal calls.
 		q.a.logger.Warn("audit records of refused requests not written", "records", len(recs), "error", err)

@@ -41,7 +41,7 @@ func (a *API) promoteDeployment(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	id := protocol.InstanceID(tenant, name)
-	if _, err := a.apply(w, r, state.CmdDeploymentPromote, id, state.DeploymentPromote{Tenant: tenant, Name: name, ID: req.ID}); err != nil {
+	if _, err := a.propose(w, r, state.CmdDeploymentPromote, id, state.DeploymentPromote{Tenant: tenant, Name: name, ID: req.ID}); err != nil {
 		return err
 	}
 	snap := a.store.Snapshot()

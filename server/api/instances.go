@@ -130,7 +130,7 @@ func (a *API) createInstance(w http.ResponseWriter, r *http.Request) error {
 	}
 	in := protocol.Instance{Tenant: tenant, Name: req.Name, Environment: req.Environment, Plan: req.Plan, Replicas: replicas, Spec: spec}
 	id := protocol.InstanceID(tenant, req.Name)
-	if _, err := a.apply(w, r, state.CmdInstanceCreate, id, state.InstanceCreate{Instance: in}); err != nil {
+	if _, err := a.propose(w, r, state.CmdInstanceCreate, id, state.InstanceCreate{Instance: in}); err != nil {
 		return err
 	}
 	snap = a.store.Snapshot()
@@ -196,7 +196,7 @@ func (a *API) updateInstance(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	cmd := state.InstanceUpdate{Tenant: tenant, Name: name, Spec: spec, Plan: req.Plan, Environment: req.Environment, Replicas: &replicas, IfVersion: ifVersion}
-	if _, err := a.apply(w, r, state.CmdInstanceUpdate, cur.ID, cmd); err != nil {
+	if _, err := a.propose(w, r, state.CmdInstanceUpdate, cur.ID, cmd); err != nil {
 		return err
 	}
 	snap = a.store.Snapshot()
@@ -258,7 +258,7 @@ func (a *API) deleteInstance(w http.ResponseWriter, r *http.Request) error {
 	if err := a.confirmed(r, id); err != nil {
 		return err
 	}
-	if _, err := a.apply(w, r, state.CmdInstanceDelete, id, state.InstanceRef{Tenant: tenant, Name: name}); err != nil {
+	if _, err := a.propose(w, r, state.CmdInstanceDelete, id, state.InstanceRef{Tenant: tenant, Name: name}); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -291,7 +291,7 @@ func (a *API) scaleInstance(w http.ResponseWriter, r *http.Request) error {
 				Message: "plan " + p.Name + " allows at most " + strconv.Itoa(p.MaxReplicas) + " replicas"}
 		}
 	}
-	if _, err := a.apply(w, r, state.CmdInstanceScale, in.ID, state.InstanceScale{Tenant: tenant, Name: name, Replicas: *req.Replicas}); err != nil {
+	if _, err := a.propose(w, r, state.CmdInstanceScale, in.ID, state.InstanceScale{Tenant: tenant, Name: name, Replicas: *req.Replicas}); err != nil {
 		return err
 	}
 	snap = a.store.Snapshot()
@@ -311,7 +311,7 @@ func (a *API) lifecycle(action string) handlerFunc {
 				return err
 			}
 		}
-		if _, err := a.apply(w, r, state.CmdInstanceLifecycle, id, state.InstanceLifecycle{Tenant: tenant, Name: name, Action: action}); err != nil {
+		if _, err := a.propose(w, r, state.CmdInstanceLifecycle, id, state.InstanceLifecycle{Tenant: tenant, Name: name, Action: action}); err != nil {
 			return err
 		}
 		snap := a.store.Snapshot()

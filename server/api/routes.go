@@ -109,7 +109,7 @@ func (a *API) createTenant(w http.ResponseWriter, r *http.Request) error {
 	if err := t.Validate(); err != nil {
 		return err
 	}
-	if _, err := a.apply(w, r, state.CmdTenantUpsert, t.Name, state.TenantUpsert{Tenant: t, Create: true}); err != nil {
+	if _, err := a.propose(w, r, state.CmdTenantUpsert, t.Name, state.TenantUpsert{Tenant: t, Create: true}); err != nil {
 		return err
 	}
 	snap := a.store.Snapshot()
@@ -188,7 +188,7 @@ func (a *API) patchTenant(w http.ResponseWriter, r *http.Request) error {
 	if err := c.Validate(); err != nil {
 		return err
 	}
-	if _, err := a.apply(w, r, state.CmdTenantUpsert, c.Name, state.TenantUpsert{Tenant: c}); err != nil {
+	if _, err := a.propose(w, r, state.CmdTenantUpsert, c.Name, state.TenantUpsert{Tenant: c}); err != nil {
 		return err
 	}
 	snap := a.store.Snapshot()
@@ -201,7 +201,7 @@ func (a *API) deleteTenant(w http.ResponseWriter, r *http.Request) error {
 	if err := protocol.ValidateName("tenant", name); err != nil {
 		return err
 	}
-	if _, err := a.apply(w, r, state.CmdTenantDelete, name, state.NameBody{Name: name}); err != nil {
+	if _, err := a.propose(w, r, state.CmdTenantDelete, name, state.NameBody{Name: name}); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -229,7 +229,7 @@ func (a *API) putEnvironment(w http.ResponseWriter, r *http.Request) error {
 	if err := protocol.ValidateLabels("constraints.labels", e.Constraints.Labels); err != nil {
 		return err
 	}
-	if _, err := a.apply(w, r, state.CmdEnvironmentUpsert, e.Name, state.EnvironmentUpsert{Environment: e}); err != nil {
+	if _, err := a.propose(w, r, state.CmdEnvironmentUpsert, e.Name, state.EnvironmentUpsert{Environment: e}); err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, a.store.Snapshot().Environment(e.Name))
@@ -260,7 +260,7 @@ func (a *API) putPlan(w http.ResponseWriter, r *http.Request) error {
 	if err := protocol.ValidateReplicas("max_replicas", p.MaxReplicas); err != nil {
 		return err
 	}
-	if _, err := a.apply(w, r, state.CmdPlanUpsert, p.Name, state.PlanUpsert{Plan: p}); err != nil {
+	if _, err := a.propose(w, r, state.CmdPlanUpsert, p.Name, state.PlanUpsert{Plan: p}); err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, a.store.Snapshot().Plan(p.Name))
@@ -344,7 +344,7 @@ func (a *API) drainNode(w http.ResponseWriter, r *http.Request) error {
 		now := a.cfg.Clock().UTC()
 		cmd.Drain = &protocol.DrainSpec{StartedAt: now, Deadline: now.Add(d)}
 	}
-	if _, err := a.apply(w, r, state.CmdNodeDrain, id, cmd); err != nil {
+	if _, err := a.propose(w, r, state.CmdNodeDrain, id, cmd); err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, a.store.Snapshot().Node(id))
@@ -360,7 +360,7 @@ func (a *API) nodeEligibility(w http.ResponseWriter, r *http.Request) error {
 		return protocol.FieldError("eligible", "is required: true or false")
 	}
 	id := r.PathValue("id")
-	if _, err := a.apply(w, r, state.CmdNodeEligibility, id, state.NodeEligibility{ID: id, Eligible: *req.Eligible}); err != nil {
+	if _, err := a.propose(w, r, state.CmdNodeEligibility, id, state.NodeEligibility{ID: id, Eligible: *req.Eligible}); err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, a.store.Snapshot().Node(id))
@@ -394,7 +394,7 @@ func (a *API) restoreSnapshot(w http.ResponseWriter, r *http.Request) error {
 	}
 	rec := a.auditRecord(r, "operator.snapshot.restore", "cluster")
 	rec.Result = "ok"
-	idx, err := Propose(r.Context(), a.c, a.cfg.Clock(), state.CmdStateRestored, state.AuditAppend{Records: []protocol.AuditRecord{*rec}})
+	idx, err := a.c.Propose(r.Context(), state.CmdStateRestored, state.AuditAppend{Records: []protocol.AuditRecord{*rec}}, nil)
 	if err != nil {
 		return err
 	}
@@ -426,7 +426,7 @@ func (a *API) removePeer(w http.ResponseWriter, r *http.Request) error {
 	if err := a.c.RemoveServer(id); err != nil {
 		return err
 	}
-	if _, err := a.apply(w, r, state.CmdServerRemove, id, state.NameBody{Name: id}); err != nil {
+	if _, err := a.propose(w, r, state.CmdServerRemove, id, state.NameBody{Name: id}); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -446,7 +446,7 @@ func (a *API) join(w http.ResponseWriter, r *http.Request) error {
 	}
 	m := protocol.Member{ID: req.ID, RaftAddr: req.RaftAddr, HTTPAddr: req.HTTPAddr, Voter: true}
 	if cur := a.store.Snapshot().Server(req.ID); cur == nil || cur.HTTPAddr != m.HTTPAddr || cur.RaftAddr != m.RaftAddr {
-		if _, err := a.apply(w, r, state.CmdServerUpsert, req.ID, state.ServerUpsert{Member: m}); err != nil {
+		if _, err := a.propose(w, r, state.CmdServerUpsert, req.ID, state.ServerUpsert{Member: m}); err != nil {
 			return err
 		}
 	}

@@ -6,8 +6,6 @@ package cluster
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -22,6 +20,7 @@ import (
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 
+	"github.com/drover-dev/drover/internal/uid"
 	"github.com/drover-dev/drover/protocol"
 	"github.com/drover-dev/drover/server/state"
 )
@@ -61,9 +60,17 @@ type Config struct {
 
 	FSM    *state.FSM
 	Logger hclog.Logger
+	// Clock stamps the commands this member proposes; time.Now when nil.
+	Clock func() time.Time
 
-	// Transport, LogStore, StableStore and SnapshotStore replace the real
-	// ones in in-process tests.
+	// Stores, where set, replace the TCP transport and the stores in the
+	// data directory: in-process tests run on raft's in-memory ones.
+	Stores
+}
+
+// Stores are a member's Raft transport and stores. A zero field takes the
+// real one: TCP on RaftAddr, raft-boltdb and files in the data directory.
+type Stores struct {
 	Transport     raft.Transport
 	LogStore      raft.LogStore
 	StableStore   raft.StableStore
@@ -94,6 +101,9 @@ func (c *Config) defaults() {
 	}
 	if c.Logger == nil {
 		c.Logger = hclog.NewNullLogger()
+	}
+	if c.Clock == nil {
+		c.Clock = time.Now
 	}
 }
 
@@ -236,23 +246,11 @@ func loadOrCreateID(path string) (string, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return "", fmt.Errorf("create data dir: %w", err)
 	}
-	id := NewID()
+	id := uid.New()
 	if err := os.WriteFile(path, []byte(id+"\n"), 0o600); err != nil {
 		return "", fmt.Errorf("write server id: %w", err)
 	}
 	return id, nil
-}
-
-// NewID returns a random id in UUID form.
-func NewID() string {
-	var b [16]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		panic(err)
-	}
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	h := hex.EncodeToString(b[:])
-	return h[:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
 }
 
 // ID returns this server's id.
@@ -290,11 +288,27 @@ func (c *Cluster) Bootstrap(servers []protocol.Member) error {
 	return nil
 }
 
-// Apply proposes cmd and waits until it is committed and applied here. It
-// returns the Raft index and the FSM's answer (an error that changed
-// nothing, or nil). Callers keep requests concurrent: Raft batches
-// concurrent applies into one disk write.
-func (c *Cluster) Apply(ctx context.Context, cmd []byte) (uint64, error) {
+// Propose is how every part of a server changes the state: it encodes a
+// command of type typ with body, stamped with this member's clock and
+// carrying the audit record of the request that caused it (nil for the
+// server's own duties: the scheduler, the agent gateway, the leader), and
+// waits until it is committed and applied here. It returns the Raft index
+// and the FSM's answer (an error that changed nothing, or nil); ErrNotLeader
+// when this member does not lead. Callers keep requests concurrent: Raft
+// batches concurrent proposals into one disk write.
+func (c *Cluster) Propose(ctx context.Context, typ state.CommandType, body any, audit *protocol.AuditRecord) (uint64, error) {
+	cmd, err := state.Encode(typ, c.cfg.Clock(), body, audit)
+	if err != nil {
+		return 0, err
+	}
+	return c.propose(ctx, cmd)
+}
+
+// Now returns the time of this member's clock, the one its proposals are
+// stamped with.
+func (c *Cluster) Now() time.Time { return c.cfg.Clock() }
+
+func (c *Cluster) propose(ctx context.Context, cmd []byte) (uint64, error) {
 	timeout := DefaultApplyTimeout
 	if d, ok := ctx.Deadline(); ok {
 		timeout = time.Until(d)

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/drover-dev/drover/protocol"
 	"github.com/drover-dev/drover/server/cluster"
@@ -58,8 +57,7 @@ func TestWritesReplicateToAll(t *testing.T) {
 	}
 	// Only the leader takes writes.
 	for _, f := range c.Followers() {
-		cmd, _ := state.Encode(state.CmdTenantUpsert, time.Now(), state.TenantUpsert{Tenant: protocol.Tenant{Name: "nope"}, Create: true}, nil)
-		if _, err := f.Cluster.Apply(context.Background(), cmd); !errors.Is(err, cluster.ErrNotLeader) {
+		if _, err := f.Cluster.Propose(context.Background(), state.CmdTenantUpsert, state.TenantUpsert{Tenant: protocol.Tenant{Name: "nope"}, Create: true}, nil); !errors.Is(err, cluster.ErrNotLeader) {
 			t.Fatalf("apply on follower %s: %v", f.ID, err)
 		}
 		if id, _ := f.Cluster.Leader(); id != leader.ID {
@@ -114,8 +112,7 @@ func TestLeaderPartition(t *testing.T) {
 	createTenant(c, "during")
 
 	// The old leader cannot commit: its write fails and is never seen.
-	cmd, _ := state.Encode(state.CmdTenantUpsert, time.Now(), state.TenantUpsert{Tenant: protocol.Tenant{Name: "lost"}, Create: true}, nil)
-	if _, err := old.Cluster.Apply(context.Background(), cmd); err == nil {
+	if _, err := old.Cluster.Propose(context.Background(), state.CmdTenantUpsert, state.TenantUpsert{Tenant: protocol.Tenant{Name: "lost"}, Create: true}, nil); err == nil {
 		t.Fatal("the partitioned old leader committed a write")
 	}
 	if hasTenant(old, "during") || hasTenant(old, "lost") {
@@ -151,8 +148,7 @@ func TestNoQuorumNoWrites(t *testing.T) {
 		}
 		return nil
 	})
-	cmd, _ := state.Encode(state.CmdTenantUpsert, time.Now(), state.TenantUpsert{Tenant: protocol.Tenant{Name: "x"}, Create: true}, nil)
-	if _, err := leader.Cluster.Apply(context.Background(), cmd); err == nil {
+	if _, err := leader.Cluster.Propose(context.Background(), state.CmdTenantUpsert, state.TenantUpsert{Tenant: protocol.Tenant{Name: "x"}, Create: true}, nil); err == nil {
 		t.Fatal("a server without quorum committed")
 	}
 	c.Heal()
@@ -337,8 +333,7 @@ func TestUserRestore(t *testing.T) {
 func TestUnbootstrappedServerHasNoLeader(t *testing.T) {
 	c := cluster.NewTestCluster(t, cluster.TestConfig{Servers: 1, NoBootstrap: true})
 	s := c.Servers()[0]
-	cmd, _ := state.Encode(state.CmdTenantUpsert, time.Now(), state.TenantUpsert{Tenant: protocol.Tenant{Name: "x"}, Create: true}, nil)
-	if _, err := s.Cluster.Apply(context.Background(), cmd); !errors.Is(err, cluster.ErrNotLeader) {
+	if _, err := s.Cluster.Propose(context.Background(), state.CmdTenantUpsert, state.TenantUpsert{Tenant: protocol.Tenant{Name: "x"}, Create: true}, nil); !errors.Is(err, cluster.ErrNotLeader) {
 		t.Fatalf("apply without a cluster: %v", err)
 	}
 	if id, _ := s.Cluster.Leader(); id != "" || s.Cluster.IsLeader() {

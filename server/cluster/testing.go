@@ -129,7 +129,7 @@ func (c *TestCluster) start(s *TestServer) {
 		HeartbeatTimeout: TestHeartbeatTimeout, ElectionTimeout: TestElectionTimeout,
 		LeaderLeaseTimeout: TestLeaseTimeout, SnapshotThreshold: c.cfg.SnapshotThreshold,
 		FSM: s.FSM, Logger: logger,
-		Transport: s.trans, LogStore: s.logs, StableStore: s.logs, SnapshotStore: s.snaps,
+		Stores: Stores{Transport: s.trans, LogStore: s.logs, StableStore: s.logs, SnapshotStore: s.snaps},
 	})
 	if err != nil {
 		c.t.Fatalf("start %s: %v", s.ID, err)
@@ -374,13 +374,9 @@ func firstDiff(a, b []byte) string {
 // moves, and returns its index and the FSM's answer.
 func (c *TestCluster) Apply(typ state.CommandType, body any) (uint64, error) {
 	c.t.Helper()
-	cmd, err := state.Encode(typ, time.Now(), body, nil)
-	if err != nil {
-		c.t.Fatalf("encode %s: %v", typ, err)
-	}
 	deadline := time.Now().Add(TestWait)
 	for {
-		idx, err := c.Leader().Cluster.Apply(context.Background(), cmd)
+		idx, err := c.Leader().Cluster.Propose(context.Background(), typ, body, nil)
 		if errors.Is(err, ErrNotLeader) && time.Now().Before(deadline) {
 			continue
 		}

@@ -110,7 +110,7 @@ func (b *batcher) run(ctx context.Context, g *Gateway) {
 		}
 		reports, acks := b.take()
 		if reports != nil {
-			if _, err := g.propose(ctx, state.CmdReplicaReports, reports); err != nil {
+			if _, err := g.cfg.Cluster.Propose(ctx, state.CmdReplicaReports, reports, nil); err != nil {
 				g.logger.Warn("commit replica reports", "error", err)
 				b.requeue(reports, acks)
 				select {

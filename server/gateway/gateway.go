@@ -17,6 +17,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/drover-dev/drover/internal/secret"
+	"github.com/drover-dev/drover/internal/uid"
 	"github.com/drover-dev/drover/protocol"
 	"github.com/drover-dev/drover/server/cluster"
 	"github.com/drover-dev/drover/server/state"
@@ -226,7 +227,7 @@ func (g *Gateway) checkHeartbeats(ctx context.Context) {
 				g.logger.Warn("node missed its heartbeat deadline; marking it down", "node", c.ID)
 			}
 		}
-		if _, err := g.propose(ctx, state.CmdNodeStatus, state.NodeStatusUpdate{Nodes: changes}); err != nil {
+		if _, err := g.cfg.Cluster.Propose(ctx, state.CmdNodeStatus, state.NodeStatusUpdate{Nodes: changes}, nil); err != nil {
 			g.logger.Error("commit node status", "error", err)
 			// Try again at the next tick: downs as expired deadlines, ups
 			// as pending ups.
@@ -284,14 +285,6 @@ func (g *Gateway) NodeLive(nodeID string) (Live, bool) {
 	defer g.mu.Unlock()
 	l, ok := g.live[nodeID]
 	return l, ok
-}
-
-func (g *Gateway) propose(ctx context.Context, typ state.CommandType, body any) (uint64, error) {
-	cmd, err := state.Encode(typ, g.cfg.Clock(), body, nil)
-	if err != nil {
-		return 0, err
-	}
-	return g.cfg.Cluster.Apply(ctx, cmd)
 }
 
 // ServeHTTP accepts an agent's WebSocket (GET /v1/agent/connect).
@@ -439,7 +432,7 @@ func (g *Gateway) register(ctx context.Context, h *protocol.Hello, r *http.Reque
 		if err := g.checkJoinToken(snap, h.JoinToken); err != nil {
 			return nil, "", err
 		}
-		id = cluster.NewID()
+		id = uid.New()
 		nodeSecret = secret.New()
 		hash = secret.Hash(nodeSecret)
 	}
@@ -448,7 +441,7 @@ func (g *Gateway) register(ctx context.Context, h *protocol.Hello, r *http.Reque
 		Resources: h.Resources, Facts: h.Facts, PortRange: h.PortRange,
 	}
 	n.Facts.AgentVersion = h.Version
-	if _, err := g.propose(ctx, state.CmdNodeRegister, state.NodeRegister{Node: n, SecretHash: hash}); err != nil {
+	if _, err := g.cfg.Cluster.Propose(ctx, state.CmdNodeRegister, state.NodeRegister{Node: n, SecretHash: hash}, nil); err != nil {
 		return nil, "", err
 	}
 	g.touch(id)

@@ -2,25 +2,24 @@ package scheduler
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/drover-dev/drover/internal/uid"
 	"github.com/drover-dev/drover/server/state"
 )
 
 // WorkerConfig configures a Worker. Zero values take the defaults.
 type WorkerConfig struct {
 	Store *state.Store
-	// Apply commits a plan through Raft (command state.CmdPlanApply) and
+	// Propose commits a plan through Raft (command state.CmdPlanApply) and
 	// returns the index it was committed at.
-	Apply  func(ctx context.Context, p *state.Plan) (uint64, error)
-	Logger hclog.Logger
+	Propose func(ctx context.Context, p *state.Plan) (uint64, error)
+	Logger  hclog.Logger
 	// Clock is the time plans are made at; time.Now by default.
 	Clock func() time.Time
-	// IDs makes ids of new replicas and deployments; NewID by default.
+	// IDs makes ids of new replicas and deployments; uid.New by default.
 	IDs func() string
 	// ErrorBackoff is how long an evaluation whose plan could not be
 	// committed waits before it is tried again; it doubles with each
@@ -57,21 +56,12 @@ func NewWorker(cfg WorkerConfig) *Worker {
 		cfg.Clock = time.Now
 	}
 	if cfg.IDs == nil {
-		cfg.IDs = NewID
+		cfg.IDs = uid.New
 	}
 	if cfg.ErrorBackoff <= 0 {
 		cfg.ErrorBackoff = time.Second
 	}
 	return &Worker{cfg: cfg, logger: cfg.Logger.Named("scheduler"), deferred: map[string]deferral{}}
-}
-
-// NewID returns a random id for a replica or a deployment.
-func NewID() string {
-	var b [16]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		panic(err)
-	}
-	return hex.EncodeToString(b[:])
 }
 
 // Run schedules evaluations until ctx ends.
@@ -137,7 +127,7 @@ func (w *Worker) evaluate(ctx context.Context, instance string) time.Time {
 		// here for its time.
 		return w.deferUntil(instance, e.Index, p.RetryAt, now, 0)
 	}
-	index, err := w.cfg.Apply(ctx, p)
+	index, err := w.cfg.Propose(ctx, p)
 	if err != nil {
 		if ctx.Err() != nil {
 			return time.Time{}

@@ -50,7 +50,7 @@ func (w testLogWriter) Write(p []byte) (int, error) {
 func startWorker(t *testing.T, store *state.Store, apply func(context.Context, *state.Plan) (uint64, error)) {
 	t.Helper()
 	w := NewWorker(WorkerConfig{
-		Store: store, Apply: apply, ErrorBackoff: 10 * time.Millisecond,
+		Store: store, Propose: apply, ErrorBackoff: 10 * time.Millisecond,
 		Logger: hclog.New(&hclog.LoggerOptions{Output: testLogWriter{t}, Level: hclog.Debug}),
 	})
 	ctx, cancel := context.WithCancel(context.Background())
