@@ -156,7 +156,7 @@ func (r *replica) report() protocol.ReplicaReport {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return protocol.ReplicaReport{ID: r.spec.ID, State: r.state, Health: r.health, Ports: r.ports,
-		Restarts: r.restarts, StartedAt: r.startedAt, Message: truncate(r.message, protocol.MaxMessageBytes)}
+		Restarts: r.restarts, StartedAt: r.startedAt, Message: protocol.Truncate(r.message, protocol.MaxMessageBytes)}
 }
 
 func (r *replica) persist() {
@@ -417,11 +417,4 @@ func (r *replica) checker() health.Checker {
 		}
 		return check
 	}
-}
-
-func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n]
-	}
-	return s
 }

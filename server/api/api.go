@@ -348,7 +348,7 @@ func (a *API) sourceAddr(r *http.Request) string {
 	if r.Header.Get(headerForwarded) != "" && (a.fromServer(r) || !a.cfg.ACL && !a.cfg.RequireServerAuth) {
 		if xf := r.Header.Get("X-Forwarded-For"); xf != "" {
 			parts := strings.Split(xf, ",")
-			return truncate(strings.TrimSpace(parts[len(parts)-1]), maxAuditField)
+			return protocol.Truncate(strings.TrimSpace(parts[len(parts)-1]), maxAuditField)
 		}
 	}
 	return remoteHost(r)

@@ -182,7 +182,7 @@ func actionOf(r *http.Request) string {
 	if r.Pattern != "" {
 		return r.Pattern
 	}
-	return truncate(r.Method+" "+r.URL.Path, maxAuditField)
+	return protocol.Truncate(r.Method+" "+r.URL.Path, maxAuditField)
 }
 
 // targetOf names the object a request is about, as the records of applied
@@ -202,12 +202,5 @@ func targetOf(r *http.Request) string {
 	default:
 		out = strings.TrimPrefix(r.URL.Path, "/v1/")
 	}
-	return truncate(out, maxAuditField)
-}
-
-func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n]
-	}
-	return s
+	return protocol.Truncate(out, maxAuditField)
 }

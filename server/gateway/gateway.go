@@ -410,7 +410,7 @@ func (g *Gateway) redirect(ctx context.Context, c *websocket.Conn) {
 func (g *Gateway) refuse(ctx context.Context, c *websocket.Conn, r *http.Request, code, msg string) {
 	g.logger.Warn("agent refused", "remote", r.RemoteAddr, "code", code, "reason", msg)
 	sendError(ctx, c, code, msg, nil)
-	c.Close(websocket.StatusPolicyViolation, truncate(msg, 120))
+	c.Close(websocket.StatusPolicyViolation, protocol.Truncate(msg, 120))
 }
 
 // register authenticates a hello and records the node. It returns the node
@@ -495,13 +495,6 @@ func (g *Gateway) kick() {
 	case g.wake <- struct{}{}:
 	default:
 	}
-}
-
-func truncate(s string, n int) string {
-	if len(s) > n {
-		return s[:n]
-	}
-	return s
 }
 
 // Sessions counts the agents connected to this server.
