@@ -64,7 +64,7 @@ func (a *API) createToken(w http.ResponseWriter, r *http.Request) error {
 // listTokens answers the tokens, oldest first, optionally of one tenant or
 // role. Secrets are not in the state, so not in the answer.
 func (a *API) listTokens(w http.ResponseWriter, r *http.Request) error {
-	snap, err := a.snapshot(w, r, state.TableTokens)
+	snap, err := a.read(w, r, state.TableTokens)
 	if err != nil {
 		return err
 	}
@@ -89,7 +89,7 @@ func (a *API) tokenSelf(w http.ResponseWriter, r *http.Request) error {
 		writeJSON(w, http.StatusOK, protocol.Token{Role: protocol.RoleManagement, Description: "ACLs are off: every request acts as management"})
 		return nil
 	}
-	snap, err := a.snapshot(w, r, state.TableTokens)
+	snap, err := a.read(w, r, state.TableTokens)
 	if err != nil {
 		return err
 	}

@@ -261,12 +261,12 @@ func (a *API) consistentRead(r *http.Request) error {
 	return nil
 }
 
-// snapshot serves a read: it blocks while ?index=N&wait=D asks to, checks
+// read serves a read: it blocks while ?index=N&wait=D asks to, checks
 // consistency, sets X-Drover-Index and returns the state to read.
-func (a *API) snapshot(w http.ResponseWriter, r *http.Request, tables ...string) (*state.Snapshot, error) {
+func (a *API) read(w http.ResponseWriter, r *http.Request, tables ...string) (*state.Snapshot, error) {
 	q := r.URL.Query()
 	if s := q.Get("index"); s != "" {
-		min, err := strconv.ParseUint(s, 10, 64)
+		after, err := strconv.ParseUint(s, 10, 64)
 		if err != nil {
 			return nil, protocol.FieldError("index", "must be a non-negative integer")
 		}
@@ -276,10 +276,10 @@ func (a *API) snapshot(w http.ResponseWriter, r *http.Request, tables ...string)
 			if err != nil || d < 0 {
 				return nil, protocol.FieldError("wait", "must be a duration like 30s")
 			}
-			wait = min2(d, MaxWait)
+			wait = min(d, MaxWait)
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), wait)
-		a.store.Wait(ctx, min, tables...)
+		a.store.Wait(ctx, after, tables...)
 		cancel()
 	}
 	if err := a.consistentRead(r); err != nil {
@@ -292,13 +292,6 @@ func (a *API) snapshot(w http.ResponseWriter, r *http.Request, tables ...string)
 	}
 	w.Header().Set(HeaderIndex, strconv.FormatUint(idx, 10))
 	return snap, nil
-}
-
-func min2(a, b time.Duration) time.Duration {
-	if a < b {
-		return a
-	}
-	return b
 }
 
 // propose proposes a command with the audit record of the request and sets

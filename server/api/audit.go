@@ -168,7 +168,7 @@ func (a *API) listAudit(w http.ResponseWriter, r *http.Request) error {
 	if id.Tenant != "" {
 		f.Tenant = id.Tenant
 	}
-	snap, err := a.snapshot(w, r, state.TableAudit)
+	snap, err := a.read(w, r, state.TableAudit)
 	if err != nil {
 		return err
 	}

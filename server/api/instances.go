@@ -205,7 +205,7 @@ func (a *API) updateInstance(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *API) listTenantInstances(w http.ResponseWriter, r *http.Request) error {
-	snap, err := a.snapshot(w, r, state.TableInstances, state.TableReplicas)
+	snap, err := a.read(w, r, state.TableInstances, state.TableReplicas)
 	if err != nil {
 		return err
 	}
@@ -220,7 +220,7 @@ func (a *API) listTenantInstances(w http.ResponseWriter, r *http.Request) error 
 func (a *API) listInstances(w http.ResponseWriter, r *http.Request) error {
 	q := r.URL.Query()
 	f := state.InstanceFilter{Tenant: q.Get("tenant"), Environment: q.Get("environment"), State: q.Get("state")}
-	snap, err := a.snapshot(w, r, state.TableInstances, state.TableReplicas)
+	snap, err := a.read(w, r, state.TableInstances, state.TableReplicas)
 	if err != nil {
 		return err
 	}
@@ -236,7 +236,7 @@ func (a *API) listInstances(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *API) getInstance(w http.ResponseWriter, r *http.Request) error {
-	snap, err := a.snapshot(w, r, state.TableInstances, state.TableReplicas)
+	snap, err := a.read(w, r, state.TableInstances, state.TableReplicas)
 	if err != nil {
 		return err
 	}
@@ -321,7 +321,7 @@ func (a *API) lifecycle(action string) handlerFunc {
 }
 
 func (a *API) listReplicas(w http.ResponseWriter, r *http.Request) error {
-	snap, err := a.snapshot(w, r, state.TableReplicas, state.TableInstances)
+	snap, err := a.read(w, r, state.TableReplicas, state.TableInstances)
 	if err != nil {
 		return err
 	}
@@ -334,7 +334,7 @@ func (a *API) listReplicas(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *API) listEvents(w http.ResponseWriter, r *http.Request) error {
-	snap, err := a.snapshot(w, r, state.TableEvents, state.TableInstances)
+	snap, err := a.read(w, r, state.TableEvents, state.TableInstances)
 	if err != nil {
 		return err
 	}

@@ -18,7 +18,7 @@ type LogStreamer interface {
 const MaxLogTail = 10000
 
 func (a *API) logs(w http.ResponseWriter, r *http.Request) error {
-	snap, err := a.snapshot(w, r)
+	snap, err := a.read(w, r)
 	if err != nil {
 		return err
 	}

@@ -80,7 +80,7 @@ func (a *API) routes() {
 }
 
 func (a *API) status(w http.ResponseWriter, r *http.Request) error {
-	snap, err := a.snapshot(w, r)
+	snap, err := a.read(w, r)
 	if err != nil {
 		return err
 	}
@@ -118,7 +118,7 @@ func (a *API) createTenant(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *API) listTenants(w http.ResponseWriter, r *http.Request) error {
-	snap, err := a.snapshot(w, r, state.TableTenants)
+	snap, err := a.read(w, r, state.TableTenants)
 	if err != nil {
 		return err
 	}
@@ -146,7 +146,7 @@ func (a *API) tenant(snap *state.Snapshot, r *http.Request) (*protocol.Tenant, e
 }
 
 func (a *API) getTenant(w http.ResponseWriter, r *http.Request) error {
-	snap, err := a.snapshot(w, r, state.TableTenants)
+	snap, err := a.read(w, r, state.TableTenants)
 	if err != nil {
 		return err
 	}
@@ -209,7 +209,7 @@ func (a *API) deleteTenant(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *API) listEnvironments(w http.ResponseWriter, r *http.Request) error {
-	snap, err := a.snapshot(w, r)
+	snap, err := a.read(w, r)
 	if err != nil {
 		return err
 	}
@@ -237,7 +237,7 @@ func (a *API) putEnvironment(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *API) listPlans(w http.ResponseWriter, r *http.Request) error {
-	snap, err := a.snapshot(w, r)
+	snap, err := a.read(w, r)
 	if err != nil {
 		return err
 	}
@@ -270,7 +270,7 @@ func (a *API) putPlan(w http.ResponseWriter, r *http.Request) error {
 // --- nodes ---
 
 func (a *API) listNodes(w http.ResponseWriter, r *http.Request) error {
-	snap, err := a.snapshot(w, r, state.TableNodes)
+	snap, err := a.read(w, r, state.TableNodes)
 	if err != nil {
 		return err
 	}
@@ -308,7 +308,7 @@ type nodeView struct {
 }
 
 func (a *API) getNode(w http.ResponseWriter, r *http.Request) error {
-	snap, err := a.snapshot(w, r, state.TableNodes, state.TableReplicas)
+	snap, err := a.read(w, r, state.TableNodes, state.TableReplicas)
 	if err != nil {
 		return err
 	}
@@ -405,7 +405,7 @@ func (a *API) restoreSnapshot(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (a *API) raftPeers(w http.ResponseWriter, r *http.Request) error {
-	snap, err := a.snapshot(w, r)
+	snap, err := a.read(w, r)
 	if err != nil {
 		return err
 	}

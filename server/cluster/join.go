@@ -6,11 +6,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"sort"
 	"time"
 
+	"github.com/drover-dev/drover/internal/backoff"
 	"github.com/drover-dev/drover/protocol"
 )
 
@@ -61,25 +61,19 @@ func (j *Joiner) Run(ctx context.Context) error {
 	if j.Client == nil {
 		j.Client = &http.Client{Timeout: 5 * time.Second}
 	}
-	backoff := 200 * time.Millisecond
-	for attempt := 0; ; attempt++ {
+	wait := backoff.Backoff{Min: 200 * time.Millisecond, Max: 5 * time.Second, Jitter: true}
+	for {
 		err := j.step(ctx)
 		if err == nil {
 			return nil
 		}
-		if attempt > 0 && attempt%10 == 0 {
+		if n := wait.Failures(); n > 0 && n%10 == 0 {
 			c.logger.Warn("still trying to form or join the cluster", "peers", j.Peers, "expect", j.Expect, "error", err)
 		} else {
 			c.logger.Debug("join attempt failed", "error", err)
 		}
-		d := backoff/2 + rand.N(backoff/2+1)
-		select {
-		case <-ctx.Done():
+		if !backoff.Sleep(ctx, wait.Next()) {
 			return ctx.Err()
-		case <-time.After(d):
-		}
-		if backoff < 5*time.Second {
-			backoff *= 2
 		}
 	}
 }

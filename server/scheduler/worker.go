@@ -6,6 +6,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/drover-dev/drover/internal/backoff"
 	"github.com/drover-dev/drover/internal/uid"
 	"github.com/drover-dev/drover/server/state"
 )
@@ -133,7 +134,7 @@ func (w *Worker) evaluate(ctx context.Context, instance string) time.Time {
 			return time.Time{}
 		}
 		failures++
-		delay := min(w.cfg.ErrorBackoff<<min(failures-1, 6), time.Minute)
+		delay := backoff.Exp(w.cfg.ErrorBackoff, time.Minute, failures)
 		w.logger.Error("commit plan", "instance", instance, "error", err, "retry_in", delay)
 		return w.deferUntil(instance, e.Index, now.Add(delay), now, failures)
 	}
