@@ -38,6 +38,7 @@ func TestErrorIsAndAs(t *testing.T) {
 	if errors.Is(nf, protocol.ErrConflict) {
 		t.Fatal("not_found matches ErrConflict")
 	}
+	//lint:ignore SA1032 the arguments are swapped on purpose: the relation is one-way
 	if errors.Is(protocol.ErrNotFound, protocol.NotFound("tenant", "acme")) {
 		t.Fatal("a sentinel matches an error with a message")
 	}

@@ -128,7 +128,7 @@ func New(cfg Config) (*Server, error) {
 		ln.Close()
 		return nil, fmt.Errorf("advertise: %w", err)
 	}
-	raftAdv := cfg.RaftAddr
+	var raftAdv string
 	if cfg.Raft.Transport != nil {
 		raftAdv = string(cfg.Raft.Transport.LocalAddr())
 	} else if raftAdv, err = advertised(cfg.Advertise, cfg.RaftAddr); err != nil {

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 )
 
 // ErrNotFound is returned by GetReplica for an unknown replica ID.
@@ -88,7 +89,7 @@ func Open(path string) (*Store, error) {
 		return nil, fmt.Errorf("open agent store %s: %w", path, err)
 	}
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: openTimeout})
-	if errors.Is(err, bolt.ErrTimeout) {
+	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("open agent store %s: %w", path, ErrLocked)
 	}
 	if err != nil {

@@ -44,7 +44,7 @@ func TestSecretsDiffer(t *testing.T) {
 	if a == b || len(a) != 64 {
 		t.Fatalf("New() gave %q and %q", a, b)
 	}
-	if Hash(a) == a || Hash(a) != Hash(a) || Hash(a) == Hash(b) {
+	if again := Hash(a); Hash(a) == a || again != Hash(a) || Hash(a) == Hash(b) {
 		t.Fatal("Hash is not a function of its input alone")
 	}
 	if !Equal(a, a) || Equal(a, b) {
