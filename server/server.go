@@ -16,6 +16,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/drover-dev/drover/internal/backoff"
 	"github.com/drover-dev/drover/internal/secret"
 	"github.com/drover-dev/drover/internal/tlsutil"
 	"github.com/drover-dev/drover/protocol"
@@ -72,6 +73,13 @@ type Config struct {
 	// Clock is this server's time: commands, tokens, heartbeat deadlines
 	// and the scheduler read it. time.Now when nil.
 	Clock func() time.Time
+	// MaxHeartbeatsPerSecond bounds the leader's heartbeat load; the TTL
+	// grows with the fleet to keep under it (gateway.Config).
+	MaxHeartbeatsPerSecond int
+	// NoScheduler keeps the leader from running the scheduler: for tests
+	// of the agent channel that place replicas themselves (Nomad's servers
+	// have NumSchedulers = 0 for the same).
+	NoScheduler bool
 	// Raft replaces Raft's TCP transport and on-disk stores where set: the
 	// in-process tests of clustertest run servers on raft's in-memory
 	// transport. RaftAddr is then the transport's address.
@@ -169,7 +177,7 @@ func New(cfg Config) (*Server, error) {
 	s.gateway = gateway.New(gateway.Config{
 		Cluster: s.cluster, Store: s.store, Logger: cfg.Logger, Clock: cfg.Clock,
 		JoinToken: cfg.AgentJoinToken, RequireJoinToken: cfg.ACL,
-		MinTTL: cfg.HeartbeatTTL, Grace: cfg.HeartbeatGrace,
+		MinTTL: cfg.HeartbeatTTL, Grace: cfg.HeartbeatGrace, MaxHeartbeatsPerSecond: cfg.MaxHeartbeatsPerSecond,
 	})
 	s.api = api.New(api.Config{
 		Cluster: s.cluster, Store: s.store, Logger: cfg.Logger, Clock: cfg.Clock, Scheme: scheme, Transport: peerTransport,
@@ -182,7 +190,7 @@ func New(cfg Config) (*Server, error) {
 		AgentJoinToken: cfg.AgentJoinToken, CAFingerprint: caFingerprint,
 		Metrics: metrics.Handler(metrics.Source{
 			Store: s.store, IsLeader: s.cluster.IsLeader, AppliedIndex: s.cluster.AppliedIndex,
-			Sessions: s.gateway.Sessions,
+			Sessions: s.gateway.Sessions, Connects: s.gateway.Connects,
 		}),
 		Mount: func(mux *http.ServeMux) {
 			mux.Handle("GET /v1/agent/connect", s.gateway)
@@ -262,6 +270,14 @@ func advertised(advertise, listen string) (string, error) {
 // HTTPAddr returns the address the API listens on.
 func (s *Server) HTTPAddr() string { return s.ln.Addr().String() }
 
+// Ready reports whether this server leads and has applied everything
+// committed before its term, so that it serves current reads and runs the
+// leader's duties.
+func (s *Server) Ready() bool { return s.ready.Load() && s.cluster.IsLeader() }
+
+// Gateway returns the agents' gateway.
+func (s *Server) Gateway() *gateway.Gateway { return s.gateway }
+
 // Cluster returns the Raft member.
 func (s *Server) Cluster() *cluster.Cluster { return s.cluster }
 
@@ -322,34 +338,36 @@ func (t *task) stop() {
 // current, records its own address and the default environments, then
 // serves until ctx ends.
 func (s *Server) leaderDuties(ctx context.Context) {
-	for ctx.Err() == nil {
-		if err := s.cluster.Barrier(10 * time.Second); err == nil {
-			break
-		}
-		select {
-		case <-ctx.Done():
+	wait := backoff.Backoff{Min: 100 * time.Millisecond, Max: 2 * time.Second}
+	for s.cluster.Barrier(10*time.Second) != nil {
+		if !backoff.Sleep(ctx, wait.Next()) {
 			return
-		case <-time.After(100 * time.Millisecond):
 		}
+	}
+	if ctx.Err() != nil {
+		return
 	}
 	s.ready.Store(true)
 	s.establish(ctx)
-	worker := scheduler.NewWorker(scheduler.WorkerConfig{
-		Store: s.store, Logger: s.logger, Clock: s.cfg.Clock,
-		Propose: func(ctx context.Context, p *state.Plan) (uint64, error) {
-			return s.cluster.Propose(ctx, state.CmdPlanApply, p, nil)
-		},
-	})
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		s.gateway.Lead(ctx)
 	}()
-	go func() {
-		defer wg.Done()
-		worker.Run(ctx)
-	}()
+	if !s.cfg.NoScheduler {
+		worker := scheduler.NewWorker(scheduler.WorkerConfig{
+			Store: s.store, Logger: s.logger, Clock: s.cfg.Clock,
+			Propose: func(ctx context.Context, p *state.Plan) (uint64, error) {
+				return s.cluster.Propose(ctx, state.CmdPlanApply, p, nil)
+			},
+		})
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			worker.Run(ctx)
+		}()
+	}
 	wg.Wait()
 }
 

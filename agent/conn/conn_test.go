@@ -19,7 +19,7 @@ import (
 
 	"github.com/drover-dev/drover/agent/conn"
 	"github.com/drover-dev/drover/protocol"
-	"github.com/drover-dev/drover/server/gateway"
+	"github.com/drover-dev/drover/server"
 	"github.com/drover-dev/drover/server/state"
 )
 
@@ -45,10 +45,10 @@ func reportIDs(st protocol.Status) []string {
 // called once per session and before anything else of it, and after the
 // server ends a session the client says hello again as the same node.
 func TestWelcomeOncePerSession(t *testing.T) {
-	e := newServers(t, 1, gateway.Config{})
+	e := newServers(t, 1, server.Config{})
 	leader := e.leader()
-	probes := e.dials[leader].Load()
-	c, rec := run(t, conn.Config{Servers: []string{e.urls[leader]}})
+	probes := gw(leader).Connects()
+	c, rec := run(t, conn.Config{Servers: []string{leader.URL}})
 
 	eventually(t, "the first welcome", func() error {
 		if n := rec.welcomeCount(); n != 1 || !c.Connected() {
@@ -61,7 +61,7 @@ func TestWelcomeOncePerSession(t *testing.T) {
 		t.Fatalf("node %s after the welcome: %+v", id, n)
 	}
 
-	e.gws[leader].CloseNode(id)
+	gw(leader).CloseNode(id)
 	eventually(t, "a second session", func() error {
 		if n := rec.welcomeCount(); n != 2 || !c.Connected() {
 			return fmt.Errorf("%d welcomes, connected %v", n, c.Connected())
@@ -78,7 +78,7 @@ func TestWelcomeOncePerSession(t *testing.T) {
 	if n := len(leader.Store.Snapshot().Nodes()); n != 1 {
 		t.Fatalf("%d nodes after a reconnect, want 1", n)
 	}
-	if dials := e.dials[leader].Load() - probes; dials != 2 {
+	if dials := gw(leader).Connects() - probes; dials != 2 {
 		t.Fatalf("%d dials for 2 welcomes", dials)
 	}
 	if events[0] != "welcome" {
@@ -99,30 +99,30 @@ func TestWelcomeOncePerSession(t *testing.T) {
 // A client given only a follower is redirected to the leader and connects
 // there.
 func TestRedirectToLeaderFollowed(t *testing.T) {
-	e := newServers(t, 3, gateway.Config{})
+	e := newServers(t, 3, server.Config{})
 	leader := e.leader()
 	follower := e.c.Followers()[0]
-	c, rec := run(t, conn.Config{Servers: []string{e.urls[follower]}})
+	c, rec := run(t, conn.Config{Servers: []string{follower.URL}})
 	eventually(t, "a session on the leader", func() error {
-		if n := e.gws[leader].Sessions(); n != 1 || !c.Connected() {
+		if n := gw(leader).Sessions(); n != 1 || !c.Connected() {
 			return fmt.Errorf("%d sessions on the leader, connected %v", n, c.Connected())
 		}
 		return nil
 	})
-	if e.dials[follower].Load() == 0 || rec.welcomeCount() != 1 {
-		t.Fatalf("%d dials of the follower, %d welcomes", e.dials[follower].Load(), rec.welcomeCount())
+	if gw(follower).Connects() == 0 || rec.welcomeCount() != 1 {
+		t.Fatalf("%d dials of the follower, %d welcomes", gw(follower).Connects(), rec.welcomeCount())
 	}
 }
 
 // A refused agent (no join token) keeps trying with backoff, and is never
 // welcomed.
 func TestRefusedAgentRetries(t *testing.T) {
-	e := newServers(t, 1, gateway.Config{JoinToken: "secret"})
+	e := newServers(t, 1, server.Config{AgentJoinToken: "secret"})
 	leader := e.leader()
-	probes := e.dials[leader].Load()
-	c, rec := run(t, conn.Config{Servers: []string{e.urls[leader]}})
+	probes := gw(leader).Connects()
+	c, rec := run(t, conn.Config{Servers: []string{leader.URL}})
 	eventually(t, "three refused dials", func() error {
-		if n := e.dials[leader].Load() - probes; n < 3 {
+		if n := gw(leader).Connects() - probes; n < 3 {
 			return fmt.Errorf("%d dials", n)
 		}
 		return nil
@@ -135,9 +135,9 @@ func TestRefusedAgentRetries(t *testing.T) {
 // Through a real gateway: assignments reach the handler, and reports and
 // load reach the leader.
 func TestAssignAndReportThroughGateway(t *testing.T) {
-	e := newServers(t, 1, gateway.Config{})
+	e := newServers(t, 1, server.Config{})
 	leader := e.leader()
-	c, rec := run(t, conn.Config{Servers: []string{e.urls[leader]}})
+	c, rec := run(t, conn.Config{Servers: []string{leader.URL}})
 	eventually(t, "connected", func() error {
 		if !c.Connected() {
 			return fmt.Errorf("not connected")
@@ -145,10 +145,10 @@ func TestAssignAndReportThroughGateway(t *testing.T) {
 		return nil
 	})
 	node := rec.nodeID()
-	e.c.MustApply(state.CmdTenantUpsert, state.TenantUpsert{Tenant: protocol.Tenant{Name: "acme"}, Create: true})
-	e.c.MustApply(state.CmdInstanceCreate, state.InstanceCreate{Instance: protocol.Instance{Tenant: "acme", Name: "crm",
+	e.c.MustPropose(state.CmdTenantUpsert, state.TenantUpsert{Tenant: protocol.Tenant{Name: "acme"}, Create: true})
+	e.c.MustPropose(state.CmdInstanceCreate, state.InstanceCreate{Instance: protocol.Instance{Tenant: "acme", Name: "crm",
 		Environment: protocol.DefaultEnvironment, Replicas: 1, Spec: protocol.Spec{Command: []string{"/bin/app"}}.WithDefaults()}})
-	e.c.MustApply(state.CmdPlanApply, state.Plan{Instance: "acme/crm", Place: []*protocol.Replica{
+	e.c.MustPropose(state.CmdPlanApply, state.Plan{Instance: "acme/crm", Place: []*protocol.Replica{
 		{ID: "r1", Tenant: "acme", Instance: "crm", Node: node, Version: 1}}})
 
 	var gen uint64
@@ -167,7 +167,7 @@ func TestAssignAndReportThroughGateway(t *testing.T) {
 		if r := leader.Store.Snapshot().Replica("r1"); r.State != protocol.ReplicaHealthy || r.Ports["http"] != 20001 {
 			return fmt.Errorf("r1 %s %v", r.State, r.Ports)
 		}
-		if l, _ := e.gws[leader].NodeLive(node); l.Load == nil || l.Load.Load1 != 1.5 {
+		if l, _ := gw(leader).NodeLive(node); l.Load == nil || l.Load.Load1 != 1.5 {
 			return fmt.Errorf("load %+v", l.Load)
 		}
 		return nil
@@ -363,7 +363,7 @@ func TestServersLearnedFromWelcome(t *testing.T) {
 // Run returns when its context ends, with a session up and a log stream in
 // flight, and leaves no goroutine behind.
 func TestRunReturnsLeavingNoGoroutines(t *testing.T) {
-	e := newServers(t, 1, gateway.Config{})
+	e := newServers(t, 1, server.Config{})
 	leader := e.leader()
 	before := runtime.NumGoroutine()
 
@@ -373,7 +373,7 @@ func TestRunReturnsLeavingNoGoroutines(t *testing.T) {
 		close(streaming)
 		<-ctx.Done()
 	}}
-	c, _, stop := start(t, conn.Config{Servers: []string{e.urls[leader]}, Handler: rec})
+	c, _, stop := start(t, conn.Config{Servers: []string{leader.URL}, Handler: rec})
 	eventually(t, "connected", func() error {
 		if !c.Connected() {
 			return fmt.Errorf("not connected")
@@ -382,7 +382,7 @@ func TestRunReturnsLeavingNoGoroutines(t *testing.T) {
 	})
 	logsDone := make(chan error, 1)
 	go func() {
-		logsDone <- e.gws[leader].StreamLogs(context.Background(), rec.nodeID(), protocol.LogRequest{Replica: "r1", Follow: true}, &bytes.Buffer{}, func() {})
+		logsDone <- gw(leader).StreamLogs(context.Background(), rec.nodeID(), protocol.LogRequest{Replica: "r1", Follow: true}, &bytes.Buffer{}, func() {})
 	}()
 	<-streaming
 	c.Report([]protocol.ReplicaReport{{ID: "r1", State: protocol.ReplicaRunning}}, 1)
@@ -464,7 +464,7 @@ func TestFailedDialsLeaveNoGoroutines(t *testing.T) {
 // StreamLogs until EOF; when the HTTP side goes away, the handler's
 // context ends.
 func TestLogsThroughGateway(t *testing.T) {
-	e := newServers(t, 1, gateway.Config{})
+	e := newServers(t, 1, server.Config{})
 	leader := e.leader()
 	var followEnded atomic.Bool
 	rec := &recorder{logs: func(ctx context.Context, req protocol.LogRequest, send func(protocol.LogData) error) {
@@ -477,14 +477,14 @@ func TestLogsThroughGateway(t *testing.T) {
 		<-ctx.Done()
 		followEnded.Store(true)
 	}}
-	c, _ := run(t, conn.Config{Servers: []string{e.urls[leader]}, Handler: rec})
+	c, _ := run(t, conn.Config{Servers: []string{leader.URL}, Handler: rec})
 	eventually(t, "connected", func() error {
 		if !c.Connected() {
 			return fmt.Errorf("not connected")
 		}
 		return nil
 	})
-	g := e.gws[leader]
+	g := gw(leader)
 
 	var out bytes.Buffer
 	if err := g.StreamLogs(context.Background(), rec.nodeID(), protocol.LogRequest{Replica: "r1", Tail: 2}, &out, func() {}); err != nil || out.String() != "one\ntwo\n" {

@@ -8,7 +8,6 @@ import (
 	"runtime"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -16,10 +15,11 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/drover-dev/drover/agent/conn"
+	"github.com/drover-dev/drover/internal/testwait"
 	"github.com/drover-dev/drover/protocol"
-	"github.com/drover-dev/drover/server/cluster"
+	"github.com/drover-dev/drover/server"
+	"github.com/drover-dev/drover/server/clustertest"
 	"github.com/drover-dev/drover/server/gateway"
-	"github.com/drover-dev/drover/server/state"
 )
 
 // wait bounds every wait of these tests for something that should happen.
@@ -27,117 +27,38 @@ const wait = 10 * time.Second
 
 func eventually(t testing.TB, what string, cond func() error) {
 	t.Helper()
-	cluster.Eventually(t, wait, what, cond)
+	testwait.Eventually(t, wait, what, cond)
 }
 
 // logger sends a component's log lines to t.Log until the test ends.
-func logger(t *testing.T, name string) hclog.Logger { return cluster.TestLogger(t, name) }
+func logger(t *testing.T, name string) hclog.Logger { return clustertest.TestLogger(t, name) }
 
-// servers is an in-process Raft cluster with the real gateway of each
-// server behind a real HTTP listener; each gateway leads while its server
-// leads, as a server's leader loop has it.
+// servers is an in-process cluster of real servers (clustertest), whose
+// gateways the agent's client dials. The scheduler does not run: tests
+// place replicas themselves.
 type servers struct {
-	t     *testing.T
-	c     *cluster.TestCluster
-	gws   map[*cluster.TestServer]*gateway.Gateway
-	urls  map[*cluster.TestServer]string
-	dials map[*cluster.TestServer]*atomic.Int64
+	t *testing.T
+	c *clustertest.Cluster
 }
 
-func newServers(t *testing.T, n int, cfg gateway.Config) *servers {
+func newServers(t *testing.T, n int, cfg server.Config) *servers {
 	t.Helper()
-	var hs []*httptest.Server
-	var addrs []string
-	for range n {
-		ts := httptest.NewUnstartedServer(nil)
-		hs = append(hs, ts)
-		addrs = append(addrs, ts.Listener.Addr().String())
-	}
-	c := cluster.NewTestCluster(t, cluster.TestConfig{Servers: n, HTTPAddrs: addrs})
-	e := &servers{t: t, c: c, gws: map[*cluster.TestServer]*gateway.Gateway{},
-		urls: map[*cluster.TestServer]string{}, dials: map[*cluster.TestServer]*atomic.Int64{}}
-	var handlers sync.WaitGroup
-	t.Cleanup(func() {
-		done := make(chan struct{})
-		go func() { handlers.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(wait):
-			t.Errorf("gateway handlers still running %s after the test", wait)
-		}
-	})
-	for i, s := range c.Servers() {
-		gc := cfg
-		gc.Cluster, gc.Store, gc.Logger = s.Cluster, s.Store, c.Logger("gateway-"+s.ID)
-		g := gateway.New(gc)
-		dials := &atomic.Int64{}
-		mux := http.NewServeMux()
-		mux.Handle("GET /v1/agent/connect", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			handlers.Add(1)
-			defer handlers.Done()
-			dials.Add(1)
-			g.ServeHTTP(w, r)
-		}))
-		hs[i].Config.Handler = mux
-		hs[i].Start()
-		t.Cleanup(hs[i].Close)
-		e.gws[s], e.urls[s], e.dials[s] = g, hs[i].URL, dials
-	}
-	for _, s := range c.Servers() {
-		e.leadWhileLeader(s)
-	}
-	c.Leader()
-	c.RecordServers()
-	c.MustApply(state.CmdEnvironmentUpsert, state.EnvironmentUpsert{Environment: protocol.Environment{Name: protocol.DefaultEnvironment}})
-	c.WaitForReplication()
+	cfg.NoScheduler = true
+	e := &servers{t: t, c: clustertest.New(t, clustertest.Config{Servers: n, Server: cfg})}
 	e.leader()
 	return e
 }
 
-// leadWhileLeader runs s's gateway's Lead while s leads and has passed its
-// barrier.
-func (e *servers) leadWhileLeader(s *cluster.TestServer) {
-	g := e.gws[s]
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		var stop context.CancelFunc = func() {}
-		led := make(chan struct{})
-		close(led)
-		leading := false
-		for {
-			switch ready := s.Ready(); {
-			case ready && !leading:
-				var lctx context.Context
-				lctx, stop = context.WithCancel(ctx)
-				led = make(chan struct{})
-				go func(led chan struct{}) { defer close(led); g.Lead(lctx) }(led)
-				leading = true
-			case !ready && leading:
-				stop()
-				<-led
-				leading = false
-			}
-			select {
-			case <-ctx.Done():
-				stop()
-				<-led
-				return
-			case <-time.After(5 * time.Millisecond):
-			}
-		}
-	}()
-	e.t.Cleanup(func() { cancel(); <-done })
-}
+// gw returns a server's gateway.
+func gw(s *clustertest.Member) *gateway.Gateway { return s.Server.Gateway() }
 
 // leader waits until a server leads and its gateway takes agents.
-func (e *servers) leader() *cluster.TestServer {
+func (e *servers) leader() *clustertest.Member {
 	e.t.Helper()
-	var leader *cluster.TestServer
+	var leader *clustertest.Member
 	eventually(e.t, "a leading gateway", func() error {
 		leader = e.c.Leader()
-		return probe(e.urls[leader])
+		return probe(leader.URL)
 	})
 	return leader
 }

@@ -11,46 +11,53 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/drover-dev/drover/internal/secret"
+	"github.com/drover-dev/drover/internal/testwait"
 	"github.com/drover-dev/drover/protocol"
+	"github.com/drover-dev/drover/server"
 	"github.com/drover-dev/drover/server/api"
 	"github.com/drover-dev/drover/server/cluster"
+	"github.com/drover-dev/drover/server/clustertest"
 	"github.com/drover-dev/drover/server/state"
 )
 
 type aclEnv struct {
-	t   *testing.T
-	c   *cluster.TestCluster
-	url string
+	t      *testing.T
+	c      *clustertest.Cluster
+	url    string
+	client *http.Client
 
 	mu  sync.Mutex
 	now time.Time
 }
 
-func newACLEnv(t *testing.T, cfg api.Config) *aclEnv {
+// newACLEnv runs one real server with ACL on, configured as cfg says, and a
+// clock the test moves.
+func newACLEnv(t *testing.T, cfg server.Config) *aclEnv {
 	t.Helper()
-	ts := httptest.NewUnstartedServer(nil)
-	c := cluster.NewTestCluster(t, cluster.TestConfig{Servers: 1, HTTPAddrs: []string{ts.Listener.Addr().String()}})
-	e := &aclEnv{t: t, c: c, url: "http://" + ts.Listener.Addr().String(), now: time.Now()}
-	s := c.Servers()[0]
-	cfg.Cluster, cfg.Store, cfg.Ready, cfg.Logger = s.Cluster, s.Store, s.Ready, c.Logger("api")
-	cfg.ACL = true
-	cfg.Clock = e.clock
-	a := api.New(cfg)
-	ts.Config.Handler = a
-	ts.Start()
-	t.Cleanup(ts.Close)
-	t.Cleanup(a.Close)
-	c.Leader()
-	c.RecordServers()
-	c.MustApply(state.CmdEnvironmentUpsert, state.EnvironmentUpsert{Environment: protocol.Environment{Name: protocol.DefaultEnvironment}})
+	e := &aclEnv{t: t, now: time.Now(), client: http.DefaultClient}
+	cfg.ACL, cfg.Clock = true, e.clock
+	if cfg.TLS == nil && cfg.ServerJoinToken == "" {
+		cfg.ServerJoinToken = "between-servers"
+	}
+	e.c = clustertest.New(t, clustertest.Config{Servers: 1, Server: cfg})
+	e.url = e.c.Leader().URL
 	return e
+}
+
+// newACLEnvTLS is newACLEnv with the server serving HTTPS with a CA of its
+// own, whose fingerprint it puts in join tokens.
+func newACLEnvTLS(t *testing.T) (*aclEnv, string) {
+	t.Helper()
+	tlsSrv, client := clustertest.NewTLS(t)
+	e := newACLEnv(t, server.Config{TLS: tlsSrv})
+	e.client = client
+	return e, tlsSrv.CAFingerprint
 }
 
 func (e *aclEnv) clock() time.Time {
@@ -100,7 +107,7 @@ func (e *aclEnv) call(token, method, path string, body any, headers ...string) a
 	for i := 0; i+1 < len(headers); i += 2 {
 		req.Header.Set(headers[i], headers[i+1])
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := e.client.Do(req)
 	if err != nil {
 		e.t.Fatalf("%s %s: %v", method, path, err)
 	}
@@ -140,8 +147,7 @@ func (e *aclEnv) token(mgmt string, req protocol.TokenRequest) *protocol.Token {
 }
 
 func TestACLBootstrapOnceAndJoinToken(t *testing.T) {
-	fp := strings.Repeat("0f", 32)
-	e := newACLEnv(t, api.Config{CAFingerprint: fp})
+	e, fp := newACLEnvTLS(t)
 	boot := e.bootstrap()
 	if boot.Role != protocol.RoleManagement || boot.Secret == "" {
 		t.Fatalf("bootstrap answered %+v", boot)
@@ -166,14 +172,14 @@ func TestACLBootstrapOnceAndJoinToken(t *testing.T) {
 
 // With -agent-join-token set, the bootstrap makes no other join token.
 func TestACLBootstrapKeepsConfiguredJoinToken(t *testing.T) {
-	e := newACLEnv(t, api.Config{AgentJoinToken: "configured"})
+	e := newACLEnv(t, server.Config{AgentJoinToken: "configured"})
 	if boot := e.bootstrap(); boot.AgentJoinToken != "" {
 		t.Fatalf("bootstrap made a join token %q besides the configured one", boot.AgentJoinToken)
 	}
 }
 
 func TestACLTokenExpiresAndRevokes(t *testing.T) {
-	e := newACLEnv(t, api.Config{})
+	e := newACLEnv(t, server.Config{})
 	mgmt := e.bootstrap().Secret
 	e.ok(mgmt, "POST", "/v1/tenants", protocol.Tenant{Name: "acme"}, nil)
 	short := e.token(mgmt, protocol.TokenRequest{Role: protocol.RoleTenantViewer, Tenant: "acme", TTL: protocol.Duration(time.Hour)})
@@ -219,7 +225,7 @@ func TestACLTokenExpiresAndRevokes(t *testing.T) {
 // Servers call POST /v1/internal/join with the servers' secret; nothing
 // else but a management token gets in.
 func TestACLInternalJoinNeedsAServer(t *testing.T) {
-	e := newACLEnv(t, api.Config{ServerToken: "between-servers"})
+	e := newACLEnv(t, server.Config{ServerJoinToken: "between-servers"})
 	mgmt := e.bootstrap().Secret
 	op := e.token(mgmt, protocol.TokenRequest{Role: protocol.RoleOperator})
 	s := e.c.Servers()[0]
@@ -250,7 +256,7 @@ func TestACLInternalJoinNeedsAServer(t *testing.T) {
 // A flood of refused changes is recorded in a few batched Raft entries:
 // up to a few records per source one by one, the rest counted.
 func TestACLRefusedFloodIsBatched(t *testing.T) {
-	e := newACLEnv(t, api.Config{})
+	e := newACLEnv(t, server.Config{})
 	mgmt := e.bootstrap().Secret
 	before := e.c.Leader().Cluster.AppliedIndex()
 	const n = 600
@@ -271,7 +277,7 @@ func TestACLRefusedFloodIsBatched(t *testing.T) {
 	}
 	wg.Wait()
 	var recs []protocol.AuditRecord
-	cluster.Eventually(t, cluster.TestWait, "the flood's audit records", func() error {
+	testwait.Eventually(t, clustertest.Wait, "the flood's audit records", func() error {
 		recs = nil
 		e.ok(mgmt, "GET", "/v1/audit?result=unauthenticated", nil, &recs)
 		var dropped []protocol.AuditRecord
@@ -300,9 +306,9 @@ func TestACLRefusedFloodIsBatched(t *testing.T) {
 // A node's secret has the agent role: the agent channel only, no route of
 // the API.
 func TestACLNodeSecretReachesNoRoute(t *testing.T) {
-	e := newACLEnv(t, api.Config{})
+	e := newACLEnv(t, server.Config{})
 	mgmt := e.bootstrap().Secret
-	e.c.MustApply(state.CmdNodeRegister, state.NodeRegister{SecretHash: secret.Hash("node-secret"),
+	e.c.MustPropose(state.CmdNodeRegister, state.NodeRegister{SecretHash: secret.Hash("node-secret"),
 		Node: protocol.Node{ID: "n1", Name: "n1", PortRange: protocol.PortRange{Lo: 1, Hi: 2}}})
 	for _, path := range []string{"/v1/nodes", "/v1/tenants", "/v1/acl/tokens/self", "/v1/instances"} {
 		if r := e.call("node-secret", "GET", path, nil); r.status != http.StatusForbidden || r.code() != protocol.CodePermissionDenied {

@@ -63,7 +63,7 @@ func TestBlockingQueryTimesOutWithSameIndex(t *testing.T) {
 	n := must(t, 201, "POST", u+"/v1/tenants", `{"name":"acme"}`, nil).index()
 	ch := blockingGet(t, fmt.Sprintf("%s/v1/tenants/acme?index=%d&wait=300ms", u, n))
 	// A write to another table does not answer a query on tenants.
-	e.c.MustApply(state.CmdNodeRegister, state.NodeRegister{SecretHash: "h", Node: protocol.Node{ID: "n1"}})
+	e.c.MustPropose(state.CmdNodeRegister, state.NodeRegister{SecretHash: "h", Node: protocol.Node{ID: "n1"}})
 	r := await(t, ch)
 	if r.status != 200 || r.index() != n {
 		t.Fatalf("blocking read after its wait: %s index %d, want index %d", r, r.index(), n)

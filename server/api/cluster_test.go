@@ -16,6 +16,7 @@ import (
 
 	"github.com/drover-dev/drover/protocol"
 	"github.com/drover-dev/drover/server/cluster"
+	"github.com/drover-dev/drover/server/clustertest"
 )
 
 // Any server accepts any request: followers forward writes and
@@ -24,7 +25,7 @@ func TestFollowersForward(t *testing.T) {
 	e := newEnv(t, envConfig{Servers: 3})
 	leader := e.c.Leader()
 	for i, f := range e.c.Followers() {
-		u := e.urls[f]
+		u := f.URL
 		name := fmt.Sprintf("t%d", i)
 		r := must(t, 201, "POST", u+"/v1/tenants", `{"name":"`+name+`"}`, nil)
 		if r.index() == 0 {
@@ -55,7 +56,7 @@ func TestFollowersForward(t *testing.T) {
 	f := e.c.Followers()[0]
 	e.c.Partition(f)
 	e.c.Eventually(f.ID+" to answer 503 when cut off", func() error {
-		r := do(t, "POST", e.urls[f]+"/v1/tenants", `{"name":"cut"}`)
+		r := do(t, "POST", f.URL+"/v1/tenants", `{"name":"cut"}`)
 		if r.status != http.StatusServiceUnavailable {
 			return errorf("%s", r)
 		}
@@ -72,7 +73,7 @@ func TestFollowersForward(t *testing.T) {
 func TestJoinerBootstrapExpect(t *testing.T) {
 	e := newEnv(t, envConfig{Servers: 3, NoBootstrap: true})
 	servers := e.c.Servers()
-	ctx, cancel := context.WithTimeout(context.Background(), cluster.TestWait)
+	ctx, cancel := context.WithTimeout(context.Background(), clustertest.Wait)
 	defer cancel()
 	errs := make(chan error, len(servers))
 	for _, s := range servers {
@@ -87,7 +88,6 @@ func TestJoinerBootstrapExpect(t *testing.T) {
 	}
 	// The new leader records its own address, as a server does.
 	leader := e.c.Leader()
-	e.c.RecordServers()
 	for range servers {
 		if err := <-errs; err != nil {
 			t.Fatalf("join: %v", err)
@@ -138,7 +138,7 @@ func TestLinearizableRegister(t *testing.T) {
 	e.c.WaitForReplication()
 	var urls []string
 	for _, s := range e.c.Servers() {
-		urls = append(urls, e.urls[s])
+		urls = append(urls, s.URL)
 	}
 	client := &http.Client{Timeout: 5 * time.Second}
 	start := time.Now()

@@ -5,24 +5,22 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
-	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/drover-dev/drover/protocol"
+	"github.com/drover-dev/drover/server"
 	"github.com/drover-dev/drover/server/api"
-	"github.com/drover-dev/drover/server/cluster"
-	"github.com/drover-dev/drover/server/state"
+	"github.com/drover-dev/drover/server/clustertest"
 )
 
-// env is an in-process cluster with the real API of each server behind a
-// real HTTP listener.
+// env is an in-process cluster of real servers (clustertest), each with
+// its API behind a real HTTP listener.
 type env struct {
-	t    *testing.T
-	c    *cluster.TestCluster
-	urls map[*cluster.TestServer]string
+	t *testing.T
+	c *clustertest.Cluster
 }
 
 type envConfig struct {
@@ -36,35 +34,13 @@ func newEnv(t *testing.T, cfg envConfig) *env {
 	if cfg.Servers == 0 {
 		cfg.Servers = 1
 	}
-	var hs []*httptest.Server
-	var addrs []string
-	for i := 0; i < cfg.Servers; i++ {
-		ts := httptest.NewUnstartedServer(nil)
-		hs = append(hs, ts)
-		addrs = append(addrs, ts.Listener.Addr().String())
-	}
-	c := cluster.NewTestCluster(t, cluster.TestConfig{Servers: cfg.Servers, NoBootstrap: cfg.NoBootstrap, HTTPAddrs: addrs})
-	e := &env{t: t, c: c, urls: map[*cluster.TestServer]string{}}
-	for i, s := range c.Servers() {
-		a := api.New(api.Config{Cluster: s.Cluster, Store: s.Store, Ready: s.Ready, Logger: c.Logger("api-" + s.ID), ACL: cfg.ACL})
-		hs[i].Config.Handler = a
-		hs[i].Start()
-		t.Cleanup(hs[i].Close)
-		t.Cleanup(a.Close)
-		e.urls[s] = hs[i].URL
-	}
-	if !cfg.NoBootstrap {
-		// What a new leader does for itself (server.establish).
-		c.Leader()
-		c.RecordServers()
-		c.MustApply(state.CmdEnvironmentUpsert, state.EnvironmentUpsert{Environment: protocol.Environment{Name: protocol.DefaultEnvironment}})
-		c.WaitForReplication()
-	}
-	return e
+	c := clustertest.New(t, clustertest.Config{Servers: cfg.Servers, NoBootstrap: cfg.NoBootstrap,
+		Server: server.Config{ACL: cfg.ACL}})
+	return &env{t: t, c: c}
 }
 
 // url is the base URL of the leader's API.
-func (e *env) url() string { return e.urls[e.c.Leader()] }
+func (e *env) url() string { return e.c.Leader().URL }
 
 type reply struct {
 	status int

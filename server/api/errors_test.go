@@ -31,7 +31,7 @@ func TestErrorCodes(t *testing.T) {
 	must(t, 201, "POST", u+"/v1/tenants/acme/instances", instanceDoc("idle"), nil)
 	must(t, 200, "POST", u+"/v1/tenants/acme/instances/idle/stop", nil, nil)
 	must(t, 201, "POST", u+"/v1/tenants/small/instances", instanceDoc("one"), nil)
-	e.c.MustApply(state.CmdNodeRegister, state.NodeRegister{SecretHash: "h", Node: protocol.Node{ID: "n1", Name: "n1"}})
+	e.c.MustPropose(state.CmdNodeRegister, state.NodeRegister{SecretHash: "h", Node: protocol.Node{ID: "n1", Name: "n1"}})
 
 	big := `{"name":"big","labels":{"k":"` + strings.Repeat("x", protocol.MaxBodyBytes) + `"}}`
 	bigInstance := `{"name":"crm","spec":{"command":["x"],"env":{"A":"` + strings.Repeat("x", protocol.MaxBodyBytes) + `"}}}`
@@ -171,7 +171,7 @@ func TestUnauthenticatedAndPermissionDenied(t *testing.T) {
 // it answers from its own state.
 func TestUnavailableWithoutLeader(t *testing.T) {
 	e := newEnv(t, envConfig{NoBootstrap: true})
-	u := e.urls[e.c.Servers()[0]]
+	u := e.c.Servers()[0].URL
 	for _, req := range []struct{ method, path, body string }{
 		{"POST", "/v1/tenants", `{"name":"acme"}`},
 		{"GET", "/v1/tenants", ""},
@@ -194,7 +194,7 @@ func TestUnavailableWithoutQuorum(t *testing.T) {
 	e.c.Partition(servers[0])
 	e.c.Partition(servers[1]) // now every server is alone
 	for _, s := range servers {
-		u := e.urls[s]
+		u := s.URL
 		e.c.Eventually(s.ID+" to refuse writes with 503", func() error {
 			r := do(t, "POST", u+"/v1/tenants", `{"name":"x`+s.ID+`"}`)
 			if r.status != http.StatusServiceUnavailable {

@@ -5,13 +5,13 @@ import (
 	"testing"
 
 	"github.com/drover-dev/drover/protocol"
-	"github.com/drover-dev/drover/server/api"
+	"github.com/drover-dev/drover/server"
 )
 
 // Only operators choose the host user an instance runs as; a tenant's
 // update keeps the operator's choice when it does not name a user.
 func TestRunAsUserIsTheOperatorsChoice(t *testing.T) {
-	e := newACLEnv(t, api.Config{})
+	e := newACLEnv(t, server.Config{})
 	mgmt := e.bootstrap().Secret
 	e.ok(mgmt, "POST", "/v1/tenants", map[string]any{"name": "acme"}, nil)
 	admin := e.token(mgmt, protocol.TokenRequest{Role: protocol.RoleTenantAdmin, Tenant: "acme"}).Secret

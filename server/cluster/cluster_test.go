@@ -10,15 +10,16 @@ import (
 
 	"github.com/drover-dev/drover/protocol"
 	"github.com/drover-dev/drover/server/cluster"
+	"github.com/drover-dev/drover/server/clustertest"
 	"github.com/drover-dev/drover/server/state"
 )
 
-func createTenant(c *cluster.TestCluster, name string) uint64 {
-	return c.MustApply(state.CmdTenantUpsert, state.TenantUpsert{Tenant: protocol.Tenant{Name: name}, Create: true})
+func createTenant(c *clustertest.Cluster, name string) uint64 {
+	return c.MustPropose(state.CmdTenantUpsert, state.TenantUpsert{Tenant: protocol.Tenant{Name: name}, Create: true})
 }
 
 // tenantsOn lists the tenants a server's state holds.
-func tenantsOn(s *cluster.TestServer) []string {
+func tenantsOn(s *clustertest.Member) []string {
 	var out []string
 	for _, t := range s.Store.Snapshot().Tenants() {
 		out = append(out, t.Name)
@@ -26,12 +27,12 @@ func tenantsOn(s *cluster.TestServer) []string {
 	return out
 }
 
-func hasTenant(s *cluster.TestServer, name string) bool {
+func hasTenant(s *clustertest.Member, name string) bool {
 	return s.Store.Snapshot().Tenant(name) != nil
 }
 
 func TestWritesReplicateToAll(t *testing.T) {
-	c := cluster.NewTestCluster(t, cluster.TestConfig{})
+	c := clustertest.New(t, clustertest.Config{Bare: true})
 	leader := c.Leader()
 	if got := len(c.Followers()); got != 2 {
 		t.Fatalf("followers: %d", got)
@@ -41,7 +42,7 @@ func TestWritesReplicateToAll(t *testing.T) {
 		last = createTenant(c, fmt.Sprintf("t%02d", i))
 	}
 	// A refused command is committed too, and answers its error.
-	idx, err := c.Apply(state.CmdTenantUpsert, state.TenantUpsert{Tenant: protocol.Tenant{Name: "t00"}, Create: true})
+	idx, err := c.Propose(state.CmdTenantUpsert, state.TenantUpsert{Tenant: protocol.Tenant{Name: "t00"}, Create: true})
 	if !errors.Is(err, protocol.ErrConflict) || idx <= last {
 		t.Fatalf("duplicate tenant: index %d, %v", idx, err)
 	}
@@ -73,7 +74,7 @@ func TestWritesReplicateToAll(t *testing.T) {
 }
 
 func TestMembersAndSelf(t *testing.T) {
-	c := cluster.NewTestCluster(t, cluster.TestConfig{HTTPAddrs: []string{"h1:4700", "h2:4700", "h3:4700"}})
+	c := clustertest.New(t, clustertest.Config{Bare: true, HTTPAddrs: []string{"h1:4700", "h2:4700", "h3:4700"}})
 	leader := c.Leader()
 	c.RecordServers()
 	c.WaitForReplication()
@@ -102,7 +103,7 @@ func TestMembersAndSelf(t *testing.T) {
 }
 
 func TestLeaderPartition(t *testing.T) {
-	c := cluster.NewTestCluster(t, cluster.TestConfig{})
+	c := clustertest.New(t, clustertest.Config{Bare: true})
 	old := c.Leader()
 	createTenant(c, "before")
 	c.WaitForReplication()
@@ -137,7 +138,7 @@ func TestLeaderPartition(t *testing.T) {
 }
 
 func TestNoQuorumNoWrites(t *testing.T) {
-	c := cluster.NewTestCluster(t, cluster.TestConfig{})
+	c := clustertest.New(t, clustertest.Config{Bare: true})
 	leader := c.Leader()
 	followers := c.Followers()
 	c.Partition(followers...)
@@ -158,7 +159,7 @@ func TestNoQuorumNoWrites(t *testing.T) {
 }
 
 func TestAddAndRemoveServers(t *testing.T) {
-	c := cluster.NewTestCluster(t, cluster.TestConfig{})
+	c := clustertest.New(t, clustertest.Config{Bare: true})
 	createTenant(c, "acme")
 	s4 := c.AddServer()
 	if has, _ := s4.Cluster.HasState(); has {
@@ -186,7 +187,7 @@ func TestAddAndRemoveServers(t *testing.T) {
 	}
 
 	// Remove a follower: the others go on without it.
-	var gone *cluster.TestServer
+	var gone *clustertest.Member
 	for _, f := range c.Followers() {
 		if f != s4 {
 			gone = f
@@ -216,7 +217,7 @@ func TestAddAndRemoveServers(t *testing.T) {
 	})
 	c.Stop(gone)
 	createTenant(c, "after")
-	rest := []*cluster.TestServer{}
+	rest := []*clustertest.Member{}
 	for _, s := range c.Servers() {
 		if s != gone {
 			rest = append(rest, s)
@@ -230,7 +231,7 @@ func TestAddAndRemoveServers(t *testing.T) {
 }
 
 func TestSnapshotAndRestart(t *testing.T) {
-	c := cluster.NewTestCluster(t, cluster.TestConfig{SnapshotThreshold: 8})
+	c := clustertest.New(t, clustertest.Config{Bare: true, SnapshotThreshold: 8})
 	for i := 0; i < 30; i++ {
 		createTenant(c, fmt.Sprintf("a%02d", i))
 	}
@@ -286,14 +287,14 @@ func TestSnapshotAndRestart(t *testing.T) {
 }
 
 func TestUserRestore(t *testing.T) {
-	c := cluster.NewTestCluster(t, cluster.TestConfig{})
+	c := clustertest.New(t, clustertest.Config{Bare: true})
 	createTenant(c, "acme")
 	createTenant(c, "globex")
 	var backup bytes.Buffer
 	if err := c.Leader().Cluster.Snapshot(&backup); err != nil {
 		t.Fatal(err)
 	}
-	c.MustApply(state.CmdTenantDelete, state.NameBody{Name: "acme"})
+	c.MustPropose(state.CmdTenantDelete, state.NameBody{Name: "acme"})
 	createTenant(c, "initech")
 	c.WaitForReplication()
 
@@ -331,7 +332,7 @@ func TestUserRestore(t *testing.T) {
 }
 
 func TestUnbootstrappedServerHasNoLeader(t *testing.T) {
-	c := cluster.NewTestCluster(t, cluster.TestConfig{Servers: 1, NoBootstrap: true})
+	c := clustertest.New(t, clustertest.Config{Bare: true, Servers: 1, NoBootstrap: true})
 	s := c.Servers()[0]
 	if _, err := s.Cluster.Propose(context.Background(), state.CmdTenantUpsert, state.TenantUpsert{Tenant: protocol.Tenant{Name: "x"}, Create: true}, nil); !errors.Is(err, cluster.ErrNotLeader) {
 		t.Fatalf("apply without a cluster: %v", err)

@@ -77,6 +77,8 @@ type Gateway struct {
 	// ttl is the current heartbeat TTL, refreshed with each check.
 	ttl  time.Duration
 	wake chan struct{} // wakes the batcher
+	// connects counts the agents' WebSocket requests, refused ones too.
+	connects atomic.Int64
 
 	batch batcher
 }
@@ -289,6 +291,7 @@ func (g *Gateway) NodeLive(nodeID string) (Live, bool) {
 
 // ServeHTTP accepts an agent's WebSocket (GET /v1/agent/connect).
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	g.connects.Add(1)
 	// The agent's pings count as heartbeats, like its messages and its
 	// pongs: its pinger redials within two intervals of its last pong, so
 	// the TTL (three intervals) must run from its last ping that arrived,
@@ -496,6 +499,11 @@ func (g *Gateway) kick() {
 	default:
 	}
 }
+
+// Connects counts the agents' connection attempts to this server since it
+// started, refused ones included: a number that climbs while Sessions
+// stays level is agents redialling.
+func (g *Gateway) Connects() int64 { return g.connects.Load() }
 
 // Sessions counts the agents connected to this server.
 func (g *Gateway) Sessions() int {

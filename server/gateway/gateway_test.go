@@ -1,4 +1,4 @@
-package gateway
+package gateway_test
 
 import (
 	"fmt"
@@ -10,8 +10,10 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/drover-dev/drover/internal/secret"
+	"github.com/drover-dev/drover/internal/testwait"
 	"github.com/drover-dev/drover/protocol"
-	"github.com/drover-dev/drover/server/cluster"
+	"github.com/drover-dev/drover/server"
+	"github.com/drover-dev/drover/server/gateway"
 	"github.com/drover-dev/drover/server/state"
 )
 
@@ -21,7 +23,7 @@ const joinSecret = "test-join-secret"
 // new id and secret, the state has it ready with its facts, and the secret
 // (kept only as a hash) lets it say hello again as the same node.
 func TestHelloWithJoinTokenRegistersNode(t *testing.T) {
-	e := newEnv(t, envConfig{Gateway: Config{JoinToken: joinSecret, MinTTL: 900 * time.Millisecond}})
+	e := newEnv(t, envConfig{Server: server.Config{AgentJoinToken: joinSecret, HeartbeatTTL: 900 * time.Millisecond}})
 	leader := e.leader()
 
 	h := testHello("host-a")
@@ -79,8 +81,8 @@ func TestHelloWithJoinTokenRegistersNode(t *testing.T) {
 // neither, nobody registers.
 func TestJoinTokenSources(t *testing.T) {
 	t.Run("acl bootstrap", func(t *testing.T) {
-		e := newEnv(t, envConfig{Gateway: Config{RequireJoinToken: true}})
-		e.c.MustApply(state.CmdACLBootstrap, state.ACLBootstrap{
+		e := newEnv(t, envConfig{Server: server.Config{ACL: true}})
+		e.c.MustPropose(state.CmdACLBootstrap, state.ACLBootstrap{
 			Token:         protocol.Token{ID: "boot", Role: protocol.RoleManagement},
 			SecretHash:    secret.Hash("management-secret"),
 			JoinTokenHash: secret.Hash("bootstrap-join"),
@@ -95,7 +97,7 @@ func TestJoinTokenSources(t *testing.T) {
 		checkRefused(t, e, h, string(protocol.CodeUnauthenticated))
 	})
 	t.Run("required but none exists", func(t *testing.T) {
-		e := newEnv(t, envConfig{Gateway: Config{RequireJoinToken: true}})
+		e := newEnv(t, envConfig{Server: server.Config{ACL: true}})
 		h := testHello("host-a")
 		h.JoinToken = "anything"
 		checkRefused(t, e, h, string(protocol.CodeUnauthenticated))
@@ -147,7 +149,7 @@ func checkRefused(t *testing.T, e *testEnv, first any, code string) {
 // Wrong credentials, wrong first messages and invalid hellos are refused
 // with an error message and the connection is closed.
 func TestHelloRefused(t *testing.T) {
-	e := newEnv(t, envConfig{Gateway: Config{JoinToken: joinSecret}})
+	e := newEnv(t, envConfig{Server: server.Config{AgentJoinToken: joinSecret}})
 	ok := testHello("host-a")
 	ok.JoinToken = joinSecret
 	a, w := e.connect(e.url(), ok)
@@ -156,7 +158,7 @@ func TestHelloRefused(t *testing.T) {
 	other.JoinToken = joinSecret
 	b, wb := e.connect(e.url(), other)
 	b.ws.CloseNow()
-	cluster.Eventually(t, wait, "both sessions to end", func() error {
+	testwait.Eventually(t, wait, "both sessions to end", func() error {
 		if n := e.gw().Sessions(); n != 0 {
 			return fmt.Errorf("%d sessions", n)
 		}
@@ -196,7 +198,7 @@ func TestHelloRefused(t *testing.T) {
 func TestRevokedNodeRefused(t *testing.T) {
 	e := newEnv(t, envConfig{})
 	a, w := e.register("host-a")
-	e.c.MustApply(state.CmdNodeRevoke, state.NameBody{Name: w.NodeID})
+	e.c.MustPropose(state.CmdNodeRevoke, state.NameBody{Name: w.NodeID})
 	e.gw().CloseNode(w.NodeID)
 	if ce := a.closedBy(); ce.Code != websocket.StatusPolicyViolation || !strings.Contains(ce.Reason, "revoked") {
 		t.Fatalf("revoked node's session ended with %v", ce)
@@ -210,7 +212,7 @@ func TestFollowerRedirectsToLeader(t *testing.T) {
 	e := newEnv(t, envConfig{Servers: 3})
 	leader := e.leader()
 	for _, f := range e.c.Followers() {
-		a := dialAgent(t, e.urls[f])
+		a := dialAgent(t, f.URL)
 		a.send(protocol.MsgHello, testHello("host-a"))
 		a.startReading()
 		env := a.nextAny()
@@ -219,7 +221,7 @@ func TestFollowerRedirectsToLeader(t *testing.T) {
 		}
 		eb := decode[errorBody](t, env)
 		var r protocol.Redirect
-		if eb.Code != CodeNotLeader || jsonDecode(eb.Body, &r) != nil || r.Leader != leader.HTTPAddr {
+		if eb.Code != gateway.CodeNotLeader || jsonDecode(eb.Body, &r) != nil || r.Leader != leader.HTTPAddr {
 			t.Fatalf("%s answered %+v (%s), want not_leader to %s", f.ID, eb, eb.Body, leader.HTTPAddr)
 		}
 		if ce := a.closedBy(); ce.Code != websocket.StatusTryAgainLater {

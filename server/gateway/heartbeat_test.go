@@ -1,4 +1,4 @@
-package gateway
+package gateway_test
 
 import (
 	"fmt"
@@ -7,8 +7,10 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/drover-dev/drover/internal/testwait"
 	"github.com/drover-dev/drover/protocol"
-	"github.com/drover-dev/drover/server/cluster"
+	"github.com/drover-dev/drover/server"
+	"github.com/drover-dev/drover/server/gateway"
 )
 
 // testTTL is the heartbeat TTL of most tests here: short, yet a few
@@ -42,7 +44,7 @@ func (e *testEnv) lostEvents(instanceID string) int {
 // stopped reading (a half-open connection, which the server's pings
 // notice). A node whose agent keeps answering stays up.
 func TestSilentNodeMarkedDownAfterTTL(t *testing.T) {
-	e := newEnv(t, envConfig{Gateway: Config{MinTTL: testTTL}})
+	e := newEnv(t, envConfig{Server: server.Config{HeartbeatTTL: testTTL}})
 	_, live := e.register("live")
 	gone, wGone := e.register("gone")
 	_, wMute := e.connectSilent(e.url(), testHello("mute"))
@@ -61,7 +63,7 @@ func TestSilentNodeMarkedDownAfterTTL(t *testing.T) {
 		}
 	}
 	// The server gave up on the connection that answered no pings.
-	cluster.Eventually(t, wait, "the mute agent's session to end", func() error {
+	testwait.Eventually(t, wait, "the mute agent's session to end", func() error {
 		if n := e.gw().Sessions(); n != 1 {
 			return fmt.Errorf("%d sessions", n)
 		}
@@ -79,7 +81,7 @@ func TestSilentNodeMarkedDownAfterTTL(t *testing.T) {
 // reconnects within its TTL (after a restart, a leader change) keeps its
 // node up and its replicas.
 func TestReconnectWithinTTLKeepsNodeUp(t *testing.T) {
-	e := newEnv(t, envConfig{Gateway: Config{MinTTL: testTTL}})
+	e := newEnv(t, envConfig{Server: server.Config{HeartbeatTTL: testTTL}})
 	a, w := e.register("host-a")
 	inst := e.instance("acme", "crm")
 	e.place(inst, w.NodeID, "r1")
@@ -106,14 +108,14 @@ func TestReconnectWithinTTLKeepsNodeUp(t *testing.T) {
 func TestCheckerStallDoesNotMarkNodesDown(t *testing.T) {
 	const ttl = 2 * time.Second
 	clock := &offsetClock{}
-	e := newEnv(t, envConfig{Gateway: Config{MinTTL: ttl, Clock: clock.now}})
+	e := newEnv(t, envConfig{Server: server.Config{HeartbeatTTL: ttl, Clock: clock.now}})
 	_, live := e.register("live")
 	gone, wGone := e.register("gone")
 	gone.ws.CloseNow()
 
 	// Resumed after an hour: every deadline is long past.
 	clock.jump(time.Hour)
-	cluster.Eventually(t, wait, "the checker to notice the stall", func() error {
+	testwait.Eventually(t, wait, "the checker to notice the stall", func() error {
 		if e.logs.count("heartbeat checker stalled") == 0 {
 			return fmt.Errorf("no stall logged")
 		}
@@ -133,29 +135,19 @@ func TestCheckerStallDoesNotMarkNodesDown(t *testing.T) {
 	}
 }
 
-// expireDeadline makes the leader's heartbeat deadline of a node pass, as
-// when its agent's pongs were held up for a TTL while its connection
-// survived. (Nothing else produces that without racing the server's own
-// ping timeout, which ends the session at about the same time.)
-func expireDeadline(g *Gateway, node string) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.deadlines[node] = g.cfg.Clock().Add(-time.Millisecond)
-}
-
 // A node marked down whose session keeps talking is marked up again, on
 // the same connection.
 func TestNodeHeardFromAgainMarkedUp(t *testing.T) {
 	// A long TTL: the agent, reading nothing, answers no pings, and the
 	// server's first ping (a third of the TTL) must not end the session
 	// while the test runs.
-	e := newEnv(t, envConfig{Gateway: Config{MinTTL: 6 * time.Second}})
+	e := newEnv(t, envConfig{Server: server.Config{HeartbeatTTL: 6 * time.Second}})
 	a, w := e.connectSilent(e.url(), testHello("host-a"))
 	inst := e.instance("acme", "crm")
 	e.place(inst, w.NodeID, "r1")
 	g := e.gw()
 
-	expireDeadline(g, w.NodeID)
+	gateway.ExpireDeadline(g, w.NodeID)
 	e.waitNodeStatus(w.NodeID, protocol.NodeDown)
 	if got := e.replicaState("r1"); got != protocol.ReplicaLost {
 		t.Fatalf("replica on the down node is %s", got)
@@ -180,7 +172,7 @@ func TestNodeHeardFromAgainMarkedUp(t *testing.T) {
 // (going away), so that agents redial; a follower sends them to the new
 // leader, whose grace keeps their nodes up while they come back.
 func TestLeadershipLossClosesSessions(t *testing.T) {
-	e := newEnv(t, envConfig{Servers: 3, Gateway: Config{MinTTL: testTTL}})
+	e := newEnv(t, envConfig{Servers: 3, Server: server.Config{HeartbeatTTL: testTTL}})
 	old := e.leader()
 	a, w := e.register("host-a")
 	inst := e.instance("acme", "crm")
@@ -192,8 +184,8 @@ func TestLeadershipLossClosesSessions(t *testing.T) {
 	if ce := a.closedBy(); ce.Code != websocket.StatusGoingAway {
 		t.Fatalf("session ended with %v, want going away", ce)
 	}
-	cluster.Eventually(t, wait, "the old leader's sessions to end", func() error {
-		if n := e.gws[old].Sessions(); n != 0 {
+	testwait.Eventually(t, wait, "the old leader's sessions to end", func() error {
+		if n := gws(old).Sessions(); n != 0 {
 			return fmt.Errorf("%d sessions", n)
 		}
 		return nil
@@ -205,12 +197,12 @@ func TestLeadershipLossClosesSessions(t *testing.T) {
 	if leader != old {
 		follower = old
 	}
-	b := dialAgent(t, e.urls[follower])
+	b := dialAgent(t, follower.URL)
 	b.send(protocol.MsgHello, rejoin("host-a", w, w.NodeSecret))
 	b.startReading()
 	eb := decode[errorBody](t, b.next(protocol.MsgError))
 	var r protocol.Redirect
-	if eb.Code != CodeNotLeader || jsonDecode(eb.Body, &r) != nil || r.Leader != leader.HTTPAddr {
+	if eb.Code != gateway.CodeNotLeader || jsonDecode(eb.Body, &r) != nil || r.Leader != leader.HTTPAddr {
 		t.Fatalf("%s answered %+v (%s), want not_leader to %s", follower.ID, eb, eb.Body, leader.HTTPAddr)
 	}
 
@@ -222,7 +214,7 @@ func TestLeadershipLossClosesSessions(t *testing.T) {
 		}
 		return nil
 	})
-	_, w2 := e.connect(e.urls[leader], rejoin("host-a", w, w.NodeSecret))
+	_, w2 := e.connect(leader.URL, rejoin("host-a", w, w.NodeSecret))
 	if w2.NodeID != w.NodeID {
 		t.Fatalf("new leader welcomed %s, want %s", w2.NodeID, w.NodeID)
 	}
@@ -236,7 +228,7 @@ func TestLeadershipLossClosesSessions(t *testing.T) {
 // node told to ping every few seconds is not marked down after the TTL it
 // registered with.
 func TestGrowingFleetSlowsEarlierSessions(t *testing.T) {
-	e := newEnv(t, envConfig{Gateway: Config{MinTTL: 300 * time.Millisecond, MaxHeartbeatsPerSecond: 2}})
+	e := newEnv(t, envConfig{Server: server.Config{HeartbeatTTL: 300 * time.Millisecond, MaxHeartbeatsPerSecond: 2}})
 	first, w := e.register("first")
 	for _, name := range []string{"second", "third", "fourth"} {
 		e.register(name)

@@ -1,12 +1,10 @@
-package gateway
+package gateway_test
 
 import (
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
-	"net/http/httptest"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -16,30 +14,31 @@ import (
 	"github.com/coder/websocket"
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/drover-dev/drover/internal/testwait"
 	"github.com/drover-dev/drover/protocol"
-	"github.com/drover-dev/drover/server/cluster"
+	"github.com/drover-dev/drover/server"
+	"github.com/drover-dev/drover/server/clustertest"
+	"github.com/drover-dev/drover/server/gateway"
 	"github.com/drover-dev/drover/server/state"
 )
 
 // wait bounds every wait of these tests for something that should happen.
 const wait = 10 * time.Second
 
-// testEnv is an in-process Raft cluster with the real gateway of each
-// server behind a real HTTP listener. Each gateway leads (Gateway.Lead)
-// while its server leads, as the server's leader loop does.
+// testEnv is an in-process cluster of real servers (clustertest) whose
+// gateways the tests' agents dial. The scheduler does not run: tests place
+// replicas themselves.
 type testEnv struct {
 	t    *testing.T
-	c    *cluster.TestCluster
-	gws  map[*cluster.TestServer]*Gateway
-	urls map[*cluster.TestServer]string
+	c    *clustertest.Cluster
 	logs *logSink
 }
 
-// envConfig configures newEnv; Gateway is the template of every server's
-// gateway config (its Cluster, Store and Logger are filled in).
+// envConfig configures newEnv; Server is the template of every server's
+// configuration.
 type envConfig struct {
 	Servers int
-	Gateway Config
+	Server  server.Config
 }
 
 func newEnv(t *testing.T, cfg envConfig) *testEnv {
@@ -47,107 +46,26 @@ func newEnv(t *testing.T, cfg envConfig) *testEnv {
 	if cfg.Servers == 0 {
 		cfg.Servers = 1
 	}
-	var hs []*httptest.Server
-	var addrs []string
-	for i := 0; i < cfg.Servers; i++ {
-		ts := httptest.NewUnstartedServer(nil)
-		hs = append(hs, ts)
-		addrs = append(addrs, ts.Listener.Addr().String())
-	}
-	c := cluster.NewTestCluster(t, cluster.TestConfig{Servers: cfg.Servers, HTTPAddrs: addrs})
-	e := &testEnv{t: t, c: c, gws: map[*cluster.TestServer]*Gateway{}, urls: map[*cluster.TestServer]string{},
-		logs: &logSink{t: t}}
-
-	// Cleanups run last first: stop leading (which closes every session),
-	// close the listeners, then wait for the handlers, then the logs.
-	var handlers sync.WaitGroup
+	e := &testEnv{t: t, logs: &logSink{t: t}}
 	t.Cleanup(e.logs.close)
-	t.Cleanup(func() {
-		done := make(chan struct{})
-		go func() { handlers.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(wait):
-			t.Errorf("gateway handlers still running %s after the test", wait)
-		}
-	})
-	for i, s := range c.Servers() {
-		gc := cfg.Gateway
-		gc.Cluster, gc.Store = s.Cluster, s.Store
-		gc.Logger = hclog.New(&hclog.LoggerOptions{Name: s.ID, Level: hclog.Debug, Output: e.logs})
-		g := New(gc)
-		mux := http.NewServeMux()
-		mux.Handle("GET /v1/agent/connect", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			handlers.Add(1)
-			defer handlers.Done()
-			g.ServeHTTP(w, r)
-		}))
-		hs[i].Config.Handler = mux
-		hs[i].Start()
-		t.Cleanup(hs[i].Close)
-		e.gws[s], e.urls[s] = g, hs[i].URL
-	}
-	for _, s := range c.Servers() {
-		e.leadWhileLeader(s)
-	}
-	// What a new leader does for itself (server.establish).
-	c.Leader()
-	c.RecordServers()
-	c.MustApply(state.CmdEnvironmentUpsert, state.EnvironmentUpsert{Environment: protocol.Environment{Name: protocol.DefaultEnvironment}})
-	c.WaitForReplication()
+	cfg.Server.NoScheduler = true
+	cfg.Server.Logger = hclog.New(&hclog.LoggerOptions{Level: hclog.Debug, Output: e.logs})
+	e.c = clustertest.New(t, clustertest.Config{Servers: cfg.Servers, Server: cfg.Server})
 	e.leader()
 	return e
 }
 
-// leadWhileLeader runs s's gateway's Lead while s leads and has passed its
-// barrier, and stops it when s steps down or the test ends.
-func (e *testEnv) leadWhileLeader(s *cluster.TestServer) {
-	g := e.gws[s]
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		type term struct {
-			cancel context.CancelFunc
-			ended  chan struct{}
-		}
-		var cur *term
-		end := func() {
-			if cur != nil {
-				cur.cancel()
-				<-cur.ended
-				cur = nil
-			}
-		}
-		defer end()
-		for {
-			leading := s.Ready()
-			switch {
-			case leading && cur == nil:
-				lctx, lcancel := context.WithCancel(ctx)
-				cur = &term{cancel: lcancel, ended: make(chan struct{})}
-				go func(ended chan struct{}) { defer close(ended); g.Lead(lctx) }(cur.ended)
-			case !leading:
-				end()
-			}
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(5 * time.Millisecond):
-			}
-		}
-	}()
-	e.t.Cleanup(func() { cancel(); <-done })
-}
+// gws returns a server's gateway.
+func gws(s *clustertest.Member) *gateway.Gateway { return s.Server.Gateway() }
 
 // leader waits until one server leads and its gateway accepts agents, and
 // returns it.
-func (e *testEnv) leader() *cluster.TestServer {
+func (e *testEnv) leader() *clustertest.Member {
 	e.t.Helper()
-	var leader *cluster.TestServer
-	cluster.Eventually(e.t, wait, "a leading gateway", func() error {
+	var leader *clustertest.Member
+	testwait.Eventually(e.t, wait, "a leading gateway", func() error {
 		leader = e.c.Leader()
-		if !e.gws[leader].isLeading() {
+		if !gateway.IsLeading(gws(leader)) {
 			return fmt.Errorf("%s leads but its gateway does not", leader.ID)
 		}
 		return nil
@@ -156,10 +74,10 @@ func (e *testEnv) leader() *cluster.TestServer {
 }
 
 // gw returns the leader's gateway.
-func (e *testEnv) gw() *Gateway { return e.gws[e.leader()] }
+func (e *testEnv) gw() *gateway.Gateway { return gws(e.leader()) }
 
 // url returns the leader's base URL.
-func (e *testEnv) url() string { return e.urls[e.leader()] }
+func (e *testEnv) url() string { return e.leader().URL }
 
 func (e *testEnv) snap() *state.Snapshot { return e.leader().Store.Snapshot() }
 
@@ -176,7 +94,7 @@ func (e *testEnv) node(id string) *protocol.Node {
 // waitNodeStatus waits until the leader's state has node id in status.
 func (e *testEnv) waitNodeStatus(id, status string) {
 	e.t.Helper()
-	cluster.Eventually(e.t, wait, "node "+id+" to be "+status, func() error {
+	testwait.Eventually(e.t, wait, "node "+id+" to be "+status, func() error {
 		if got := e.node(id).Status; got != status {
 			return fmt.Errorf("status %s", got)
 		}
@@ -190,10 +108,10 @@ func (e *testEnv) waitNodeStatus(id, status string) {
 func (e *testEnv) instance(tenant, name string) string {
 	e.t.Helper()
 	if e.snap().Tenant(tenant) == nil {
-		e.c.MustApply(state.CmdTenantUpsert, state.TenantUpsert{Tenant: protocol.Tenant{Name: tenant}, Create: true})
+		e.c.MustPropose(state.CmdTenantUpsert, state.TenantUpsert{Tenant: protocol.Tenant{Name: tenant}, Create: true})
 	}
 	spec := protocol.Spec{Version: "1.0.0", Command: []string{"/opt/app/bin/app", "--port", "${PORT}"}, Ports: []string{"http"}}.WithDefaults()
-	e.c.MustApply(state.CmdInstanceCreate, state.InstanceCreate{Instance: protocol.Instance{
+	e.c.MustPropose(state.CmdInstanceCreate, state.InstanceCreate{Instance: protocol.Instance{
 		Tenant: tenant, Name: name, Environment: protocol.DefaultEnvironment, Replicas: 1, Spec: spec}})
 	return protocol.InstanceID(tenant, name)
 }
@@ -206,7 +124,7 @@ func (e *testEnv) place(instanceID, node string, ids ...string) uint64 {
 	for _, id := range ids {
 		rs = append(rs, &protocol.Replica{ID: id, Tenant: tenant, Instance: name, Node: node, Version: 1})
 	}
-	return e.c.MustApply(state.CmdPlanApply, state.Plan{Instance: instanceID, Place: rs})
+	return e.c.MustPropose(state.CmdPlanApply, state.Plan{Instance: instanceID, Place: rs})
 }
 
 // stopReplicas commits a plan that stops replicas of an instance.
@@ -216,7 +134,7 @@ func (e *testEnv) stopReplicas(instanceID string, ids ...string) uint64 {
 	for _, id := range ids {
 		stops = append(stops, state.ReplicaStop{ID: id, Message: "test"})
 	}
-	return e.c.MustApply(state.CmdPlanApply, state.Plan{Instance: instanceID, Stop: stops})
+	return e.c.MustPropose(state.CmdPlanApply, state.Plan{Instance: instanceID, Stop: stops})
 }
 
 // register connects an agent to the leader with a new hello and returns it

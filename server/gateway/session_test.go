@@ -1,4 +1,4 @@
-package gateway
+package gateway_test
 
 import (
 	"bytes"
@@ -11,8 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/drover-dev/drover/internal/testwait"
 	"github.com/drover-dev/drover/protocol"
-	"github.com/drover-dev/drover/server/cluster"
+	"github.com/drover-dev/drover/server/gateway"
 )
 
 // quiet is how long a test waits to see that a message is not sent.
@@ -152,7 +153,7 @@ func TestHelloReplicasCommitted(t *testing.T) {
 	h := rejoin("host-a", w, w.NodeSecret)
 	h.Replicas = []protocol.ReplicaReport{{ID: "r1", State: protocol.ReplicaHealthy, Restarts: 2}}
 	e.connect(e.url(), h)
-	cluster.Eventually(t, wait, "the hello's report to be committed", func() error {
+	testwait.Eventually(t, wait, "the hello's report to be committed", func() error {
 		if r := e.snap().Replica("r1"); r.State != protocol.ReplicaHealthy || r.Restarts != 2 {
 			return fmt.Errorf("r1: %s, %d restarts", r.State, r.Restarts)
 		}
@@ -220,7 +221,7 @@ type logCall struct {
 	errc chan error
 }
 
-func streamLogs(ctx context.Context, g *Gateway, node string, req protocol.LogRequest, out *syncBuffer) *logCall {
+func streamLogs(ctx context.Context, g *gateway.Gateway, node string, req protocol.LogRequest, out *syncBuffer) *logCall {
 	c := &logCall{out: out, errc: make(chan error, 1)}
 	go func() { c.errc <- g.StreamLogs(ctx, node, req, out, out.flush) }()
 	return c
@@ -293,7 +294,7 @@ func TestStreamLogs(t *testing.T) {
 // waitCopied waits until the HTTP side of a stream has got want.
 func waitCopied(t *testing.T, out *syncBuffer, want string) {
 	t.Helper()
-	cluster.Eventually(t, wait, "the first chunk to be copied", func() error {
+	testwait.Eventually(t, wait, "the first chunk to be copied", func() error {
 		if got := out.String(); got != want {
 			return fmt.Errorf("copied %q", got)
 		}
@@ -348,7 +349,7 @@ func TestStreamLogsEndedByHTTPSide(t *testing.T) {
 			t.Fatalf("cancelled StreamLogs: %v", err)
 		}
 		cancelled(t, req.Stream)
-		if d := flood(t, a, req.Stream, seq.Add(1)); d >= logStall {
+		if d := flood(t, a, req.Stream, seq.Add(1)); d >= gateway.LogStall {
 			t.Fatalf("chunks of a cancelled stream held the session up for %s", d)
 		}
 		if got := call.out.String(); got != "first\n" {
@@ -364,7 +365,7 @@ func TestStreamLogsEndedByHTTPSide(t *testing.T) {
 			t.Fatalf("StreamLogs to a failing writer: %v", err)
 		}
 		cancelled(t, req.Stream)
-		if d := flood(t, a, req.Stream, seq.Add(1)); d >= logStall {
+		if d := flood(t, a, req.Stream, seq.Add(1)); d >= gateway.LogStall {
 			t.Fatalf("chunks of an ended stream held the session up for %s", d)
 		}
 	}
@@ -373,8 +374,8 @@ func TestStreamLogsEndedByHTTPSide(t *testing.T) {
 		call := streamLogs(context.Background(), g, w.NodeID, protocol.LogRequest{Replica: "r1", Follow: true}, out)
 		req := decode[protocol.LogRequest](t, a.next(protocol.MsgLogs))
 		// The writer holds the first chunk; the stream's buffer fills, and
-		// after logStall the stream is cut rather than the session held.
-		if d := flood(t, a, req.Stream, seq.Add(1)); d > logStall+wait/2 {
+		// after gateway.LogStall the stream is cut rather than the session held.
+		if d := flood(t, a, req.Stream, seq.Add(1)); d > gateway.LogStall+wait/2 {
 			t.Fatalf("a stuck HTTP reader held the session up for %s", d)
 		}
 		close(out.gate)
@@ -382,7 +383,7 @@ func TestStreamLogsEndedByHTTPSide(t *testing.T) {
 			t.Fatalf("StreamLogs cut for being too slow: %v", err)
 		}
 		cancelled(t, req.Stream)
-		if d := flood(t, a, req.Stream, seq.Add(1)); d >= logStall {
+		if d := flood(t, a, req.Stream, seq.Add(1)); d >= gateway.LogStall {
 			t.Fatalf("chunks of a cut stream held the session up for %s", d)
 		}
 	}
@@ -409,7 +410,7 @@ func TestStatusNotAckedUntilCommitted(t *testing.T) {
 	e.c.Heal()
 	leader := e.leader() // whichever: old may win again once healed
 
-	b, _ := e.connect(e.urls[leader], rejoin("host-a", w, w.NodeSecret))
+	b, _ := e.connect(leader.URL, rejoin("host-a", w, w.NodeSecret))
 	b.send(protocol.MsgStatus, report)
 	if ack := decode[protocol.Ack](t, b.next(protocol.MsgAck)); ack.Seq != 1 {
 		t.Fatalf("ack %d, want 1", ack.Seq)

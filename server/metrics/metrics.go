@@ -18,7 +18,8 @@ type Source struct {
 	Store        *state.Store
 	IsLeader     func() bool
 	AppliedIndex func() uint64
-	Sessions     func() int // connected agents (on the leader)
+	Sessions     func() int   // connected agents (on the leader)
+	Connects     func() int64 // agents' connection attempts since start
 }
 
 // Handler serves the metrics.
@@ -31,9 +32,11 @@ func Handler(src Source) http.Handler {
 
 func write(w io.Writer, src Source) {
 	snap := src.Store.Snapshot()
-	gauge := func(name, help string, v any) {
-		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s gauge\n%s %v\n", name, help, name, name, v)
+	metric := func(kind, name, help string, v any) {
+		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n%s %v\n", name, help, name, kind, name, v)
 	}
+	gauge := func(name, help string, v any) { metric("gauge", name, help, v) }
+	counter := func(name, help string, v any) { metric("counter", name, help, v) }
 	labelled := func(name, help, label string, counts map[string]int) {
 		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s gauge\n", name, help, name)
 		keys := make([]string, 0, len(counts))
@@ -67,6 +70,9 @@ func write(w io.Writer, src Source) {
 	gauge("drover_evaluations_pending", "Evaluations waiting for the scheduler.", len(snap.Evals()))
 	if src.Sessions != nil {
 		gauge("drover_agent_sessions", "Agents connected to this server.", src.Sessions())
+	}
+	if src.Connects != nil {
+		counter("drover_agent_connects_total", "Agent connection attempts to this server since it started.", src.Connects())
 	}
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)

@@ -7,19 +7,19 @@ import (
 	"testing"
 
 	"github.com/drover-dev/drover/protocol"
-	"github.com/drover-dev/drover/server/cluster"
+	"github.com/drover-dev/drover/server/clustertest"
 	"github.com/drover-dev/drover/server/metrics"
 	"github.com/drover-dev/drover/server/state"
 )
 
 // A scrape shows what the state holds, in the Prometheus text format.
 func TestScrape(t *testing.T) {
-	c := cluster.NewTestCluster(t, cluster.TestConfig{Servers: 1})
+	c := clustertest.New(t, clustertest.Config{Servers: 1, Bare: true})
 	s := c.Leader()
-	c.MustApply(state.CmdTenantUpsert, state.TenantUpsert{Tenant: protocol.Tenant{Name: "acme"}, Create: true})
-	c.MustApply(state.CmdTenantUpsert, state.TenantUpsert{Tenant: protocol.Tenant{Name: "beta"}, Create: true})
+	c.MustPropose(state.CmdTenantUpsert, state.TenantUpsert{Tenant: protocol.Tenant{Name: "acme"}, Create: true})
+	c.MustPropose(state.CmdTenantUpsert, state.TenantUpsert{Tenant: protocol.Tenant{Name: "beta"}, Create: true})
 	h := metrics.Handler(metrics.Source{Store: s.Store, IsLeader: s.Cluster.IsLeader, AppliedIndex: s.Cluster.AppliedIndex,
-		Sessions: func() int { return 7 }})
+		Sessions: func() int { return 7 }, Connects: func() int64 { return 9 }})
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
 	body, _ := io.ReadAll(rec.Body)
@@ -27,6 +27,7 @@ func TestScrape(t *testing.T) {
 		"# TYPE drover_tenants gauge\ndrover_tenants 2\n",
 		"drover_raft_leader 1\n",
 		"drover_agent_sessions 7\n",
+		"# TYPE drover_agent_connects_total counter\ndrover_agent_connects_total 9\n",
 		"# TYPE go_goroutines gauge\n",
 	} {
 		if !strings.Contains(string(body), want) {
