@@ -49,11 +49,25 @@ func (s *Snapshot) AuditRetention() AuditRetention {
 func (w *writer) auditRetention(c *AuditRetention) error {
 	r := c.WithDefaults()
 	m := &Meta{Key: metaAuditRetention, N: uint64(r.MaxRecords), Value: strconv.FormatInt(int64(r.MaxAge), 10)}
-	if err := w.insert(tableMeta, m); err != nil {
-		return err
-	}
+	w.insert(tableMeta, m)
 	if w.first(tableMeta, metaAuditCount) != nil {
 		w.pruneAudit()
 	}
 	return nil
+}
+
+// auditAppend writes records of the servers' own (refused requests).
+// Sequence 0 is the envelope's own record (see apply).
+func (w *writer) auditAppend(c *AuditAppend) error {
+	for i, r := range c.Records {
+		w.audit(r, i+1)
+	}
+	return nil
+}
+
+// stateRestored marks every table changed after a snapshot restore, and
+// records who restored it.
+func (w *writer) stateRestored(c *AuditAppend) error {
+	w.touch(Tables...)
+	return w.auditAppend(c)
 }

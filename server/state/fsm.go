@@ -26,8 +26,10 @@ const (
 type FSM struct {
 	store  *Store
 	logger hclog.Logger
-	// OnApply, when set, is called after each entry is applied with the
-	// command's type; the leader uses it to wake the scheduler and gateway.
+	// onApply, set by OnApply, is called after each applied entry with
+	// its command's type and index. Nothing in the server uses it (the
+	// scheduler and the gateway wake on the store's watches); it lets
+	// tests see the order in which entries were applied.
 	onApply atomic.Pointer[func(CommandType, uint64)]
 }
 
@@ -46,7 +48,9 @@ func (f *FSM) StoreDB() *memdb.MemDB { return f.store.current().db.Snapshot() }
 // Store returns the store the FSM writes.
 func (f *FSM) Store() *Store { return f.store }
 
-// OnApply sets a function called after every applied entry. It must not block.
+// OnApply sets a function called after every applied entry with its
+// command's type and Raft index. It runs on Raft's apply goroutine and must
+// not block.
 func (f *FSM) OnApply(fn func(CommandType, uint64)) { f.onApply.Store(&fn) }
 
 // Apply applies one log entry. It returns nil or the *protocol.Error that

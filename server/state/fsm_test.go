@@ -843,3 +843,21 @@ func TestPlanApplyToNodeThatWentDown(t *testing.T) {
 		t.Fatal("the evaluation was dropped; nothing would place the replica again")
 	}
 }
+
+// A write the store refuses part-way through a command aborts the whole
+// entry: the rows the command wrote before it are not kept either, and the
+// answer is an error, not a panic.
+func TestRefusedWriteAbortsTheWholeEntry(t *testing.T) {
+	h := newHarness(t)
+	h.tenant("acme")
+	before := h.bytes()
+	// A node without an id: its credential is written first, then the
+	// node row is refused.
+	e := h.fails(state.CmdNodeRegister, state.NodeRegister{SecretHash: "h2", Node: protocol.Node{Name: "nameless"}}, protocol.CodeInternal)
+	if strings.Contains(e.Message, "panic") {
+		t.Fatalf("a refused write answered as a panic: %v", e)
+	}
+	if d := stateDiff(before, h.bytes()); d != "" {
+		t.Fatalf("the aborted entry changed the state: %s", d)
+	}
+}

@@ -100,6 +100,15 @@ func (s *Snapshot) first(table, index string, args ...any) any {
 	return raw
 }
 
+// one returns the row of table whose id is args, or nil.
+func one[T any](s *Snapshot, table string, args ...any) *T {
+	raw := s.first(table, "id", args...)
+	if raw == nil {
+		return nil
+	}
+	return raw.(*T)
+}
+
 func list[T any](s *Snapshot, table, index string, args ...any) []*T {
 	it, err := s.txn.Get(table, index, args...)
 	if err != nil {
@@ -129,11 +138,7 @@ func (s *Snapshot) Index(tables ...string) uint64 {
 
 // Tenant returns a tenant, or nil.
 func (s *Snapshot) Tenant(name string) *protocol.Tenant {
-	raw := s.first(tableTenants, "id", name)
-	if raw == nil {
-		return nil
-	}
-	return raw.(*protocol.Tenant)
+	return one[protocol.Tenant](s, tableTenants, name)
 }
 
 // Tenants returns every tenant by name.
@@ -143,11 +148,7 @@ func (s *Snapshot) Tenants() []*protocol.Tenant {
 
 // Environment returns an environment, or nil.
 func (s *Snapshot) Environment(name string) *protocol.Environment {
-	raw := s.first(tableEnvironments, "id", name)
-	if raw == nil {
-		return nil
-	}
-	return raw.(*protocol.Environment)
+	return one[protocol.Environment](s, tableEnvironments, name)
 }
 
 // Environments returns every environment.
@@ -157,11 +158,7 @@ func (s *Snapshot) Environments() []*protocol.Environment {
 
 // Plan returns a plan, or nil.
 func (s *Snapshot) Plan(name string) *protocol.Plan {
-	raw := s.first(tablePlans, "id", name)
-	if raw == nil {
-		return nil
-	}
-	return raw.(*protocol.Plan)
+	return one[protocol.Plan](s, tablePlans, name)
 }
 
 // Plans returns every plan.
@@ -171,11 +168,7 @@ func (s *Snapshot) Plans() []*protocol.Plan {
 
 // Instance returns an instance by id (tenant/name), or nil.
 func (s *Snapshot) Instance(id string) *protocol.Instance {
-	raw := s.first(tableInstances, "id", id)
-	if raw == nil {
-		return nil
-	}
-	return raw.(*protocol.Instance)
+	return one[protocol.Instance](s, tableInstances, id)
 }
 
 // InstanceFilter selects instances; empty fields match all.
@@ -209,20 +202,12 @@ func (s *Snapshot) Instances(f InstanceFilter) []*protocol.Instance {
 
 // Version returns the spec of an instance at a version, or nil.
 func (s *Snapshot) Version(instanceID string, version uint64) *Version {
-	raw := s.first(tableVersions, "id", instanceID, version)
-	if raw == nil {
-		return nil
-	}
-	return raw.(*Version)
+	return one[Version](s, tableVersions, instanceID, version)
 }
 
 // Replica returns a replica, or nil.
 func (s *Snapshot) Replica(id string) *protocol.Replica {
-	raw := s.first(tableReplicas, "id", id)
-	if raw == nil {
-		return nil
-	}
-	return raw.(*protocol.Replica)
+	return one[protocol.Replica](s, tableReplicas, id)
 }
 
 // Replicas returns an instance's replicas, oldest first.
@@ -264,11 +249,7 @@ func (s *Snapshot) NodeUsage(nodeID string) protocol.Reservation {
 
 // Node returns a node, or nil.
 func (s *Snapshot) Node(id string) *protocol.Node {
-	raw := s.first(tableNodes, "id", id)
-	if raw == nil {
-		return nil
-	}
-	return raw.(*protocol.Node)
+	return one[protocol.Node](s, tableNodes, id)
 }
 
 // Nodes returns every node by id.
@@ -278,20 +259,12 @@ func (s *Snapshot) Nodes() []*protocol.Node {
 
 // Credential returns the owner of a secret's hash, or nil.
 func (s *Snapshot) Credential(hash string) *Credential {
-	raw := s.first(tableCredentials, "id", hash)
-	if raw == nil {
-		return nil
-	}
-	return raw.(*Credential)
+	return one[Credential](s, tableCredentials, hash)
 }
 
 // Token returns a token by id, or nil.
 func (s *Snapshot) Token(id string) *protocol.Token {
-	raw := s.first(tableTokens, "id", id)
-	if raw == nil {
-		return nil
-	}
-	return raw.(*protocol.Token)
+	return one[protocol.Token](s, tableTokens, id)
 }
 
 // Tokens returns every token.
@@ -301,11 +274,7 @@ func (s *Snapshot) Tokens() []*protocol.Token {
 
 // Meta returns a meta row, or nil.
 func (s *Snapshot) Meta(key string) *Meta {
-	raw := s.first(tableMeta, "id", key)
-	if raw == nil {
-		return nil
-	}
-	return raw.(*Meta)
+	return one[Meta](s, tableMeta, key)
 }
 
 // Events returns an instance's events, oldest first.
@@ -354,11 +323,7 @@ func (s *Snapshot) Evals() []*Eval {
 
 // Eval returns an instance's pending evaluation, or nil.
 func (s *Snapshot) Eval(instanceID string) *Eval {
-	raw := s.first(tableEvals, "id", instanceID)
-	if raw == nil {
-		return nil
-	}
-	return raw.(*Eval)
+	return one[Eval](s, tableEvals, instanceID)
 }
 
 // Servers returns the servers' recorded addresses.
@@ -368,11 +333,7 @@ func (s *Snapshot) Servers() []*protocol.Member {
 
 // Server returns a server's recorded addresses, or nil.
 func (s *Snapshot) Server(id string) *protocol.Member {
-	raw := s.first(tableServers, "id", id)
-	if raw == nil {
-		return nil
-	}
-	return raw.(*protocol.Member)
+	return one[protocol.Member](s, tableServers, id)
 }
 
 // InstanceStatus derives an instance's status from its replicas.

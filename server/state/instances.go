@@ -1,0 +1,191 @@
+package state
+
+// Instance commands: create, update, scale, lifecycle and delete, and the versions of their specs.
+
+import (
+	"fmt"
+
+	"github.com/drover-dev/drover/protocol"
+)
+
+func (w *writer) putVersion(in *protocol.Instance) {
+	w.insert(tableVersions, &Version{InstanceID: in.ID, Version: in.Version, Spec: in.Spec})
+	// Keep the newest versions, and the stable one and those replicas still run.
+	keep := map[uint64]bool{in.StableVersion: true}
+	for _, r := range w.snap().Replicas(in.ID) {
+		keep[r.Version] = true
+	}
+	if in.Version > MaxVersionsKept {
+		for v := uint64(1); v <= in.Version-MaxVersionsKept; v++ {
+			if keep[v] {
+				continue
+			}
+			if raw := w.first(tableVersions, in.ID, v); raw != nil {
+				w.delete(tableVersions, raw)
+			}
+		}
+	}
+}
+
+func (w *writer) instanceCreate(c *InstanceCreate) error {
+	in := c.Instance
+	t := w.snap().Tenant(in.Tenant)
+	if t == nil {
+		return protocol.NotFound("tenant", in.Tenant)
+	}
+	if t.State == protocol.TenantSuspended {
+		return protocol.Errorf(protocol.CodeConflict, "tenant %q is suspended", in.Tenant)
+	}
+	in.ID = protocol.InstanceID(in.Tenant, in.Name)
+	if w.first(tableInstances, in.ID) != nil {
+		return protocol.Errorf(protocol.CodeConflict, "instance %q already exists", in.ID)
+	}
+	if err := w.checkQuota(t, nil, &in); err != nil {
+		return err
+	}
+	in.Version = 1
+	in.CreatedAt, in.CreateIndex = w.cmd.Time, w.index
+	w.putInstance(&in)
+	w.putVersion(&in)
+	w.event(protocol.Event{Tenant: in.Tenant, Instance: in.Name, Type: "created", Message: fmt.Sprintf("created with %d replicas at version 1", in.Replicas)})
+	w.eval(in.ID, "instance-create")
+	return nil
+}
+
+func (w *writer) instanceUpdate(c *InstanceUpdate) error {
+	in, err := w.instance(c.Tenant, c.Name)
+	if err != nil {
+		return err
+	}
+	if c.IfVersion != 0 && c.IfVersion != in.Version {
+		return protocol.Errorf(protocol.CodeConflict, "instance %q is at version %d, not %d", in.ID, in.Version, c.IfVersion)
+	}
+	old := *in
+	in.Spec = c.Spec
+	in.Plan = c.Plan
+	if c.Environment != "" {
+		in.Environment = c.Environment
+	}
+	if c.Replicas != nil {
+		in.Replicas = *c.Replicas
+	}
+	if err := w.quotaOf(&old, in); err != nil {
+		return err
+	}
+	in.Version++
+	w.putInstance(in)
+	w.putVersion(in)
+	w.event(protocol.Event{Tenant: in.Tenant, Instance: in.Name, Type: "updated", Message: fmt.Sprintf("spec changed: version %d", in.Version)})
+	w.eval(in.ID, "instance-update")
+	return nil
+}
+
+func (w *writer) instanceScale(c *InstanceScale) error {
+	in, err := w.instance(c.Tenant, c.Name)
+	if err != nil {
+		return err
+	}
+	old := *in
+	in.Replicas = c.Replicas
+	if err := w.quotaOf(&old, in); err != nil {
+		return err
+	}
+	w.event(protocol.Event{Tenant: in.Tenant, Instance: in.Name, Type: "scaled", Message: fmt.Sprintf("replicas %d -> %d", old.Replicas, c.Replicas)})
+	w.putInstance(in)
+	w.eval(in.ID, "instance-scale")
+	return nil
+}
+
+func (w *writer) instanceLifecycle(c *InstanceLifecycle) error {
+	in, err := w.instance(c.Tenant, c.Name)
+	if err != nil {
+		return err
+	}
+	switch c.Action {
+	case ActionStop:
+		in.Stopped = true
+	case ActionStart:
+		if t := w.snap().Tenant(in.Tenant); t != nil && t.State == protocol.TenantSuspended {
+			return protocol.Errorf(protocol.CodeConflict, "tenant %q is suspended: its instances cannot be started", in.Tenant)
+		}
+		old := *in
+		in.Stopped = false
+		if err := w.quotaOf(&old, in); err != nil {
+			return err
+		}
+	case ActionRestart:
+		if in.Stopped {
+			return protocol.Errorf(protocol.CodeConflict, "instance %q is stopped; start it instead", in.ID)
+		}
+		in.RestartEpoch = w.index
+	default:
+		return protocol.FieldError("action", "%q is not stop, start or restart", c.Action)
+	}
+	w.putInstance(in)
+	w.event(protocol.Event{Tenant: in.Tenant, Instance: in.Name, Type: c.Action, Message: c.Action + " requested"})
+	w.eval(in.ID, "instance-"+c.Action)
+	return nil
+}
+
+func (w *writer) instanceDelete(c *InstanceRef) error {
+	in, err := w.instance(c.Tenant, c.Name)
+	if err != nil {
+		return err
+	}
+	w.delete(tableInstances, w.first(tableInstances, in.ID))
+	// A prefix scan of the versions' id would also match acme/crm2 for
+	// acme/crm: delete the exact matches only.
+	for _, v := range list[Version](w.snap(), tableVersions, "id_prefix", in.ID) {
+		if v.InstanceID == in.ID {
+			w.delete(tableVersions, v)
+		}
+	}
+	if _, err := w.txn.DeleteAll(tableEvents, "instance", in.Tenant, in.Name); err != nil {
+		return protocol.Errorf(protocol.CodeInternal, "delete events of %s: %v", in.ID, err)
+	}
+	w.touch(tableEvents)
+	if raw := w.first(tableEvals, in.ID); raw != nil {
+		w.delete(tableEvals, raw)
+	}
+	for _, r := range w.snap().Replicas(in.ID) {
+		w.stopReplica(r, "instance deleted")
+	}
+	w.gcReplicas(in.ID)
+	w.evalWaiting("")
+	return nil
+}
+
+// stopReplica sets a replica's desired state to stop. A replica that never
+// reached a node is stopped at once.
+func (w *writer) stopReplica(r *protocol.Replica, why string) {
+	if r.Desired == protocol.DesiredStop && r.Terminal() {
+		return
+	}
+	c := *r
+	c.Desired = protocol.DesiredStop
+	c.Message = why
+	if c.Node == "" || c.State == protocol.ReplicaPending && c.Node == "" {
+		c.State = protocol.ReplicaStopped
+	}
+	c.ModifyIndex = w.index
+	w.insert(tableReplicas, &c)
+}
+
+// gcReplicas drops terminal replicas that are no longer wanted: all of them
+// once the instance is gone, else all but the newest few.
+func (w *writer) gcReplicas(instanceID string) {
+	exists := w.first(tableInstances, instanceID) != nil
+	var done []*protocol.Replica
+	for _, r := range w.snap().Replicas(instanceID) {
+		if r.Desired == protocol.DesiredStop && r.Terminal() {
+			done = append(done, r)
+		}
+	}
+	keep := 0
+	if exists {
+		keep = MaxTerminalPerInstance
+	}
+	for i := 0; i < len(done)-keep; i++ {
+		w.delete(tableReplicas, done[i])
+	}
+}

@@ -1,0 +1,89 @@
+package state
+
+// Replica reports: what agents observe of their replicas.
+
+import (
+	"fmt"
+	"maps"
+	"sort"
+	"time"
+
+	"github.com/drover-dev/drover/protocol"
+)
+
+func (w *writer) replicaReports(c *ReplicaReports) error {
+	touched := map[string]bool{}
+	freed := false
+	for _, nr := range c.Reports {
+		if raw := w.first(tableNodes, nr.Node); raw != nil {
+			n := *raw.(*protocol.Node)
+			n.LastSeen = w.cmd.Time
+			n.ModifyIndex = w.index
+			w.insert(tableNodes, &n)
+		}
+		for _, rep := range nr.Replicas {
+			raw := w.first(tableReplicas, rep.ID)
+			if raw == nil {
+				continue // forgotten replica: the agent stops it, since it is not assigned
+			}
+			old := raw.(*protocol.Replica)
+			if old.Node != nr.Node {
+				continue // only the node running a replica reports it
+			}
+			r := *old
+			r.State, r.Health, r.Restarts, r.Message = rep.State, rep.Health, rep.Restarts, rep.Message
+			if rep.Ports != nil {
+				r.Ports = rep.Ports
+			}
+			if !rep.StartedAt.IsZero() {
+				r.StartedAt = rep.StartedAt
+			}
+			switch {
+			case r.State == protocol.ReplicaHealthy && old.State != protocol.ReplicaHealthy:
+				r.HealthySince = w.cmd.Time
+			case r.State != protocol.ReplicaHealthy:
+				r.HealthySince = time.Time{}
+			}
+			if sameObservation(old, &r) {
+				continue
+			}
+			r.ModifyIndex = w.index
+			w.insert(tableReplicas, &r)
+			freed = freed || r.Desired == protocol.DesiredRun && r.Terminal() && !old.Terminal()
+			id := protocol.InstanceID(r.Tenant, r.Instance)
+			if old.State != r.State || old.Restarts != r.Restarts {
+				msg := fmt.Sprintf("%s -> %s", old.State, r.State)
+				if r.Message != "" {
+					msg += ": " + r.Message
+				}
+				if r.Restarts > old.Restarts {
+					msg += fmt.Sprintf(" (restart %d)", r.Restarts)
+				}
+				w.event(protocol.Event{Tenant: r.Tenant, Instance: r.Instance, Type: "replica-" + r.State, Replica: r.ID, Node: r.Node, Message: msg})
+				if w.first(tableInstances, id) != nil {
+					w.eval(id, "replica-"+r.State)
+				}
+			}
+			touched[id] = true
+		}
+	}
+	ids := make([]string, 0, len(touched))
+	for id := range touched {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		w.gcReplicas(id)
+	}
+	if freed {
+		w.evalWaiting("")
+	}
+	return nil
+}
+
+// sameObservation reports whether two versions of a replica show the same
+// agent observation, so that a repeated report writes nothing.
+func sameObservation(a, b *protocol.Replica) bool {
+	return a.State == b.State && a.Health == b.Health && a.Restarts == b.Restarts &&
+		a.Message == b.Message && a.StartedAt.Equal(b.StartedAt) && maps.Equal(a.Ports, b.Ports)
+}
