@@ -81,15 +81,6 @@ func (h *harness) node(id string, cpu, mem int64, opts ...func(*protocol.Node)) 
 	h.must(state.CmdNodeRegister, state.NodeRegister{Node: n, SecretHash: "hash-" + id})
 }
 
-func zone(z string) func(*protocol.Node) {
-	return func(n *protocol.Node) {
-		if n.Labels == nil {
-			n.Labels = map[string]string{}
-		}
-		n.Labels[ZoneLabel] = z
-	}
-}
-
 // spec is a spec with defaults, 500 mCPU and 256 MB, and the given update
 // strategy changes.
 func spec(opts ...func(*protocol.Spec)) protocol.Spec {
