@@ -277,13 +277,13 @@ func (r *replica) supervise(ctx context.Context, p *driver.Process) (res driver.
 	note := r.limitsNote()
 	hc := r.spec.Spec.Health
 	if hc == nil || hc.Type == protocol.HealthNone {
-		r.set(protocol.ReplicaHealthy, "healthy", note)
+		r.set(protocol.ReplicaHealthy, protocol.HealthPassing, note)
 	} else {
 		r.mu.Lock()
 		adopted := r.state == protocol.ReplicaHealthy || r.state == protocol.ReplicaUnhealthy
 		r.mu.Unlock()
 		if !adopted {
-			r.set(protocol.ReplicaRunning, "unknown", note)
+			r.set(protocol.ReplicaRunning, protocol.HealthUnknown, note)
 		}
 		m := health.NewMonitor(r.checker(), health.Config{
 			Interval: hc.Interval.D(), Timeout: hc.Timeout.D(), Grace: hc.Grace.D(),
@@ -291,13 +291,13 @@ func (r *replica) supervise(ctx context.Context, p *driver.Process) (res driver.
 		}, func(t health.Transition) {
 			switch t.To {
 			case health.Healthy:
-				r.set(protocol.ReplicaHealthy, "healthy", note)
+				r.set(protocol.ReplicaHealthy, protocol.HealthPassing, note)
 			case health.Unhealthy:
 				msg := "health check failing"
 				if t.Err != nil {
 					msg = "health check: " + t.Err.Error()
 				}
-				r.set(protocol.ReplicaUnhealthy, "unhealthy", msg)
+				r.set(protocol.ReplicaUnhealthy, protocol.HealthFailing, msg)
 			}
 		})
 		wg.Add(1)

@@ -1,11 +1,15 @@
 package protocol
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
 	"unicode"
+
+	"github.com/coder/websocket"
 )
 
 // AgentProtocolVersion is the version of the agent<->server protocol. A
@@ -22,25 +26,60 @@ const (
 	MaxMessageBytes     = 4096
 )
 
-// Message types of the agent protocol (DESIGN.md, "Protocol sketch").
+// MessageType names what an Envelope carries.
+type MessageType string
+
+// Message types of the agent protocol (docs/DESIGN.md, "Protocol sketch").
 const (
-	MsgHello   = "hello"
-	MsgWelcome = "welcome"
-	MsgAssign  = "assign"
-	MsgStatus  = "status"
-	MsgAck     = "ack"
-	MsgError   = "error"
-	MsgLogs    = "logs"     // server→agent: start streaming a replica's log
-	MsgLogData = "log_data" // agent→server: a chunk of a log stream
+	MsgHello   MessageType = "hello"
+	MsgWelcome MessageType = "welcome"
+	MsgAssign  MessageType = "assign"
+	MsgStatus  MessageType = "status"
+	MsgAck     MessageType = "ack"
+	MsgError   MessageType = "error"
+	MsgLogs    MessageType = "logs"     // server→agent: start streaming a replica's log
+	MsgLogData MessageType = "log_data" // agent→server: a chunk of a log stream
 	// MsgHeartbeat (server→agent) gives a new heartbeat interval: it grows
 	// with the fleet, and agents of a session begun in a smaller one must
 	// slow down too.
-	MsgHeartbeat = "heartbeat"
+	MsgHeartbeat MessageType = "heartbeat"
+)
+
+// known reports whether t is a message type of this protocol version.
+func (t MessageType) known() bool {
+	switch t {
+	case MsgHello, MsgWelcome, MsgAssign, MsgStatus, MsgAck, MsgError, MsgLogs, MsgLogData, MsgHeartbeat:
+		return true
+	}
+	return false
+}
+
+// CodeNotLeader is the code of the error message a server that does not
+// lead answers a hello with; its body is a Redirect. The other codes of
+// the agent channel are the API's (unauthenticated, invalid_argument, ...).
+const CodeNotLeader Code = "not_leader"
+
+// ChannelError is the body of an error message: the sender closes the
+// connection after it.
+type ChannelError struct {
+	Code    Code            `json:"code"`
+	Message string          `json:"message"`
+	Body    json.RawMessage `json:"body,omitempty"`
+}
+
+// Error returns the message with its code.
+func (e *ChannelError) Error() string { return string(e.Code) + ": " + e.Message }
+
+// Health of a replica as its agent reports it (ReplicaReport.Health).
+const (
+	HealthUnknown = "unknown"   // running, its check has not passed yet
+	HealthPassing = "healthy"   // its check passes (or it has none)
+	HealthFailing = "unhealthy" // its check fails
 )
 
 // Envelope is every message on the agent WebSocket.
 type Envelope struct {
-	Type string          `json:"type"`
+	Type MessageType     `json:"type"`
 	ID   string          `json:"id,omitempty"`
 	Body json.RawMessage `json:"body,omitempty"`
 }
@@ -75,7 +114,7 @@ type Heartbeat struct {
 	Interval Duration `json:"interval"`
 }
 
-// Redirect is the body of an error message with code "not_leader": the
+// Redirect is the body of an error message with code CodeNotLeader: the
 // agent redials the leader.
 type Redirect struct {
 	Leader string `json:"leader"`
@@ -190,6 +229,11 @@ func (r *ReplicaReport) Validate() error {
 	default:
 		return FieldError("state", "%q is not a replica state", r.State)
 	}
+	switch r.Health {
+	case "", HealthUnknown, HealthPassing, HealthFailing:
+	default:
+		return FieldError("health", "%q is not a health value", r.Health)
+	}
 	if len(r.Message) > MaxMessageBytes {
 		return FieldError("message", "at most %d bytes", MaxMessageBytes)
 	}
@@ -233,7 +277,7 @@ type LogData struct {
 }
 
 // EncodeMessage builds an envelope of type typ around body.
-func EncodeMessage(typ, id string, body any) ([]byte, error) {
+func EncodeMessage(typ MessageType, id string, body any) ([]byte, error) {
 	b, err := json.Marshal(body)
 	if err != nil {
 		return nil, fmt.Errorf("encode %s: %w", typ, err)
@@ -257,10 +301,57 @@ func DecodeMessage(b []byte) (*Envelope, error) {
 	if err := json.Unmarshal(b, &e); err != nil {
 		return nil, fmt.Errorf("decode message: %w", err)
 	}
-	switch e.Type {
-	case MsgHello, MsgWelcome, MsgAssign, MsgStatus, MsgAck, MsgError, MsgLogs, MsgLogData, MsgHeartbeat:
-	default:
+	if !e.Type.known() {
 		return nil, fmt.Errorf("decode message: unknown type %q", e.Type)
 	}
 	return &e, nil
+}
+
+// ReadMessage reads one message of the agent channel from c and decodes
+// it: the one way both ends read. Binary frames are refused. The read's
+// deadline is ctx's.
+func ReadMessage(ctx context.Context, c *websocket.Conn) (*Envelope, error) {
+	typ, b, err := c.Read(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if typ != websocket.MessageText {
+		return nil, errors.New("binary message not expected")
+	}
+	return DecodeMessage(b)
+}
+
+// WriteMessage encodes a message of type typ around body and writes it to
+// c within timeout: the one way both ends write.
+func WriteMessage(ctx context.Context, c *websocket.Conn, timeout time.Duration, typ MessageType, body any) error {
+	b, err := EncodeMessage(typ, "", body)
+	if err != nil {
+		return err
+	}
+	wctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	return c.Write(wctx, websocket.MessageText, b)
+}
+
+// DecodeBody decodes an envelope's body into v; a body that does not
+// decode is invalid_argument naming the message type.
+func DecodeBody(env *Envelope, v any) error {
+	if err := json.Unmarshal(env.Body, v); err != nil {
+		return Errorf(CodeInvalidArgument, "decode %s: %v", env.Type, err)
+	}
+	return nil
+}
+
+// NewChannelError builds the body of an error message; body, when not
+// nil, is encoded into it (a Redirect for CodeNotLeader).
+func NewChannelError(code Code, message string, body any) (*ChannelError, error) {
+	e := &ChannelError{Code: code, Message: message}
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return nil, fmt.Errorf("encode error body: %w", err)
+		}
+		e.Body = b
+	}
+	return e, nil
 }

@@ -13,7 +13,7 @@ import (
 
 func TestEncodeDecodeMessage(t *testing.T) {
 	st := protocol.Status{Seq: 7, Generation: 3, Replicas: []protocol.ReplicaReport{
-		{ID: "r1", State: protocol.ReplicaHealthy, Health: "ok", Ports: map[string]int{"http": 20001}, Restarts: 1,
+		{ID: "r1", State: protocol.ReplicaHealthy, Health: protocol.HealthPassing, Ports: map[string]int{"http": 20001}, Restarts: 1,
 			StartedAt: time.Date(2025, 1, 2, 3, 4, 5, 0, time.UTC), Message: "fine"},
 	}}
 	b, err := protocol.EncodeMessage(protocol.MsgStatus, "m1", st)
@@ -87,6 +87,7 @@ func TestStatusValidate(t *testing.T) {
 		{"state empty", func(s *protocol.Status) { s.Replicas[0].State = "" }, "replicas[0].state"},
 		{"message too long", func(s *protocol.Status) { s.Replicas[0].Message = strings.Repeat("m", protocol.MaxMessageBytes+1) }, "replicas[0].message"},
 		{"restarts negative", func(s *protocol.Status) { s.Replicas[1].Restarts = -1 }, "replicas[1].restarts"},
+		{"unknown health", func(s *protocol.Status) { s.Replicas[1].Health = "ok" }, "replicas[1].health"},
 		{"too many ports", func(s *protocol.Status) {
 			s.Replicas[0].Ports = map[string]int{}
 			for i := 0; i <= protocol.MaxPorts; i++ {
@@ -103,6 +104,12 @@ func TestStatusValidate(t *testing.T) {
 			tc.edit(&s)
 			wantField(t, s.Validate(), tc.field)
 		})
+	}
+	for _, h := range []string{"", protocol.HealthUnknown, protocol.HealthPassing, protocol.HealthFailing} {
+		r := protocol.ReplicaReport{ID: "r", State: protocol.ReplicaRunning, Health: h}
+		if err := r.Validate(); err != nil {
+			t.Errorf("health %q refused: %v", h, err)
+		}
 	}
 	for _, st := range []string{"pending", "starting", "running", "healthy", "unhealthy", "stopping", "stopped", "failed", "lost"} {
 		r := protocol.ReplicaReport{ID: "r", State: st}

@@ -275,13 +275,6 @@ func (c *Client) learn(addrs []string) {
 	}
 }
 
-// serverError is the body of an error message.
-type serverError struct {
-	Code    string            `json:"code"`
-	Message string            `json:"message"`
-	Body    protocol.Redirect `json:"body"`
-}
-
 // session runs one connection. It returns the leader's address when the
 // server redirected there.
 func (c *Client) session(ctx context.Context, base string) (string, error) {
@@ -295,20 +288,22 @@ func (c *Client) session(ctx context.Context, base string) (string, error) {
 	defer ws.CloseNow()
 	ws.SetReadLimit(protocol.MaxFrameBytes)
 
-	if err := write(dctx, ws, protocol.MsgHello, c.cfg.Hello()); err != nil {
+	if err := protocol.WriteMessage(dctx, ws, writeTimeout, protocol.MsgHello, c.cfg.Hello()); err != nil {
 		return "", fmt.Errorf("send hello: %w", err)
 	}
-	env, err := read(dctx, ws)
+	env, err := protocol.ReadMessage(dctx, ws)
 	if err != nil {
 		return "", fmt.Errorf("read welcome: %w", err)
 	}
 	switch env.Type {
 	case protocol.MsgWelcome:
 	case protocol.MsgError:
-		var e serverError
+		var e protocol.ChannelError
 		_ = json.Unmarshal(env.Body, &e)
-		if e.Code == "not_leader" {
-			return e.Body.Leader, fmt.Errorf("%s is not the leader", base)
+		if e.Code == protocol.CodeNotLeader {
+			var to protocol.Redirect
+			_ = json.Unmarshal(e.Body, &to)
+			return to.Leader, fmt.Errorf("%s is not the leader", base)
 		}
 		return "", fmt.Errorf("%w: %s: %s", ErrRefused, e.Code, e.Message)
 	default:
@@ -393,15 +388,15 @@ func (c *Client) reader(ctx context.Context, ws *websocket.Conn, intervals chan 
 		<-applied
 	}()
 	for {
-		env, err := read(ctx, ws)
+		env, err := protocol.ReadMessage(ctx, ws)
 		if err != nil {
 			return err
 		}
 		switch env.Type {
 		case protocol.MsgAssign:
 			var a protocol.Assign
-			if err := json.Unmarshal(env.Body, &a); err != nil {
-				return fmt.Errorf("decode assign: %w", err)
+			if err := protocol.DecodeBody(env, &a); err != nil {
+				return err
 			}
 			if len(a.Replicas) > protocol.MaxAssignReplicas {
 				return fmt.Errorf("assign with %d replicas over the limit", len(a.Replicas))
@@ -459,13 +454,13 @@ func (c *Client) reader(ctx context.Context, ws *websocket.Conn, intervals chan 
 					d.Stream = req.Stream
 					// Not with lctx: a write that the stream's cancel
 					// cuts short closes the whole connection.
-					return write(ctx, ws, protocol.MsgLogData, d)
+					return protocol.WriteMessage(ctx, ws, writeTimeout, protocol.MsgLogData, d)
 				})
 			}()
 		case protocol.MsgError:
-			var e serverError
+			var e protocol.ChannelError
 			_ = json.Unmarshal(env.Body, &e)
-			return fmt.Errorf("server error %s: %s", e.Code, e.Message)
+			return fmt.Errorf("server error %w", &e)
 		}
 	}
 }
@@ -502,7 +497,7 @@ func (c *Client) sender(ctx context.Context, ws *websocket.Conn) error {
 		if len(st.Replicas) == 0 && st.Metrics == nil {
 			continue
 		}
-		if err := write(ctx, ws, protocol.MsgStatus, st); err != nil {
+		if err := protocol.WriteMessage(ctx, ws, writeTimeout, protocol.MsgStatus, st); err != nil {
 			return fmt.Errorf("send status: %w", err)
 		}
 	}
@@ -532,25 +527,4 @@ func (c *Client) pinger(ctx context.Context, ws *websocket.Conn, interval time.D
 			return fmt.Errorf("server did not answer ping within %s: %w", interval, err)
 		}
 	}
-}
-
-func write(ctx context.Context, ws *websocket.Conn, typ string, body any) error {
-	b, err := protocol.EncodeMessage(typ, "", body)
-	if err != nil {
-		return err
-	}
-	wctx, cancel := context.WithTimeout(ctx, writeTimeout)
-	defer cancel()
-	return ws.Write(wctx, websocket.MessageText, b)
-}
-
-func read(ctx context.Context, ws *websocket.Conn) (*protocol.Envelope, error) {
-	typ, b, err := ws.Read(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if typ != websocket.MessageText {
-		return nil, errors.New("binary message not expected")
-	}
-	return protocol.DecodeMessage(b)
 }

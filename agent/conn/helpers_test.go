@@ -83,7 +83,7 @@ func probe(base string) error {
 	if err != nil {
 		return err
 	}
-	if strings.Contains(string(b), gateway.CodeNotLeader) {
+	if strings.Contains(string(b), string(protocol.CodeNotLeader)) {
 		return fmt.Errorf("gateway does not lead yet")
 	}
 	return nil
@@ -320,7 +320,7 @@ func (fc *fakeConn) read() (*protocol.Envelope, error) {
 }
 
 // next returns the next message, of type typ.
-func (fc *fakeConn) next(typ string) *protocol.Envelope {
+func (fc *fakeConn) next(typ protocol.MessageType) *protocol.Envelope {
 	fc.t.Helper()
 	env, err := fc.read()
 	if err != nil {
@@ -332,7 +332,7 @@ func (fc *fakeConn) next(typ string) *protocol.Envelope {
 	return env
 }
 
-func (fc *fakeConn) send(typ string, body any) error {
+func (fc *fakeConn) send(typ protocol.MessageType, body any) error {
 	b, err := protocol.EncodeMessage(typ, "", body)
 	if err != nil {
 		return err

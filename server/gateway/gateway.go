@@ -34,11 +34,6 @@ const (
 	writeTimeout                  = 10 * time.Second
 )
 
-// Error codes of the agent channel, sent in an error message before closing.
-const (
-	CodeNotLeader = "not_leader"
-)
-
 // Config configures the gateway.
 type Config struct {
 	Cluster *cluster.Cluster
@@ -313,7 +308,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.SetReadLimit(protocol.MaxFrameBytes)
 	ctx := r.Context()
 	hctx, cancel := context.WithTimeout(ctx, helloTimeout)
-	env, err := readMessage(hctx, c)
+	env, err := protocol.ReadMessage(hctx, c)
 	cancel()
 	if err != nil {
 		g.logger.Warn("agent sent no valid hello", "remote", r.RemoteAddr, "error", err)
@@ -321,16 +316,16 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if env.Type != protocol.MsgHello {
-		g.refuse(ctx, c, r, "invalid_argument", "first message must be hello, got "+env.Type)
+		g.refuse(ctx, c, r, protocol.CodeInvalidArgument, "first message must be hello, got "+string(env.Type))
 		return
 	}
 	var hello protocol.Hello
-	if err := decodeBody(env, &hello); err != nil {
-		g.refuse(ctx, c, r, "invalid_argument", err.Error())
+	if err := protocol.DecodeBody(env, &hello); err != nil {
+		g.refuse(ctx, c, r, protocol.CodeInvalidArgument, err.Error())
 		return
 	}
 	if hello.ProtocolVersion != protocol.AgentProtocolVersion {
-		g.refuse(ctx, c, r, "invalid_argument", fmt.Sprintf("protocol version %d not supported; this server speaks %d", hello.ProtocolVersion, protocol.AgentProtocolVersion))
+		g.refuse(ctx, c, r, protocol.CodeInvalidArgument, fmt.Sprintf("protocol version %d not supported; this server speaks %d", hello.ProtocolVersion, protocol.AgentProtocolVersion))
 		return
 	}
 	if !g.isLeading() {
@@ -344,7 +339,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			g.redirect(ctx, c)
 			return
 		}
-		g.refuse(ctx, c, r, string(e.Code), e.Message)
+		g.refuse(ctx, c, r, e.Code, e.Message)
 		return
 	}
 	nodeID.Store(&node.ID)
@@ -406,11 +401,11 @@ func (g *Gateway) redirect(ctx context.Context, c *websocket.Conn) {
 			leader = m.HTTPAddr
 		}
 	}
-	sendError(ctx, c, CodeNotLeader, "this server is not the leader", protocol.Redirect{Leader: leader})
+	sendError(ctx, c, protocol.CodeNotLeader, "this server is not the leader", protocol.Redirect{Leader: leader})
 	c.Close(websocket.StatusTryAgainLater, "not the leader")
 }
 
-func (g *Gateway) refuse(ctx context.Context, c *websocket.Conn, r *http.Request, code, msg string) {
+func (g *Gateway) refuse(ctx context.Context, c *websocket.Conn, r *http.Request, code protocol.Code, msg string) {
 	g.logger.Warn("agent refused", "remote", r.RemoteAddr, "code", code, "reason", msg)
 	sendError(ctx, c, code, msg, nil)
 	c.Close(websocket.StatusPolicyViolation, protocol.Truncate(msg, 120))

@@ -13,7 +13,6 @@ import (
 	"github.com/drover-dev/drover/internal/testwait"
 	"github.com/drover-dev/drover/protocol"
 	"github.com/drover-dev/drover/server"
-	"github.com/drover-dev/drover/server/gateway"
 	"github.com/drover-dev/drover/server/state"
 )
 
@@ -94,15 +93,15 @@ func TestJoinTokenSources(t *testing.T) {
 		e.node(w.NodeID)
 
 		h.JoinToken = joinSecret
-		checkRefused(t, e, h, string(protocol.CodeUnauthenticated))
+		checkRefused(t, e, h, protocol.CodeUnauthenticated)
 	})
 	t.Run("required but none exists", func(t *testing.T) {
 		e := newEnv(t, envConfig{Server: server.Config{ACL: true}})
 		h := testHello("host-a")
 		h.JoinToken = "anything"
-		checkRefused(t, e, h, string(protocol.CodeUnauthenticated))
+		checkRefused(t, e, h, protocol.CodeUnauthenticated)
 		h.JoinToken = ""
-		checkRefused(t, e, h, string(protocol.CodeUnauthenticated))
+		checkRefused(t, e, h, protocol.CodeUnauthenticated)
 	})
 	t.Run("none configured", func(t *testing.T) {
 		e := newEnv(t, envConfig{})
@@ -114,7 +113,7 @@ func TestJoinTokenSources(t *testing.T) {
 // checkRefused sends first to the leader and checks that the gateway
 // answers an error of code with a message, closes the connection, and
 // registers nothing.
-func checkRefused(t *testing.T, e *testEnv, first any, code string) {
+func checkRefused(t *testing.T, e *testEnv, first any, code protocol.Code) {
 	t.Helper()
 	before, sessions := len(e.snap().Nodes()), e.gw().Sessions()
 	a := dialAgent(t, e.url())
@@ -128,7 +127,7 @@ func checkRefused(t *testing.T, e *testEnv, first any, code string) {
 	if env.Type != protocol.MsgError {
 		t.Fatalf("answered %s %s, want an error", env.Type, env.Body)
 	}
-	eb := decode[errorBody](t, env)
+	eb := decode[protocol.ChannelError](t, env)
 	if eb.Code != code || eb.Message == "" {
 		t.Fatalf("error %+v, want code %s with a message", eb, code)
 	}
@@ -173,7 +172,7 @@ func TestHelloRefused(t *testing.T) {
 	tests := []struct {
 		name  string
 		first any
-		code  string
+		code  protocol.Code
 	}{
 		{"wrong join token", with(func(h *protocol.Hello) { h.JoinToken = "guess" }), "unauthenticated"},
 		{"no join token", with(func(h *protocol.Hello) {}), "unauthenticated"},
@@ -203,7 +202,7 @@ func TestRevokedNodeRefused(t *testing.T) {
 	if ce := a.closedBy(); ce.Code != websocket.StatusPolicyViolation || !strings.Contains(ce.Reason, "revoked") {
 		t.Fatalf("revoked node's session ended with %v", ce)
 	}
-	checkRefused(t, e, rejoin("host-a", w, w.NodeSecret), "unauthenticated")
+	checkRefused(t, e, rejoin("host-a", w, w.NodeSecret), protocol.CodeUnauthenticated)
 }
 
 // A follower answers a hello with not_leader and the leader's HTTP address,
@@ -219,9 +218,9 @@ func TestFollowerRedirectsToLeader(t *testing.T) {
 		if env.Type != protocol.MsgError {
 			t.Fatalf("%s answered %s %s, want not_leader", f.ID, env.Type, env.Body)
 		}
-		eb := decode[errorBody](t, env)
+		eb := decode[protocol.ChannelError](t, env)
 		var r protocol.Redirect
-		if eb.Code != gateway.CodeNotLeader || jsonDecode(eb.Body, &r) != nil || r.Leader != leader.HTTPAddr {
+		if eb.Code != protocol.CodeNotLeader || jsonDecode(eb.Body, &r) != nil || r.Leader != leader.HTTPAddr {
 			t.Fatalf("%s answered %+v (%s), want not_leader to %s", f.ID, eb, eb.Body, leader.HTTPAddr)
 		}
 		if ce := a.closedBy(); ce.Code != websocket.StatusTryAgainLater {

@@ -200,9 +200,9 @@ func TestLeadershipLossClosesSessions(t *testing.T) {
 	b := dialAgent(t, follower.URL)
 	b.send(protocol.MsgHello, rejoin("host-a", w, w.NodeSecret))
 	b.startReading()
-	eb := decode[errorBody](t, b.next(protocol.MsgError))
+	eb := decode[protocol.ChannelError](t, b.next(protocol.MsgError))
 	var r protocol.Redirect
-	if eb.Code != gateway.CodeNotLeader || jsonDecode(eb.Body, &r) != nil || r.Leader != leader.HTTPAddr {
+	if eb.Code != protocol.CodeNotLeader || jsonDecode(eb.Body, &r) != nil || r.Leader != leader.HTTPAddr {
 		t.Fatalf("%s answered %+v (%s), want not_leader to %s", follower.ID, eb, eb.Body, leader.HTTPAddr)
 	}
 

@@ -259,14 +259,14 @@ func (a *testAgent) startReading() {
 	}()
 }
 
-func (a *testAgent) send(typ string, body any) {
+func (a *testAgent) send(typ protocol.MessageType, body any) {
 	a.t.Helper()
 	if err := a.trySend(typ, body); err != nil {
 		a.t.Fatalf("send %s: %v", typ, err)
 	}
 }
 
-func (a *testAgent) trySend(typ string, body any) error {
+func (a *testAgent) trySend(typ protocol.MessageType, body any) error {
 	b, err := protocol.EncodeMessage(typ, "", body)
 	if err != nil {
 		return err
@@ -319,13 +319,13 @@ func (a *testAgent) await(d time.Duration, match func(*protocol.Envelope) bool) 
 	}
 }
 
-func ofType(typ string) func(*protocol.Envelope) bool {
+func ofType(typ protocol.MessageType) func(*protocol.Envelope) bool {
 	return func(e *protocol.Envelope) bool { return e.Type == typ }
 }
 
 // next returns the next message of type typ, failing the test when none
 // comes.
-func (a *testAgent) next(typ string) *protocol.Envelope {
+func (a *testAgent) next(typ protocol.MessageType) *protocol.Envelope {
 	a.t.Helper()
 	m := a.await(wait, ofType(typ))
 	if m == nil {
@@ -345,7 +345,7 @@ func (a *testAgent) nextAny() *protocol.Envelope {
 }
 
 // none fails the test when a message of type typ arrives within d.
-func (a *testAgent) none(typ string, d time.Duration) {
+func (a *testAgent) none(typ protocol.MessageType, d time.Duration) {
 	a.t.Helper()
 	if m := a.await(d, ofType(typ)); m != nil {
 		a.t.Fatalf("unexpected %s message: %s", typ, m.Body)
@@ -357,7 +357,7 @@ func (a *testAgent) queued() string {
 	defer a.mu.Unlock()
 	var out []string
 	for _, m := range a.msgs {
-		out = append(out, m.Type+" "+string(m.Body))
+		out = append(out, string(m.Type)+" "+string(m.Body))
 	}
 	return "[" + strings.Join(out, ", ") + "]"
 }
@@ -382,13 +382,6 @@ func (a *testAgent) closedBy() websocket.CloseError {
 		ce.Code = -1
 	}
 	return ce
-}
-
-// errorBody is the body of an error message.
-type errorBody struct {
-	Code    string          `json:"code"`
-	Message string          `json:"message"`
-	Body    json.RawMessage `json:"body"`
 }
 
 func jsonDecode(b []byte, v any) error { return json.Unmarshal(b, v) }

@@ -25,10 +25,10 @@ func (g *Gateway) StreamLogs(ctx context.Context, node string, req protocol.LogR
 		// to keep up), tell the agent: it would follow the log for as long
 		// as the session lasts, and every chunk be dropped here.
 		if !ended {
-			_ = s.send(protocol.MsgLogs, "", protocol.LogRequest{Stream: req.Stream, Cancel: true})
+			_ = s.send(protocol.MsgLogs, protocol.LogRequest{Stream: req.Stream, Cancel: true})
 		}
 	}()
-	if err := s.send(protocol.MsgLogs, "", req); err != nil {
+	if err := s.send(protocol.MsgLogs, req); err != nil {
 		return protocol.Errorf(protocol.CodeUnavailable, "ask node %s for logs: %v", node, err)
 	}
 	wrote := false

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -79,7 +78,7 @@ func (s *session) run(parent context.Context, secret string) {
 	interval := s.g.interval()
 	welcome := protocol.Welcome{NodeID: s.node, NodeSecret: secret,
 		HeartbeatInterval: protocol.Duration(interval), Servers: s.servers()}
-	if err := s.send(protocol.MsgWelcome, "", welcome); err != nil {
+	if err := s.send(protocol.MsgWelcome, welcome); err != nil {
 		s.g.logger.Warn("send welcome", "node", s.node, "error", err)
 		return
 	}
@@ -108,20 +107,14 @@ func (s *session) servers() []string {
 	return out
 }
 
-func (s *session) send(typ, id string, body any) error {
-	b, err := protocol.EncodeMessage(typ, id, body)
-	if err != nil {
-		return err
-	}
-	ctx, cancel := context.WithTimeout(s.ctx, writeTimeout)
-	defer cancel()
-	return s.c.Write(ctx, websocket.MessageText, b)
+func (s *session) send(typ protocol.MessageType, body any) error {
+	return protocol.WriteMessage(s.ctx, s.c, writeTimeout, typ, body)
 }
 
 // read handles the agent's messages until the connection fails.
 func (s *session) read() {
 	for {
-		env, err := readMessage(s.ctx, s.c)
+		env, err := protocol.ReadMessage(s.ctx, s.c)
 		if err != nil {
 			if s.ctx.Err() == nil {
 				s.g.logger.Debug("agent read ended", "node", s.node, "error", err)
@@ -132,13 +125,13 @@ func (s *session) read() {
 		switch env.Type {
 		case protocol.MsgStatus:
 			var st protocol.Status
-			err := decodeBody(env, &st)
+			err := protocol.DecodeBody(env, &st)
 			if err == nil {
 				err = st.Validate()
 			}
 			if err != nil {
 				s.g.logger.Warn("invalid status from agent", "node", s.node, "error", err)
-				sendError(s.ctx, s.c, "invalid_argument", err.Error(), nil)
+				sendError(s.ctx, s.c, protocol.CodeInvalidArgument, err.Error(), nil)
 				return
 			}
 			if st.Metrics != nil {
@@ -152,7 +145,7 @@ func (s *session) read() {
 			s.g.kick()
 		case protocol.MsgLogData:
 			var d protocol.LogData
-			if err := decodeBody(env, &d); err != nil {
+			if err := protocol.DecodeBody(env, &d); err != nil {
 				continue
 			}
 			s.deliverLog(d)
@@ -190,7 +183,7 @@ func (s *session) sendAcks() {
 		case <-s.ackCh:
 		}
 		if seq := s.acked.Load(); seq > sent {
-			if err := s.send(protocol.MsgAck, "", protocol.Ack{Seq: seq}); err != nil {
+			if err := s.send(protocol.MsgAck, protocol.Ack{Seq: seq}); err != nil {
 				s.c.CloseNow()
 				return
 			}
@@ -205,7 +198,7 @@ func (s *session) ping(told time.Duration) {
 	for {
 		iv := s.g.interval()
 		if iv != told {
-			if err := s.send(protocol.MsgHeartbeat, "", protocol.Heartbeat{Interval: protocol.Duration(iv)}); err != nil {
+			if err := s.send(protocol.MsgHeartbeat, protocol.Heartbeat{Interval: protocol.Duration(iv)}); err != nil {
 				s.c.CloseNow()
 				return
 			}
@@ -239,7 +232,7 @@ func (s *session) pushAssignments() {
 		body, _ := json.Marshal(a.Replicas)
 		if !bytes.Equal(body, last) {
 			a.Generation = snap.Index(state.TableReplicas, state.TableInstances)
-			if err := s.send(protocol.MsgAssign, "", a); err != nil {
+			if err := s.send(protocol.MsgAssign, a); err != nil {
 				s.c.CloseNow()
 				return
 			}
@@ -318,35 +311,12 @@ func (s *session) endLog(id string) {
 	s.mu.Unlock()
 }
 
-func readMessage(ctx context.Context, c *websocket.Conn) (*protocol.Envelope, error) {
-	typ, b, err := c.Read(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if typ != websocket.MessageText {
-		return nil, fmt.Errorf("binary message not expected")
-	}
-	return protocol.DecodeMessage(b)
-}
-
-func decodeBody(env *protocol.Envelope, v any) error {
-	if err := json.Unmarshal(env.Body, v); err != nil {
-		return protocol.Errorf(protocol.CodeInvalidArgument, "decode %s: %v", env.Type, err)
-	}
-	return nil
-}
-
-func sendError(ctx context.Context, c *websocket.Conn, code, msg string, body any) {
-	e := struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
-		Body    any    `json:"body,omitempty"`
-	}{code, msg, body}
-	b, err := protocol.EncodeMessage(protocol.MsgError, "", e)
+// sendError sends an error message; the caller then closes the
+// connection, so a failure to send changes nothing.
+func sendError(ctx context.Context, c *websocket.Conn, code protocol.Code, msg string, body any) {
+	e, err := protocol.NewChannelError(code, msg, body)
 	if err != nil {
 		return
 	}
-	wctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-	defer cancel()
-	_ = c.Write(wctx, websocket.MessageText, b)
+	_ = protocol.WriteMessage(ctx, c, 2*time.Second, protocol.MsgError, e)
 }

@@ -169,8 +169,8 @@ func TestInvalidStatusEndsSession(t *testing.T) {
 	inst := e.instance("acme", "crm")
 	e.place(inst, w.NodeID, "r1")
 	a.send(protocol.MsgStatus, protocol.Status{Seq: 1, Replicas: []protocol.ReplicaReport{{ID: "r1", State: "exploded"}}})
-	eb := decode[errorBody](t, a.next(protocol.MsgError))
-	if eb.Code != string(protocol.CodeInvalidArgument) || eb.Message == "" {
+	eb := decode[protocol.ChannelError](t, a.next(protocol.MsgError))
+	if eb.Code != protocol.CodeInvalidArgument || eb.Message == "" {
 		t.Fatalf("error %+v", eb)
 	}
 	a.closedBy()
