@@ -15,6 +15,7 @@ import (
 	"github.com/drover-dev/drover/agent/driver"
 	"github.com/drover-dev/drover/agent/health"
 	"github.com/drover-dev/drover/agent/store"
+	"github.com/drover-dev/drover/internal/backoff"
 	"github.com/drover-dev/drover/protocol"
 )
 
@@ -360,10 +361,7 @@ func (r *replica) restartAfter(ctx context.Context, res driver.ExitResult) bool 
 		r.waitStop(ctx)
 		return false
 	}
-	delay := pol.Delay.D() << (attempts - 1)
-	if delay > maxRestartDelay || delay < 0 {
-		delay = maxRestartDelay
-	}
+	delay := backoff.Exp(pol.Delay.D(), maxRestartDelay, attempts)
 	r.mu.Lock()
 	r.restarts++
 	r.proc = nil

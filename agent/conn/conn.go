@@ -11,7 +11,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
 	"strings"
@@ -21,6 +20,7 @@ import (
 	"github.com/coder/websocket"
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/drover-dev/drover/internal/backoff"
 	"github.com/drover-dev/drover/protocol"
 )
 
@@ -187,7 +187,9 @@ func (c *Client) poke() {
 
 // Run keeps a session up until ctx ends.
 func (c *Client) Run(ctx context.Context) error {
-	backoff := c.cfg.MinBackoff
+	// Full jitter over [d/2, d] spreads thousands of agents reconnecting
+	// after a leader change.
+	wait := backoff.Backoff{Min: c.cfg.MinBackoff, Max: c.cfg.MaxBackoff, Jitter: true}
 	redirect := ""
 	redirects := 0
 	for ctx.Err() == nil {
@@ -214,24 +216,15 @@ func (c *Client) Run(ctx context.Context) error {
 		}
 		redirects = 0
 		if time.Since(started) > 10*time.Second {
-			backoff = c.cfg.MinBackoff
+			wait.Reset()
 		}
 		if errors.Is(err, ErrRefused) {
 			c.logger.Error("server refused this agent; retrying", "server", target, "error", err)
 		} else if err != nil {
 			c.logger.Warn("connection to server ended", "server", target, "error", err)
 		}
-		// Full jitter in [backoff/2, backoff] spreads thousands of agents
-		// reconnecting after a leader change.
-		d := backoff/2 + rand.N(backoff/2+1)
-		select {
-		case <-ctx.Done():
+		if !backoff.Sleep(ctx, wait.Next()) {
 			return nil
-		case <-time.After(d):
-		}
-		backoff *= 2
-		if backoff > c.cfg.MaxBackoff {
-			backoff = c.cfg.MaxBackoff
 		}
 	}
 	return nil

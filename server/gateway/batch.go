@@ -5,6 +5,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/drover-dev/drover/internal/backoff"
 	"github.com/drover-dev/drover/protocol"
 	"github.com/drover-dev/drover/server/state"
 )
@@ -97,6 +98,7 @@ func (b *batcher) requeue(r *state.ReplicaReports, acks []func()) {
 
 // run commits batches until ctx ends.
 func (b *batcher) run(ctx context.Context, g *Gateway) {
+	retry := backoff.Backoff{Min: 200 * time.Millisecond, Max: 5 * time.Second}
 	for {
 		select {
 		case <-ctx.Done():
@@ -111,16 +113,16 @@ func (b *batcher) run(ctx context.Context, g *Gateway) {
 		reports, acks := b.take()
 		if reports != nil {
 			if _, err := g.cfg.Cluster.Propose(ctx, state.CmdReplicaReports, reports, nil); err != nil {
-				g.logger.Warn("commit replica reports", "error", err)
 				b.requeue(reports, acks)
-				select {
-				case <-ctx.Done():
+				d := retry.Next()
+				g.logger.Warn("commit replica reports", "error", err, "retry_in", d)
+				if !backoff.Sleep(ctx, d) {
 					return
-				case <-time.After(200 * time.Millisecond):
 				}
 				g.kick()
 				continue
 			}
+			retry.Reset()
 		}
 		for _, ack := range acks {
 			ack()

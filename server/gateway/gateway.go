@@ -58,6 +58,8 @@ type Config struct {
 type Gateway struct {
 	cfg    Config
 	logger hclog.Logger
+	// warn logs warnings about single agents, rate-limited.
+	warn *warnings
 
 	mu       sync.Mutex
 	leading  bool
@@ -95,7 +97,8 @@ func New(cfg Config) *Gateway {
 	if cfg.MaxHeartbeatsPerSecond == 0 {
 		cfg.MaxHeartbeatsPerSecond = DefaultMaxHeartbeatsPerSecond
 	}
-	return &Gateway{cfg: cfg, logger: cfg.Logger.Named("gateway"), sessions: map[string]*session{},
+	logger := cfg.Logger.Named("gateway")
+	return &Gateway{cfg: cfg, logger: logger, warn: newWarnings(logger, cfg.Clock), sessions: map[string]*session{},
 		deadlines: map[string]time.Time{}, live: map[string]Live{}, ups: map[string]bool{},
 		ttl: cfg.MinTTL, wake: make(chan struct{}, 1)}
 }
@@ -302,7 +305,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		},
 	})
 	if err != nil {
-		g.logger.Warn("agent websocket handshake failed", "remote", r.RemoteAddr, "error", err)
+		g.warn.Warn("agent websocket handshake failed", "remote", r.RemoteAddr, "error", err)
 		return
 	}
 	c.SetReadLimit(protocol.MaxFrameBytes)
@@ -311,7 +314,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	env, err := protocol.ReadMessage(hctx, c)
 	cancel()
 	if err != nil {
-		g.logger.Warn("agent sent no valid hello", "remote", r.RemoteAddr, "error", err)
+		g.warn.Warn("agent sent no valid hello", "remote", r.RemoteAddr, "error", err)
 		c.Close(websocket.StatusPolicyViolation, "hello expected")
 		return
 	}
@@ -406,7 +409,7 @@ func (g *Gateway) redirect(ctx context.Context, c *websocket.Conn) {
 }
 
 func (g *Gateway) refuse(ctx context.Context, c *websocket.Conn, r *http.Request, code protocol.Code, msg string) {
-	g.logger.Warn("agent refused", "remote", r.RemoteAddr, "code", code, "reason", msg)
+	g.warn.Warn("agent refused", "remote", r.RemoteAddr, "code", code, "reason", msg)
 	sendError(ctx, c, code, msg, nil)
 	c.Close(websocket.StatusPolicyViolation, protocol.Truncate(msg, 120))
 }

@@ -79,7 +79,7 @@ func (s *session) run(parent context.Context, secret string) {
 	welcome := protocol.Welcome{NodeID: s.node, NodeSecret: secret,
 		HeartbeatInterval: protocol.Duration(interval), Servers: s.servers()}
 	if err := s.send(protocol.MsgWelcome, welcome); err != nil {
-		s.g.logger.Warn("send welcome", "node", s.node, "error", err)
+		s.g.warn.Warn("send welcome", "node", s.node, "error", err)
 		return
 	}
 	var wg sync.WaitGroup
@@ -130,7 +130,7 @@ func (s *session) read() {
 				err = st.Validate()
 			}
 			if err != nil {
-				s.g.logger.Warn("invalid status from agent", "node", s.node, "error", err)
+				s.g.warn.Warn("invalid status from agent", "node", s.node, "error", err)
 				sendError(s.ctx, s.c, protocol.CodeInvalidArgument, err.Error(), nil)
 				return
 			}
@@ -150,10 +150,10 @@ func (s *session) read() {
 			}
 			s.deliverLog(d)
 		case protocol.MsgError:
-			s.g.logger.Warn("agent reported an error", "node", s.node, "body", string(env.Body))
+			s.g.warn.Warn("agent reported an error", "node", s.node, "body", string(env.Body))
 			return
 		default:
-			s.g.logger.Warn("unexpected message from agent", "node", s.node, "type", env.Type)
+			s.g.warn.Warn("unexpected message from agent", "node", s.node, "type", env.Type)
 		}
 	}
 }
@@ -214,7 +214,7 @@ func (s *session) ping(told time.Duration) {
 		cancel()
 		if err != nil {
 			if s.ctx.Err() == nil {
-				s.g.logger.Warn("agent did not answer ping; closing", "node", s.node, "error", err)
+				s.g.warn.Warn("agent did not answer ping; closing", "node", s.node, "error", err)
 				s.c.CloseNow()
 			}
 			return
