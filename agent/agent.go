@@ -56,11 +56,14 @@ type Agent struct {
 	store  *store.Store
 	driver *driver.Driver
 	client *conn.Client
+	// sup is what every replica's supervisor is given of the agent.
+	sup *supervisor
 
+	// mu guards the in-memory maps only: no disk writes, port probes or
+	// reports happen under it.
 	mu       sync.Mutex
 	replicas map[string]*replica
 	gen      uint64
-	ctx      context.Context
 	wg       sync.WaitGroup
 }
 
@@ -103,16 +106,35 @@ func New(cfg Config) (*Agent, error) {
 		a.store.Close()
 		return nil, err
 	}
+	a.sup = &supervisor{DataDir: cfg.DataDir, Procs: driverProcesses{a.driver}, Record: a.store.PutReplica,
+		Report: func(r protocol.ReplicaReport) { a.client.Report([]protocol.ReplicaReport{r}, 0) }, Logger: a.logger}
 	return a, nil
+}
+
+// driverProcesses gives replicas the driver's processes.
+type driverProcesses struct{ d *driver.Driver }
+
+func (p driverProcesses) Start(t driver.Task) (process, error) { return nilIfErr(p.d.Start(t)) }
+
+func (p driverProcesses) Recover(t driver.Task, h driver.Handle) (process, error) {
+	return nilIfErr(p.d.Recover(t, h))
+}
+
+func (p driverProcesses) Capabilities() driver.Capabilities { return p.d.Capabilities() }
+
+// nilIfErr keeps a failed start's nil *Process from becoming a non-nil
+// process interface.
+func nilIfErr(p *driver.Process, err error) (process, error) {
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
 }
 
 // Run connects to the servers and supervises replicas until ctx ends. It
 // leaves the replicas' processes running.
 func (a *Agent) Run(ctx context.Context) error {
-	a.mu.Lock()
-	a.ctx = ctx
-	a.mu.Unlock()
-	if err := a.recover(); err != nil {
+	if err := a.recover(ctx); err != nil {
 		return err
 	}
 	a.wg.Add(1)
@@ -146,13 +168,12 @@ func (a *Agent) reportLoad(ctx context.Context) {
 }
 
 // recover restarts supervision of the replicas in the record.
-func (a *Agent) recover() error {
+func (a *Agent) recover(ctx context.Context) error {
 	recs, err := a.store.ListReplicas()
 	if err != nil {
 		return err
 	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
+	var rs []*replica
 	for _, rec := range recs {
 		var spec protocol.AssignedReplica
 		if err := json.Unmarshal(rec.Spec, &spec); err != nil || spec.ID == "" {
@@ -160,42 +181,49 @@ func (a *Agent) recover() error {
 			_ = a.store.DeleteReplica(rec.ID)
 			continue
 		}
-		r := newReplica(a, spec, rec.Ports)
+		r := newReplica(a.sup, spec, rec.Ports)
 		r.restarts, r.state = rec.Restarts, rec.State
 		r.confirmed = make(chan struct{})
 		if rec.PID > 0 {
 			r.adopt = &driver.Handle{PID: rec.PID, StartTime: rec.StartTime}
 		}
-		a.replicas[spec.ID] = r
 		if rec.State == protocol.ReplicaStopped || rec.State == protocol.ReplicaFailed {
 			// It ended for good before the agent restarted (its policy was
 			// used up, or the servers stopped it): it is not started again.
 			r.message = "ended before the agent restarted"
-			a.parkLocked(r)
-			continue
 		}
-		a.startLocked(r)
+		rs = append(rs, r)
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, r := range rs {
+		a.replicas[r.spec.ID] = r
+		if r.state == protocol.ReplicaStopped || r.state == protocol.ReplicaFailed {
+			a.parkLocked(ctx, r)
+		} else {
+			a.startLocked(ctx, r)
+		}
 	}
 	return nil
 }
 
 // parkLocked keeps a replica that will not run, reporting its state, until
 // the servers stop it.
-func (a *Agent) parkLocked(r *replica) {
+func (a *Agent) parkLocked(ctx context.Context, r *replica) {
 	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()
-		r.waitStop(a.ctx)
+		r.waitStop(ctx)
 		close(r.done)
 		a.finished(r)
 	}()
 }
 
-func (a *Agent) startLocked(r *replica) {
+func (a *Agent) startLocked(ctx context.Context, r *replica) {
 	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()
-		r.run(a.ctx)
+		r.run(ctx)
 		a.finished(r)
 	}()
 }
@@ -217,60 +245,86 @@ func (a *Agent) finished(r *replica) {
 	}
 }
 
-// assign makes the node's replicas match the desired set.
-func (a *Agent) assign(as protocol.Assign) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.ctx == nil || a.ctx.Err() != nil {
+// assign makes the node's replicas match the desired set. Replicas it
+// starts run until ctx ends (the agent exits) or the servers stop them.
+func (a *Agent) assign(ctx context.Context, as protocol.Assign) {
+	if ctx.Err() != nil {
 		return
 	}
+	// Decide under the lock; probe ports, write the record and report
+	// outside it.
+	a.mu.Lock()
 	if as.Generation < a.gen {
+		a.mu.Unlock()
 		a.logger.Warn("ignoring an assignment older than the one applied", "generation", as.Generation, "applied", a.gen)
 		return
 	}
 	want := map[string]bool{}
-	for _, spec := range as.Replicas {
-		want[spec.ID] = true
-		if r, ok := a.replicas[spec.ID]; ok {
-			r.confirm()
-			continue
-		}
-		ports, err := a.allocatePortsLocked(spec)
-		r := newReplica(a, spec, ports)
-		a.replicas[spec.ID] = r
-		if err != nil {
-			r.state, r.message = protocol.ReplicaFailed, err.Error()
-			r.persist()
-			a.client.Report([]protocol.ReplicaReport{r.report()}, as.Generation)
-			a.parkLocked(r)
-			continue
-		}
-		a.logger.Info("starting replica", "replica", spec.ID, "instance", protocol.InstanceID(spec.Tenant, spec.Instance), "version", spec.Version)
-		a.startLocked(r)
-	}
-	for id, r := range a.replicas {
-		if !want[id] {
-			a.logger.Info("stopping replica no longer assigned", "replica", id)
-			r.stop()
-		}
-	}
-	if as.Generation != a.gen {
-		a.gen = as.Generation
-		if err := a.store.SetGeneration(a.gen); err != nil {
-			a.logger.Warn("record assignment generation", "error", err)
-		}
-	}
-}
-
-// allocatePortsLocked gives each named port of a replica a free host port
-// from the range, keeping ports the server already knows for it.
-func (a *Agent) allocatePortsLocked(spec protocol.AssignedReplica) (map[string]int, error) {
+	var added []protocol.AssignedReplica
 	used := map[int]bool{}
 	for _, r := range a.replicas {
 		for _, p := range r.ports {
 			used[p] = true
 		}
 	}
+	for _, spec := range as.Replicas {
+		want[spec.ID] = true
+		if r, ok := a.replicas[spec.ID]; ok {
+			r.confirm()
+			continue
+		}
+		added = append(added, spec)
+	}
+	var gone []*replica
+	for id, r := range a.replicas {
+		if !want[id] {
+			gone = append(gone, r)
+		}
+	}
+	newGen := as.Generation != a.gen
+	a.gen = as.Generation
+	a.mu.Unlock()
+
+	for _, r := range gone {
+		a.logger.Info("stopping replica no longer assigned", "replica", r.spec.ID)
+		r.stop()
+	}
+	var start, failed []*replica
+	for _, spec := range added {
+		ports, err := a.allocatePorts(spec, used)
+		r := newReplica(a.sup, spec, ports)
+		if err != nil {
+			r.state, r.message = protocol.ReplicaFailed, err.Error()
+			r.persist()
+			a.client.Report([]protocol.ReplicaReport{r.report()}, as.Generation)
+			failed = append(failed, r)
+			continue
+		}
+		a.logger.Info("starting replica", "replica", spec.ID, "instance", protocol.InstanceID(spec.Tenant, spec.Instance), "version", spec.Version)
+		start = append(start, r)
+	}
+	a.mu.Lock()
+	for _, r := range failed {
+		a.replicas[r.spec.ID] = r
+		a.parkLocked(ctx, r)
+	}
+	for _, r := range start {
+		a.replicas[r.spec.ID] = r
+		a.startLocked(ctx, r)
+	}
+	a.mu.Unlock()
+	if newGen {
+		if err := a.store.SetGeneration(as.Generation); err != nil {
+			a.logger.Warn("record assignment generation", "error", err)
+		}
+	}
+}
+
+// allocatePorts gives each named port of a replica a free host port from
+// the range, keeping ports the server already knows for it. used holds the
+// ports taken, and gets the new ones. Only the assigning goroutine calls
+// it, so no other replica takes a port between the probe and its start.
+func (a *Agent) allocatePorts(spec protocol.AssignedReplica, used map[int]bool) (map[string]int, error) {
 	ports := map[string]int{}
 	next := a.cfg.PortRange.Lo
 	for _, name := range spec.Spec.Ports {
@@ -339,7 +393,7 @@ func (h handler) Welcome(w protocol.Welcome) {
 	h.a.logger.Info("registered with the cluster", "node", w.NodeID)
 }
 
-func (h handler) Assign(as protocol.Assign) { h.a.assign(as) }
+func (h handler) Assign(ctx context.Context, as protocol.Assign) { h.a.assign(ctx, as) }
 
 func (h handler) Logs(ctx context.Context, req protocol.LogRequest, send func(protocol.LogData) error) {
 	h.a.streamLogs(ctx, req, send)

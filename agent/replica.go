@@ -17,16 +17,47 @@ import (
 	"github.com/drover-dev/drover/agent/store"
 	"github.com/drover-dev/drover/internal/backoff"
 	"github.com/drover-dev/drover/protocol"
+	"github.com/hashicorp/go-hclog"
 )
 
 // maxRestartDelay caps the restart backoff.
 const maxRestartDelay = time.Minute
 
+// process is a running replica process, as the driver returns it.
+type process interface {
+	Handle() driver.Handle
+	Done() <-chan struct{}
+	Wait() driver.ExitResult
+	Stop(ctx context.Context) error
+}
+
+// processes starts and recovers replica processes: the driver, or a fake
+// in the supervisor's unit tests.
+type processes interface {
+	Start(driver.Task) (process, error)
+	Recover(driver.Task, driver.Handle) (process, error)
+	Capabilities() driver.Capabilities
+}
+
+// supervisor is what a replica's supervisor needs of its agent, in the way
+// Nomad's TaskRunner takes a config and a state updater: where its files
+// live, the processes, the record on disk, and where its reports go.
+type supervisor struct {
+	// DataDir holds replicas/ID/{work,logs}.
+	DataDir string
+	Procs   processes
+	// Record keeps the replica's record for the next agent.
+	Record func(store.Replica) error
+	// Report sends a state change to the servers.
+	Report func(protocol.ReplicaReport)
+	Logger hclog.Logger
+}
+
 // replica supervises one assigned replica on this node: it starts (or
 // re-adopts) the process, health-checks it, restarts it per its policy and
 // reports every change.
 type replica struct {
-	a     *Agent
+	sup   *supervisor
 	spec  protocol.AssignedReplica
 	ports map[string]int
 	// adopt is the process an earlier agent started, to recover instead of
@@ -40,7 +71,7 @@ type replica struct {
 	restarts  int
 	startedAt time.Time
 	exits     []time.Time // failures within the restart window
-	proc      *driver.Process
+	proc      process
 
 	stopOnce sync.Once
 	stopCh   chan struct{} // closed when the server no longer wants it
@@ -59,8 +90,8 @@ type replica struct {
 // errStopped means the servers stopped a replica before it started.
 var errStopped = errors.New("stopped before it started")
 
-func newReplica(a *Agent, spec protocol.AssignedReplica, ports map[string]int) *replica {
-	return &replica{a: a, spec: spec, ports: ports, state: protocol.ReplicaPending,
+func newReplica(sup *supervisor, spec protocol.AssignedReplica, ports map[string]int) *replica {
+	return &replica{sup: sup, spec: spec, ports: ports, state: protocol.ReplicaPending,
 		stopCh: make(chan struct{}), done: make(chan struct{})}
 }
 
@@ -96,7 +127,7 @@ func (r *replica) awaitConfirmation(ctx context.Context) error {
 	}
 }
 
-func (r *replica) dir() string { return filepath.Join(r.a.cfg.DataDir, "replicas", r.spec.ID) }
+func (r *replica) dir() string { return filepath.Join(r.sup.DataDir, "replicas", r.spec.ID) }
 
 func (r *replica) task() driver.Task {
 	env := environment(&r.spec, r.ports)
@@ -106,7 +137,7 @@ func (r *replica) task() driver.Task {
 		Dir: filepath.Join(r.dir(), "work"), LogDir: filepath.Join(r.dir(), "logs"),
 		User: spec.User, StopSignal: signal(spec.Stop.Signal), StopTimeout: spec.Stop.Timeout.D(),
 	}
-	caps := r.a.driver.Capabilities()
+	caps := r.sup.Procs.Capabilities()
 	if caps.Memory {
 		t.MemoryMB = spec.Resources.MemoryMB
 	}
@@ -118,7 +149,7 @@ func (r *replica) task() driver.Task {
 
 // limitsNote says when the node cannot enforce what the spec asks for.
 func (r *replica) limitsNote() string {
-	caps := r.a.driver.Capabilities()
+	caps := r.sup.Procs.Capabilities()
 	res := r.spec.Spec.Resources
 	if res.MemoryMB > 0 && !caps.Memory || res.CPUMillis > 0 && !caps.CPU {
 		return "resource limits not enforced on this node: " + caps.Reason
@@ -150,7 +181,7 @@ func (r *replica) set(state, health, message string) {
 	r.state, r.health, r.message = state, health, message
 	r.mu.Unlock()
 	r.persist()
-	r.a.client.Report([]protocol.ReplicaReport{r.report()}, 0)
+	r.sup.Report(r.report())
 }
 
 func (r *replica) report() protocol.ReplicaReport {
@@ -169,8 +200,8 @@ func (r *replica) persist() {
 		rec.PID, rec.StartTime = h.PID, h.StartTime
 	}
 	r.mu.Unlock()
-	if err := r.a.store.PutReplica(rec); err != nil {
-		r.a.logger.Error("record replica", "replica", r.spec.ID, "error", err)
+	if err := r.sup.Record(rec); err != nil {
+		r.sup.Logger.Error("record replica", "replica", r.spec.ID, "error", err)
 	}
 }
 
@@ -192,7 +223,7 @@ func (r *replica) run(ctx context.Context) {
 			// Its process may still run: starting another could run the
 			// replica twice. The servers replace it elsewhere.
 			r.set(protocol.ReplicaFailed, "", err.Error())
-			r.a.logger.Error("cannot re-adopt a replica's process; not starting another", "replica", r.spec.ID, "error", err)
+			r.sup.Logger.Error("cannot re-adopt a replica's process; not starting another", "replica", r.spec.ID, "error", err)
 			r.waitStop(ctx)
 			return
 		}
@@ -215,14 +246,14 @@ func (r *replica) run(ctx context.Context) {
 // startOrAdopt starts the process, or recovers the one an earlier agent
 // left running. A recovered replica without a live process starts only
 // once the servers confirm it.
-func (r *replica) startOrAdopt(ctx context.Context) (*driver.Process, error) {
+func (r *replica) startOrAdopt(ctx context.Context) (process, error) {
 	t := r.task()
 	if r.adopt != nil {
 		h := *r.adopt
 		r.adopt = nil
-		p, err := r.a.driver.Recover(t, h)
+		p, err := r.sup.Procs.Recover(t, h)
 		if err == nil {
-			r.a.logger.Info("re-adopted replica process", "replica", r.spec.ID, "pid", h.PID)
+			r.sup.Logger.Info("re-adopted replica process", "replica", r.spec.ID, "pid", h.PID)
 			r.mu.Lock()
 			r.proc = p
 			r.mu.Unlock()
@@ -242,7 +273,7 @@ func (r *replica) startOrAdopt(ctx context.Context) (*driver.Process, error) {
 		return nil, err
 	}
 	r.set(protocol.ReplicaStarting, "", "")
-	p, err := r.a.driver.Start(t)
+	p, err := r.sup.Procs.Start(t)
 	if err != nil {
 		return nil, err
 	}
@@ -268,7 +299,7 @@ func (e *adoptError) Unwrap() error { return e.err }
 
 // supervise watches a running process and its health until it exits, the
 // server stops it (stopped is true), or the agent exits.
-func (r *replica) supervise(ctx context.Context, p *driver.Process) (res driver.ExitResult, stopped bool) {
+func (r *replica) supervise(ctx context.Context, p process) (res driver.ExitResult, stopped bool) {
 	mctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer func() {
@@ -340,7 +371,7 @@ func (r *replica) restartAfter(ctx context.Context, res driver.ExitResult) bool 
 			state = protocol.ReplicaFailed
 		}
 		r.set(state, "", "exited: "+msg)
-		r.a.logger.Info("replica ended; its restart policy does not restart it", "replica", r.spec.ID, "state", state, "policy", pol.Policy, "result", msg)
+		r.sup.Logger.Info("replica ended; its restart policy does not restart it", "replica", r.spec.ID, "state", state, "policy", pol.Policy, "result", msg)
 		r.waitStop(ctx)
 		return false
 	}
@@ -357,7 +388,7 @@ func (r *replica) restartAfter(ctx context.Context, res driver.ExitResult) bool 
 	r.mu.Unlock()
 	if pol.MaxAttempts > 0 && attempts > pol.MaxAttempts {
 		r.set(protocol.ReplicaFailed, "", fmt.Sprintf("restart policy used up (%d exits in %s); last: %s", attempts, pol.Window, msg))
-		r.a.logger.Warn("replica failed: restart policy used up", "replica", r.spec.ID, "exits", attempts, "window", pol.Window, "result", msg)
+		r.sup.Logger.Warn("replica failed: restart policy used up", "replica", r.spec.ID, "exits", attempts, "window", pol.Window, "result", msg)
 		r.waitStop(ctx)
 		return false
 	}

@@ -39,8 +39,10 @@ type Handler interface {
 	// Welcome is called after each accepted hello, before anything else of
 	// that session.
 	Welcome(protocol.Welcome)
-	// Assign delivers the node's whole desired replica set.
-	Assign(protocol.Assign)
+	// Assign delivers the node's whole desired replica set. ctx is Run's:
+	// it outlives the session, so work the handler starts under it (a
+	// replica's supervisor) survives reconnects, and ends with Run.
+	Assign(ctx context.Context, a protocol.Assign)
 	// Logs asks for a replica's output; the handler sends chunks with send
 	// until done, or stops when ctx ends (the server cancelled, or the
 	// connection ended).
@@ -326,7 +328,7 @@ func (c *Client) session(ctx context.Context, base string) (string, error) {
 	intervals := make(chan time.Duration, 1) // from heartbeat messages, newest only
 	go func() { defer wg.Done(); errc <- c.pinger(sctx, ws, interval, intervals) }()
 	go func() { defer wg.Done(); errc <- c.sender(sctx, ws) }()
-	go func() { defer wg.Done(); errc <- c.reader(sctx, ws, intervals) }()
+	go func() { defer wg.Done(); errc <- c.reader(ctx, sctx, ws, intervals) }()
 	err = <-errc
 	stop()
 	ws.CloseNow()
@@ -350,7 +352,9 @@ func (c *Client) resendAll() {
 	c.poke()
 }
 
-func (c *Client) reader(ctx context.Context, ws *websocket.Conn, intervals chan time.Duration) error {
+// reader handles the server's messages of one session (ctx) until the
+// connection fails; assignments are handed over with life, Run's context.
+func (c *Client) reader(life, ctx context.Context, ws *websocket.Conn, intervals chan time.Duration) error {
 	// When the read fails, the applier and the log streams stop at once,
 	// not when the session's other goroutines next notice.
 	ctx, stop := context.WithCancel(ctx)
@@ -366,7 +370,7 @@ func (c *Client) reader(ctx context.Context, ws *websocket.Conn, intervals chan 
 			case <-ctx.Done():
 				return
 			case a := <-assigns:
-				c.cfg.Handler.Assign(a)
+				c.cfg.Handler.Assign(life, a)
 			}
 		}
 	}()

@@ -112,7 +112,7 @@ func (r *recorder) Welcome(w protocol.Welcome) {
 	}
 }
 
-func (r *recorder) Assign(a protocol.Assign) {
+func (r *recorder) Assign(_ context.Context, a protocol.Assign) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.events = append(r.events, "assign")

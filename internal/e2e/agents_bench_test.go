@@ -333,7 +333,7 @@ func (a *benchAgent) Welcome(w protocol.Welcome) {
 	a.lastAt = time.Now()
 }
 
-func (a *benchAgent) Assign(protocol.Assign) { a.assigns.Add(1) }
+func (a *benchAgent) Assign(context.Context, protocol.Assign) { a.assigns.Add(1) }
 
 func (a *benchAgent) Logs(context.Context, protocol.LogRequest, func(protocol.LogData) error) {}
 
