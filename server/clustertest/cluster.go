@@ -30,6 +30,7 @@ import (
 	"github.com/drover-dev/drover/server"
 	"github.com/drover-dev/drover/server/cluster"
 	"github.com/drover-dev/drover/server/state"
+	"github.com/drover-dev/drover/server/state/statetest"
 )
 
 // Timings of test clusters: short, so that elections and lease expiries
@@ -410,7 +411,7 @@ func (c *Cluster) EnsureSame(servers ...*Member) {
 		first := servers[0].StateBytes()
 		for _, s := range servers[1:] {
 			if other := s.StateBytes(); !bytes.Equal(first, other) {
-				return fmt.Errorf("%s and %s differ: %s", servers[0].ID, s.ID, firstDiff(first, other))
+				return fmt.Errorf("%s and %s differ: %s", servers[0].ID, s.ID, statetest.FirstDiff(strings.Split(string(first), "\n"), strings.Split(string(other), "\n")))
 			}
 		}
 		return nil
@@ -423,23 +424,6 @@ func ids(servers []*Member) string {
 		out = append(out, s.ID)
 	}
 	return strings.Join(out, ",")
-}
-
-func firstDiff(a, b []byte) string {
-	la, lb := strings.Split(string(a), "\n"), strings.Split(string(b), "\n")
-	for i := 0; i < len(la) || i < len(lb); i++ {
-		var x, y string
-		if i < len(la) {
-			x = la[i]
-		}
-		if i < len(lb) {
-			y = lb[i]
-		}
-		if x != y {
-			return fmt.Sprintf("line %d: %q vs %q", i+1, x, y)
-		}
-	}
-	return "none"
 }
 
 // Propose proposes a command through the leader, retrying while leadership

@@ -6,11 +6,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hashicorp/raft"
-
 	"github.com/drover-dev/drover/protocol"
 	"github.com/drover-dev/drover/server/scheduler"
 	"github.com/drover-dev/drover/server/state"
+	"github.com/drover-dev/drover/server/state/statetest"
 )
 
 // The benchmarks measure one Schedule call against a state of realistic
@@ -47,7 +46,7 @@ func BenchmarkSchedule(b *testing.B) {
 			if fleet == nil {
 				start := time.Now()
 				fleet = newBenchFleet(b, size.nodes, size.replicas)
-				b.Logf("%s: state built through the FSM in %v (%d Raft entries)", name, time.Since(start).Round(time.Millisecond), fleet.index)
+				b.Logf("%s: state built through the FSM in %v (%d Raft entries)", name, time.Since(start).Round(time.Millisecond), fleet.Index())
 			}
 			return fleet
 		}
@@ -58,7 +57,7 @@ func BenchmarkSchedule(b *testing.B) {
 			b.ReportAllocs()
 			b.ResetTimer()
 			for b.Loop() {
-				p := scheduler.Schedule(snap, eval, f.now, ids)
+				p := scheduler.Schedule(snap, eval, f.Now(), ids)
 				if len(p.Place) != benchReplicas || p.Place[0].Node == "" {
 					b.Fatalf("plan places %d replicas (%+v), want %d on nodes", len(p.Place), p.Place, benchReplicas)
 				}
@@ -72,7 +71,7 @@ func BenchmarkSchedule(b *testing.B) {
 			b.ReportAllocs()
 			b.ResetTimer()
 			for b.Loop() {
-				p := scheduler.Schedule(snap, eval, f.now, ids)
+				p := scheduler.Schedule(snap, eval, f.Now(), ids)
 				if len(p.Place) != 1 || p.Place[0].Node == "" || len(p.Stop) != 1 {
 					b.Fatalf("plan places %d and stops %d, want one lost replica replaced", len(p.Place), len(p.Stop))
 				}
@@ -88,7 +87,7 @@ func BenchmarkSchedule(b *testing.B) {
 			b.ResetTimer()
 			for b.Loop() {
 				for _, e := range evals {
-					scheduler.Schedule(snap, e, f.now, ids)
+					scheduler.Schedule(snap, e, f.Now(), ids)
 				}
 			}
 			b.ReportMetric(float64(len(evals)), "evals/op")
@@ -103,10 +102,7 @@ func seqIDs() func() string {
 
 // benchFleet is a state built through the FSM, as Raft would apply it.
 type benchFleet struct {
-	store *state.Store
-	fsm   *state.FSM
-	index uint64
-	now   time.Time
+	*statetest.Harness
 	nodes []string
 	down  bool
 	inst  bool
@@ -114,16 +110,15 @@ type benchFleet struct {
 
 func newBenchFleet(b *testing.B, nodes, replicas int) *benchFleet {
 	b.Helper()
-	store := state.NewStore()
-	f := &benchFleet{store: store, fsm: state.NewFSM(store, nil), now: time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC)}
-	f.must(b, state.CmdEnvironmentUpsert, state.EnvironmentUpsert{Environment: protocol.Environment{Name: protocol.DefaultEnvironment}})
+	f := &benchFleet{Harness: statetest.New(b)}
+	f.Must(state.CmdEnvironmentUpsert, state.EnvironmentUpsert{Environment: protocol.Environment{Name: protocol.DefaultEnvironment}})
 	for t := range benchTenants {
-		f.must(b, state.CmdTenantUpsert, state.TenantUpsert{Tenant: protocol.Tenant{Name: fmt.Sprintf("t%d", t)}, Create: true})
+		f.Must(state.CmdTenantUpsert, state.TenantUpsert{Tenant: protocol.Tenant{Name: fmt.Sprintf("t%d", t)}, Create: true})
 	}
 	for i := range nodes {
 		id := fmt.Sprintf("node-%05d", i)
 		f.nodes = append(f.nodes, id)
-		f.must(b, state.CmdNodeRegister, state.NodeRegister{SecretHash: "hash-" + id, Node: protocol.Node{
+		f.Must(state.CmdNodeRegister, state.NodeRegister{SecretHash: "hash-" + id, Node: protocol.Node{
 			ID: id, Name: id, Region: "eu",
 			Labels:    map[string]string{scheduler.ZoneLabel: fmt.Sprintf("z%d", i%benchZones)},
 			Resources: protocol.NodeResources{CPUMillis: 8000, MemoryMB: 16384},
@@ -139,19 +134,19 @@ func newBenchFleet(b *testing.B, nodes, replicas int) *benchFleet {
 	byNode := map[string]int{}
 	for i := range instances {
 		tenant, name := fmt.Sprintf("t%d", i%benchTenants), fmt.Sprintf("app-%05d", i)
-		f.must(b, state.CmdInstanceCreate, state.InstanceCreate{Instance: protocol.Instance{
+		f.Must(state.CmdInstanceCreate, state.InstanceCreate{Instance: protocol.Instance{
 			Tenant: tenant, Name: name, Environment: protocol.DefaultEnvironment, Replicas: benchReplicas, Spec: benchSpec()}})
 		id := protocol.InstanceID(tenant, name)
-		snap := f.store.Snapshot()
+		snap := f.Store.Snapshot()
 		eval := snap.Eval(id)
 		p := &state.Plan{Instance: id, EvalIndex: eval.Index, Version: 1}
 		for j := range benchReplicas {
 			rid++
 			node := f.nodes[(i*benchReplicas+j)%len(f.nodes)]
 			r := &protocol.Replica{ID: fmt.Sprintf("r%06d", rid), Tenant: tenant, Instance: name, Node: node,
-				Desired: protocol.DesiredRun, State: protocol.ReplicaPending, Version: 1, CreatedAt: f.now}
+				Desired: protocol.DesiredRun, State: protocol.ReplicaPending, Version: 1, CreatedAt: f.Now()}
 			p.Place = append(p.Place, r)
-			p.Events = append(p.Events, protocol.Event{Tenant: tenant, Instance: name, Time: f.now,
+			p.Events = append(p.Events, protocol.Event{Tenant: tenant, Instance: name, Time: f.Now(),
 				Type: scheduler.EventPlaced, Replica: r.ID, Node: node, Message: "replica " + r.ID + " placed on node " + node})
 			k, ok := byNode[node]
 			if !ok {
@@ -160,18 +155,18 @@ func newBenchFleet(b *testing.B, nodes, replicas int) *benchFleet {
 				reports = append(reports, state.NodeReport{Node: node})
 			}
 			reports[k].Replicas = append(reports[k].Replicas, protocol.ReplicaReport{ID: r.ID, State: protocol.ReplicaHealthy,
-				StartedAt: f.now, Ports: map[string]int{"http": 20000 + len(reports[k].Replicas)}})
+				StartedAt: f.Now(), Ports: map[string]int{"http": 20000 + len(reports[k].Replicas)}})
 		}
-		f.must(b, state.CmdPlanApply, p)
+		f.Must(state.CmdPlanApply, p)
 	}
-	f.now = f.now.Add(time.Minute)
+	f.Advance(time.Minute)
 	for len(reports) > 0 {
 		n := min(len(reports), 100)
-		f.must(b, state.CmdReplicaReports, state.ReplicaReports{Reports: reports[:n]})
+		f.Must(state.CmdReplicaReports, state.ReplicaReports{Reports: reports[:n]})
 		reports = reports[n:]
 	}
-	f.now = f.now.Add(time.Minute)
-	if got := len(f.store.Snapshot().AllReplicas()); got != instances*benchReplicas {
+	f.Advance(time.Minute)
+	if got := len(f.Store.Snapshot().AllReplicas()); got != instances*benchReplicas {
 		b.Fatalf("%d replicas in the state, want %d", got, instances*benchReplicas)
 	}
 	return f
@@ -188,29 +183,17 @@ func benchSpec() protocol.Spec {
 	}.WithDefaults()
 }
 
-func (f *benchFleet) must(b *testing.B, typ state.CommandType, body any) {
-	b.Helper()
-	data, err := state.Encode(typ, f.now, body, nil)
-	if err != nil {
-		b.Fatalf("encode %s: %v", typ, err)
-	}
-	f.index++
-	if res := f.fsm.Apply(&raft.Log{Index: f.index, Type: raft.LogCommand, Data: data}); res != nil {
-		b.Fatalf("%s: %v", typ, res)
-	}
-}
-
 // newInstance creates (once) an instance of three replicas and returns the
 // snapshot and its evaluation.
 func (f *benchFleet) newInstance(b *testing.B) (*state.Snapshot, *state.Eval) {
 	b.Helper()
 	id := protocol.InstanceID("t0", "bench-new")
 	if !f.inst {
-		f.must(b, state.CmdInstanceCreate, state.InstanceCreate{Instance: protocol.Instance{
+		f.Must(state.CmdInstanceCreate, state.InstanceCreate{Instance: protocol.Instance{
 			Tenant: "t0", Name: "bench-new", Environment: protocol.DefaultEnvironment, Replicas: benchReplicas, Spec: benchSpec()}})
 		f.inst = true
 	}
-	snap := f.store.Snapshot()
+	snap := f.Store.Snapshot()
 	e := snap.Eval(id)
 	if e == nil {
 		b.Fatalf("no evaluation for %s", id)
@@ -224,10 +207,10 @@ func (f *benchFleet) nodeDown(b *testing.B) (*state.Snapshot, []*state.Eval) {
 	b.Helper()
 	node := f.nodes[len(f.nodes)/2]
 	if !f.down {
-		f.must(b, state.CmdNodeStatus, state.NodeStatusUpdate{Nodes: []state.NodeStatus{{ID: node, Up: false, Seen: f.now}}})
+		f.Must(state.CmdNodeStatus, state.NodeStatusUpdate{Nodes: []state.NodeStatus{{ID: node, Up: false, Seen: f.Now()}}})
 		f.down = true
 	}
-	snap := f.store.Snapshot()
+	snap := f.Store.Snapshot()
 	var evals []*state.Eval
 	for _, e := range snap.Evals() {
 		if e.TriggeredBy == "node-down" {

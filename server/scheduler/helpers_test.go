@@ -6,37 +6,26 @@ import (
 	"strings"
 	"time"
 
-	"github.com/hashicorp/raft"
-
 	"github.com/drover-dev/drover/protocol"
 	"github.com/drover-dev/drover/server/state"
+	"github.com/drover-dev/drover/server/state/statetest"
 )
 
-// tb is what the harness needs of *testing.T and *rapid.T.
-type tb interface {
-	Helper()
-	Fatalf(format string, args ...any)
-}
-
-// harness is a real FSM driven through real commands, with a clock the
-// test moves and ids that are easy to read ("r1", "r2", ...).
+// harness is statetest's FSM harness with this package's fixtures and
+// ids that are easy to read ("r1", "r2", ...).
 type harness struct {
-	t     tb
-	store *state.Store
-	fsm   *state.FSM
-	index uint64
-	now   time.Time
-	seq   int
+	*statetest.Harness
+	t   statetest.TB
+	seq int
 	// check, when set, sees every plan before it is applied.
 	check func(snap *state.Snapshot, p *state.Plan)
 }
 
-var epoch = time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC)
+var epoch = statetest.Epoch
 
-func newHarness(t tb) *harness {
-	store := state.NewStore()
-	h := &harness{t: t, store: store, fsm: state.NewFSM(store, nil), now: epoch}
-	h.must(state.CmdTenantUpsert, state.TenantUpsert{Tenant: protocol.Tenant{Name: "acme"}, Create: true})
+func newHarness(t statetest.TB) *harness {
+	h := &harness{Harness: statetest.New(t), t: t}
+	h.Must(state.CmdTenantUpsert, state.TenantUpsert{Tenant: protocol.Tenant{Name: "acme"}, Create: true})
 	return h
 }
 
@@ -44,31 +33,6 @@ func (h *harness) ids() string {
 	h.seq++
 	return fmt.Sprintf("r%d", h.seq)
 }
-
-// apply commits one command the way Raft would and returns the FSM's answer.
-func (h *harness) apply(typ state.CommandType, body any) error {
-	h.t.Helper()
-	b, err := state.Encode(typ, h.now, body, nil)
-	if err != nil {
-		h.t.Fatalf("encode %s: %v", typ, err)
-	}
-	h.index++
-	if res := h.fsm.Apply(&raft.Log{Index: h.index, Type: raft.LogCommand, Data: b}); res != nil {
-		return res.(error)
-	}
-	return nil
-}
-
-func (h *harness) must(typ state.CommandType, body any) {
-	h.t.Helper()
-	if err := h.apply(typ, body); err != nil {
-		h.t.Fatalf("%s: %v", typ, err)
-	}
-}
-
-func (h *harness) snap() *state.Snapshot { return h.store.Snapshot() }
-
-func (h *harness) advance(d time.Duration) { h.now = h.now.Add(d) }
 
 // node registers a ready node with the given CPU and memory and 100 ports.
 func (h *harness) node(id string, cpu, mem int64, opts ...func(*protocol.Node)) {
@@ -78,7 +42,7 @@ func (h *harness) node(id string, cpu, mem int64, opts ...func(*protocol.Node)) 
 	for _, o := range opts {
 		o(&n)
 	}
-	h.must(state.CmdNodeRegister, state.NodeRegister{Node: n, SecretHash: "hash-" + id})
+	h.Must(state.CmdNodeRegister, state.NodeRegister{Node: n, SecretHash: "hash-" + id})
 }
 
 // spec is a spec with defaults, 500 mCPU and 256 MB, and the given update
@@ -95,7 +59,7 @@ func spec(opts ...func(*protocol.Spec)) protocol.Spec {
 
 func (h *harness) create(name string, replicas int, sp protocol.Spec) string {
 	h.t.Helper()
-	h.must(state.CmdInstanceCreate, state.InstanceCreate{Instance: protocol.Instance{
+	h.Must(state.CmdInstanceCreate, state.InstanceCreate{Instance: protocol.Instance{
 		Tenant: "acme", Name: name, Environment: protocol.DefaultEnvironment, Replicas: replicas, Spec: sp}})
 	return protocol.InstanceID("acme", name)
 }
@@ -103,19 +67,19 @@ func (h *harness) create(name string, replicas int, sp protocol.Spec) string {
 func (h *harness) update(id string, sp protocol.Spec) {
 	h.t.Helper()
 	tenant, name, _ := strings.Cut(id, "/")
-	h.must(state.CmdInstanceUpdate, state.InstanceUpdate{Tenant: tenant, Name: name, Spec: sp})
+	h.Must(state.CmdInstanceUpdate, state.InstanceUpdate{Tenant: tenant, Name: name, Spec: sp})
 }
 
 func (h *harness) scale(id string, n int) {
 	h.t.Helper()
 	tenant, name, _ := strings.Cut(id, "/")
-	h.must(state.CmdInstanceScale, state.InstanceScale{Tenant: tenant, Name: name, Replicas: n})
+	h.Must(state.CmdInstanceScale, state.InstanceScale{Tenant: tenant, Name: name, Replicas: n})
 }
 
 func (h *harness) lifecycle(id, action string) {
 	h.t.Helper()
 	tenant, name, _ := strings.Cut(id, "/")
-	h.must(state.CmdInstanceLifecycle, state.InstanceLifecycle{Tenant: tenant, Name: name, Action: action})
+	h.Must(state.CmdInstanceLifecycle, state.InstanceLifecycle{Tenant: tenant, Name: name, Action: action})
 }
 
 // settle runs the scheduler, the way the worker does but without waiting
@@ -125,20 +89,20 @@ func (h *harness) settle() {
 	h.t.Helper()
 	for range 100 {
 		progress := false
-		for _, e := range h.snap().Evals() {
-			snap := h.snap()
+		for _, e := range h.Snapshot().Evals() {
+			snap := h.Snapshot()
 			e := snap.Eval(e.Instance)
 			if e == nil {
 				continue
 			}
-			p := Schedule(snap, e, h.now, h.ids)
+			p := Schedule(snap, e, h.Now(), h.ids)
 			if h.check != nil {
 				h.check(snap, p)
 			}
 			if p.Retry && empty(p) {
 				continue
 			}
-			h.must(state.CmdPlanApply, p)
+			h.Must(state.CmdPlanApply, p)
 			progress = true
 		}
 		if !progress {
@@ -151,7 +115,7 @@ func (h *harness) settle() {
 // report makes replicas' nodes report them in state st.
 func (h *harness) report(st string, ids ...string) {
 	h.t.Helper()
-	snap := h.snap()
+	snap := h.Snapshot()
 	byNode := map[string][]protocol.ReplicaReport{}
 	var nodes []string
 	for _, id := range ids {
@@ -168,13 +132,13 @@ func (h *harness) report(st string, ids ...string) {
 	for _, n := range nodes {
 		c.Reports = append(c.Reports, state.NodeReport{Node: n, Replicas: byNode[n]})
 	}
-	h.must(state.CmdReplicaReports, c)
+	h.Must(state.CmdReplicaReports, c)
 }
 
 // live returns the replicas of an instance the scheduler wants running.
 func (h *harness) live(id string) []*protocol.Replica {
 	var out []*protocol.Replica
-	for _, r := range h.snap().Replicas(id) {
+	for _, r := range h.Snapshot().Replicas(id) {
 		if r.Desired == protocol.DesiredRun {
 			out = append(out, r)
 		}
@@ -239,7 +203,7 @@ func nodesOf(rs []*protocol.Replica) map[string]int {
 // events returns the messages of an instance's events of one type.
 func (h *harness) events(id, typ string) []string {
 	var out []string
-	for _, e := range h.snap().Events(id) {
+	for _, e := range h.Snapshot().Events(id) {
 		if e.Type == typ {
 			out = append(out, e.Message)
 		}

@@ -104,7 +104,7 @@ func (w *world) spec() protocol.Spec {
 
 // replicasWhere returns the ids of replicas, on nodes that are up, that match.
 func (w *world) replicasWhere(ok func(*protocol.Replica) bool) []string {
-	snap := w.h.snap()
+	snap := w.h.Snapshot()
 	var out []string
 	for _, r := range snap.AllReplicas() {
 		if n := snap.Node(r.Node); n != nil && n.Status != protocol.NodeDown && ok(r) {
@@ -129,9 +129,9 @@ func (w *world) step() {
 	case 0:
 		h.scale(inst, rapid.IntRange(0, 6).Draw(rt, "scale"))
 	case 1:
-		h.must(state.CmdNodeStatus, state.NodeStatusUpdate{Nodes: []state.NodeStatus{{ID: node}}})
+		h.Must(state.CmdNodeStatus, state.NodeStatusUpdate{Nodes: []state.NodeStatus{{ID: node}}})
 	case 2:
-		h.must(state.CmdNodeStatus, state.NodeStatusUpdate{Nodes: []state.NodeStatus{{ID: node, Up: true}}})
+		h.Must(state.CmdNodeStatus, state.NodeStatusUpdate{Nodes: []state.NodeStatus{{ID: node, Up: true}}})
 	case 3, 4:
 		report(protocol.ReplicaHealthy, wanted)
 	case 5:
@@ -141,24 +141,24 @@ func (w *world) step() {
 	case 7:
 		var d *protocol.DrainSpec
 		if rapid.Bool().Draw(rt, "drain") {
-			d = &protocol.DrainSpec{StartedAt: h.now, Deadline: h.now.Add(rapid.SampledFrom([]time.Duration{time.Minute, time.Hour}).Draw(rt, "deadline"))}
+			d = &protocol.DrainSpec{StartedAt: h.Now(), Deadline: h.Now().Add(rapid.SampledFrom([]time.Duration{time.Minute, time.Hour}).Draw(rt, "deadline"))}
 		}
-		h.must(state.CmdNodeDrain, state.NodeDrain{ID: node, Drain: d})
+		h.Must(state.CmdNodeDrain, state.NodeDrain{ID: node, Drain: d})
 	case 8:
-		h.must(state.CmdNodeEligibility, state.NodeEligibility{ID: node, Eligible: rapid.Bool().Draw(rt, "eligible")})
+		h.Must(state.CmdNodeEligibility, state.NodeEligibility{ID: node, Eligible: rapid.Bool().Draw(rt, "eligible")})
 	case 9:
 		h.update(inst, w.spec())
 	case 10:
-		h.advance(rapid.SampledFrom([]time.Duration{time.Second, 10 * time.Second, time.Minute, 5 * time.Minute}).Draw(rt, "advance"))
+		h.Advance(rapid.SampledFrom([]time.Duration{time.Second, 10 * time.Second, time.Minute, 5 * time.Minute}).Draw(rt, "advance"))
 	case 11:
 		h.lifecycle(inst, rapid.SampledFrom([]string{state.ActionStop, state.ActionStart}).Draw(rt, "lifecycle"))
 	case 12:
-		_ = h.apply(state.CmdInstanceLifecycle, state.InstanceLifecycle{Tenant: tenant, Name: name, Action: state.ActionRestart})
+		_ = h.Apply(state.CmdInstanceLifecycle, state.InstanceLifecycle{Tenant: tenant, Name: name, Action: state.ActionRestart})
 	case 13:
 		if rapid.Bool().Draw(rt, "new node") {
 			w.addNode()
 		} else {
-			_ = h.apply(state.CmdDeploymentPromote, state.DeploymentPromote{Tenant: tenant, Name: name})
+			_ = h.Apply(state.CmdDeploymentPromote, state.DeploymentPromote{Tenant: tenant, Name: name})
 		}
 	case 14:
 		// Agents finish stopping what they were told to stop.
@@ -280,7 +280,7 @@ func (w *world) checkPlan(snap *state.Snapshot, p *state.Plan) {
 }
 
 func (w *world) checkState() {
-	snap := w.h.snap()
+	snap := w.h.Snapshot()
 	for id, u := range usage(snap, nil) {
 		n := snap.Node(id)
 		ports := 0

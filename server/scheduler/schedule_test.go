@@ -19,7 +19,7 @@ func threeNodes(h *harness) {
 
 func (h *harness) instance(id string) *protocol.Instance {
 	h.t.Helper()
-	in := h.snap().Instance(id)
+	in := h.Snapshot().Instance(id)
 	if in == nil {
 		h.t.Fatalf("instance %s is gone", id)
 	}
@@ -34,7 +34,7 @@ func (h *harness) running(name string, n int, sp protocol.Spec) string {
 	h.settle()
 	h.makeHealthy(id)
 	h.settle()
-	h.advance(time.Minute)
+	h.Advance(time.Minute)
 	h.settle()
 	if got := h.instance(id).StableVersion; got != 1 {
 		h.t.Fatalf("stable version = %d after all replicas are healthy, want 1", got)
@@ -80,7 +80,7 @@ func TestCreatePlacesAcrossNodes(t *testing.T) {
 	if d := h.instance(id).Deployment; d.State != protocol.DeploymentSuccessful {
 		t.Fatalf("deployment %+v once every replica is healthy", d)
 	}
-	if h.snap().Eval(id) != nil {
+	if h.Snapshot().Eval(id) != nil {
 		t.Fatal("the evaluation is still pending")
 	}
 }
@@ -95,7 +95,7 @@ func TestFirstVersionFailsAtHealthyDeadline(t *testing.T) {
 	h.settle()
 	h.report(protocol.ReplicaUnhealthy, ids(h.live(id))...)
 	h.settle()
-	h.advance(time.Minute)
+	h.Advance(time.Minute)
 	h.settle()
 	in := h.instance(id)
 	if d := in.Deployment; d == nil || d.State != protocol.DeploymentFailed || !strings.Contains(d.Message, "not healthy within 1m0s") {
@@ -136,7 +136,7 @@ func TestScale(t *testing.T) {
 		t.Fatalf("after scaling to 1: %v, want the oldest, %s", ids(live), first)
 	}
 	stopped := 0
-	for _, r := range h.snap().Replicas(id) {
+	for _, r := range h.Snapshot().Replicas(id) {
 		if r.Desired == protocol.DesiredStop {
 			stopped++
 			if r.Message != "scaled down to 1" {
@@ -181,7 +181,7 @@ func TestSuspendedTenantStops(t *testing.T) {
 	h := newHarness(t)
 	threeNodes(h)
 	id := h.running("crm", 2, spec())
-	h.must(state.CmdTenantUpsert, state.TenantUpsert{Tenant: protocol.Tenant{Name: "acme", State: protocol.TenantSuspended}})
+	h.Must(state.CmdTenantUpsert, state.TenantUpsert{Tenant: protocol.Tenant{Name: "acme", State: protocol.TenantSuspended}})
 	h.settle()
 	if live := h.live(id); len(live) != 0 {
 		t.Fatalf("replicas of a suspended tenant still wanted: %v", ids(live))
@@ -211,7 +211,7 @@ func TestPendingUntilANodeFits(t *testing.T) {
 	}
 
 	h.node("large", 4000, 8192)
-	if h.snap().Eval(id) == nil {
+	if h.Snapshot().Eval(id) == nil {
 		t.Fatal("a new node did not trigger an evaluation of the waiting instance")
 	}
 	h.settle()
@@ -261,7 +261,7 @@ func (h *harness) rollTo(id string, want, maxNew int, done func(*protocol.Instan
 		}
 		h.makeHealthy(id)
 		h.settle()
-		h.advance(10 * time.Second)
+		h.Advance(10 * time.Second)
 	}
 	h.t.Fatalf("the roll did not end")
 }
@@ -281,7 +281,7 @@ func TestDeploymentCreateBeforeDestroy(t *testing.T) {
 	if d == nil || d.State != protocol.DeploymentRunning || d.FromVersion != 1 || d.ToVersion != 2 {
 		t.Fatalf("deployment %+v", d)
 	}
-	if st := h.snap().InstanceStatus(in); st.State != protocol.InstanceDeploying || st.Deployment == nil {
+	if st := h.Snapshot().InstanceStatus(in); st.State != protocol.InstanceDeploying || st.Deployment == nil {
 		t.Fatalf("status %+v", st)
 	}
 	live := h.live(id)
@@ -295,7 +295,7 @@ func TestDeploymentCreateBeforeDestroy(t *testing.T) {
 	if got := versions(h.live(id)); !slices.Equal(got, []uint64{1, 1, 1, 2}) {
 		t.Fatalf("versions %v: an old replica stopped before the new one was healthy for long enough", got)
 	}
-	h.advance(10 * time.Second)
+	h.Advance(10 * time.Second)
 	h.settle()
 	if got := versions(h.live(id)); !slices.Equal(got, []uint64{1, 1, 2, 2}) {
 		t.Fatalf("versions %v, want one old replaced and the next new one placed", got)
@@ -310,7 +310,7 @@ func TestDeploymentCreateBeforeDestroy(t *testing.T) {
 	if got := versions(live); !slices.Equal(got, []uint64{2, 2, 2}) || countHealthy(live) != 3 {
 		t.Fatalf("after the deployment: versions %v, %d healthy", got, countHealthy(live))
 	}
-	for _, r := range h.snap().Replicas(id) {
+	for _, r := range h.Snapshot().Replicas(id) {
 		if slices.Contains(old, r.ID) && (r.Desired != protocol.DesiredStop || r.Message != "replaced by version 2") {
 			t.Fatalf("old replica %+v", r)
 		}
@@ -338,7 +338,7 @@ func TestDeploymentCanariesPromoted(t *testing.T) {
 	threeNodes(h)
 	id := h.running("crm", 3, spec())
 	tenant, name, _ := strings.Cut(id, "/")
-	if err := h.apply(state.CmdDeploymentPromote, state.DeploymentPromote{Tenant: tenant, Name: name}); !isCode(err, protocol.CodeConflict) {
+	if err := h.Apply(state.CmdDeploymentPromote, state.DeploymentPromote{Tenant: tenant, Name: name}); !isCode(err, protocol.CodeConflict) {
 		t.Fatalf("promote without a deployment: %v, want a conflict", err)
 	}
 
@@ -354,7 +354,7 @@ func TestDeploymentCanariesPromoted(t *testing.T) {
 	}
 	h.makeHealthy(id)
 	h.settle()
-	h.advance(time.Minute)
+	h.Advance(time.Minute)
 	h.settle()
 	in := h.instance(id)
 	if in.Deployment.Promoted || !strings.Contains(in.Deployment.Message, "waiting for promotion") {
@@ -367,10 +367,10 @@ func TestDeploymentCanariesPromoted(t *testing.T) {
 		t.Fatalf("events %q", ev)
 	}
 
-	if err := h.apply(state.CmdDeploymentPromote, state.DeploymentPromote{Tenant: tenant, Name: name, ID: "other"}); !isCode(err, protocol.CodeConflict) {
+	if err := h.Apply(state.CmdDeploymentPromote, state.DeploymentPromote{Tenant: tenant, Name: name, ID: "other"}); !isCode(err, protocol.CodeConflict) {
 		t.Fatalf("promote of another deployment: %v, want a conflict", err)
 	}
-	h.must(state.CmdDeploymentPromote, state.DeploymentPromote{Tenant: tenant, Name: name, ID: in.Deployment.ID})
+	h.Must(state.CmdDeploymentPromote, state.DeploymentPromote{Tenant: tenant, Name: name, ID: in.Deployment.ID})
 	h.settle()
 	if got := versions(h.live(id)); !slices.Equal(got, []uint64{1, 1, 2, 2}) {
 		t.Fatalf("versions %v after promotion, want one old replaced by the canary and one more new", got)
@@ -392,7 +392,7 @@ func TestDeploymentCanariesAutoPromote(t *testing.T) {
 	}
 	h.makeHealthy(id)
 	h.settle()
-	h.advance(10 * time.Second)
+	h.Advance(10 * time.Second)
 	h.settle()
 	in := h.instance(id)
 	if !in.Deployment.Promoted {
@@ -418,7 +418,7 @@ func TestDeploymentCanaryPhaseReplacesLostWithOldVersion(t *testing.T) {
 			lost = r
 		}
 	}
-	h.must(state.CmdNodeStatus, state.NodeStatusUpdate{Nodes: []state.NodeStatus{{ID: lost.Node}}})
+	h.Must(state.CmdNodeStatus, state.NodeStatusUpdate{Nodes: []state.NodeStatus{{ID: lost.Node}}})
 	h.settle()
 	if got := versions(h.live(id)); !slices.Equal(got, []uint64{1, 1, 2}) {
 		t.Fatalf("versions %v: a lost replica is replaced by the version the canary has not replaced yet", got)
@@ -446,12 +446,12 @@ func TestDeploymentRollsBack(t *testing.T) {
 	}
 	h.report(protocol.ReplicaRunning, bad)
 	h.settle()
-	h.advance(59 * time.Second)
+	h.Advance(59 * time.Second)
 	h.settle()
 	if d := h.instance(id).Deployment; d.State != protocol.DeploymentRunning {
 		t.Fatalf("deployment failed before its deadline: %+v", d)
 	}
-	h.advance(time.Second)
+	h.Advance(time.Second)
 	h.settle()
 
 	in := h.instance(id)
@@ -469,7 +469,7 @@ func TestDeploymentRollsBack(t *testing.T) {
 	if got := ids(h.live(id)); !slices.Equal(got, old) {
 		t.Fatalf("replicas %v, want the old ones %v", got, old)
 	}
-	if r := h.snap().Replica(bad); r.Desired != protocol.DesiredStop {
+	if r := h.Snapshot().Replica(bad); r.Desired != protocol.DesiredStop {
 		t.Fatalf("failing replica still wanted: %+v", r)
 	}
 	ev := strings.Join(h.events(id, EventDeployment), "\n")
@@ -484,15 +484,15 @@ func TestStaleRollbackDoesNotRevertANewerUpdate(t *testing.T) {
 	id := h.running("crm", 3, spec())
 	h.update(id, spec(v2, func(s *protocol.Spec) { s.Update.AutoRollback = true }))
 	h.settle()
-	h.advance(time.Hour)
-	snap := h.snap()
-	p := Schedule(snap, snap.Eval(id), h.now, h.ids)
+	h.Advance(time.Hour)
+	snap := h.Snapshot()
+	p := Schedule(snap, snap.Eval(id), h.Now(), h.ids)
 	if p.Rollback != 1 {
 		t.Fatalf("plan rolls back to %d, want 1", p.Rollback)
 	}
 	v3 := spec(func(s *protocol.Spec) { s.Command = []string{"/bin/app", "--v3"} })
 	h.update(id, v3)
-	h.must(state.CmdPlanApply, p)
+	h.Must(state.CmdPlanApply, p)
 	in := h.instance(id)
 	if in.Version != 3 || in.Spec.Command[1] != "--v3" {
 		t.Fatalf("a plan made for version 2 changed version 3: now version %d, %v", in.Version, in.Spec.Command)
@@ -521,7 +521,7 @@ func TestDeploymentFailsWithoutRollback(t *testing.T) {
 	if in.Deployment.State != protocol.DeploymentFailed || !strings.Contains(in.Deployment.Message, "failed on node") {
 		t.Fatalf("deployment %+v", in.Deployment)
 	}
-	h.advance(time.Hour)
+	h.Advance(time.Hour)
 	h.settle()
 	live := h.live(id)
 	if got := versions(live); !slices.Equal(got, []uint64{1, 1, 1}) || countHealthy(live) != 3 {
@@ -579,7 +579,7 @@ func TestDrain(t *testing.T) {
 			drained = r
 		}
 	}
-	h.must(state.CmdNodeDrain, state.NodeDrain{ID: "n1", Drain: &protocol.DrainSpec{StartedAt: h.now, Deadline: h.now.Add(time.Hour)}})
+	h.Must(state.CmdNodeDrain, state.NodeDrain{ID: "n1", Drain: &protocol.DrainSpec{StartedAt: h.Now(), Deadline: h.Now().Add(time.Hour)}})
 	h.settle()
 	live := h.live(id)
 	if len(live) != 4 || nodesOf(live)["n1"] != 1 {
@@ -590,13 +590,13 @@ func TestDrain(t *testing.T) {
 	if len(h.live(id)) != 4 {
 		t.Fatal("the draining replica stopped before its replacement was healthy long enough")
 	}
-	h.advance(10 * time.Second)
+	h.Advance(10 * time.Second)
 	h.settle()
 	live = h.live(id)
 	if len(live) != 3 || nodesOf(live)["n1"] != 0 || countHealthy(live) != 3 {
 		t.Fatalf("after the drain: %d replicas on %v", len(live), nodesOf(live))
 	}
-	if r := h.snap().Replica(drained.ID); r.Desired != protocol.DesiredStop || !strings.Contains(r.Message, "draining") {
+	if r := h.Snapshot().Replica(drained.ID); r.Desired != protocol.DesiredStop || !strings.Contains(r.Message, "draining") {
 		t.Fatalf("drained replica %+v", r)
 	}
 	// A draining node gets nothing new.
@@ -611,14 +611,14 @@ func TestDrainDeadline(t *testing.T) {
 	h := newHarness(t)
 	threeNodes(h)
 	id := h.running("crm", 2, spec(func(s *protocol.Spec) { s.Update.MaxParallel = 1 }))
-	h.must(state.CmdNodeDrain, state.NodeDrain{ID: "n1", Drain: &protocol.DrainSpec{StartedAt: h.now, Deadline: h.now.Add(5 * time.Minute)}})
+	h.Must(state.CmdNodeDrain, state.NodeDrain{ID: "n1", Drain: &protocol.DrainSpec{StartedAt: h.Now(), Deadline: h.Now().Add(5 * time.Minute)}})
 	h.settle()
 	if len(h.live(id)) != 3 {
 		t.Fatalf("no replacement placed: %v", nodesOf(h.live(id)))
 	}
 	// The replacement never gets healthy; at the deadline the drain stops
 	// what is left anyway.
-	h.advance(5 * time.Minute)
+	h.Advance(5 * time.Minute)
 	h.settle()
 	live := h.live(id)
 	if len(live) != 2 || nodesOf(live)["n1"] != 0 {
@@ -639,25 +639,25 @@ func TestLostReplicaReplacedNotDuplicated(t *testing.T) {
 	if lost == nil {
 		t.Fatalf("no replica on n1: %v", nodesOf(h.live(id)))
 	}
-	h.must(state.CmdNodeStatus, state.NodeStatusUpdate{Nodes: []state.NodeStatus{{ID: "n1"}}})
+	h.Must(state.CmdNodeStatus, state.NodeStatusUpdate{Nodes: []state.NodeStatus{{ID: "n1"}}})
 	h.settle()
 	live := h.live(id)
 	if len(live) != 2 || nodesOf(live)["n1"] != 0 || len(nodesOf(live)) != 2 {
 		t.Fatalf("after n1 went down: %d replicas on %v", len(live), nodesOf(live))
 	}
-	if r := h.snap().Replica(lost.ID); r.Desired != protocol.DesiredStop || r.State != protocol.ReplicaLost {
+	if r := h.Snapshot().Replica(lost.ID); r.Desired != protocol.DesiredStop || r.State != protocol.ReplicaLost {
 		t.Fatalf("lost replica %+v", r)
 	}
 
 	// n1 comes back and reports the replica still running: it is stopped,
 	// never counted again.
-	h.must(state.CmdNodeStatus, state.NodeStatusUpdate{Nodes: []state.NodeStatus{{ID: "n1", Up: true}}})
+	h.Must(state.CmdNodeStatus, state.NodeStatusUpdate{Nodes: []state.NodeStatus{{ID: "n1", Up: true}}})
 	h.report(protocol.ReplicaRunning, lost.ID)
 	h.settle()
 	if live := h.live(id); len(live) != 2 || slices.Contains(ids(live), lost.ID) {
 		t.Fatalf("after n1 came back: %v", ids(live))
 	}
-	if r := h.snap().Replica(lost.ID); r.Desired != protocol.DesiredStop {
+	if r := h.Snapshot().Replica(lost.ID); r.Desired != protocol.DesiredStop {
 		t.Fatalf("returned replica %+v", r)
 	}
 }
@@ -676,12 +676,12 @@ func TestFailedReplicaRescheduledWithBackoff(t *testing.T) {
 	if len(live) != 1 || live[0].ID == first.ID || live[0].Node != "" || !strings.Contains(live[0].Message, "backoff of 5s") {
 		t.Fatalf("want a replacement waiting 5s, got %+v", live)
 	}
-	h.advance(4 * time.Second)
+	h.Advance(4 * time.Second)
 	h.settle()
 	if h.live(id)[0].Node != "" {
 		t.Fatal("placed before the backoff ended")
 	}
-	h.advance(time.Second)
+	h.Advance(time.Second)
 	h.settle()
 	second := h.live(id)[0]
 	if second.Node == "" || second.Node == first.Node {
@@ -700,14 +700,14 @@ func TestPlanForDeletedInstancePlacesNothing(t *testing.T) {
 	h := newHarness(t)
 	threeNodes(h)
 	id := h.create("crm", 2, spec())
-	snap := h.snap()
-	p := Schedule(snap, snap.Eval(id), h.now, h.ids)
+	snap := h.Snapshot()
+	p := Schedule(snap, snap.Eval(id), h.Now(), h.ids)
 	if len(p.Place) != 2 {
 		t.Fatalf("plan places %d", len(p.Place))
 	}
-	h.must(state.CmdInstanceDelete, state.InstanceRef{Tenant: "acme", Name: "crm"})
-	h.must(state.CmdPlanApply, p)
-	if rs := h.snap().Replicas(id); len(rs) != 0 {
+	h.Must(state.CmdInstanceDelete, state.InstanceRef{Tenant: "acme", Name: "crm"})
+	h.Must(state.CmdPlanApply, p)
+	if rs := h.Snapshot().Replicas(id); len(rs) != 0 {
 		t.Fatalf("a plan made before the delete placed %d replicas", len(rs))
 	}
 }
@@ -716,7 +716,7 @@ func TestEnvironmentConstraints(t *testing.T) {
 	h := newHarness(t)
 	h.node("eu1", 4000, 4096, func(n *protocol.Node) { n.Region = "eu" })
 	h.node("us1", 4000, 4096, func(n *protocol.Node) { n.Region = "us" })
-	h.must(state.CmdEnvironmentUpsert, state.EnvironmentUpsert{Environment: protocol.Environment{
+	h.Must(state.CmdEnvironmentUpsert, state.EnvironmentUpsert{Environment: protocol.Environment{
 		Name: protocol.DefaultEnvironment, Constraints: protocol.Constraints{Region: "us"}}})
 	id := h.create("crm", 2, spec())
 	h.settle()
@@ -738,7 +738,7 @@ func TestCleanExitUnderNeverIsFinished(t *testing.T) {
 			first := h.live(id)[0]
 			h.report(protocol.ReplicaStopped, first.ID)
 			h.settle()
-			all := h.snap().Replicas(id)
+			all := h.Snapshot().Replicas(id)
 			if len(all) != 1 || all[0].ID != first.ID || all[0].Desired != protocol.DesiredRun {
 				t.Fatalf("want the finished replica alone, still wanted; got %d replicas: %+v", len(all), all)
 			}

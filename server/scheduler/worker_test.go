@@ -5,37 +5,23 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
-	"github.com/hashicorp/raft"
 
 	"github.com/drover-dev/drover/protocol"
 	"github.com/drover-dev/drover/server/state"
+	"github.com/drover-dev/drover/server/state/statetest"
 )
 
-// serialFSM applies commands one at a time, as Raft does, from any goroutine.
-type serialFSM struct {
-	mu    sync.Mutex
-	fsm   *state.FSM
-	index uint64
-}
+// serialFSM applies commands one at a time, as Raft does, from any
+// goroutine, stamped with the wall clock the worker reads too.
+type serialFSM struct{ *statetest.Harness }
 
-func (f *serialFSM) apply(typ state.CommandType, body any) (uint64, error) {
-	b, err := state.Encode(typ, time.Now(), body, nil)
-	if err != nil {
-		return 0, err
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.index++
-	if res := f.fsm.Apply(&raft.Log{Index: f.index, Type: raft.LogCommand, Data: b}); res != nil {
-		return f.index, res.(error)
-	}
-	return f.index, nil
+func newSerialFSM(t *testing.T) *serialFSM {
+	return &serialFSM{statetest.New(t).WithClock(time.Now)}
 }
 
 type testLogWriter struct{ t *testing.T }
@@ -119,18 +105,18 @@ func (f *serialFSM) makeHealthy(t *testing.T, rs []*protocol.Replica) {
 		}
 	}
 	if len(c.Reports) > 0 {
-		if _, err := f.apply(state.CmdReplicaReports, c); err != nil {
+		if _, err := f.Commit(state.CmdReplicaReports, c); err != nil {
 			t.Fatal(err)
 		}
 	}
 }
 
 func TestWorkerRunsDeployment(t *testing.T) {
-	store := state.NewStore()
-	f := &serialFSM{fsm: state.NewFSM(store, nil)}
+	f := newSerialFSM(t)
+	store := f.Store
 	must := func(typ state.CommandType, body any) {
 		t.Helper()
-		if _, err := f.apply(typ, body); err != nil {
+		if _, err := f.Commit(typ, body); err != nil {
 			t.Fatalf("%s: %v", typ, err)
 		}
 	}
@@ -153,7 +139,7 @@ func TestWorkerRunsDeployment(t *testing.T) {
 	var plans atomic.Int64
 	startWorker(t, store, func(ctx context.Context, p *state.Plan) (uint64, error) {
 		plans.Add(1)
-		return f.apply(state.CmdPlanApply, p)
+		return f.Commit(state.CmdPlanApply, p)
 	})
 
 	waitFor(t, store, "two replicas placed on two nodes", func(snap *state.Snapshot) (bool, string) {
@@ -192,18 +178,18 @@ func TestWorkerRunsDeployment(t *testing.T) {
 }
 
 func TestWorkerRetriesFailedCommits(t *testing.T) {
-	store := state.NewStore()
-	f := &serialFSM{fsm: state.NewFSM(store, nil)}
+	f := newSerialFSM(t)
+	store := f.Store
 	for typ, body := range map[state.CommandType]any{
 		state.CmdTenantUpsert:      state.TenantUpsert{Tenant: protocol.Tenant{Name: "acme"}, Create: true},
 		state.CmdNodeRegister:      state.NodeRegister{SecretHash: "h", Node: protocol.Node{ID: "n1", Resources: protocol.NodeResources{CPUMillis: 4000, MemoryMB: 4096}, PortRange: protocol.PortRange{Lo: 1, Hi: 9}}},
 		state.CmdEnvironmentUpsert: state.EnvironmentUpsert{Environment: protocol.Environment{Name: protocol.DefaultEnvironment}},
 	} {
-		if _, err := f.apply(typ, body); err != nil {
+		if _, err := f.Commit(typ, body); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if _, err := f.apply(state.CmdInstanceCreate, state.InstanceCreate{Instance: protocol.Instance{Tenant: "acme", Name: "crm", Replicas: 1, Spec: spec()}}); err != nil {
+	if _, err := f.Commit(state.CmdInstanceCreate, state.InstanceCreate{Instance: protocol.Instance{Tenant: "acme", Name: "crm", Replicas: 1, Spec: spec()}}); err != nil {
 		t.Fatal(err)
 	}
 	var calls atomic.Int64
@@ -211,7 +197,7 @@ func TestWorkerRetriesFailedCommits(t *testing.T) {
 		if calls.Add(1) <= 2 {
 			return 0, errors.New("no leader")
 		}
-		return f.apply(state.CmdPlanApply, p)
+		return f.Commit(state.CmdPlanApply, p)
 	})
 	waitFor(t, store, "the replica placed after two failed commits", func(snap *state.Snapshot) (bool, string) {
 		live := liveOf(snap, "acme/crm")

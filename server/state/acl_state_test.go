@@ -19,9 +19,9 @@ func sized(tenant, name string, replicas int, cpu, mem int64) state.InstanceCrea
 // quota_exceeded naming the quota, and the refusal changes nothing.
 func TestQuotasRefuseWhatExceedsThem(t *testing.T) {
 	h := newHarness(t)
-	h.ok(state.CmdTenantUpsert, state.TenantUpsert{Create: true, Tenant: protocol.Tenant{Name: "acme",
+	h.Must(state.CmdTenantUpsert, state.TenantUpsert{Create: true, Tenant: protocol.Tenant{Name: "acme",
 		Quotas: protocol.Quotas{Instances: 2, Replicas: 4, CPUMillis: 1900, MemoryMB: 1024}}})
-	h.ok(state.CmdInstanceCreate, sized("acme", "a", 2, 500, 256)) // uses 2 replicas, 1000 mCPU, 512 MB
+	h.Must(state.CmdInstanceCreate, sized("acme", "a", 2, 500, 256)) // uses 2 replicas, 1000 mCPU, 512 MB
 
 	for _, tc := range []struct {
 		name  string
@@ -45,23 +45,23 @@ func TestQuotasRefuseWhatExceedsThem(t *testing.T) {
 		})
 	}
 
-	h.ok(state.CmdInstanceCreate, sized("acme", "b", 1, 500, 256))
+	h.Must(state.CmdInstanceCreate, sized("acme", "b", 1, 500, 256))
 	if e := h.fails(state.CmdInstanceCreate, sized("acme", "c", 0, 0, 0), protocol.CodeQuotaExceeded); e.Field != "quotas.instances" {
 		t.Fatalf("third instance refused naming %q, want quotas.instances", e.Field)
 	}
 
 	// A stopped instance frees what it ran; starting it again must fit.
-	h.ok(state.CmdInstanceLifecycle, state.InstanceLifecycle{Tenant: "acme", Name: "b", Action: state.ActionStop})
-	h.ok(state.CmdInstanceScale, state.InstanceScale{Tenant: "acme", Name: "a", Replicas: 3})
+	h.Must(state.CmdInstanceLifecycle, state.InstanceLifecycle{Tenant: "acme", Name: "b", Action: state.ActionStop})
+	h.Must(state.CmdInstanceScale, state.InstanceScale{Tenant: "acme", Name: "a", Replicas: 3})
 	if e := h.fails(state.CmdInstanceLifecycle, state.InstanceLifecycle{Tenant: "acme", Name: "b", Action: state.ActionStart}, protocol.CodeQuotaExceeded); e.Field != "quotas.cpu_millis" {
 		t.Fatalf("start refused naming %q, want quotas.cpu_millis", e.Field)
 	}
 
 	// A lowered quota lets the tenant shrink, not grow.
-	h.ok(state.CmdTenantUpsert, state.TenantUpsert{Tenant: protocol.Tenant{Name: "acme", Quotas: protocol.Quotas{Replicas: 1}}})
-	h.ok(state.CmdInstanceScale, state.InstanceScale{Tenant: "acme", Name: "a", Replicas: 2})
+	h.Must(state.CmdTenantUpsert, state.TenantUpsert{Tenant: protocol.Tenant{Name: "acme", Quotas: protocol.Quotas{Replicas: 1}}})
+	h.Must(state.CmdInstanceScale, state.InstanceScale{Tenant: "acme", Name: "a", Replicas: 2})
 	h.fails(state.CmdInstanceScale, state.InstanceScale{Tenant: "acme", Name: "a", Replicas: 3}, protocol.CodeQuotaExceeded)
-	if u := state.Usage(h.snap(), "acme"); u != (protocol.Quotas{Instances: 2, Replicas: 2, CPUMillis: 1000, MemoryMB: 512}) {
+	if u := state.Usage(h.Snapshot(), "acme"); u != (protocol.Quotas{Instances: 2, Replicas: 2, CPUMillis: 1000, MemoryMB: 512}) {
 		t.Fatalf("usage %+v", u)
 	}
 }
@@ -72,29 +72,29 @@ func TestAuditRetentionByCountAndAge(t *testing.T) {
 	h := newHarness(t)
 	rec := func(i int) {
 		h.t.Helper()
-		h.ok(state.CmdAudit, state.AuditAppend{Records: []protocol.AuditRecord{{Action: fmt.Sprint("a", i), Result: "ok"}}})
+		h.Must(state.CmdAudit, state.AuditAppend{Records: []protocol.AuditRecord{{Action: fmt.Sprint("a", i), Result: "ok"}}})
 	}
 	for i := 0; i < 10; i++ {
 		rec(i)
-		h.now = h.now.Add(time.Minute)
+		h.SetNow(h.Now().Add(time.Minute))
 	}
-	h.ok(state.CmdAuditRetention, state.AuditRetention{MaxRecords: 5})
-	got := h.snap().Audit(state.AuditFilter{})
+	h.Must(state.CmdAuditRetention, state.AuditRetention{MaxRecords: 5})
+	got := h.Snapshot().Audit(state.AuditFilter{})
 	if len(got) != 5 || got[0].Action != "a5" {
 		t.Fatalf("after MaxRecords 5: %d records, first %s", len(got), got[0].Action)
 	}
 	rec(10)
-	if got := h.snap().Audit(state.AuditFilter{}); len(got) != 5 || got[0].Action != "a6" {
+	if got := h.Snapshot().Audit(state.AuditFilter{}); len(got) != 5 || got[0].Action != "a6" {
 		t.Fatalf("after one more: %d records, first %s", len(got), got[0].Action)
 	}
 
 	// Records a6..a10 are 4..0 minutes old; keep two and a half minutes.
-	h.ok(state.CmdAuditRetention, state.AuditRetention{MaxAge: 150 * time.Second})
-	got = h.snap().Audit(state.AuditFilter{})
+	h.Must(state.CmdAuditRetention, state.AuditRetention{MaxAge: 150 * time.Second})
+	got = h.Snapshot().Audit(state.AuditFilter{})
 	if len(got) != 3 || got[0].Action != "a8" {
 		t.Fatalf("after MaxAge: %d records, first %s", len(got), got[0].Action)
 	}
-	if r := h.snap().AuditRetention(); r.MaxRecords != state.MaxAuditRecords || r.MaxAge != 150*time.Second {
+	if r := h.Snapshot().AuditRetention(); r.MaxRecords != state.MaxAuditRecords || r.MaxAge != 150*time.Second {
 		t.Fatalf("retention %+v", r)
 	}
 }
@@ -105,10 +105,10 @@ func TestTenantDeleteRevokesItsTokens(t *testing.T) {
 	h := newHarness(t)
 	h.tenant("acme")
 	h.tenant("other")
-	h.ok(state.CmdTokenCreate, state.TokenCreate{Token: protocol.Token{ID: "t1", Role: protocol.RoleTenantAdmin, Tenant: "acme"}, SecretHash: "h1"})
-	h.ok(state.CmdTokenCreate, state.TokenCreate{Token: protocol.Token{ID: "t2", Role: protocol.RoleTenantAdmin, Tenant: "other"}, SecretHash: "h2"})
-	h.ok(state.CmdTenantDelete, state.NameBody{Name: "acme"})
-	snap := h.snap()
+	h.Must(state.CmdTokenCreate, state.TokenCreate{Token: protocol.Token{ID: "t1", Role: protocol.RoleTenantAdmin, Tenant: "acme"}, SecretHash: "h1"})
+	h.Must(state.CmdTokenCreate, state.TokenCreate{Token: protocol.Token{ID: "t2", Role: protocol.RoleTenantAdmin, Tenant: "other"}, SecretHash: "h2"})
+	h.Must(state.CmdTenantDelete, state.NameBody{Name: "acme"})
+	snap := h.Snapshot()
 	if snap.Token("t1") != nil || snap.Credential("h1") != nil {
 		t.Fatal("the deleted tenant's token survives")
 	}
@@ -122,13 +122,13 @@ func TestSuspendedTenantInstancesAreStopped(t *testing.T) {
 	h := newHarness(t)
 	h.tenant("acme")
 	h.instance("acme", "web", 2)
-	h.ok(state.CmdTenantUpsert, state.TenantUpsert{Tenant: protocol.Tenant{Name: "acme", State: protocol.TenantSuspended}})
-	snap := h.snap()
+	h.Must(state.CmdTenantUpsert, state.TenantUpsert{Tenant: protocol.Tenant{Name: "acme", State: protocol.TenantSuspended}})
+	snap := h.Snapshot()
 	st := snap.InstanceStatus(snap.Instance("acme/web"))
 	if st.State != protocol.InstanceStopped || st.Replicas.Desired != 0 {
 		t.Fatalf("status of a suspended tenant's instance: %+v", st)
 	}
-	h.ok(state.CmdInstanceLifecycle, state.InstanceLifecycle{Tenant: "acme", Name: "web", Action: state.ActionStop})
+	h.Must(state.CmdInstanceLifecycle, state.InstanceLifecycle{Tenant: "acme", Name: "web", Action: state.ActionStop})
 	h.fails(state.CmdInstanceLifecycle, state.InstanceLifecycle{Tenant: "acme", Name: "web", Action: state.ActionStart}, protocol.CodeConflict)
 	h.fails(state.CmdInstanceCreate, sized("acme", "new", 1, 0, 0), protocol.CodeConflict)
 }
@@ -137,9 +137,9 @@ func TestSuspendedTenantInstancesAreStopped(t *testing.T) {
 // never holds the secrets answered once.
 func TestTokenStateHoldsNoSecrets(t *testing.T) {
 	h := newHarness(t)
-	h.ok(state.CmdACLBootstrap, state.ACLBootstrap{SecretHash: "hash-b", JoinTokenHash: "hash-j",
+	h.Must(state.CmdACLBootstrap, state.ACLBootstrap{SecretHash: "hash-b", JoinTokenHash: "hash-j",
 		Token: protocol.Token{ID: "boot", Role: protocol.RoleManagement, Secret: "plain", AgentJoinToken: "drover-join.plain"}})
-	snap := h.snap()
+	snap := h.Snapshot()
 	tok := snap.Token("boot")
 	if tok == nil || tok.Secret != "" || tok.AgentJoinToken != "" {
 		t.Fatalf("stored token %+v", tok)

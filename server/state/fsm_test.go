@@ -11,13 +11,14 @@ import (
 
 	"github.com/drover-dev/drover/protocol"
 	"github.com/drover-dev/drover/server/state"
+	"github.com/drover-dev/drover/server/state/statetest"
 )
 
 func TestTenantCommands(t *testing.T) {
 	h := newHarness(t)
-	created := h.ok(state.CmdTenantUpsert, state.TenantUpsert{Create: true, Tenant: protocol.Tenant{
+	created := h.Must(state.CmdTenantUpsert, state.TenantUpsert{Create: true, Tenant: protocol.Tenant{
 		Name: "acme", Labels: map[string]string{"tier": "gold"}, Quotas: protocol.Quotas{Instances: 5}}})
-	got := h.snap().Tenant("acme")
+	got := h.Snapshot().Tenant("acme")
 	if got == nil || got.State != protocol.TenantActive || got.CreateIndex != created || got.ModifyIndex != created ||
 		!got.CreatedAt.Equal(t0) || got.Labels["tier"] != "gold" || got.Quotas.Instances != 5 {
 		t.Fatalf("created tenant: %+v", got)
@@ -27,20 +28,20 @@ func TestTenantCommands(t *testing.T) {
 	h.fails(state.CmdTenantUpsert, state.TenantUpsert{Tenant: protocol.Tenant{Name: "nobody"}}, protocol.CodeNotFound)
 
 	// An update replaces the tenant but keeps when it was created.
-	h.now = t0.Add(time.Hour)
-	updated := h.ok(state.CmdTenantUpsert, state.TenantUpsert{Tenant: protocol.Tenant{Name: "acme", State: protocol.TenantSuspended}})
-	got = h.snap().Tenant("acme")
+	h.SetNow(t0.Add(time.Hour))
+	updated := h.Must(state.CmdTenantUpsert, state.TenantUpsert{Tenant: protocol.Tenant{Name: "acme", State: protocol.TenantSuspended}})
+	got = h.Snapshot().Tenant("acme")
 	if got.State != protocol.TenantSuspended || got.CreateIndex != created || got.ModifyIndex != updated ||
 		!got.CreatedAt.Equal(t0) || got.Labels != nil {
 		t.Fatalf("updated tenant: %+v", got)
 	}
-	if ts := h.snap().Tenants(); len(ts) != 1 {
+	if ts := h.Snapshot().Tenants(); len(ts) != 1 {
 		t.Fatalf("tenants: %d", len(ts))
 	}
 
 	h.fails(state.CmdTenantDelete, state.NameBody{Name: "nobody"}, protocol.CodeNotFound)
-	h.ok(state.CmdTenantDelete, state.NameBody{Name: "acme"})
-	if h.snap().Tenant("acme") != nil {
+	h.Must(state.CmdTenantDelete, state.NameBody{Name: "acme"})
+	if h.Snapshot().Tenant("acme") != nil {
 		t.Fatal("deleted tenant still there")
 	}
 }
@@ -52,18 +53,18 @@ func TestTenantStateChangeEvaluatesItsInstances(t *testing.T) {
 	h.instance("acme", "a", 1)
 	h.instance("acme", "b", 1)
 	h.instance("other", "c", 1)
-	idx := h.ok(state.CmdTenantUpsert, state.TenantUpsert{Tenant: protocol.Tenant{Name: "acme", State: protocol.TenantSuspended}})
+	idx := h.Must(state.CmdTenantUpsert, state.TenantUpsert{Tenant: protocol.Tenant{Name: "acme", State: protocol.TenantSuspended}})
 	for _, id := range []string{"acme/a", "acme/b"} {
-		if e := h.snap().Eval(id); e == nil || e.Index != idx || e.TriggeredBy != "tenant-suspended" {
+		if e := h.Snapshot().Eval(id); e == nil || e.Index != idx || e.TriggeredBy != "tenant-suspended" {
 			t.Fatalf("eval of %s: %+v", id, e)
 		}
 	}
-	if e := h.snap().Eval("other/c"); e.Index == idx {
+	if e := h.Snapshot().Eval("other/c"); e.Index == idx {
 		t.Fatal("suspending acme evaluated another tenant's instance")
 	}
 	// The same state again is no change: no new evaluation.
-	again := h.ok(state.CmdTenantUpsert, state.TenantUpsert{Tenant: protocol.Tenant{Name: "acme", State: protocol.TenantSuspended}})
-	if e := h.snap().Eval("acme/a"); e.Index == again {
+	again := h.Must(state.CmdTenantUpsert, state.TenantUpsert{Tenant: protocol.Tenant{Name: "acme", State: protocol.TenantSuspended}})
+	if e := h.Snapshot().Eval("acme/a"); e.Index == again {
 		t.Fatal("an unchanged tenant state evaluated its instances")
 	}
 	// A suspended tenant gets no new instances and cannot start stopped ones.
@@ -78,25 +79,25 @@ func TestDeleteTenantWithInstances(t *testing.T) {
 	if !strings.Contains(e.Message, "1 instances") {
 		t.Fatalf("message: %s", e.Message)
 	}
-	h.ok(state.CmdInstanceDelete, state.InstanceRef{Tenant: "acme", Name: "crm"})
-	h.ok(state.CmdTenantDelete, state.NameBody{Name: "acme"})
+	h.Must(state.CmdInstanceDelete, state.InstanceRef{Tenant: "acme", Name: "crm"})
+	h.Must(state.CmdTenantDelete, state.NameBody{Name: "acme"})
 }
 
 func TestEnvironmentsAndPlans(t *testing.T) {
 	h := newHarness(t)
-	idx := h.ok(state.CmdEnvironmentUpsert, state.EnvironmentUpsert{Environment: protocol.Environment{Name: "production", Protected: true}})
-	if e := h.snap().Environment("production"); e == nil || !e.Protected || e.ModifyIndex != idx {
+	idx := h.Must(state.CmdEnvironmentUpsert, state.EnvironmentUpsert{Environment: protocol.Environment{Name: "production", Protected: true}})
+	if e := h.Snapshot().Environment("production"); e == nil || !e.Protected || e.ModifyIndex != idx {
 		t.Fatalf("environment: %+v", e)
 	}
-	idx = h.ok(state.CmdPlanUpsert, state.PlanUpsert{Plan: protocol.Plan{Name: "pro", MaxReplicas: 3, Resources: protocol.Resources{CPUMillis: 500}}})
-	if p := h.snap().Plan("pro"); p == nil || p.MaxReplicas != 3 || p.ModifyIndex != idx {
+	idx = h.Must(state.CmdPlanUpsert, state.PlanUpsert{Plan: protocol.Plan{Name: "pro", MaxReplicas: 3, Resources: protocol.Resources{CPUMillis: 500}}})
+	if p := h.Snapshot().Plan("pro"); p == nil || p.MaxReplicas != 3 || p.ModifyIndex != idx {
 		t.Fatalf("plan: %+v", p)
 	}
-	h.ok(state.CmdPlanUpsert, state.PlanUpsert{Plan: protocol.Plan{Name: "pro", MaxReplicas: 5}})
-	if ps := h.snap().Plans(); len(ps) != 1 || ps[0].MaxReplicas != 5 {
+	h.Must(state.CmdPlanUpsert, state.PlanUpsert{Plan: protocol.Plan{Name: "pro", MaxReplicas: 5}})
+	if ps := h.Snapshot().Plans(); len(ps) != 1 || ps[0].MaxReplicas != 5 {
 		t.Fatalf("plans after replace: %+v", ps)
 	}
-	if len(h.snap().Environments()) != 1 {
+	if len(h.Snapshot().Environments()) != 1 {
 		t.Fatal("environments")
 	}
 }
@@ -106,23 +107,23 @@ func TestInstanceCreate(t *testing.T) {
 	h.fails(state.CmdInstanceCreate, state.InstanceCreate{Instance: protocol.Instance{Tenant: "nobody", Name: "crm", Spec: testSpec("1")}}, protocol.CodeNotFound)
 	h.tenant("acme")
 	h.instance("acme", "crm", 2)
-	idx := h.index
-	in := h.snap().Instance("acme/crm")
+	idx := h.Index()
+	in := h.Snapshot().Instance("acme/crm")
 	if in == nil || in.ID != "acme/crm" || in.Version != 1 || in.Replicas != 2 || in.CreateIndex != idx ||
 		in.ModifyIndex != idx || !in.CreatedAt.Equal(t0) || !in.UpdatedAt.Equal(t0) || in.Status != nil {
 		t.Fatalf("instance: %+v", in)
 	}
-	if v := h.snap().Version("acme/crm", 1); v == nil || !reflect.DeepEqual(v.Spec, in.Spec) {
+	if v := h.Snapshot().Version("acme/crm", 1); v == nil || !reflect.DeepEqual(v.Spec, in.Spec) {
 		t.Fatalf("version 1: %+v", v)
 	}
 	if got := h.eventTypes("acme/crm"); !reflect.DeepEqual(got, []string{"created"}) {
 		t.Fatalf("events: %v", got)
 	}
-	if e := h.snap().Eval("acme/crm"); e == nil || e.Index != idx || e.TriggeredBy != "instance-create" {
+	if e := h.Snapshot().Eval("acme/crm"); e == nil || e.Index != idx || e.TriggeredBy != "instance-create" {
 		t.Fatalf("eval: %+v", e)
 	}
 	h.fails(state.CmdInstanceCreate, state.InstanceCreate{Instance: protocol.Instance{Tenant: "acme", Name: "crm", Spec: testSpec("2")}}, protocol.CodeConflict)
-	if got := h.snap().Instances(state.InstanceFilter{Tenant: "acme"}); len(got) != 1 {
+	if got := h.Snapshot().Instances(state.InstanceFilter{Tenant: "acme"}); len(got) != 1 {
 		t.Fatalf("instances of acme: %d", len(got))
 	}
 }
@@ -136,26 +137,26 @@ func TestInstanceUpdate(t *testing.T) {
 	if !strings.Contains(e.Message, "version 1") {
 		t.Fatalf("message: %s", e.Message)
 	}
-	h.now = t0.Add(time.Minute)
-	idx := h.ok(state.CmdInstanceUpdate, state.InstanceUpdate{Tenant: "acme", Name: "crm", Spec: testSpec("2"), IfVersion: 1, Plan: "pro"})
-	in := h.snap().Instance("acme/crm")
+	h.SetNow(t0.Add(time.Minute))
+	idx := h.Must(state.CmdInstanceUpdate, state.InstanceUpdate{Tenant: "acme", Name: "crm", Spec: testSpec("2"), IfVersion: 1, Plan: "pro"})
+	in := h.Snapshot().Instance("acme/crm")
 	if in.Version != 2 || in.Spec.Version != "2" || in.Plan != "pro" || in.Environment != "default" || in.Replicas != 2 ||
-		in.ModifyIndex != idx || !in.UpdatedAt.Equal(h.now) || !in.CreatedAt.Equal(t0) {
+		in.ModifyIndex != idx || !in.UpdatedAt.Equal(h.Now()) || !in.CreatedAt.Equal(t0) {
 		t.Fatalf("updated instance: %+v", in)
 	}
-	if v := h.snap().Version("acme/crm", 2); v == nil || v.Spec.Version != "2" {
+	if v := h.Snapshot().Version("acme/crm", 2); v == nil || v.Spec.Version != "2" {
 		t.Fatalf("version 2: %+v", v)
 	}
-	if h.snap().Version("acme/crm", 1) == nil {
+	if h.Snapshot().Version("acme/crm", 1) == nil {
 		t.Fatal("version 1 dropped")
 	}
-	if e := h.snap().Eval("acme/crm"); e.Index != idx || e.TriggeredBy != "instance-update" {
+	if e := h.Snapshot().Eval("acme/crm"); e.Index != idx || e.TriggeredBy != "instance-update" {
 		t.Fatalf("eval: %+v", e)
 	}
 	// Environment and replicas change when given; without If-Match any version goes.
 	three := 3
-	h.ok(state.CmdInstanceUpdate, state.InstanceUpdate{Tenant: "acme", Name: "crm", Spec: testSpec("3"), Environment: "production", Replicas: &three})
-	in = h.snap().Instance("acme/crm")
+	h.Must(state.CmdInstanceUpdate, state.InstanceUpdate{Tenant: "acme", Name: "crm", Spec: testSpec("3"), Environment: "production", Replicas: &three})
+	in = h.Snapshot().Instance("acme/crm")
 	if in.Version != 3 || in.Environment != "production" || in.Replicas != 3 {
 		t.Fatalf("instance: %+v", in)
 	}
@@ -170,17 +171,17 @@ func TestVersionRetention(t *testing.T) {
 	h.instance("acme", "crm", 1)
 	h.node("n1")
 	// A replica still runs version 2, and version 3 is the stable one.
-	h.ok(state.CmdInstanceUpdate, state.InstanceUpdate{Tenant: "acme", Name: "crm", Spec: testSpec("2")})
+	h.Must(state.CmdInstanceUpdate, state.InstanceUpdate{Tenant: "acme", Name: "crm", Spec: testSpec("2")})
 	h.place("acme/crm", "n1", 2, "r-v2")
-	h.ok(state.CmdInstanceUpdate, state.InstanceUpdate{Tenant: "acme", Name: "crm", Spec: testSpec("3")})
-	h.ok(state.CmdPlanApply, state.Plan{Instance: "acme/crm", StableVersion: 3})
+	h.Must(state.CmdInstanceUpdate, state.InstanceUpdate{Tenant: "acme", Name: "crm", Spec: testSpec("3")})
+	h.Must(state.CmdPlanApply, state.Plan{Instance: "acme/crm", StableVersion: 3})
 	const last = state.MaxVersionsKept + 10
 	for v := 4; v <= last; v++ {
-		h.ok(state.CmdInstanceUpdate, state.InstanceUpdate{Tenant: "acme", Name: "crm", Spec: testSpec(fmt.Sprint(v))})
+		h.Must(state.CmdInstanceUpdate, state.InstanceUpdate{Tenant: "acme", Name: "crm", Spec: testSpec(fmt.Sprint(v))})
 	}
 	var kept []uint64
 	for v := uint64(1); v <= last; v++ {
-		if h.snap().Version("acme/crm", v) != nil {
+		if h.Snapshot().Version("acme/crm", v) != nil {
 			kept = append(kept, v)
 		}
 	}
@@ -199,16 +200,16 @@ func TestInstanceScale(t *testing.T) {
 	h.tenant("acme")
 	h.instance("acme", "crm", 2)
 	h.fails(state.CmdInstanceScale, state.InstanceScale{Tenant: "acme", Name: "nope", Replicas: 1}, protocol.CodeNotFound)
-	idx := h.ok(state.CmdInstanceScale, state.InstanceScale{Tenant: "acme", Name: "crm", Replicas: 5})
-	in := h.snap().Instance("acme/crm")
+	idx := h.Must(state.CmdInstanceScale, state.InstanceScale{Tenant: "acme", Name: "crm", Replicas: 5})
+	in := h.Snapshot().Instance("acme/crm")
 	if in.Replicas != 5 || in.Version != 1 || in.ModifyIndex != idx {
 		t.Fatalf("scaled: %+v", in)
 	}
-	evs := h.snap().Events("acme/crm")
+	evs := h.Snapshot().Events("acme/crm")
 	if last := evs[len(evs)-1]; last.Type != "scaled" || last.Message != "replicas 2 -> 5" {
 		t.Fatalf("event: %+v", last)
 	}
-	if e := h.snap().Eval("acme/crm"); e.Index != idx || e.TriggeredBy != "instance-scale" {
+	if e := h.Snapshot().Eval("acme/crm"); e.Index != idx || e.TriggeredBy != "instance-scale" {
 		t.Fatalf("eval: %+v", e)
 	}
 }
@@ -225,29 +226,29 @@ func TestInstanceLifecycle(t *testing.T) {
 		t.Fatalf("bad action: %+v", e)
 	}
 
-	restart := h.ok(state.CmdInstanceLifecycle, lc("restart"))
-	if in := h.snap().Instance("acme/crm"); in.RestartEpoch != restart || in.Stopped {
+	restart := h.Must(state.CmdInstanceLifecycle, lc("restart"))
+	if in := h.Snapshot().Instance("acme/crm"); in.RestartEpoch != restart || in.Stopped {
 		t.Fatalf("restarted: %+v", in)
 	}
-	h.ok(state.CmdInstanceLifecycle, lc("stop"))
-	in := h.snap().Instance("acme/crm")
+	h.Must(state.CmdInstanceLifecycle, lc("stop"))
+	in := h.Snapshot().Instance("acme/crm")
 	if !in.Stopped || in.Replicas != 2 {
 		t.Fatalf("stopped: %+v", in)
 	}
-	if st := h.snap().InstanceStatus(in); st.State != protocol.InstanceStopped || st.Replicas.Desired != 0 {
+	if st := h.Snapshot().InstanceStatus(in); st.State != protocol.InstanceStopped || st.Replicas.Desired != 0 {
 		t.Fatalf("status of a stopped instance: %+v", st)
 	}
 	h.fails(state.CmdInstanceLifecycle, lc("restart"), protocol.CodeConflict)
 
 	// A suspended tenant's instance cannot start.
-	h.ok(state.CmdTenantUpsert, state.TenantUpsert{Tenant: protocol.Tenant{Name: "acme", State: protocol.TenantSuspended}})
+	h.Must(state.CmdTenantUpsert, state.TenantUpsert{Tenant: protocol.Tenant{Name: "acme", State: protocol.TenantSuspended}})
 	h.fails(state.CmdInstanceLifecycle, lc("start"), protocol.CodeConflict)
-	h.ok(state.CmdTenantUpsert, state.TenantUpsert{Tenant: protocol.Tenant{Name: "acme", State: protocol.TenantActive}})
-	idx := h.ok(state.CmdInstanceLifecycle, lc("start"))
-	if in := h.snap().Instance("acme/crm"); in.Stopped || in.Replicas != 2 {
+	h.Must(state.CmdTenantUpsert, state.TenantUpsert{Tenant: protocol.Tenant{Name: "acme", State: protocol.TenantActive}})
+	idx := h.Must(state.CmdInstanceLifecycle, lc("start"))
+	if in := h.Snapshot().Instance("acme/crm"); in.Stopped || in.Replicas != 2 {
 		t.Fatalf("started: %+v", in)
 	}
-	if e := h.snap().Eval("acme/crm"); e.Index != idx || e.TriggeredBy != "instance-start" {
+	if e := h.Snapshot().Eval("acme/crm"); e.Index != idx || e.TriggeredBy != "instance-start" {
 		t.Fatalf("eval: %+v", e)
 	}
 	if got := h.eventTypes("acme/crm"); !reflect.DeepEqual(got, []string{"created", "restart", "stop", "start"}) {
@@ -262,13 +263,13 @@ func TestInstanceDelete(t *testing.T) {
 	h.instance("acme", "crm2", 1) // a name that shares a prefix must survive
 	h.node("n1")
 	h.place("acme/crm", "n1", 1, "r1")
-	h.ok(state.CmdPlanApply, state.Plan{Instance: "acme/crm", Place: []*protocol.Replica{{ID: "r-pending", Tenant: "acme", Instance: "crm", Version: 1}}})
+	h.Must(state.CmdPlanApply, state.Plan{Instance: "acme/crm", Place: []*protocol.Replica{{ID: "r-pending", Tenant: "acme", Instance: "crm", Version: 1}}})
 	h.place("acme/crm2", "n1", 1, "other")
 	h.report("n1", protocol.ReplicaReport{ID: "r1", State: protocol.ReplicaRunning})
 
 	h.fails(state.CmdInstanceDelete, state.InstanceRef{Tenant: "acme", Name: "nope"}, protocol.CodeNotFound)
-	h.ok(state.CmdInstanceDelete, state.InstanceRef{Tenant: "acme", Name: "crm"})
-	s := h.snap()
+	h.Must(state.CmdInstanceDelete, state.InstanceRef{Tenant: "acme", Name: "crm"})
+	s := h.Snapshot()
 	if s.Instance("acme/crm") != nil || s.Version("acme/crm", 1) != nil || len(s.Events("acme/crm")) != 0 || s.Eval("acme/crm") != nil {
 		t.Fatal("deleted instance left its instance, versions, events or eval")
 	}
@@ -284,7 +285,7 @@ func TestInstanceDelete(t *testing.T) {
 	}
 	// Once its agent reports it stopped, the replica is forgotten.
 	h.report("n1", protocol.ReplicaReport{ID: "r1", State: protocol.ReplicaStopped})
-	if r := h.snap().Replica("r1"); r != nil {
+	if r := h.Snapshot().Replica("r1"); r != nil {
 		t.Fatalf("stopped replica of a deleted instance kept: %+v", r)
 	}
 }
@@ -293,24 +294,24 @@ func TestNodeRegister(t *testing.T) {
 	h := newHarness(t)
 	h.fails(state.CmdNodeRegister, state.NodeRegister{Node: protocol.Node{ID: "n1"}}, protocol.CodeInvalidArgument)
 	h.node("n1")
-	idx := h.index
-	n := h.snap().Node("n1")
+	idx := h.Index()
+	n := h.Snapshot().Node("n1")
 	if n == nil || n.Status != protocol.NodeReady || !n.Eligible || n.CreateIndex != idx || !n.LastSeen.Equal(t0) {
 		t.Fatalf("node: %+v", n)
 	}
-	if c := h.snap().Credential("hash-n1"); c == nil || c.Kind != state.CredentialNode || c.Owner != "n1" {
+	if c := h.Snapshot().Credential("hash-n1"); c == nil || c.Kind != state.CredentialNode || c.Owner != "n1" {
 		t.Fatalf("credential: %+v", c)
 	}
 	// Maintenance settings survive a new hello, which refreshes the facts.
-	h.ok(state.CmdNodeEligibility, state.NodeEligibility{ID: "n1", Eligible: false})
-	h.ok(state.CmdNodeDrain, state.NodeDrain{ID: "n1", Drain: &protocol.DrainSpec{Deadline: t0.Add(time.Hour)}})
-	h.now = t0.Add(time.Minute)
-	h.ok(state.CmdNodeRegister, state.NodeRegister{Node: protocol.Node{ID: "n1", Name: "renamed", Eligible: true}})
-	n = h.snap().Node("n1")
-	if n.Name != "renamed" || n.Eligible || n.Drain == nil || n.Status != protocol.NodeDraining || n.CreateIndex != idx || !n.LastSeen.Equal(h.now) {
+	h.Must(state.CmdNodeEligibility, state.NodeEligibility{ID: "n1", Eligible: false})
+	h.Must(state.CmdNodeDrain, state.NodeDrain{ID: "n1", Drain: &protocol.DrainSpec{Deadline: t0.Add(time.Hour)}})
+	h.SetNow(t0.Add(time.Minute))
+	h.Must(state.CmdNodeRegister, state.NodeRegister{Node: protocol.Node{ID: "n1", Name: "renamed", Eligible: true}})
+	n = h.Snapshot().Node("n1")
+	if n.Name != "renamed" || n.Eligible || n.Drain == nil || n.Status != protocol.NodeDraining || n.CreateIndex != idx || !n.LastSeen.Equal(h.Now()) {
 		t.Fatalf("node after a second hello: %+v", n)
 	}
-	if len(h.snap().Nodes()) != 1 {
+	if len(h.Snapshot().Nodes()) != 1 {
 		t.Fatal("nodes")
 	}
 }
@@ -326,8 +327,8 @@ func TestNodeDownMarksReplicasLost(t *testing.T) {
 	h.report("n1", protocol.ReplicaReport{ID: "r1", State: protocol.ReplicaHealthy}, protocol.ReplicaReport{ID: "r2", State: protocol.ReplicaFailed})
 
 	seen := t0.Add(3 * time.Minute)
-	idx := h.ok(state.CmdNodeStatus, state.NodeStatusUpdate{Nodes: []state.NodeStatus{{ID: "n1", Up: false, Seen: seen}, {ID: "gone", Up: false}}})
-	s := h.snap()
+	idx := h.Must(state.CmdNodeStatus, state.NodeStatusUpdate{Nodes: []state.NodeStatus{{ID: "n1", Up: false, Seen: seen}, {ID: "gone", Up: false}}})
+	s := h.Snapshot()
 	if n := s.Node("n1"); n.Status != protocol.NodeDown || !n.LastSeen.Equal(seen) {
 		t.Fatalf("node: %+v", n)
 	}
@@ -349,29 +350,29 @@ func TestNodeDownMarksReplicasLost(t *testing.T) {
 	}
 
 	// Down again is no change.
-	before := h.bytes()
-	h.ok(state.CmdNodeStatus, state.NodeStatusUpdate{Nodes: []state.NodeStatus{{ID: "n1", Up: false}}})
-	if d := stateDiff(before, h.bytes()); d != "" {
+	before := h.Bytes()
+	h.Must(state.CmdNodeStatus, state.NodeStatusUpdate{Nodes: []state.NodeStatus{{ID: "n1", Up: false}}})
+	if d := statetest.Diff(before, h.Bytes()); d != "" {
 		t.Fatalf("a second down changed the state: %s", d)
 	}
 
 	// Up again: ready, and instances waiting for a node are evaluated.
-	h.ok(state.CmdPlanApply, state.Plan{Instance: "acme/crm", EvalIndex: h.index, Place: []*protocol.Replica{{ID: "waiting", Tenant: "acme", Instance: "crm", Version: 1}}})
-	up := h.ok(state.CmdNodeStatus, state.NodeStatusUpdate{Nodes: []state.NodeStatus{{ID: "n1", Up: true}}})
-	if n := h.snap().Node("n1"); n.Status != protocol.NodeReady {
+	h.Must(state.CmdPlanApply, state.Plan{Instance: "acme/crm", EvalIndex: h.Index(), Place: []*protocol.Replica{{ID: "waiting", Tenant: "acme", Instance: "crm", Version: 1}}})
+	up := h.Must(state.CmdNodeStatus, state.NodeStatusUpdate{Nodes: []state.NodeStatus{{ID: "n1", Up: true}}})
+	if n := h.Snapshot().Node("n1"); n.Status != protocol.NodeReady {
 		t.Fatalf("node up: %+v", n)
 	}
-	if e := h.snap().Eval("acme/crm"); e.Index != up {
+	if e := h.Snapshot().Eval("acme/crm"); e.Index != up {
 		t.Fatalf("eval after node up: %+v", e)
 	}
 	// A draining node comes back draining.
-	h.ok(state.CmdNodeDrain, state.NodeDrain{ID: "n2", Drain: &protocol.DrainSpec{Deadline: t0.Add(time.Hour)}})
-	h.ok(state.CmdNodeStatus, state.NodeStatusUpdate{Nodes: []state.NodeStatus{{ID: "n2", Up: false}}})
-	if n := h.snap().Node("n2"); n.Status != protocol.NodeDown {
+	h.Must(state.CmdNodeDrain, state.NodeDrain{ID: "n2", Drain: &protocol.DrainSpec{Deadline: t0.Add(time.Hour)}})
+	h.Must(state.CmdNodeStatus, state.NodeStatusUpdate{Nodes: []state.NodeStatus{{ID: "n2", Up: false}}})
+	if n := h.Snapshot().Node("n2"); n.Status != protocol.NodeDown {
 		t.Fatalf("draining node down: %+v", n)
 	}
-	h.ok(state.CmdNodeStatus, state.NodeStatusUpdate{Nodes: []state.NodeStatus{{ID: "n2", Up: true}}})
-	if n := h.snap().Node("n2"); n.Status != protocol.NodeDraining {
+	h.Must(state.CmdNodeStatus, state.NodeStatusUpdate{Nodes: []state.NodeStatus{{ID: "n2", Up: true}}})
+	if n := h.Snapshot().Node("n2"); n.Status != protocol.NodeDraining {
 		t.Fatalf("draining node up: %+v", n)
 	}
 }
@@ -385,35 +386,35 @@ func TestNodeDrainAndEligibility(t *testing.T) {
 	h.fails(state.CmdNodeDrain, state.NodeDrain{ID: "nope"}, protocol.CodeNotFound)
 	h.fails(state.CmdNodeEligibility, state.NodeEligibility{ID: "nope"}, protocol.CodeNotFound)
 
-	idx := h.ok(state.CmdNodeDrain, state.NodeDrain{ID: "n1", Drain: &protocol.DrainSpec{StartedAt: t0, Deadline: t0.Add(time.Hour)}})
-	n := h.snap().Node("n1")
+	idx := h.Must(state.CmdNodeDrain, state.NodeDrain{ID: "n1", Drain: &protocol.DrainSpec{StartedAt: t0, Deadline: t0.Add(time.Hour)}})
+	n := h.Snapshot().Node("n1")
 	if n.Status != protocol.NodeDraining || n.Drain == nil || !n.Drain.Deadline.Equal(t0.Add(time.Hour)) || n.ModifyIndex != idx {
 		t.Fatalf("draining: %+v", n)
 	}
-	if e := h.snap().Eval("acme/crm"); e.Index != idx || e.TriggeredBy != "node-drain" {
+	if e := h.Snapshot().Eval("acme/crm"); e.Index != idx || e.TriggeredBy != "node-drain" {
 		t.Fatalf("eval: %+v", e)
 	}
-	h.ok(state.CmdNodeDrain, state.NodeDrain{ID: "n1"})
-	if n := h.snap().Node("n1"); n.Status != protocol.NodeReady || n.Drain != nil {
+	h.Must(state.CmdNodeDrain, state.NodeDrain{ID: "n1"})
+	if n := h.Snapshot().Node("n1"); n.Status != protocol.NodeReady || n.Drain != nil {
 		t.Fatalf("drain ended: %+v", n)
 	}
 	// A drain of a down node keeps it down.
-	h.ok(state.CmdNodeStatus, state.NodeStatusUpdate{Nodes: []state.NodeStatus{{ID: "n1"}}})
-	h.ok(state.CmdNodeDrain, state.NodeDrain{ID: "n1", Drain: &protocol.DrainSpec{}})
-	if n := h.snap().Node("n1"); n.Status != protocol.NodeDown || n.Drain == nil {
+	h.Must(state.CmdNodeStatus, state.NodeStatusUpdate{Nodes: []state.NodeStatus{{ID: "n1"}}})
+	h.Must(state.CmdNodeDrain, state.NodeDrain{ID: "n1", Drain: &protocol.DrainSpec{}})
+	if n := h.Snapshot().Node("n1"); n.Status != protocol.NodeDown || n.Drain == nil {
 		t.Fatalf("drain of a down node: %+v", n)
 	}
 
-	h.ok(state.CmdNodeEligibility, state.NodeEligibility{ID: "n1", Eligible: false})
-	if h.snap().Node("n1").Eligible {
+	h.Must(state.CmdNodeEligibility, state.NodeEligibility{ID: "n1", Eligible: false})
+	if h.Snapshot().Node("n1").Eligible {
 		t.Fatal("still eligible")
 	}
-	h.ok(state.CmdPlanApply, state.Plan{Instance: "acme/crm", EvalIndex: h.index, Place: []*protocol.Replica{{ID: "waiting", Tenant: "acme", Instance: "crm"}}})
-	idx = h.ok(state.CmdNodeEligibility, state.NodeEligibility{ID: "n1", Eligible: true})
-	if !h.snap().Node("n1").Eligible {
+	h.Must(state.CmdPlanApply, state.Plan{Instance: "acme/crm", EvalIndex: h.Index(), Place: []*protocol.Replica{{ID: "waiting", Tenant: "acme", Instance: "crm"}}})
+	idx = h.Must(state.CmdNodeEligibility, state.NodeEligibility{ID: "n1", Eligible: true})
+	if !h.Snapshot().Node("n1").Eligible {
 		t.Fatal("not eligible")
 	}
-	if e := h.snap().Eval("acme/crm"); e == nil || e.Index != idx || e.TriggeredBy != "node-capacity" {
+	if e := h.Snapshot().Eval("acme/crm"); e == nil || e.Index != idx || e.TriggeredBy != "node-capacity" {
 		t.Fatalf("eval of a waiting replica: %+v", e)
 	}
 }
@@ -422,12 +423,12 @@ func TestNodeRevoke(t *testing.T) {
 	h := newHarness(t)
 	h.node("n1")
 	h.fails(state.CmdNodeRevoke, state.NameBody{Name: "nope"}, protocol.CodeNotFound)
-	h.ok(state.CmdNodeRevoke, state.NameBody{Name: "n1"})
-	n := h.snap().Node("n1")
+	h.Must(state.CmdNodeRevoke, state.NameBody{Name: "n1"})
+	n := h.Snapshot().Node("n1")
 	if !n.Revoked || n.Eligible {
 		t.Fatalf("revoked node: %+v", n)
 	}
-	if c := h.snap().Credential("hash-n1"); c != nil {
+	if c := h.Snapshot().Credential("hash-n1"); c != nil {
 		t.Fatalf("revoked node keeps its credential: %+v", c)
 	}
 	h.fails(state.CmdNodeRegister, state.NodeRegister{Node: protocol.Node{ID: "n1"}, SecretHash: "new"}, protocol.CodePermissionDenied)
@@ -441,49 +442,49 @@ func TestReplicaReports(t *testing.T) {
 	h.node("n2")
 	h.place("acme/crm", "n1", 1, "r1")
 
-	h.now = t0.Add(time.Minute)
+	h.SetNow(t0.Add(time.Minute))
 	started := t0.Add(30 * time.Second)
 	idx := h.report("n1", protocol.ReplicaReport{ID: "r1", State: protocol.ReplicaHealthy, Health: "ok", Ports: map[string]int{"http": 20001}, StartedAt: started})
-	r := h.snap().Replica("r1")
+	r := h.Snapshot().Replica("r1")
 	if r.State != protocol.ReplicaHealthy || r.Ports["http"] != 20001 || !r.StartedAt.Equal(started) ||
-		!r.HealthySince.Equal(h.now) || r.ModifyIndex != idx || r.Desired != protocol.DesiredRun {
+		!r.HealthySince.Equal(h.Now()) || r.ModifyIndex != idx || r.Desired != protocol.DesiredRun {
 		t.Fatalf("reported replica: %+v", r)
 	}
-	if n := h.snap().Node("n1"); !n.LastSeen.Equal(h.now) {
+	if n := h.Snapshot().Node("n1"); !n.LastSeen.Equal(h.Now()) {
 		t.Fatalf("node last seen: %v", n.LastSeen)
 	}
-	if e := h.snap().Eval("acme/crm"); e.Index != idx || e.TriggeredBy != "replica-healthy" {
+	if e := h.Snapshot().Eval("acme/crm"); e.Index != idx || e.TriggeredBy != "replica-healthy" {
 		t.Fatalf("eval: %+v", e)
 	}
-	evs := h.snap().Events("acme/crm")
+	evs := h.Snapshot().Events("acme/crm")
 	if last := evs[len(evs)-1]; last.Type != "replica-healthy" || last.Replica != "r1" || last.Node != "n1" || last.Message != "pending -> healthy" {
 		t.Fatalf("event: %+v", last)
 	}
-	if st := h.snap().InstanceStatus(h.snap().Instance("acme/crm")); st.Replicas.Healthy != 1 || st.Replicas.Running != 1 || st.State != protocol.InstanceDegraded {
+	if st := h.Snapshot().InstanceStatus(h.Snapshot().Instance("acme/crm")); st.Replicas.Healthy != 1 || st.Replicas.Running != 1 || st.State != protocol.InstanceDegraded {
 		t.Fatalf("status: %+v", st)
 	}
 
 	// The same observation again writes nothing.
-	h.now = t0.Add(2 * time.Minute)
+	h.SetNow(t0.Add(2 * time.Minute))
 	h.report("n1", protocol.ReplicaReport{ID: "r1", State: protocol.ReplicaHealthy, Health: "ok", Ports: map[string]int{"http": 20001}, StartedAt: started})
-	if r := h.snap().Replica("r1"); r.ModifyIndex != idx || !r.HealthySince.Equal(t0.Add(time.Minute)) {
+	if r := h.Snapshot().Replica("r1"); r.ModifyIndex != idx || !r.HealthySince.Equal(t0.Add(time.Minute)) {
 		t.Fatalf("repeated report rewrote the replica: %+v", r)
 	}
 	// Another node cannot report it, and unknown replicas are ignored.
 	h.report("n2", protocol.ReplicaReport{ID: "r1", State: protocol.ReplicaFailed}, protocol.ReplicaReport{ID: "ghost", State: protocol.ReplicaRunning})
-	if r := h.snap().Replica("r1"); r.State != protocol.ReplicaHealthy {
+	if r := h.Snapshot().Replica("r1"); r.State != protocol.ReplicaHealthy {
 		t.Fatalf("report of another node applied: %+v", r)
 	}
-	if h.snap().Replica("ghost") != nil {
+	if h.Snapshot().Replica("ghost") != nil {
 		t.Fatal("unknown replica created")
 	}
 	// Unhealthy with a restart: health time reset, restart in the event.
 	h.report("n1", protocol.ReplicaReport{ID: "r1", State: protocol.ReplicaUnhealthy, Restarts: 1, Message: "check failed"})
-	r = h.snap().Replica("r1")
+	r = h.Snapshot().Replica("r1")
 	if !r.HealthySince.IsZero() || r.Restarts != 1 || r.Ports["http"] != 20001 || !r.StartedAt.Equal(started) {
 		t.Fatalf("unhealthy replica: %+v", r)
 	}
-	evs = h.snap().Events("acme/crm")
+	evs = h.Snapshot().Events("acme/crm")
 	if last := evs[len(evs)-1]; last.Message != "healthy -> unhealthy: check failed (restart 1)" {
 		t.Fatalf("event: %+v", last)
 	}
@@ -506,13 +507,13 @@ func TestTerminalReplicasAreCollected(t *testing.T) {
 		stops = append(stops, state.ReplicaStop{ID: id, Message: "scaled down"})
 		reports = append(reports, protocol.ReplicaReport{ID: id, State: protocol.ReplicaStopped})
 	}
-	h.ok(state.CmdPlanApply, state.Plan{Instance: "acme/crm", Stop: stops})
-	if got := len(h.snap().Replicas("acme/crm")); got != n {
+	h.Must(state.CmdPlanApply, state.Plan{Instance: "acme/crm", Stop: stops})
+	if got := len(h.Snapshot().Replicas("acme/crm")); got != n {
 		t.Fatalf("replicas told to stop but still running were collected: %d left", got)
 	}
 	h.report("n1", reports...)
 	var left []string
-	for _, r := range h.snap().Replicas("acme/crm") {
+	for _, r := range h.Snapshot().Replicas("acme/crm") {
 		left = append(left, r.ID)
 	}
 	if !reflect.DeepEqual(left, ids[n-state.MaxTerminalPerInstance:]) {
@@ -525,10 +526,10 @@ func TestPlanApply(t *testing.T) {
 	h.tenant("acme")
 	h.instance("acme", "crm", 2)
 	h.node("n1")
-	evalIdx := h.snap().Eval("acme/crm").Index
+	evalIdx := h.Snapshot().Eval("acme/crm").Index
 
 	dep := &protocol.Deployment{ID: "d1", FromVersion: 0, ToVersion: 1, State: protocol.DeploymentRunning}
-	idx := h.ok(state.CmdPlanApply, state.Plan{Instance: "acme/crm", EvalIndex: evalIdx,
+	idx := h.Must(state.CmdPlanApply, state.Plan{Instance: "acme/crm", EvalIndex: evalIdx,
 		Place: []*protocol.Replica{
 			{ID: "r1", Tenant: "acme", Instance: "crm", Node: "n1", Version: 1},
 			{ID: "r2", Tenant: "acme", Instance: "crm", Version: 1}, // no node has room
@@ -536,7 +537,7 @@ func TestPlanApply(t *testing.T) {
 		Deployment: dep,
 		Events:     []protocol.Event{{Tenant: "acme", Instance: "crm", Type: "placement-failed", Replica: "r2", Message: "no node has 2048 MB free"}},
 	})
-	s := h.snap()
+	s := h.Snapshot()
 	for _, id := range []string{"r1", "r2"} {
 		r := s.Replica(id)
 		if r == nil || r.Desired != protocol.DesiredRun || r.State != protocol.ReplicaPending || r.CreateIndex != idx || !r.CreatedAt.Equal(t0) {
@@ -561,8 +562,8 @@ func TestPlanApply(t *testing.T) {
 	}
 
 	// Stop: a placed replica is asked to stop, an unplaced one stops at once.
-	h.ok(state.CmdPlanApply, state.Plan{Instance: "acme/crm", Stop: []state.ReplicaStop{{ID: "r1", Message: "scaled down"}, {ID: "r2", Message: "scaled down"}, {ID: "ghost"}}})
-	s = h.snap()
+	h.Must(state.CmdPlanApply, state.Plan{Instance: "acme/crm", Stop: []state.ReplicaStop{{ID: "r1", Message: "scaled down"}, {ID: "r2", Message: "scaled down"}, {ID: "ghost"}}})
+	s = h.Snapshot()
 	if r := s.Replica("r1"); r.Desired != protocol.DesiredStop || r.State != protocol.ReplicaPending || r.Message != "scaled down" {
 		t.Fatalf("stopped placed replica: %+v", r)
 	}
@@ -575,25 +576,25 @@ func TestPlanEvalRetention(t *testing.T) {
 	h := newHarness(t)
 	h.tenant("acme")
 	h.instance("acme", "crm", 1)
-	read := h.snap().Eval("acme/crm").Index
+	read := h.Snapshot().Eval("acme/crm").Index
 
 	// A trigger that arrives while the scheduler works is kept.
-	newer := h.ok(state.CmdInstanceScale, state.InstanceScale{Tenant: "acme", Name: "crm", Replicas: 2})
-	h.ok(state.CmdPlanApply, state.Plan{Instance: "acme/crm", EvalIndex: read})
-	if e := h.snap().Eval("acme/crm"); e == nil || e.Index != newer {
+	newer := h.Must(state.CmdInstanceScale, state.InstanceScale{Tenant: "acme", Name: "crm", Replicas: 2})
+	h.Must(state.CmdPlanApply, state.Plan{Instance: "acme/crm", EvalIndex: read})
+	if e := h.Snapshot().Eval("acme/crm"); e == nil || e.Index != newer {
 		t.Fatalf("newer eval: %+v", e)
 	}
 	// Retry asks for another pass: the eval stays, at the plan's index.
-	retry := h.ok(state.CmdPlanApply, state.Plan{Instance: "acme/crm", EvalIndex: newer, Retry: true})
-	if e := h.snap().Eval("acme/crm"); e == nil || e.Index != retry || e.TriggeredBy != "instance-scale" {
+	retry := h.Must(state.CmdPlanApply, state.Plan{Instance: "acme/crm", EvalIndex: newer, Retry: true})
+	if e := h.Snapshot().Eval("acme/crm"); e == nil || e.Index != retry || e.TriggeredBy != "instance-scale" {
 		t.Fatalf("retried eval: %+v", e)
 	}
 	// Done: removed.
-	h.ok(state.CmdPlanApply, state.Plan{Instance: "acme/crm", EvalIndex: retry})
-	if e := h.snap().Eval("acme/crm"); e != nil {
+	h.Must(state.CmdPlanApply, state.Plan{Instance: "acme/crm", EvalIndex: retry})
+	if e := h.Snapshot().Eval("acme/crm"); e != nil {
 		t.Fatalf("done eval kept: %+v", e)
 	}
-	if len(h.snap().Evals()) != 0 {
+	if len(h.Snapshot().Evals()) != 0 {
 		t.Fatal("evals left")
 	}
 }
@@ -602,20 +603,20 @@ func TestPlanRollback(t *testing.T) {
 	h := newHarness(t)
 	h.tenant("acme")
 	h.instance("acme", "crm", 1)
-	h.ok(state.CmdInstanceUpdate, state.InstanceUpdate{Tenant: "acme", Name: "crm", Spec: testSpec("2")})
-	eval := h.snap().Eval("acme/crm").Index
+	h.Must(state.CmdInstanceUpdate, state.InstanceUpdate{Tenant: "acme", Name: "crm", Spec: testSpec("2")})
+	eval := h.Snapshot().Eval("acme/crm").Index
 
-	idx := h.ok(state.CmdPlanApply, state.Plan{Instance: "acme/crm", EvalIndex: eval, Rollback: 1, StableVersion: 1,
+	idx := h.Must(state.CmdPlanApply, state.Plan{Instance: "acme/crm", EvalIndex: eval, Rollback: 1, StableVersion: 1,
 		Deployment: &protocol.Deployment{ID: "d2", FromVersion: 1, ToVersion: 2, State: protocol.DeploymentRolledBack}})
-	in := h.snap().Instance("acme/crm")
+	in := h.Snapshot().Instance("acme/crm")
 	if in.Version != 3 || in.Spec.Version != "1" || in.StableVersion != 1 || in.Deployment.State != protocol.DeploymentRolledBack {
 		t.Fatalf("rolled back: %+v", in)
 	}
-	if v := h.snap().Version("acme/crm", 3); v == nil || v.Spec.Version != "1" {
+	if v := h.Snapshot().Version("acme/crm", 3); v == nil || v.Spec.Version != "1" {
 		t.Fatalf("version 3: %+v", v)
 	}
 	// The new version needs a deployment: the eval stays.
-	if e := h.snap().Eval("acme/crm"); e == nil || e.Index != idx {
+	if e := h.Snapshot().Eval("acme/crm"); e == nil || e.Index != idx {
 		t.Fatalf("eval after rollback: %+v", e)
 	}
 	// A rollback to a version that is gone changes nothing, not even the
@@ -627,39 +628,39 @@ func TestPlanRollback(t *testing.T) {
 func TestTokens(t *testing.T) {
 	h := newHarness(t)
 	tok := protocol.Token{ID: "t1", Secret: "s3cret", Role: protocol.RoleOperator, Description: "ci"}
-	idx := h.ok(state.CmdTokenCreate, state.TokenCreate{Token: tok, SecretHash: "h1"})
-	got := h.snap().Token("t1")
+	idx := h.Must(state.CmdTokenCreate, state.TokenCreate{Token: tok, SecretHash: "h1"})
+	got := h.Snapshot().Token("t1")
 	if got == nil || got.Secret != "" || got.Role != protocol.RoleOperator || got.CreateIndex != idx || !got.CreatedAt.Equal(t0) {
 		t.Fatalf("token: %+v", got)
 	}
-	if strings.Contains(string(h.bytes()), "s3cret") {
+	if strings.Contains(string(h.Bytes()), "s3cret") {
 		t.Fatal("the state holds a token's secret")
 	}
-	if c := h.snap().Credential("h1"); c == nil || c.Kind != state.CredentialToken || c.Owner != "t1" {
+	if c := h.Snapshot().Credential("h1"); c == nil || c.Kind != state.CredentialToken || c.Owner != "t1" {
 		t.Fatalf("credential: %+v", c)
 	}
 	h.fails(state.CmdTokenCreate, state.TokenCreate{Token: tok, SecretHash: "h2"}, protocol.CodeConflict)
 	h.fails(state.CmdTokenDelete, state.NameBody{Name: "nope"}, protocol.CodeNotFound)
-	h.ok(state.CmdTokenDelete, state.NameBody{Name: "t1"})
-	if h.snap().Token("t1") != nil || h.snap().Credential("h1") != nil || len(h.snap().Tokens()) != 0 {
+	h.Must(state.CmdTokenDelete, state.NameBody{Name: "t1"})
+	if h.Snapshot().Token("t1") != nil || h.Snapshot().Credential("h1") != nil || len(h.Snapshot().Tokens()) != 0 {
 		t.Fatal("deleted token left")
 	}
 }
 
 func TestACLBootstrapOnce(t *testing.T) {
 	h := newHarness(t)
-	idx := h.ok(state.CmdACLBootstrap, state.ACLBootstrap{Token: protocol.Token{ID: "root", Role: protocol.RoleManagement}, SecretHash: "rh", JoinTokenHash: "jh"})
-	if m := h.snap().Meta(state.MetaACLBootstrapped); m == nil || m.N != idx {
+	idx := h.Must(state.CmdACLBootstrap, state.ACLBootstrap{Token: protocol.Token{ID: "root", Role: protocol.RoleManagement}, SecretHash: "rh", JoinTokenHash: "jh"})
+	if m := h.Snapshot().Meta(state.MetaACLBootstrapped); m == nil || m.N != idx {
 		t.Fatalf("bootstrap flag: %+v", m)
 	}
-	if m := h.snap().Meta(state.MetaJoinTokenHash); m == nil || m.Value != "jh" {
+	if m := h.Snapshot().Meta(state.MetaJoinTokenHash); m == nil || m.Value != "jh" {
 		t.Fatalf("join token hash: %+v", m)
 	}
-	if tok := h.snap().Token("root"); tok == nil || tok.Role != protocol.RoleManagement {
+	if tok := h.Snapshot().Token("root"); tok == nil || tok.Role != protocol.RoleManagement {
 		t.Fatalf("root token: %+v", tok)
 	}
 	h.fails(state.CmdACLBootstrap, state.ACLBootstrap{Token: protocol.Token{ID: "again", Role: protocol.RoleManagement}, SecretHash: "x"}, protocol.CodeConflict)
-	if h.snap().Token("again") != nil {
+	if h.Snapshot().Token("again") != nil {
 		t.Fatal("second bootstrap created a token")
 	}
 }
@@ -670,24 +671,24 @@ func TestAuditRecords(t *testing.T) {
 		return &protocol.AuditRecord{Time: t0, TokenID: "t1", Role: protocol.RoleManagement, Tenant: "acme", Action: action, Target: "acme", Source: "127.0.0.1"}
 	}
 	create := state.TenantUpsert{Tenant: protocol.Tenant{Name: "acme"}, Create: true}
-	if err := h.applyAudited(state.CmdTenantUpsert, create, rec("tenant.upsert")); err != nil {
+	if err := h.ApplyAudited(state.CmdTenantUpsert, create, rec("tenant.upsert")); err != nil {
 		t.Fatal(err)
 	}
-	okIdx := h.index
-	before := h.bytes()
-	if err := h.applyAudited(state.CmdTenantUpsert, create, rec("tenant.upsert")); err == nil {
+	okIdx := h.Index()
+	before := h.Bytes()
+	if err := h.ApplyAudited(state.CmdTenantUpsert, create, rec("tenant.upsert")); err == nil {
 		t.Fatal("duplicate tenant accepted")
 	}
-	failIdx := h.index
-	if d := stateDiff(before, h.bytes()); d != "" {
+	failIdx := h.Index()
+	if d := statetest.Diff(before, h.Bytes()); d != "" {
 		t.Fatalf("refused command changed the state: %s", d)
 	}
 	// Refused requests that never reached the FSM's tables are appended too.
-	h.ok(state.CmdAudit, state.AuditAppend{Records: []protocol.AuditRecord{
+	h.Must(state.CmdAudit, state.AuditAppend{Records: []protocol.AuditRecord{
 		{Action: "instance.create", Target: "acme/x", Result: "permission_denied", Tenant: "acme"},
 		{Action: "token.create", Target: "t9", Result: "invalid_argument"},
 	}})
-	all := h.snap().Audit(state.AuditFilter{})
+	all := h.Snapshot().Audit(state.AuditFilter{})
 	var got []string
 	for _, r := range all {
 		got = append(got, fmt.Sprintf("%d %s %s", r.Index, r.Action, r.Result))
@@ -695,8 +696,8 @@ func TestAuditRecords(t *testing.T) {
 	want := []string{
 		fmt.Sprintf("%d tenant.upsert ok", okIdx),
 		fmt.Sprintf("%d tenant.upsert conflict", failIdx),
-		fmt.Sprintf("%d instance.create permission_denied", h.index),
-		fmt.Sprintf("%d token.create invalid_argument", h.index),
+		fmt.Sprintf("%d instance.create permission_denied", h.Index()),
+		fmt.Sprintf("%d token.create invalid_argument", h.Index()),
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("audit:\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
@@ -704,16 +705,16 @@ func TestAuditRecords(t *testing.T) {
 	if r := all[0]; r.TokenID != "t1" || r.Source != "127.0.0.1" || !r.Time.Equal(t0) || r.ID == "" {
 		t.Fatalf("record: %+v", r)
 	}
-	if r := all[3]; !r.Time.Equal(h.now) {
+	if r := all[3]; !r.Time.Equal(h.Now()) {
 		t.Fatalf("a record without a time gets the command's: %+v", r)
 	}
-	if got := h.snap().Audit(state.AuditFilter{Tenant: "acme"}); len(got) != 3 {
+	if got := h.Snapshot().Audit(state.AuditFilter{Tenant: "acme"}); len(got) != 3 {
 		t.Fatalf("audit of acme: %d records", len(got))
 	}
-	if got := h.snap().Audit(state.AuditFilter{Limit: 1}); len(got) != 1 || got[0].Action != "token.create" {
+	if got := h.Snapshot().Audit(state.AuditFilter{Limit: 1}); len(got) != 1 || got[0].Action != "token.create" {
 		t.Fatalf("audit limit 1: %+v", got)
 	}
-	if got := h.snap().Audit(state.AuditFilter{Since: t0.Add(time.Second).UnixNano()}); len(got) != 0 {
+	if got := h.Snapshot().Audit(state.AuditFilter{Since: t0.Add(time.Second).UnixNano()}); len(got) != 0 {
 		t.Fatalf("audit since later: %d records", len(got))
 	}
 }
@@ -721,15 +722,15 @@ func TestAuditRecords(t *testing.T) {
 // An audit append carrying its own audit record keeps every record.
 func TestAuditAppendWithAuditRecord(t *testing.T) {
 	h := newHarness(t)
-	if err := h.applyAudited(state.CmdAudit, state.AuditAppend{Records: []protocol.AuditRecord{{Action: "a", Result: "ok"}, {Action: "b", Result: "ok"}}},
+	if err := h.ApplyAudited(state.CmdAudit, state.AuditAppend{Records: []protocol.AuditRecord{{Action: "a", Result: "ok"}, {Action: "b", Result: "ok"}}},
 		&protocol.AuditRecord{Action: "envelope"}); err != nil {
 		t.Fatal(err)
 	}
-	got := h.snap().Audit(state.AuditFilter{})
+	got := h.Snapshot().Audit(state.AuditFilter{})
 	if len(got) != 3 {
 		t.Fatalf("audit records: %d, want 3", len(got))
 	}
-	if m := h.snap().Meta("audit_count"); m == nil || m.N != 3 {
+	if m := h.Snapshot().Meta("audit_count"); m == nil || m.N != 3 {
 		t.Fatalf("audit count: %+v", m)
 	}
 }
@@ -741,8 +742,8 @@ func TestAuditOrderWithinOneCommand(t *testing.T) {
 	for i := range recs {
 		recs[i] = protocol.AuditRecord{Action: fmt.Sprint(i), Result: "ok"}
 	}
-	h.ok(state.CmdAudit, state.AuditAppend{Records: recs})
-	got := h.snap().Audit(state.AuditFilter{Limit: 100})
+	h.Must(state.CmdAudit, state.AuditAppend{Records: recs})
+	got := h.Snapshot().Audit(state.AuditFilter{Limit: 100})
 	for i, r := range got {
 		if want := fmt.Sprint(len(recs) - 100 + i); r.Action != want {
 			t.Fatalf("record %d of the last 100 is %s, want %s", i, r.Action, want)
@@ -752,14 +753,14 @@ func TestAuditOrderWithinOneCommand(t *testing.T) {
 
 func TestServers(t *testing.T) {
 	h := newHarness(t)
-	h.ok(state.CmdServerUpsert, state.ServerUpsert{Member: protocol.Member{ID: "s1", HTTPAddr: "10.0.0.1:4700", RaftAddr: "10.0.0.1:4701", Voter: true, State: "leader"}})
-	h.ok(state.CmdServerUpsert, state.ServerUpsert{Member: protocol.Member{ID: "s2", HTTPAddr: "10.0.0.2:4700"}})
-	if m := h.snap().Server("s1"); m == nil || m.HTTPAddr != "10.0.0.1:4700" || m.State != "" {
+	h.Must(state.CmdServerUpsert, state.ServerUpsert{Member: protocol.Member{ID: "s1", HTTPAddr: "10.0.0.1:4700", RaftAddr: "10.0.0.1:4701", Voter: true, State: "leader"}})
+	h.Must(state.CmdServerUpsert, state.ServerUpsert{Member: protocol.Member{ID: "s2", HTTPAddr: "10.0.0.2:4700"}})
+	if m := h.Snapshot().Server("s1"); m == nil || m.HTTPAddr != "10.0.0.1:4700" || m.State != "" {
 		t.Fatalf("server: %+v", m)
 	}
-	h.ok(state.CmdServerRemove, state.NameBody{Name: "s1"})
-	h.ok(state.CmdServerRemove, state.NameBody{Name: "s1"}) // gone already: no error
-	if got := h.snap().Servers(); len(got) != 1 || got[0].ID != "s2" {
+	h.Must(state.CmdServerRemove, state.NameBody{Name: "s1"})
+	h.Must(state.CmdServerRemove, state.NameBody{Name: "s1"}) // gone already: no error
+	if got := h.Snapshot().Servers(); len(got) != 1 || got[0].ID != "s2" {
 		t.Fatalf("servers: %+v", got)
 	}
 }
@@ -770,9 +771,9 @@ func TestEventRetention(t *testing.T) {
 	h.instance("acme", "crm", 1)
 	h.instance("acme", "other", 1)
 	for i := 0; i < state.MaxEventsPerInstance+20; i++ {
-		h.ok(state.CmdInstanceScale, state.InstanceScale{Tenant: "acme", Name: "crm", Replicas: i})
+		h.Must(state.CmdInstanceScale, state.InstanceScale{Tenant: "acme", Name: "crm", Replicas: i})
 	}
-	evs := h.snap().Events("acme/crm")
+	evs := h.Snapshot().Events("acme/crm")
 	if len(evs) != state.MaxEventsPerInstance {
 		t.Fatalf("events kept: %d", len(evs))
 	}
@@ -792,23 +793,22 @@ func TestEventRetention(t *testing.T) {
 func TestUnknownAndUndecodableCommands(t *testing.T) {
 	h := newHarness(t)
 	h.tenant("acme")
-	before := h.bytes()
+	before := h.Bytes()
 	for _, b := range []string{`not json`, `{"type":""}`, `{"type":"launch.missiles","body":{}}`, `{"type":"tenant.upsert","body":"x"}`, `{"type":"tenant.upsert","body":{"tenant":{"name":1}}}`} {
-		err := h.raw([]byte(b))
+		err := h.Raw([]byte(b))
 		if e := protocol.AsError(err); err == nil || e.Code != protocol.CodeInvalidArgument {
 			t.Fatalf("%s: %v", b, err)
 		}
 	}
-	if d := stateDiff(before, h.bytes()); d != "" {
+	if d := statetest.Diff(before, h.Bytes()); d != "" {
 		t.Fatalf("bad commands changed the state: %s", d)
 	}
 	// Every entry moves the index, so a write's index is always readable.
-	if got := h.snap().Index(); got != h.index-1 && got != h.index {
-		t.Fatalf("state index %d after entry %d", got, h.index)
+	if got := h.Snapshot().Index(); got != h.Index()-1 && got != h.Index() {
+		t.Fatalf("state index %d after entry %d", got, h.Index())
 	}
 	// Entries that are not commands change nothing.
-	h.index++
-	if resp := h.fsm.Apply(&raft.Log{Index: h.index, Type: raft.LogNoop}); resp != nil {
+	if resp := h.Entry(&raft.Log{Type: raft.LogNoop}); resp != nil {
 		t.Fatalf("noop: %v", resp)
 	}
 }
@@ -816,9 +816,9 @@ func TestUnknownAndUndecodableCommands(t *testing.T) {
 func TestOnApply(t *testing.T) {
 	h := newHarness(t)
 	var got []string
-	h.fsm.OnApply(func(typ state.CommandType, index uint64) { got = append(got, fmt.Sprintf("%s@%d", typ, index)) })
+	h.FSM.OnApply(func(typ state.CommandType, index uint64) { got = append(got, fmt.Sprintf("%s@%d", typ, index)) })
 	h.tenant("acme")
-	h.apply(state.CmdTenantDelete, state.NameBody{Name: "nope"})
+	h.Apply(state.CmdTenantDelete, state.NameBody{Name: "nope"})
 	if want := []string{"tenant.upsert@1", "tenant.delete@2"}; !reflect.DeepEqual(got, want) {
 		t.Fatalf("OnApply calls: %v", got)
 	}
@@ -831,11 +831,11 @@ func TestPlanApplyToNodeThatWentDown(t *testing.T) {
 	h.tenant("acme")
 	h.instance("acme", "crm", 1)
 	h.node("n1")
-	evalIdx := h.snap().Eval("acme/crm").Index
-	h.ok(state.CmdNodeStatus, state.NodeStatusUpdate{Nodes: []state.NodeStatus{{ID: "n1", Up: false}}})
-	h.ok(state.CmdPlanApply, state.Plan{Instance: "acme/crm", EvalIndex: evalIdx,
+	evalIdx := h.Snapshot().Eval("acme/crm").Index
+	h.Must(state.CmdNodeStatus, state.NodeStatusUpdate{Nodes: []state.NodeStatus{{ID: "n1", Up: false}}})
+	h.Must(state.CmdPlanApply, state.Plan{Instance: "acme/crm", EvalIndex: evalIdx,
 		Place: []*protocol.Replica{{ID: "r1", Tenant: "acme", Instance: "crm", Node: "n1", Version: 1}}})
-	s := h.snap()
+	s := h.Snapshot()
 	if r := s.Replica("r1"); r == nil || r.Node != "" || r.State != protocol.ReplicaPending || !strings.Contains(r.Message, "became unavailable") {
 		t.Fatalf("replica placed on a down node: %+v", r)
 	}
@@ -850,14 +850,14 @@ func TestPlanApplyToNodeThatWentDown(t *testing.T) {
 func TestRefusedWriteAbortsTheWholeEntry(t *testing.T) {
 	h := newHarness(t)
 	h.tenant("acme")
-	before := h.bytes()
+	before := h.Bytes()
 	// A node without an id: its credential is written first, then the
 	// node row is refused.
 	e := h.fails(state.CmdNodeRegister, state.NodeRegister{SecretHash: "h2", Node: protocol.Node{Name: "nameless"}}, protocol.CodeInternal)
 	if strings.Contains(e.Message, "panic") {
 		t.Fatalf("a refused write answered as a panic: %v", e)
 	}
-	if d := stateDiff(before, h.bytes()); d != "" {
+	if d := statetest.Diff(before, h.Bytes()); d != "" {
 		t.Fatalf("the aborted entry changed the state: %s", d)
 	}
 }

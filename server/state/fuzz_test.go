@@ -13,6 +13,7 @@ import (
 
 	"github.com/drover-dev/drover/protocol"
 	"github.com/drover-dev/drover/server/state"
+	"github.com/drover-dev/drover/server/state/statetest"
 )
 
 var (
@@ -28,8 +29,8 @@ var (
 func fuzzSetup(t testing.TB) {
 	fuzzBaseOnce.Do(func() {
 		h := richState(t)
-		fuzzBaseStore, fuzzBase, fuzzBaseIndex = h.store, h.bytes(), h.index
-		fuzzSeeds = append(fuzzSeeds, h.log...)
+		fuzzBaseStore, fuzzBase, fuzzBaseIndex = h.Store, h.Bytes(), h.Index()
+		fuzzSeeds = append(fuzzSeeds, h.Entries()...)
 		at := t0.Add(time.Hour)
 		for _, c := range []struct {
 			typ  state.CommandType
@@ -91,17 +92,18 @@ func FuzzFSMApply(f *testing.F) {
 			}
 			data = b
 		}
-		st := fuzzBaseStore.Fork()
-		h := &harness{t: t, store: st, fsm: state.NewFSM(st, nil), now: t0, index: fuzzBaseIndex}
+		h := &harness{Harness: statetest.Over(t, fuzzBaseStore.Fork()), t: t}
+		h.SetNow(t0)
+		h.SetIndex(fuzzBaseIndex)
 		before := fuzzBase
 		_, decodeErr := state.DecodeCommand(data)
-		err := h.raw(data)
-		after := h.bytes()
+		err := h.Raw(data)
+		after := h.Bytes()
 		if decodeErr != nil && err == nil {
 			t.Fatalf("undecodable entry applied: %v", decodeErr)
 		}
 		if err != nil {
-			if d := stateDiff(before, after); d != "" {
+			if d := statetest.Diff(before, after); d != "" {
 				t.Fatalf("refused entry (%v) changed the state:\n%s", err, d)
 			}
 			var e *protocol.Error
@@ -113,18 +115,17 @@ func FuzzFSMApply(f *testing.F) {
 			}
 		}
 		r := newHarness(t)
-		if err := r.fsm.Restore(io.NopCloser(bytes.NewReader(after))); err != nil {
+		if err := r.FSM.Restore(io.NopCloser(bytes.NewReader(after))); err != nil {
 			t.Fatalf("the state after the entry does not restore: %v", err)
 		}
-		if again := r.bytes(); !bytes.Equal(again, after) {
-			t.Fatalf("snapshot round trip changed the state: %s", stateDiff(after, again))
+		if again := r.Bytes(); !bytes.Equal(again, after) {
+			t.Fatalf("snapshot round trip changed the state: %s", statetest.Diff(after, again))
 		}
 		// Reads must work on what was written.
-		for _, in := range h.snap().Instances(state.InstanceFilter{}) {
-			_ = h.snap().InstanceStatus(in)
+		for _, in := range h.Snapshot().Instances(state.InstanceFilter{}) {
+			_ = h.Snapshot().InstanceStatus(in)
 		}
-		h.index++
-		if resp := h.fsm.Apply(&raft.Log{Index: h.index, Type: raft.LogCommand, Data: fuzzSeeds[0]}); resp != nil {
+		if resp := h.Entry(&raft.Log{Type: raft.LogCommand, Data: fuzzSeeds[0]}); resp != nil {
 			if _, ok := resp.(error); !ok {
 				t.Fatalf("Apply answered %T", resp)
 			}

@@ -14,18 +14,19 @@ import (
 
 	"github.com/drover-dev/drover/protocol"
 	"github.com/drover-dev/drover/server/state"
+	"github.com/drover-dev/drover/server/state/statetest"
 )
 
 // richState fills a harness with every kind of row the state holds.
 func richState(t testing.TB) *harness {
 	h := newHarness(t)
-	h.ok(state.CmdServerUpsert, state.ServerUpsert{Member: protocol.Member{ID: "s1", HTTPAddr: "127.0.0.1:4700", RaftAddr: "127.0.0.1:4701", Voter: true}})
-	h.ok(state.CmdEnvironmentUpsert, state.EnvironmentUpsert{Environment: protocol.Environment{Name: "default"}})
-	h.ok(state.CmdEnvironmentUpsert, state.EnvironmentUpsert{Environment: protocol.Environment{Name: "production", Protected: true, Constraints: protocol.Constraints{Region: "eu-west"}}})
-	h.ok(state.CmdPlanUpsert, state.PlanUpsert{Plan: protocol.Plan{Name: "pro", MaxReplicas: 4, Resources: protocol.Resources{CPUMillis: 500, MemoryMB: 256}}})
-	h.ok(state.CmdACLBootstrap, state.ACLBootstrap{Token: protocol.Token{ID: "root", Role: protocol.RoleManagement}, SecretHash: "roothash", JoinTokenHash: "joinhash"})
-	h.ok(state.CmdTokenCreate, state.TokenCreate{Token: protocol.Token{ID: "ci", Role: protocol.RoleTenantAdmin, Tenant: "acme", ExpiresAt: t0.Add(24 * time.Hour)}, SecretHash: "cihash"})
-	if err := h.applyAudited(state.CmdTenantUpsert, state.TenantUpsert{Create: true, Tenant: protocol.Tenant{Name: "acme", Labels: map[string]string{"tier": "gold"}, Quotas: protocol.Quotas{Replicas: 10}}},
+	h.Must(state.CmdServerUpsert, state.ServerUpsert{Member: protocol.Member{ID: "s1", HTTPAddr: "127.0.0.1:4700", RaftAddr: "127.0.0.1:4701", Voter: true}})
+	h.Must(state.CmdEnvironmentUpsert, state.EnvironmentUpsert{Environment: protocol.Environment{Name: "default"}})
+	h.Must(state.CmdEnvironmentUpsert, state.EnvironmentUpsert{Environment: protocol.Environment{Name: "production", Protected: true, Constraints: protocol.Constraints{Region: "eu-west"}}})
+	h.Must(state.CmdPlanUpsert, state.PlanUpsert{Plan: protocol.Plan{Name: "pro", MaxReplicas: 4, Resources: protocol.Resources{CPUMillis: 500, MemoryMB: 256}}})
+	h.Must(state.CmdACLBootstrap, state.ACLBootstrap{Token: protocol.Token{ID: "root", Role: protocol.RoleManagement}, SecretHash: "roothash", JoinTokenHash: "joinhash"})
+	h.Must(state.CmdTokenCreate, state.TokenCreate{Token: protocol.Token{ID: "ci", Role: protocol.RoleTenantAdmin, Tenant: "acme", ExpiresAt: t0.Add(24 * time.Hour)}, SecretHash: "cihash"})
+	if err := h.ApplyAudited(state.CmdTenantUpsert, state.TenantUpsert{Create: true, Tenant: protocol.Tenant{Name: "acme", Labels: map[string]string{"tier": "gold"}, Quotas: protocol.Quotas{Replicas: 10}}},
 		&protocol.AuditRecord{Action: "tenant.upsert", Target: "acme", TokenID: "root"}); err != nil {
 		t.Fatal(err)
 	}
@@ -37,17 +38,17 @@ func richState(t testing.TB) *harness {
 	spec := testSpec("2")
 	spec.Secrets = map[string]string{"DB_PASSWORD": "x"}
 	spec.Env = map[string]string{"A": "1"}
-	h.now = h.now.Add(time.Minute)
-	h.ok(state.CmdInstanceUpdate, state.InstanceUpdate{Tenant: "acme", Name: "crm", Spec: spec, Plan: "pro"})
+	h.SetNow(h.Now().Add(time.Minute))
+	h.Must(state.CmdInstanceUpdate, state.InstanceUpdate{Tenant: "acme", Name: "crm", Spec: spec, Plan: "pro"})
 	h.place("acme/crm", "n1", 2, "r1", "r2")
 	h.place("globex/shop", "n2", 1, "r3")
 	h.report("n1", protocol.ReplicaReport{ID: "r1", State: protocol.ReplicaHealthy, Ports: map[string]int{"http": 20001}, StartedAt: t0},
 		protocol.ReplicaReport{ID: "r2", State: protocol.ReplicaRunning, Restarts: 2, Message: "exit 1"})
-	h.ok(state.CmdPlanApply, state.Plan{Instance: "acme/crm", Deployment: &protocol.Deployment{ID: "d1", FromVersion: 1, ToVersion: 2, State: protocol.DeploymentRunning, StartedAt: t0, Deadline: t0.Add(time.Hour)}, StableVersion: 1})
-	h.ok(state.CmdNodeDrain, state.NodeDrain{ID: "n2", Drain: &protocol.DrainSpec{StartedAt: t0, Deadline: t0.Add(time.Hour)}})
-	h.ok(state.CmdNodeStatus, state.NodeStatusUpdate{Nodes: []state.NodeStatus{{ID: "n2", Up: false}}})
-	h.ok(state.CmdInstanceLifecycle, state.InstanceLifecycle{Tenant: "globex", Name: "shop", Action: "stop"})
-	h.ok(state.CmdAudit, state.AuditAppend{Records: []protocol.AuditRecord{{Action: "token.create", Result: "permission_denied"}}})
+	h.Must(state.CmdPlanApply, state.Plan{Instance: "acme/crm", Deployment: &protocol.Deployment{ID: "d1", FromVersion: 1, ToVersion: 2, State: protocol.DeploymentRunning, StartedAt: t0, Deadline: t0.Add(time.Hour)}, StableVersion: 1})
+	h.Must(state.CmdNodeDrain, state.NodeDrain{ID: "n2", Drain: &protocol.DrainSpec{StartedAt: t0, Deadline: t0.Add(time.Hour)}})
+	h.Must(state.CmdNodeStatus, state.NodeStatusUpdate{Nodes: []state.NodeStatus{{ID: "n2", Up: false}}})
+	h.Must(state.CmdInstanceLifecycle, state.InstanceLifecycle{Tenant: "globex", Name: "shop", Action: "stop"})
+	h.Must(state.CmdAudit, state.AuditAppend{Records: []protocol.AuditRecord{{Action: "token.create", Result: "permission_denied"}}})
 	return h
 }
 
@@ -82,7 +83,7 @@ func tables(s *state.Snapshot) map[string]any {
 func restored(t *testing.T, snap []byte) *harness {
 	t.Helper()
 	h := newHarness(t)
-	if err := h.fsm.Restore(io.NopCloser(bytes.NewReader(snap))); err != nil {
+	if err := h.FSM.Restore(io.NopCloser(bytes.NewReader(snap))); err != nil {
 		t.Fatalf("restore: %v", err)
 	}
 	return h
@@ -100,7 +101,7 @@ func (s *sinkBuffer) Close() error  { return nil }
 func TestSnapshotRestoreRoundTrip(t *testing.T) {
 	h := richState(t)
 	// Through raft's interfaces, as a follower installing a snapshot would.
-	fs, err := h.fsm.Snapshot()
+	fs, err := h.FSM.Snapshot()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,27 +110,28 @@ func TestSnapshotRestoreRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	fs.Release()
-	if !bytes.Equal(sink.Bytes(), h.bytes()) {
+	if !bytes.Equal(sink.Bytes(), h.Bytes()) {
 		t.Fatal("Persist and WriteSnapshot disagree")
 	}
 	r := restored(t, sink.Bytes())
-	if !bytes.Equal(r.bytes(), h.bytes()) {
-		t.Fatalf("restored state differs: %s", stateDiff(h.bytes(), r.bytes()))
+	if !bytes.Equal(r.Bytes(), h.Bytes()) {
+		t.Fatalf("restored state differs: %s", statetest.Diff(h.Bytes(), r.Bytes()))
 	}
-	want, got := tables(h.snap()), tables(r.snap())
+	want, got := tables(h.Snapshot()), tables(r.Snapshot())
 	for name := range want {
 		if !reflect.DeepEqual(got[name], want[name]) {
 			t.Errorf("table %s after restore:\n got %s\nwant %s", name, dump(got[name]), dump(want[name]))
 		}
 	}
 	// The restored state goes on exactly like the original.
-	r.index, r.now = h.index, h.now
+	r.SetIndex(h.Index())
+	r.SetNow(h.Now())
 	for _, x := range []*harness{h, r} {
-		x.ok(state.CmdInstanceScale, state.InstanceScale{Tenant: "acme", Name: "crm", Replicas: 3})
+		x.Must(state.CmdInstanceScale, state.InstanceScale{Tenant: "acme", Name: "crm", Replicas: 3})
 		x.report("n1", protocol.ReplicaReport{ID: "r2", State: protocol.ReplicaFailed})
 	}
-	if !bytes.Equal(r.bytes(), h.bytes()) {
-		t.Fatalf("states diverge after restore: %s", stateDiff(h.bytes(), r.bytes()))
+	if !bytes.Equal(r.Bytes(), h.Bytes()) {
+		t.Fatalf("states diverge after restore: %s", statetest.Diff(h.Bytes(), r.Bytes()))
 	}
 }
 
@@ -139,7 +141,7 @@ func dump(v any) string {
 }
 
 func TestRestoreRefusesBadSnapshots(t *testing.T) {
-	good := richState(t).bytes()
+	good := richState(t).Bytes()
 	header, rows, _ := bytes.Cut(good, []byte("\n"))
 	cases := map[string][]byte{
 		"empty":         nil,
@@ -154,11 +156,11 @@ func TestRestoreRefusesBadSnapshots(t *testing.T) {
 	for name, b := range cases {
 		t.Run(name, func(t *testing.T) {
 			h := richState(t)
-			before := h.bytes()
-			if err := h.fsm.Restore(io.NopCloser(bytes.NewReader(b))); err == nil {
+			before := h.Bytes()
+			if err := h.FSM.Restore(io.NopCloser(bytes.NewReader(b))); err == nil {
 				t.Fatal("restored")
 			}
-			if !bytes.Equal(before, h.bytes()) {
+			if !bytes.Equal(before, h.Bytes()) {
 				t.Fatal("a refused restore changed the state")
 			}
 		})
@@ -169,22 +171,23 @@ func TestRestoreRefusesBadSnapshots(t *testing.T) {
 // starts from a snapshot taken half way.
 func TestDeterminism(t *testing.T) {
 	a := richState(t)
-	half := len(a.log) / 2
+	half := len(a.Entries()) / 2
 	b := newHarness(t)
-	for _, e := range a.log[:half] {
-		b.raw(e)
+	for _, e := range a.Entries()[:half] {
+		b.Raw(e)
 	}
-	c := restored(t, b.bytes())
-	c.index, c.now = b.index, b.now
-	for _, e := range a.log[half:] {
-		b.raw(e)
-		c.raw(e)
+	c := restored(t, b.Bytes())
+	c.SetIndex(b.Index())
+	c.SetNow(b.Now())
+	for _, e := range a.Entries()[half:] {
+		b.Raw(e)
+		c.Raw(e)
 	}
-	if !bytes.Equal(a.bytes(), b.bytes()) {
-		t.Fatalf("replay differs: %s", stateDiff(a.bytes(), b.bytes()))
+	if !bytes.Equal(a.Bytes(), b.Bytes()) {
+		t.Fatalf("replay differs: %s", statetest.Diff(a.Bytes(), b.Bytes()))
 	}
-	if !bytes.Equal(a.bytes(), c.bytes()) {
-		t.Fatalf("replay from a snapshot differs: %s", stateDiff(a.bytes(), c.bytes()))
+	if !bytes.Equal(a.Bytes(), c.Bytes()) {
+		t.Fatalf("replay from a snapshot differs: %s", statetest.Diff(a.Bytes(), c.Bytes()))
 	}
 }
 
@@ -202,25 +205,25 @@ func TestAuditRetention(t *testing.T) {
 	}
 	enc.Encode(map[string]any{"t": "meta", "v": state.Meta{Key: "audit_count", N: state.MaxAuditRecords}})
 	h := restored(t, b.Bytes())
-	h.index = state.MaxAuditRecords
+	h.SetIndex(state.MaxAuditRecords)
 
-	h.ok(state.CmdAudit, state.AuditAppend{Records: []protocol.AuditRecord{{Action: "new", Target: "a"}, {Action: "new", Target: "b"}}})
-	all := h.snap().Audit(state.AuditFilter{})
+	h.Must(state.CmdAudit, state.AuditAppend{Records: []protocol.AuditRecord{{Action: "new", Target: "a"}, {Action: "new", Target: "b"}}})
+	all := h.Snapshot().Audit(state.AuditFilter{})
 	if len(all) != state.MaxAuditRecords {
 		t.Fatalf("audit records: %d", len(all))
 	}
 	if all[0].Target != "3" || all[len(all)-1].Target != "b" || all[len(all)-2].Target != "a" {
 		t.Fatalf("oldest kept %s, newest %s %s", all[0].Target, all[len(all)-2].Target, all[len(all)-1].Target)
 	}
-	if m := h.snap().Meta("audit_count"); m.N != state.MaxAuditRecords {
+	if m := h.Snapshot().Meta("audit_count"); m.N != state.MaxAuditRecords {
 		t.Fatalf("audit count %d", m.N)
 	}
 }
 
 func TestSnapshotHoldsNoSecretsOfTokens(t *testing.T) {
 	h := newHarness(t)
-	h.ok(state.CmdTokenCreate, state.TokenCreate{Token: protocol.Token{ID: "t", Secret: "plaintext-secret", Role: "operator"}, SecretHash: "h"})
-	if strings.Contains(string(h.bytes()), "plaintext-secret") {
+	h.Must(state.CmdTokenCreate, state.TokenCreate{Token: protocol.Token{ID: "t", Secret: "plaintext-secret", Role: "operator"}, SecretHash: "h"})
+	if strings.Contains(string(h.Bytes()), "plaintext-secret") {
 		t.Fatal("snapshot holds a token secret")
 	}
 }

@@ -15,7 +15,7 @@ import (
 func waitAsync(h *harness, min uint64, tables ...string) (<-chan uint64, context.CancelFunc) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	ch := make(chan uint64, 1)
-	go func() { ch <- h.store.Wait(ctx, min, tables...) }()
+	go func() { ch <- h.Store.Wait(ctx, min, tables...) }()
 	return ch, cancel
 }
 
@@ -43,15 +43,15 @@ func expectAsleep(t *testing.T, ch <-chan uint64) {
 func TestStoreWait(t *testing.T) {
 	h := newHarness(t)
 	h.tenant("acme")
-	cur := h.index
+	cur := h.Index()
 
 	// Already past the index: at once.
-	if got := h.store.Wait(context.Background(), cur-1, state.TableTenants); got != cur {
+	if got := h.Store.Wait(context.Background(), cur-1, state.TableTenants); got != cur {
 		t.Fatalf("Wait below the index = %d, want %d", got, cur)
 	}
 	// Nothing happens: returns the same index when the context ends.
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
-	if got := h.store.Wait(ctx, cur, state.TableTenants); got != cur {
+	if got := h.Store.Wait(ctx, cur, state.TableTenants); got != cur {
 		t.Fatalf("Wait without change = %d, want %d", got, cur)
 	}
 	cancel()
@@ -61,23 +61,23 @@ func TestStoreWait(t *testing.T) {
 	ch, cancel := waitAsync(h, cur, state.TableTenants)
 	defer cancel()
 	h.node("n1")
-	nodeIdx := h.index
-	if got := h.store.Wait(context.Background(), nodeIdx-1, state.TableNodes); got != nodeIdx {
+	nodeIdx := h.Index()
+	if got := h.Store.Wait(context.Background(), nodeIdx-1, state.TableNodes); got != nodeIdx {
 		t.Fatalf("nodes index %d, want %d", got, nodeIdx)
 	}
 	expectAsleep(t, ch)
 	h.tenant("globex")
-	expectWake(t, ch, h.index)
+	expectWake(t, ch, h.Index())
 }
 
 // A wait on no table in particular (GET /v1/status) wakes on any write.
 func TestStoreWaitAllTables(t *testing.T) {
 	h := newHarness(t)
 	h.tenant("acme")
-	ch, cancel := waitAsync(h, h.index)
+	ch, cancel := waitAsync(h, h.Index())
 	defer cancel()
 	h.node("n1")
-	expectWake(t, ch, h.index)
+	expectWake(t, ch, h.Index())
 }
 
 // After a restore from an older backup, the restored command marks every
@@ -86,29 +86,29 @@ func TestStoreWaitAllTables(t *testing.T) {
 func TestStoreWaitAfterRestore(t *testing.T) {
 	h := newHarness(t)
 	h.tenant("acme")
-	backup := h.bytes()
+	backup := h.Bytes()
 	h.tenant("globex")
-	seen := h.index
+	seen := h.Index()
 	before, cancel := waitAsync(h, seen, state.TableTenants)
 	defer cancel()
-	if err := h.fsm.Restore(io.NopCloser(bytes.NewReader(backup))); err != nil {
+	if err := h.FSM.Restore(io.NopCloser(bytes.NewReader(backup))); err != nil {
 		t.Fatal(err)
 	}
-	h.index += 5 // raft leaves a gap for the restore
+	h.SetIndex(h.Index() + 5) // raft leaves a gap for the restore
 	after, cancel2 := waitAsync(h, seen, state.TableTenants)
 	defer cancel2()
-	idx := h.ok(state.CmdStateRestored, state.AuditAppend{Records: []protocol.AuditRecord{{Action: "operator.snapshot.restore", Result: "ok"}}})
+	idx := h.Must(state.CmdStateRestored, state.AuditAppend{Records: []protocol.AuditRecord{{Action: "operator.snapshot.restore", Result: "ok"}}})
 	expectWake(t, before, idx)
 	expectWake(t, after, idx)
-	if h.snap().Tenant("globex") != nil || h.snap().Tenant("acme") == nil {
+	if h.Snapshot().Tenant("globex") != nil || h.Snapshot().Tenant("acme") == nil {
 		t.Fatal("restore did not bring the backup's tenants back")
 	}
 	for _, table := range state.Tables {
-		if got := h.snap().Index(table); got != idx {
+		if got := h.Snapshot().Index(table); got != idx {
 			t.Errorf("table %s at index %d after the restore, want %d", table, got, idx)
 		}
 	}
-	if a := h.snap().Audit(state.AuditFilter{}); len(a) == 0 || a[len(a)-1].Action != "operator.snapshot.restore" {
+	if a := h.Snapshot().Audit(state.AuditFilter{}); len(a) == 0 || a[len(a)-1].Action != "operator.snapshot.restore" {
 		t.Fatalf("restore not audited: %+v", a)
 	}
 }
@@ -149,10 +149,10 @@ func TestInstanceStatus(t *testing.T) {
 			h.tenant("acme")
 			h.instance("acme", "crm", tc.replicas)
 			if tc.stopped {
-				h.ok(state.CmdInstanceLifecycle, state.InstanceLifecycle{Tenant: "acme", Name: "crm", Action: "stop"})
+				h.Must(state.CmdInstanceLifecycle, state.InstanceLifecycle{Tenant: "acme", Name: "crm", Action: "stop"})
 			}
 			if tc.dep != "" {
-				h.ok(state.CmdPlanApply, state.Plan{Instance: "acme/crm", Deployment: &protocol.Deployment{ID: "d", State: tc.dep}})
+				h.Must(state.CmdPlanApply, state.Plan{Instance: "acme/crm", Deployment: &protocol.Deployment{ID: "d", State: tc.dep}})
 			}
 			h.node("n1")
 			var reports []protocol.ReplicaReport
@@ -166,13 +166,13 @@ func TestInstanceStatus(t *testing.T) {
 			}
 			// A replica told to stop does not count.
 			h.place("acme/crm", "n1", 1, "z")
-			h.ok(state.CmdPlanApply, state.Plan{Instance: "acme/crm", Stop: []state.ReplicaStop{{ID: "z"}}})
+			h.Must(state.CmdPlanApply, state.Plan{Instance: "acme/crm", Stop: []state.ReplicaStop{{ID: "z"}}})
 
-			st := h.snap().InstanceStatus(h.snap().Instance("acme/crm"))
+			st := h.Snapshot().InstanceStatus(h.Snapshot().Instance("acme/crm"))
 			if st.State != tc.want || st.Replicas != tc.counts {
 				t.Fatalf("status %s %+v, want %s %+v", st.State, st.Replicas, tc.want, tc.counts)
 			}
-			if got := h.snap().Instances(state.InstanceFilter{State: tc.want}); len(got) != 1 {
+			if got := h.Snapshot().Instances(state.InstanceFilter{State: tc.want}); len(got) != 1 {
 				t.Fatalf("filter by state %s found %d", tc.want, len(got))
 			}
 		})
@@ -186,10 +186,10 @@ func TestInstancesFilter(t *testing.T) {
 	h.instance("acme", "b", 1)
 	h.instance("acme", "a", 1)
 	h.instance("globex", "a", 1)
-	h.ok(state.CmdInstanceUpdate, state.InstanceUpdate{Tenant: "globex", Name: "a", Spec: testSpec("2"), Environment: "production"})
+	h.Must(state.CmdInstanceUpdate, state.InstanceUpdate{Tenant: "globex", Name: "a", Spec: testSpec("2"), Environment: "production"})
 	ids := func(f state.InstanceFilter) []string {
 		var out []string
-		for _, in := range h.snap().Instances(f) {
+		for _, in := range h.Snapshot().Instances(f) {
 			out = append(out, in.ID)
 		}
 		return out

@@ -11,7 +11,7 @@ import (
 // replicas holding a place on it reserve.
 func checkUsage(t *testing.T, h *harness, nodes ...string) {
 	t.Helper()
-	s := h.snap()
+	s := h.Snapshot()
 	for _, n := range nodes {
 		var want protocol.Reservation
 		for _, r := range s.NodeReplicas(n) {
@@ -35,7 +35,7 @@ func TestNodeUsageFollowsReplicas(t *testing.T) {
 		sp := testSpec("1")
 		sp.Resources = protocol.Resources{CPUMillis: 250, MemoryMB: 128}
 		sp.Ports = []string{"http"}
-		h.ok(state.CmdInstanceCreate, state.InstanceCreate{Instance: protocol.Instance{
+		h.Must(state.CmdInstanceCreate, state.InstanceCreate{Instance: protocol.Instance{
 			Tenant: "acme", Name: name, Environment: "default", Replicas: 2, Spec: sp}})
 	}
 	h.node("n1")
@@ -43,10 +43,10 @@ func TestNodeUsageFollowsReplicas(t *testing.T) {
 	h.place("acme/crm", "n1", 1, "r1", "r2")
 	h.place("acme/crm", "n2", 1, "r3")
 	h.place("acme/web", "n1", 1, "w1")
-	if got := h.snap().Replica("r1").Reserved; got == (protocol.Reservation{}) {
+	if got := h.Snapshot().Replica("r1").Reserved; got == (protocol.Reservation{}) {
 		t.Fatalf("a placed replica reserves nothing: %+v", got)
 	}
-	if h.snap().NodeUsage("n1") == (protocol.Reservation{}) {
+	if h.Snapshot().NodeUsage("n1") == (protocol.Reservation{}) {
 		t.Fatal("no usage on n1")
 	}
 	checkUsage(t, h, "n1", "n2")
@@ -55,21 +55,21 @@ func TestNodeUsageFollowsReplicas(t *testing.T) {
 
 	h.report("n1", protocol.ReplicaReport{ID: "r1", State: protocol.ReplicaHealthy}, protocol.ReplicaReport{ID: "r2", State: protocol.ReplicaFailed})
 	checkUsage(t, h, "n1", "n2")
-	h.ok(state.CmdPlanApply, state.Plan{Instance: "acme/crm", Stop: []state.ReplicaStop{{ID: "r3", Message: "scaled down"}}})
+	h.Must(state.CmdPlanApply, state.Plan{Instance: "acme/crm", Stop: []state.ReplicaStop{{ID: "r3", Message: "scaled down"}}})
 	checkUsage(t, h, "n1", "n2")
-	if u := h.snap().NodeUsage("n2"); u != (protocol.Reservation{}) {
+	if u := h.Snapshot().NodeUsage("n2"); u != (protocol.Reservation{}) {
 		t.Fatalf("n2 still holds %+v after its only replica stopped", u)
 	}
-	h.ok(state.CmdNodeStatus, state.NodeStatusUpdate{Nodes: []state.NodeStatus{{ID: "n1", Up: false}}})
+	h.Must(state.CmdNodeStatus, state.NodeStatusUpdate{Nodes: []state.NodeStatus{{ID: "n1", Up: false}}})
 	checkUsage(t, h, "n1", "n2")
-	h.ok(state.CmdInstanceDelete, state.InstanceRef{Tenant: "acme", Name: "web"})
+	h.Must(state.CmdInstanceDelete, state.InstanceRef{Tenant: "acme", Name: "web"})
 	checkUsage(t, h, "n1", "n2")
 }
 
 func checkUsageAfterRestore(t *testing.T, h *harness) {
 	t.Helper()
-	before := h.snap().NodeUsage("n1")
-	if got := restored(t, h.bytes()).snap().NodeUsage("n1"); got != before {
+	before := h.Snapshot().NodeUsage("n1")
+	if got := restored(t, h.Bytes()).Snapshot().NodeUsage("n1"); got != before {
 		t.Fatalf("restored usage %+v, want %+v", got, before)
 	}
 }
