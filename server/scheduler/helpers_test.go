@@ -21,8 +21,6 @@ type harness struct {
 	check func(snap *state.Snapshot, p *state.Plan)
 }
 
-var epoch = statetest.Epoch
-
 func newHarness(t statetest.TB) *harness {
 	h := &harness{Harness: statetest.New(t), t: t}
 	h.Must(state.CmdTenantUpsert, state.TenantUpsert{Tenant: protocol.Tenant{Name: "acme"}, Create: true})
