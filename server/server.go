@@ -98,7 +98,8 @@ type Server struct {
 	http    *http.Server
 	ln      net.Listener
 
-	ready atomic.Bool // leader has applied everything before its term
+	ready  atomic.Bool   // leader has applied everything before its term
+	joined chan struct{} // closed when this server is a registered member
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -123,7 +124,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
 	}
-	s := &Server{cfg: cfg, logger: cfg.Logger}
+	s := &Server{cfg: cfg, logger: cfg.Logger, joined: make(chan struct{})}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
@@ -223,6 +224,7 @@ func New(cfg Config) (*Server, error) {
 			Client: &http.Client{Timeout: 5 * time.Second, Transport: withServerToken{peerTransport, serverToken}}}
 		if err := j.Run(s.ctx); err == nil {
 			s.logger.Info("member of the cluster", "id", s.cluster.ID())
+			close(s.joined)
 		}
 	}()
 	s.logger.Info("server started", "id", s.cluster.ID(), "http", httpAdv, "raft", raftAdv)
@@ -274,6 +276,10 @@ func (s *Server) HTTPAddr() string { return s.ln.Addr().String() }
 // committed before its term, so that it serves current reads and runs the
 // leader's duties.
 func (s *Server) Ready() bool { return s.ready.Load() && s.cluster.IsLeader() }
+
+// Joined is closed once this server is a member of a cluster with a
+// leader and its address is recorded in the state.
+func (s *Server) Joined() <-chan struct{} { return s.joined }
 
 // Gateway returns the agents' gateway.
 func (s *Server) Gateway() *gateway.Gateway { return s.gateway }

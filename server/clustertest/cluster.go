@@ -375,11 +375,19 @@ func (c *Cluster) WaitForReplication(servers ...*Member) {
 	})
 }
 
-// waitRecorded waits until the state holds every running real server's
-// current HTTP address, which its joiner registers after a start.
+// waitRecorded waits until every running real server has registered (its
+// joiner ended, so no request of its own is still in flight) and the state
+// holds its current HTTP address.
 func (c *Cluster) waitRecorded() {
 	c.t.Helper()
 	c.Eventually("every server's address in the state", func() error {
+		for _, s := range c.running() {
+			select {
+			case <-s.Server.Joined():
+			default:
+				return fmt.Errorf("%s has not registered yet", s.ID)
+			}
+		}
 		snap := c.Leader().Store.Snapshot()
 		for _, s := range c.running() {
 			if rec := snap.Server(s.ID); rec == nil || rec.HTTPAddr != s.HTTPAddr {
