@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -20,17 +19,9 @@ import (
 	"github.com/drover-dev/drover/agent/conn"
 	"github.com/drover-dev/drover/protocol"
 	"github.com/drover-dev/drover/server"
+	"github.com/drover-dev/drover/server/clustertest"
 	"github.com/drover-dev/drover/server/state"
 )
-
-func decode[T any](t testing.TB, env *protocol.Envelope) T {
-	t.Helper()
-	var v T
-	if err := json.Unmarshal(env.Body, &v); err != nil {
-		t.Fatalf("decode %s %s: %v", env.Type, env.Body, err)
-	}
-	return v
-}
 
 func reportIDs(st protocol.Status) []string {
 	var ids []string
@@ -193,7 +184,7 @@ func TestReportsResentUntilAcked(t *testing.T) {
 	}
 	status := func(s *fakeConn, want ...string) protocol.Status {
 		t.Helper()
-		st := decode[protocol.Status](t, s.next(protocol.MsgStatus))
+		st := clustertest.Decode[protocol.Status](t, s.next(protocol.MsgStatus))
 		if got := reportIDs(st); !slices.Equal(got, want) {
 			t.Fatalf("status %d reports %v, want %v", st.Seq, got, want)
 		}

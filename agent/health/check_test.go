@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/drover-dev/drover/internal/proctest"
+	"github.com/drover-dev/drover/internal/testwait"
 )
 
 // The test binary doubles as the command of exec checks: run with
@@ -172,11 +173,10 @@ func TestExecTimeoutKillsGroup(t *testing.T) {
 		t.Fatalf("the command did not start its child: %v", err)
 	}
 	pid, _ := strconv.Atoi(string(b))
-	deadline := time.Now().Add(10 * time.Second)
-	for proctest.Alive(pid) {
-		if time.Now().After(deadline) {
-			t.Fatalf("child %d of the command outlived the check", pid)
+	testwait.Eventually(t, 10*time.Second, "the command's child to end with the check", func() error {
+		if proctest.Alive(pid) {
+			return fmt.Errorf("child %d alive", pid)
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return nil
+	})
 }

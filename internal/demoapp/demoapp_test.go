@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log"
 	"net"
@@ -18,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/drover-dev/drover/internal/testwait"
 )
 
 // mainEnv makes the test binary run Main with its arguments instead of the
@@ -414,17 +417,15 @@ func (p *process) wait(t *testing.T) syscall.WaitStatus {
 // eventually polls cond until it reports true, and returns its value.
 func eventually[T any](t *testing.T, what string, cond func() (T, bool)) T {
 	t.Helper()
-	deadline := time.Now().Add(waitTimeout)
-	for {
-		v, ok := cond()
-		if ok {
-			return v
+	var v T
+	testwait.Eventually(t, waitTimeout, what, func() error {
+		var ok bool
+		if v, ok = cond(); !ok {
+			return fmt.Errorf("%v", v)
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s; last seen %v", what, v)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return nil
+	})
+	return v
 }
 
 // alive reports whether pid is a live process (not gone, not a zombie).

@@ -29,7 +29,6 @@ import (
 type aclCluster struct {
 	*Cluster
 	t      *testing.T
-	scheme string      // http or https
 	tls    *tls.Config // trusts the cluster's CA, with TLS
 	caFile string      // with TLS
 	// Mgmt is the bootstrap's management token; JoinToken the agent join
@@ -58,12 +57,11 @@ func startACLCluster(t *testing.T, o aclOptions) *aclCluster {
 	if o.servers == 0 {
 		o.servers = 1
 	}
-	c := &Cluster{t: t, cfg: clusterConfig{logLevel: "debug"}, dir: t.TempDir(), transport: &http.Transport{MaxIdleConnsPerHost: 64}}
-	WithFastRaft()(&c.cfg)
-	ac := &aclCluster{Cluster: c, t: t, scheme: "http"}
+	c := newCluster(t, WithFastRaft())
+	ac := &aclCluster{Cluster: c, t: t}
 	args := []string{"-acl=true"}
 	if o.tls {
-		ac.scheme = "https"
+		c.scheme = "https"
 		certDir := filepath.Join(c.dir, "tls")
 		if err := os.MkdirAll(certDir, 0o700); err != nil {
 			t.Fatal(err)
@@ -88,65 +86,11 @@ func startACLCluster(t *testing.T, o aclOptions) *aclCluster {
 		args = append(args, "-server-join-token", "e2e-servers-"+strconv.Itoa(os.Getpid()))
 	}
 	c.cfg.extraArgs = append(args, o.args...)
-	t.Cleanup(c.transport.CloseIdleConnections)
-	c.launch = newLauncher(t)
-	ac.launchServers(o.servers)
+	c.launchAll(o.servers)
 	if !o.noBootstrap {
 		ac.bootstrap()
 	}
 	return ac
-}
-
-// launchServers starts n servers on free ports and waits until each
-// answers GET /v1/internal/self as itself.
-func (ac *aclCluster) launchServers(n int) {
-	t, c := ac.t, ac.Cluster
-	t.Helper()
-	ports, err := freePorts(2 * n)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.servers = make([]*Server, n)
-	for i := range c.servers {
-		name := fmt.Sprintf("s%d", i)
-		dir := filepath.Join(c.dir, name)
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			t.Fatal(err)
-		}
-		c.servers[i] = &Server{c: c, i: i, name: name,
-			httpAddr: "127.0.0.1:" + strconv.Itoa(ports[2*i]),
-			raftAddr: "127.0.0.1:" + strconv.Itoa(ports[2*i+1]),
-			dataDir:  filepath.Join(dir, "data"),
-			logPath:  filepath.Join(dir, name+".log"),
-		}
-	}
-	for _, s := range c.servers {
-		if err := s.launch(); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, s := range c.servers {
-		eventually(t, waitTimeout, s.name+" serving GET /v1/internal/self", func() (bool, string) {
-			if s.proc.exited() {
-				t.Fatalf("%s exited: %v", s.name, exitError(s.proc, s.logPath))
-			}
-			var self struct {
-				ID       string `json:"id"`
-				RaftAddr string `json:"raft_addr"`
-			}
-			r, err := ac.client(s, "").Try(http.MethodGet, "/v1/internal/self", nil)
-			if err != nil {
-				return false, err.Error()
-			}
-			if !r.OK() || r.Decode(&self) != nil || self.RaftAddr != s.raftAddr {
-				return false, r.String()
-			}
-			s.mu.Lock()
-			s.id = self.ID
-			s.mu.Unlock()
-			return true, ""
-		})
-	}
 }
 
 // leader returns the server every server names as leader in
@@ -218,7 +162,7 @@ func (ac *aclCluster) bootstrap() {
 }
 
 // url is a server's base URL.
-func (ac *aclCluster) url(s *Server) string { return ac.scheme + "://" + s.httpAddr }
+func (ac *aclCluster) url(s *Server) string { return s.URL() }
 
 // client returns a client of server s sending token ("" for none), which
 // retries through elections. Every answer it gets is kept, for the tests

@@ -22,6 +22,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/drover-dev/drover/agent/conn"
+	"github.com/drover-dev/drover/internal/testwait"
 	"github.com/drover-dev/drover/protocol"
 )
 
@@ -451,17 +452,12 @@ func benchPollNodes(api *Client, down *sync.Map) benchNodeCounts {
 // benchWaitNodes polls GET /v1/nodes until k nodes are ready.
 func benchWaitNodes(b *testing.B, api *Client, k int, timeout time.Duration, down *sync.Map, what string) {
 	b.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		st := benchPollNodes(api, down)
-		if st["ready"] == k {
-			return
+	testwait.Eventually(b, timeout, what, func() error {
+		if st := benchPollNodes(api, down); st["ready"] != k {
+			return fmt.Errorf("nodes: %s", st)
 		}
-		if time.Now().After(deadline) {
-			b.Fatalf("timed out after %v waiting for %s; nodes: %s", timeout, what, st)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 }
 
 func benchCount(m *sync.Map) int {

@@ -48,6 +48,7 @@ func WithServerArgs(args ...string) Option {
 type Cluster struct {
 	t         testing.TB
 	cfg       clusterConfig
+	scheme    string // http, or https when the servers serve TLS
 	dir       string
 	launch    *launcher
 	transport *http.Transport
@@ -64,12 +65,20 @@ const startAttempts = 3
 // test ends.
 func StartCluster(t testing.TB, n int, opts ...Option) *Cluster {
 	t.Helper()
+	c := newCluster(t, opts...)
+	c.launchAll(n)
+	c.awaitFormed()
+	return c
+}
+
+// newCluster returns a cluster that has started nothing yet.
+func newCluster(t testing.TB, opts ...Option) *Cluster {
 	cfg := clusterConfig{logLevel: "debug"}
 	for _, o := range opts {
 		o(&cfg)
 	}
 	c := &Cluster{
-		t: t, cfg: cfg,
+		t: t, cfg: cfg, scheme: "http",
 		// One temp dir for all the cluster's data and logs, made before the
 		// launcher registers its cleanup: cleanups run last-in first-out, so
 		// every process is dead before the directory is removed.
@@ -77,11 +86,20 @@ func StartCluster(t testing.TB, n int, opts ...Option) *Cluster {
 		transport: &http.Transport{MaxIdleConnsPerHost: 64},
 	}
 	t.Cleanup(c.transport.CloseIdleConnections)
+	return c
+}
+
+// launchAll starts n servers and waits until each serves HTTP as itself:
+// the one way every e2e test starts servers. It retries on other ports
+// when one was taken before a server could bind it.
+func (c *Cluster) launchAll(n int) {
+	t := c.t
+	t.Helper()
 	c.launch = newLauncher(t)
 	for attempt := 1; ; attempt++ {
 		err := c.start(n, attempt)
 		if err == nil {
-			break
+			return
 		}
 		if !errors.Is(err, errPortTaken) || attempt == startAttempts {
 			t.Fatalf("start a cluster of %d servers: %v", n, err)
@@ -89,8 +107,6 @@ func StartCluster(t testing.TB, n int, opts ...Option) *Cluster {
 		t.Logf("start a cluster of %d servers: %v; retrying on other ports", n, err)
 		c.launch.killAll()
 	}
-	c.awaitFormed()
-	return c
 }
 
 // awaitFormed waits until the cluster is whole: every server names the
@@ -349,7 +365,12 @@ func (s *Server) Name() string { return s.name }
 func (s *Server) Addr() string { return s.httpAddr }
 
 // URL is the server's API base URL.
-func (s *Server) URL() string { return "http://" + s.httpAddr }
+func (s *Server) URL() string {
+	if s.c == nil || s.c.scheme == "" {
+		return "http://" + s.httpAddr // a server this harness did not start
+	}
+	return s.c.scheme + "://" + s.httpAddr
+}
 
 // RaftAddr is the server's Raft address, host:port.
 func (s *Server) RaftAddr() string { return s.raftAddr }

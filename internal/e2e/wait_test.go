@@ -2,10 +2,13 @@ package e2e
 
 import (
 	"encoding/json"
+	"errors"
 	"os"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/drover-dev/drover/internal/testwait"
 )
 
 // waitTimeout is the generous deadline of the harness's own waits (a
@@ -13,36 +16,39 @@ import (
 // machine does not fail a test that is right.
 const waitTimeout = 30 * time.Second
 
-// pollInterval is how often a condition is checked. Short, because some
-// tests measure how long a fault lasts by polling.
-const pollInterval = 20 * time.Millisecond
-
-// waitUntil checks cond until it holds or timeout passes. It returns
-// whether cond held and the state cond described last.
-func waitUntil(timeout time.Duration, cond func() (bool, string)) (bool, string) {
-	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(pollInterval)
-	defer tick.Stop()
-	for {
-		ok, state := cond()
-		if ok {
-			return true, state
+// holds turns a condition that says whether it holds and what it saw into
+// one for testwait, whose error is the state seen.
+func holds(cond func() (bool, string)) func() error {
+	return func() error {
+		if ok, state := cond(); !ok {
+			if state == "" {
+				state = "not yet"
+			}
+			return errors.New(state)
 		}
-		if time.Now().After(deadline) {
-			return false, state
-		}
-		<-tick.C
+		return nil
 	}
 }
 
-// eventually fails the test unless cond holds within timeout. what says
-// what is awaited; cond returns whether it holds and the state it saw,
-// which the failure reports. Call it from the test's goroutine.
+// waitUntil checks cond until it holds or timeout passes (testwait.Until).
+// It returns whether cond held and the state cond described last.
+func waitUntil(timeout time.Duration, cond func() (bool, string)) (bool, string) {
+	var state string
+	err := testwait.Until(timeout, holds(func() (bool, string) {
+		var ok bool
+		ok, state = cond()
+		return ok, state
+	}))
+	return err == nil, state
+}
+
+// eventually fails the test unless cond holds within timeout
+// (testwait.Eventually). what says what is awaited; cond returns whether it
+// holds and the state it saw, which the failure reports. Call it from the
+// test's goroutine.
 func eventually(t testing.TB, timeout time.Duration, what string, cond func() (bool, string)) {
 	t.Helper()
-	if ok, state := waitUntil(timeout, cond); !ok {
-		t.Fatalf("timed out after %v waiting for %s; last seen: %s", timeout, what, state)
-	}
+	testwait.Eventually(t, timeout, what, holds(cond))
 }
 
 var timingsMu sync.Mutex

@@ -558,3 +558,14 @@ func NewTLS(t testing.TB) (*tlsutil.Server, *http.Client) {
 		Transport: &http.Transport{TLSClientConfig: tlsutil.ClientConfig(roots, nil)}}
 	return srv, client
 }
+
+// Decode decodes the body of a message of the agent channel, failing the
+// test when it does not decode.
+func Decode[T any](t testing.TB, env *protocol.Envelope) T {
+	t.Helper()
+	var v T
+	if err := protocol.DecodeBody(env, &v); err != nil {
+		t.Fatalf("%s %s: %v", env.Type, env.Body, err)
+	}
+	return v
+}

@@ -13,6 +13,7 @@ import (
 	"github.com/drover-dev/drover/internal/testwait"
 	"github.com/drover-dev/drover/protocol"
 	"github.com/drover-dev/drover/server"
+	"github.com/drover-dev/drover/server/clustertest"
 	"github.com/drover-dev/drover/server/state"
 )
 
@@ -68,7 +69,7 @@ func TestHelloWithJoinTokenRegistersNode(t *testing.T) {
 	inst := e.instance("acme", "crm")
 	e.place(inst, w.NodeID, "r1")
 	for {
-		as := decode[protocol.Assign](t, b.next(protocol.MsgAssign))
+		as := clustertest.Decode[protocol.Assign](t, b.next(protocol.MsgAssign))
 		if len(as.Replicas) == 1 && as.Replicas[0].ID == "r1" {
 			break
 		}
@@ -127,7 +128,7 @@ func checkRefused(t *testing.T, e *testEnv, first any, code protocol.Code) {
 	if env.Type != protocol.MsgError {
 		t.Fatalf("answered %s %s, want an error", env.Type, env.Body)
 	}
-	eb := decode[protocol.ChannelError](t, env)
+	eb := clustertest.Decode[protocol.ChannelError](t, env)
 	if eb.Code != code || eb.Message == "" {
 		t.Fatalf("error %+v, want code %s with a message", eb, code)
 	}
@@ -218,7 +219,7 @@ func TestFollowerRedirectsToLeader(t *testing.T) {
 		if env.Type != protocol.MsgError {
 			t.Fatalf("%s answered %s %s, want not_leader", f.ID, env.Type, env.Body)
 		}
-		eb := decode[protocol.ChannelError](t, env)
+		eb := clustertest.Decode[protocol.ChannelError](t, env)
 		var r protocol.Redirect
 		if eb.Code != protocol.CodeNotLeader || jsonDecode(eb.Body, &r) != nil || r.Leader != leader.HTTPAddr {
 			t.Fatalf("%s answered %+v (%s), want not_leader to %s", f.ID, eb, eb.Body, leader.HTTPAddr)

@@ -10,6 +10,7 @@ import (
 	"github.com/drover-dev/drover/internal/testwait"
 	"github.com/drover-dev/drover/protocol"
 	"github.com/drover-dev/drover/server"
+	"github.com/drover-dev/drover/server/clustertest"
 	"github.com/drover-dev/drover/server/gateway"
 )
 
@@ -200,7 +201,7 @@ func TestLeadershipLossClosesSessions(t *testing.T) {
 	b := dialAgent(t, follower.URL)
 	b.send(protocol.MsgHello, rejoin("host-a", w, w.NodeSecret))
 	b.startReading()
-	eb := decode[protocol.ChannelError](t, b.next(protocol.MsgError))
+	eb := clustertest.Decode[protocol.ChannelError](t, b.next(protocol.MsgError))
 	var r protocol.Redirect
 	if eb.Code != protocol.CodeNotLeader || jsonDecode(eb.Body, &r) != nil || r.Leader != leader.HTTPAddr {
 		t.Fatalf("%s answered %+v (%s), want not_leader to %s", follower.ID, eb, eb.Body, leader.HTTPAddr)

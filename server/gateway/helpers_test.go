@@ -155,7 +155,7 @@ func (e *testEnv) connect(url string, h protocol.Hello) (*testAgent, protocol.We
 	if env.Type != protocol.MsgWelcome {
 		e.t.Fatalf("hello answered with %s %s, want welcome", env.Type, env.Body)
 	}
-	return a, decode[protocol.Welcome](e.t, env)
+	return a, clustertest.Decode[protocol.Welcome](e.t, env)
 }
 
 // connectSilent dials url, sends h and reads the welcome, and then reads
@@ -174,7 +174,7 @@ func (e *testEnv) connectSilent(url string, h protocol.Hello) (*testAgent, proto
 	if err != nil || env.Type != protocol.MsgWelcome {
 		e.t.Fatalf("hello answered with %s (%v), want welcome", b, err)
 	}
-	return a, decode[protocol.Welcome](e.t, env)
+	return a, clustertest.Decode[protocol.Welcome](e.t, env)
 }
 
 // testHello is a valid first hello of a new node.
@@ -385,15 +385,6 @@ func (a *testAgent) closedBy() websocket.CloseError {
 }
 
 func jsonDecode(b []byte, v any) error { return json.Unmarshal(b, v) }
-
-func decode[T any](t testing.TB, env *protocol.Envelope) T {
-	t.Helper()
-	var v T
-	if err := json.Unmarshal(env.Body, &v); err != nil {
-		t.Fatalf("decode %s %s: %v", env.Type, env.Body, err)
-	}
-	return v
-}
 
 // logSink keeps the gateways' log lines, so that a test can wait for one,
 // and copies them to t.Log until the test ends.

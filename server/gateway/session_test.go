@@ -13,6 +13,7 @@ import (
 
 	"github.com/drover-dev/drover/internal/testwait"
 	"github.com/drover-dev/drover/protocol"
+	"github.com/drover-dev/drover/server/clustertest"
 	"github.com/drover-dev/drover/server/gateway"
 )
 
@@ -36,7 +37,7 @@ func TestAssignPushedWhenDesiredSetChanges(t *testing.T) {
 	a, w := e.register("host-a")
 	_, wb := e.register("host-b")
 
-	first := decode[protocol.Assign](t, a.next(protocol.MsgAssign))
+	first := clustertest.Decode[protocol.Assign](t, a.next(protocol.MsgAssign))
 	if first.Replicas == nil || len(first.Replicas) != 0 {
 		t.Fatalf("first assign of a new node: %+v, want an empty set", first)
 	}
@@ -44,7 +45,7 @@ func TestAssignPushedWhenDesiredSetChanges(t *testing.T) {
 	a.none(protocol.MsgAssign, quiet)
 
 	idx := e.place(inst, w.NodeID, "r1")
-	as := decode[protocol.Assign](t, a.next(protocol.MsgAssign))
+	as := clustertest.Decode[protocol.Assign](t, a.next(protocol.MsgAssign))
 	if got := assignedIDs(as); !slices.Equal(got, []string{"r1"}) {
 		t.Fatalf("assigned %v after placing r1", got)
 	}
@@ -63,7 +64,7 @@ func TestAssignPushedWhenDesiredSetChanges(t *testing.T) {
 	a.none(protocol.MsgAssign, quiet)
 
 	e.place(inst, w.NodeID, "r3")
-	as = decode[protocol.Assign](t, a.next(protocol.MsgAssign))
+	as = clustertest.Decode[protocol.Assign](t, a.next(protocol.MsgAssign))
 	if got := assignedIDs(as); !slices.Equal(got, []string{"r1", "r3"}) || as.Generation <= gen {
 		t.Fatalf("assigned %v at generation %d after placing r3 (last %d)", got, as.Generation, gen)
 	}
@@ -73,7 +74,7 @@ func TestAssignPushedWhenDesiredSetChanges(t *testing.T) {
 	// are kept when the agent restarts.
 	a.send(protocol.MsgStatus, protocol.Status{Seq: 2, Generation: gen,
 		Replicas: []protocol.ReplicaReport{{ID: "r3", State: protocol.ReplicaRunning, Ports: map[string]int{"http": 20007}}}})
-	as = decode[protocol.Assign](t, a.next(protocol.MsgAssign))
+	as = clustertest.Decode[protocol.Assign](t, a.next(protocol.MsgAssign))
 	for _, r := range as.Replicas {
 		if r.ID == "r3" && r.Ports["http"] != 20007 {
 			t.Fatalf("r3 assigned with ports %v after reporting its port", r.Ports)
@@ -81,7 +82,7 @@ func TestAssignPushedWhenDesiredSetChanges(t *testing.T) {
 	}
 
 	e.stopReplicas(inst, "r1")
-	as = decode[protocol.Assign](t, a.next(protocol.MsgAssign))
+	as = clustertest.Decode[protocol.Assign](t, a.next(protocol.MsgAssign))
 	if got := assignedIDs(as); !slices.Equal(got, []string{"r3"}) {
 		t.Fatalf("assigned %v after stopping r1", got)
 	}
@@ -105,7 +106,7 @@ func TestStatusCommittedInBatchesAndAcked(t *testing.T) {
 	}
 	var acked uint64
 	for acked < uint64(len(ids)) {
-		ack := decode[protocol.Ack](t, a.next(protocol.MsgAck))
+		ack := clustertest.Decode[protocol.Ack](t, a.next(protocol.MsgAck))
 		if ack.Seq <= acked || ack.Seq > uint64(len(ids)) {
 			t.Fatalf("ack %d after ack %d; seqs sent: 1-%d", ack.Seq, acked, len(ids))
 		}
@@ -135,7 +136,7 @@ func TestStatusCommittedInBatchesAndAcked(t *testing.T) {
 	// Of several reports of one replica, the latest is the one kept.
 	a.send(protocol.MsgStatus, protocol.Status{Seq: 7, Replicas: []protocol.ReplicaReport{{ID: "r1", State: protocol.ReplicaUnhealthy}}})
 	a.send(protocol.MsgStatus, protocol.Status{Seq: 8, Replicas: []protocol.ReplicaReport{{ID: "r1", State: protocol.ReplicaHealthy}}})
-	for decode[protocol.Ack](t, a.next(protocol.MsgAck)).Seq < 8 {
+	for clustertest.Decode[protocol.Ack](t, a.next(protocol.MsgAck)).Seq < 8 {
 	}
 	if got := e.snap().Replica("r1").State; got != protocol.ReplicaHealthy {
 		t.Fatalf("r1 is %s after its latest report said healthy", got)
@@ -169,7 +170,7 @@ func TestInvalidStatusEndsSession(t *testing.T) {
 	inst := e.instance("acme", "crm")
 	e.place(inst, w.NodeID, "r1")
 	a.send(protocol.MsgStatus, protocol.Status{Seq: 1, Replicas: []protocol.ReplicaReport{{ID: "r1", State: "exploded"}}})
-	eb := decode[protocol.ChannelError](t, a.next(protocol.MsgError))
+	eb := clustertest.Decode[protocol.ChannelError](t, a.next(protocol.MsgError))
 	if eb.Code != protocol.CodeInvalidArgument || eb.Message == "" {
 		t.Fatalf("error %+v", eb)
 	}
@@ -250,7 +251,7 @@ func TestStreamLogs(t *testing.T) {
 
 	{ // until eof
 		call := streamLogs(context.Background(), g, w.NodeID, protocol.LogRequest{Replica: "r1", Tail: 10, Follow: true}, &syncBuffer{})
-		req := decode[protocol.LogRequest](t, a.next(protocol.MsgLogs))
+		req := clustertest.Decode[protocol.LogRequest](t, a.next(protocol.MsgLogs))
 		if req.Stream == "" || req.Replica != "r1" || req.Tail != 10 || !req.Follow || req.Cancel {
 			t.Fatalf("log request %+v", req)
 		}
@@ -269,7 +270,7 @@ func TestStreamLogs(t *testing.T) {
 	}
 	{ // agent error
 		call := streamLogs(context.Background(), g, w.NodeID, protocol.LogRequest{Replica: "nope"}, &syncBuffer{})
-		req := decode[protocol.LogRequest](t, a.next(protocol.MsgLogs))
+		req := clustertest.Decode[protocol.LogRequest](t, a.next(protocol.MsgLogs))
 		a.logChunk(protocol.LogData{Stream: req.Stream, Error: "no replica nope on this node"})
 		if err := call.wait(t); protocol.AsError(err).Code != protocol.CodeNotFound {
 			t.Fatalf("StreamLogs of a replica the agent does not have: %v", err)
@@ -312,7 +313,7 @@ func flood(t *testing.T, a *testAgent, stream string, seq uint64) time.Duration 
 		a.logChunk(protocol.LogData{Stream: stream, Data: "more\n"})
 	}
 	a.send(protocol.MsgStatus, protocol.Status{Seq: seq, Replicas: []protocol.ReplicaReport{{ID: "r1", State: protocol.ReplicaRunning, Restarts: int(seq)}}})
-	for decode[protocol.Ack](t, a.next(protocol.MsgAck)).Seq < seq {
+	for clustertest.Decode[protocol.Ack](t, a.next(protocol.MsgAck)).Seq < seq {
 	}
 	return time.Since(start)
 }
@@ -331,7 +332,7 @@ func TestStreamLogsEndedByHTTPSide(t *testing.T) {
 
 	cancelled := func(t *testing.T, stream string) {
 		t.Helper()
-		req := decode[protocol.LogRequest](t, a.next(protocol.MsgLogs))
+		req := clustertest.Decode[protocol.LogRequest](t, a.next(protocol.MsgLogs))
 		if !req.Cancel || req.Stream != stream {
 			t.Fatalf("after the HTTP side ended, the agent got %+v, want a cancel of %s", req, stream)
 		}
@@ -341,7 +342,7 @@ func TestStreamLogsEndedByHTTPSide(t *testing.T) {
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
 		call := streamLogs(ctx, g, w.NodeID, protocol.LogRequest{Replica: "r1", Follow: true}, &syncBuffer{})
-		req := decode[protocol.LogRequest](t, a.next(protocol.MsgLogs))
+		req := clustertest.Decode[protocol.LogRequest](t, a.next(protocol.MsgLogs))
 		a.logChunk(protocol.LogData{Stream: req.Stream, Data: "first\n"})
 		waitCopied(t, call.out, "first\n")
 		cancel()
@@ -359,7 +360,7 @@ func TestStreamLogsEndedByHTTPSide(t *testing.T) {
 	{ // client gone
 		out := &syncBuffer{fail: true}
 		call := streamLogs(context.Background(), g, w.NodeID, protocol.LogRequest{Replica: "r1", Follow: true}, out)
-		req := decode[protocol.LogRequest](t, a.next(protocol.MsgLogs))
+		req := clustertest.Decode[protocol.LogRequest](t, a.next(protocol.MsgLogs))
 		a.logChunk(protocol.LogData{Stream: req.Stream, Data: "first\n"})
 		if err := call.wait(t); err != nil {
 			t.Fatalf("StreamLogs to a failing writer: %v", err)
@@ -372,7 +373,7 @@ func TestStreamLogsEndedByHTTPSide(t *testing.T) {
 	{ // too slow
 		out := &syncBuffer{gate: make(chan struct{})}
 		call := streamLogs(context.Background(), g, w.NodeID, protocol.LogRequest{Replica: "r1", Follow: true}, out)
-		req := decode[protocol.LogRequest](t, a.next(protocol.MsgLogs))
+		req := clustertest.Decode[protocol.LogRequest](t, a.next(protocol.MsgLogs))
 		// The writer holds the first chunk; the stream's buffer fills, and
 		// after gateway.LogStall the stream is cut rather than the session held.
 		if d := flood(t, a, req.Stream, seq.Add(1)); d > gateway.LogStall+wait/2 {
@@ -412,7 +413,7 @@ func TestStatusNotAckedUntilCommitted(t *testing.T) {
 
 	b, _ := e.connect(leader.URL, rejoin("host-a", w, w.NodeSecret))
 	b.send(protocol.MsgStatus, report)
-	if ack := decode[protocol.Ack](t, b.next(protocol.MsgAck)); ack.Seq != 1 {
+	if ack := clustertest.Decode[protocol.Ack](t, b.next(protocol.MsgAck)); ack.Seq != 1 {
 		t.Fatalf("ack %d, want 1", ack.Seq)
 	}
 	if got := leader.Store.Snapshot().Replica("r1").State; got != protocol.ReplicaRunning {
