@@ -1,6 +1,9 @@
 package protocol
 
-import "time"
+import (
+	"encoding/json"
+	"time"
+)
 
 // Tenant states.
 const (
@@ -14,7 +17,13 @@ type Tenant struct {
 	Labels      map[string]string `json:"labels,omitempty"`
 	State       string            `json:"state"`
 	Quotas      Quotas            `json:"quotas"`
-	CreatedAt   time.Time         `json:"created_at"`
+	// Region, when set, is where all the tenant's replicas run (data
+	// residency): the scheduler places them nowhere else.
+	Region string `json:"region,omitempty"`
+	// MaintenanceWindow is when rollouts may upgrade the tenant's
+	// instances.
+	MaintenanceWindow *MaintenanceWindow `json:"maintenance_window,omitempty"`
+	CreatedAt         time.Time          `json:"created_at"`
 	CreateIndex uint64            `json:"create_index"`
 	ModifyIndex uint64            `json:"modify_index"`
 }
@@ -50,7 +59,16 @@ type InstanceRequest struct {
 	Environment string `json:"environment"`
 	Plan        string `json:"plan,omitempty"`
 	Replicas    *int   `json:"replicas,omitempty"`
-	Spec        Spec   `json:"spec"`
+	// Spec is a custom instance's (operators only). A product instance
+	// names its product instead, and the spec is resolved from it.
+	Spec Spec `json:"spec"`
+
+	Product string `json:"product,omitempty"`
+	// Release or Channel (neither: the product's default channel).
+	Release    string                     `json:"release,omitempty"`
+	Channel    string                     `json:"channel,omitempty"`
+	Pinned     *bool                      `json:"pinned,omitempty"`
+	Parameters map[string]json.RawMessage `json:"parameters,omitempty"`
 }
 
 // Instance is one tenant's deployment in one environment.
@@ -65,6 +83,9 @@ type Instance struct {
 	Replicas int  `json:"replicas"`
 	Stopped  bool `json:"stopped"`
 	Spec     Spec `json:"spec"`
+	// ProductRef is set for an instance of a product; Spec is then
+	// resolved from it.
+	ProductRef
 	// Version grows with every spec change.
 	Version uint64 `json:"version"`
 	// StableVersion is the last version that was fully healthy; the target of
@@ -77,6 +98,17 @@ type Instance struct {
 	UpdatedAt     time.Time       `json:"updated_at"`
 	CreateIndex   uint64          `json:"create_index"`
 	ModifyIndex   uint64          `json:"modify_index"`
+}
+
+// ProductRef makes an instance one of a product: the release it runs (and
+// the channel it follows, if any), whether rollouts leave it alone, and
+// the customer's parameters (the secret ones redacted in answers).
+type ProductRef struct {
+	Product    string            `json:"product,omitempty"`
+	Release    string            `json:"release,omitempty"`
+	Channel    string            `json:"channel,omitempty"`
+	Pinned     bool              `json:"pinned,omitempty"`
+	Parameters map[string]string `json:"parameters,omitempty"`
 }
 
 // Instance states reported in InstanceStatus.State.

@@ -88,6 +88,16 @@ func (t *Tenant) Validate() error {
 	if err := ValidateLabels("labels", t.Labels); err != nil {
 		return err
 	}
+	if t.Region != "" {
+		if err := ValidateName("region", t.Region); err != nil {
+			return err
+		}
+	}
+	if t.MaintenanceWindow != nil {
+		if err := t.MaintenanceWindow.Validate("maintenance_window"); err != nil {
+			return err
+		}
+	}
 	return t.Quotas.Validate("quotas")
 }
 
@@ -126,7 +136,50 @@ func (r *InstanceRequest) Validate() error {
 			return err
 		}
 	}
-	return r.Spec.Validate("spec")
+	if r.Product == "" {
+		switch {
+		case r.Release != "":
+			return FieldError("release", "is for instances of a product; name the product")
+		case r.Channel != "":
+			return FieldError("channel", "is for instances of a product; name the product")
+		case r.Pinned != nil:
+			return FieldError("pinned", "is for instances of a product; name the product")
+		case len(r.Parameters) > 0:
+			return FieldError("parameters", "are for instances of a product; name the product")
+		}
+		return r.Spec.Validate("spec")
+	}
+	if err := ValidateName("product", r.Product); err != nil {
+		return err
+	}
+	if r.Release != "" && r.Channel != "" {
+		return FieldError("release", "name a release or a channel, not both")
+	}
+	if r.Release != "" {
+		if _, err := ParseVersion("release", r.Release); err != nil {
+			return err
+		}
+	}
+	if r.Channel != "" {
+		if err := ValidateName("channel", r.Channel); err != nil {
+			return err
+		}
+	}
+	if len(r.Parameters) > MaxParameters {
+		return FieldError("parameters", "at most %d", MaxParameters)
+	}
+	if !r.Spec.IsZero() {
+		return FieldError("spec", "an instance of a product takes no spec: the product and its release make it")
+	}
+	return nil
+}
+
+// IsZero reports whether nothing of the spec is set.
+func (s *Spec) IsZero() bool {
+	return s.Version == "" && len(s.Command) == 0 && len(s.Env) == 0 && len(s.Secrets) == 0 && len(s.Ports) == 0 &&
+		s.Resources == (Resources{}) && s.Health == nil && s.Restart == (RestartPolicy{}) &&
+		s.Update == (UpdateStrategy{}) && s.Stop == (StopPolicy{}) && s.Constraints.Region == "" &&
+		len(s.Constraints.Labels) == 0 && s.User == ""
 }
 
 // Validate checks a spec; field is the prefix of the field names in errors.

@@ -35,6 +35,28 @@ func aclInstanceDoc(name string, replicas int) map[string]any {
 		"spec": map[string]any{"command": []string{binPath, "demo-app", "-listen", "127.0.0.1:${PORT}"}, "ports": []string{"http"}}}
 }
 
+// aclProductDoc is an instance of the product aclDemoProduct publishes.
+func aclProductDoc(name string, replicas int) map[string]any {
+	return map[string]any{"name": name, "replicas": replicas, "product": "app"}
+}
+
+// aclDemoProduct publishes product "app", the demo app, with a plain and a
+// secret parameter and release 1.0.0 on its default channel, stable.
+func aclDemoProduct(mgmt *Client) {
+	mgmt.JSON(http.MethodPut, "/v1/products/app", map[string]any{
+		"template": map[string]any{"ports": []string{"http"},
+			"health": map[string]any{"type": "http", "port": "http", "path": "/healthz", "interval": "200ms"}},
+		"parameters": []map[string]any{
+			{"name": "GREETING", "type": "string", "default": "hello"},
+			{"name": "DEMO_ADDR_FILE", "type": "string", "secret": true},
+		},
+		"default_channel": "stable",
+	}, nil)
+	mgmt.JSON(http.MethodPost, "/v1/products/app/releases", map[string]any{"version": "1.0.0",
+		"command": []string{binPath, "demo-app", "-listen", "127.0.0.1:${PORT}"}}, nil)
+	mgmt.JSON(http.MethodPut, "/v1/products/app/channels/stable", map[string]string{"release": "1.0.0"}, nil)
+}
+
 // aclTenantsOf returns the "tenant" (or "name") of each object of a JSON list.
 func aclTenantsOf(t *testing.T, r *Response, field string) []string {
 	t.Helper()
@@ -448,8 +470,9 @@ func TestACLQuotasAndPlanLimitsRefuseAndChangeNothing(t *testing.T) {
 		"quotas": map[string]int{"instances": 2, "replicas": 3, "cpu_millis": 1000, "memory_mb": 512}}, nil)
 	mgmt.JSON(http.MethodPut, "/v1/plans/pro", map[string]any{"max_replicas": 2,
 		"resources": map[string]int{"cpu_millis": 400, "memory_mb": 128}}, nil)
-	_, admin := ac.token("tenant-admin", "acme")
-	c := ac.client(s, admin)
+	// Custom instances of any size are an operator's: quotas and plans
+	// bind them as they bind a tenant's.
+	c := mgmt
 	sized := func(name string, replicas int, cpu, mem int64, plan string) map[string]any {
 		d := aclInstanceDoc(name, replicas)
 		d["spec"].(map[string]any)["resources"] = map[string]int64{"cpu_millis": cpu, "memory_mb": mem}
@@ -514,14 +537,15 @@ func TestACLAuditRecordsEveryChangeWithItsActor(t *testing.T) {
 	mgmt.JSON(http.MethodGet, "/v1/acl/tokens/self", nil, &self)
 	mgmt.JSON(http.MethodPost, "/v1/tenants", map[string]string{"name": "acme"}, nil)
 	mgmt.JSON(http.MethodPost, "/v1/tenants", map[string]string{"name": "globex"}, nil)
+	aclDemoProduct(mgmt)
 	adminID, admin := ac.token("tenant-admin", "acme")
 	viewerID, viewer := ac.token("tenant-viewer", "acme")
 	globexID, globex := ac.token("tenant-admin", "globex")
 	opID, op := ac.token("operator", "")
 
-	ac.client(s, admin).JSON(http.MethodPost, "/v1/tenants/acme/instances", aclInstanceDoc("api", 1), nil)
+	ac.client(s, admin).JSON(http.MethodPost, "/v1/tenants/acme/instances", aclProductDoc("api", 1), nil)
 	ac.client(s, admin).JSON(http.MethodPost, "/v1/tenants/acme/instances/api/scale", map[string]int{"replicas": 2}, nil)
-	ac.client(s, globex).JSON(http.MethodPost, "/v1/tenants/globex/instances", aclInstanceDoc("web", 1), nil)
+	ac.client(s, globex).JSON(http.MethodPost, "/v1/tenants/globex/instances", aclProductDoc("web", 1), nil)
 	ac.client(s, op).JSON(http.MethodPatch, "/v1/tenants/acme", map[string]any{"labels": map[string]string{"tier": "gold"}}, nil)
 	ac.cli(s, op, "instance", "restart", "acme/api")
 	ac.client(s, viewer).aclSend(aclEndpoint{"POST", "/v1/tenants/acme/instances/api/stop", nil})    // 403
@@ -543,6 +567,8 @@ func TestACLAuditRecordsEveryChangeWithItsActor(t *testing.T) {
 		{self.ID, "management", "acme", "tenant.upsert", "acme", "ok", "", ""},
 		{self.ID, "management", "", "token.create", adminID, "ok", "", ""},
 		{self.ID, "management", "", "token.create", opID, "ok", "", ""},
+		{self.ID, "management", "", "product.upsert", "app", "ok", "", ""},
+		{self.ID, "management", "", "release.publish", "app@1.0.0", "ok", "", ""},
 		{adminID, "tenant-admin", "acme", "instance.create", "acme/api", "ok", "", ""},
 		{adminID, "tenant-admin", "acme", "instance.scale", "acme/api", "ok", "", ""},
 		{globexID, "tenant-admin", "globex", "instance.create", "globex/web", "ok", "", ""},
@@ -600,19 +626,19 @@ func TestACLSecretNeverShows(t *testing.T) {
 	ac.node(agent)
 	mgmt := ac.client(s, ac.Mgmt)
 	mgmt.JSON(http.MethodPost, "/v1/tenants", map[string]string{"name": "acme"}, nil)
+	aclDemoProduct(mgmt)
 	_, admin := ac.token("tenant-admin", "acme")
 	c := ac.client(s, admin)
 
 	// The secret is the path the demo app writes its address to: the file
-	// appearing proves the process got it.
+	// appearing proves the process got it. It is a secret parameter of the
+	// product, which reaches the process like spec.secrets.
 	dir := t.TempDir()
 	secretValue := "s3cr3t-" + fmt.Sprint(time.Now().UnixNano())
 	addrFile := filepath.Join(dir, secretValue)
-	doc := aclInstanceDoc("api", 1)
-	spec := doc["spec"].(map[string]any)
-	spec["secrets"] = map[string]string{"DEMO_ADDR_FILE": addrFile}
-	spec["env"] = map[string]string{"GREETING": "hello"}
-	spec["health"] = map[string]any{"type": "http", "port": "http", "path": "/healthz", "interval": "200ms"}
+	doc := aclProductDoc("api", 1)
+	params := map[string]string{"DEMO_ADDR_FILE": addrFile, "GREETING": "hello"}
+	doc["parameters"] = params
 	var made apiInstance
 	c.JSON(http.MethodPost, "/v1/tenants/acme/instances", doc, &made)
 	if v := made.Spec.Secrets["DEMO_ADDR_FILE"]; v == "" || v == addrFile {
@@ -628,7 +654,7 @@ func TestACLSecretNeverShows(t *testing.T) {
 		return in.Status != nil && in.Status.State == "running", r.String()
 	})
 	// Every reading of the instance, by API and CLI.
-	c.JSON(http.MethodPut, "/v1/tenants/acme/instances/api", map[string]any{"name": "api", "replicas": 1, "spec": spec}, nil)
+	c.JSON(http.MethodPut, "/v1/tenants/acme/instances/api", map[string]any{"name": "api", "replicas": 1, "product": "app", "parameters": params}, nil)
 	for _, p := range []string{"/v1/tenants/acme/instances/api", "/v1/tenants/acme/instances", "/v1/instances",
 		"/v1/tenants/acme/instances/api/replicas", "/v1/tenants/acme/instances/api/events", "/v1/audit",
 		"/v1/tenants/acme/instances/api/logs?tail=100"} {

@@ -105,6 +105,30 @@ func resolveSpec(snap *state.Snapshot, req *protocol.InstanceRequest) (protocol.
 	return spec.WithDefaults(), replicas, nil
 }
 
+// resolveRequest turns a request into the spec it runs, in req.Spec: a
+// product instance's from its product (returning its ProductRef), a custom
+// instance's as sent. Either way it checks the tenant's region.
+func (a *API) resolveRequest(r *http.Request, snap *state.Snapshot, req *protocol.InstanceRequest, t *protocol.Tenant, cur *protocol.Instance) (protocol.ProductRef, error) {
+	var ref protocol.ProductRef
+	if req.Product != "" {
+		var spec protocol.Spec
+		var err error
+		if ref, spec, err = resolveProduct(snap, req, cur); err != nil {
+			return ref, err
+		}
+		req.Spec = spec
+	} else {
+		user := ""
+		if cur != nil {
+			user = cur.Spec.User
+		}
+		if err := checkRunAs(r, &req.Spec, user); err != nil {
+			return ref, err
+		}
+	}
+	return ref, checkRegion(t, &req.Spec)
+}
+
 func (a *API) createInstance(w http.ResponseWriter, r *http.Request) error {
 	tenant := r.PathValue("tenant")
 	if err := protocol.ValidateName("tenant", tenant); err != nil {
@@ -114,21 +138,26 @@ func (a *API) createInstance(w http.ResponseWriter, r *http.Request) error {
 	if err := decode(r, &req); err != nil {
 		return err
 	}
+	if err := checkCustomSpec(r, &req); err != nil {
+		return err
+	}
 	if err := req.Validate(); err != nil {
 		return err
 	}
 	snap := a.store.Snapshot()
-	if snap.Tenant(tenant) == nil {
+	t := snap.Tenant(tenant)
+	if t == nil {
 		return protocol.NotFound("tenant", tenant)
 	}
-	if err := checkRunAs(r, &req.Spec, ""); err != nil {
+	ref, err := a.resolveRequest(r, snap, &req, t, nil)
+	if err != nil {
 		return err
 	}
 	spec, replicas, err := resolveSpec(snap, &req)
 	if err != nil {
 		return err
 	}
-	in := protocol.Instance{Tenant: tenant, Name: req.Name, Environment: req.Environment, Plan: req.Plan, Replicas: replicas, Spec: spec}
+	in := protocol.Instance{Tenant: tenant, Name: req.Name, Environment: req.Environment, Plan: req.Plan, Replicas: replicas, Spec: spec, ProductRef: ref}
 	id := protocol.InstanceID(tenant, req.Name)
 	if _, err := a.propose(w, r, state.CmdInstanceCreate, id, state.InstanceCreate{Instance: in}); err != nil {
 		return err
@@ -145,6 +174,9 @@ func (a *API) updateInstance(w http.ResponseWriter, r *http.Request) error {
 	}
 	var req protocol.InstanceRequest
 	if err := decode(r, &req); err != nil {
+		return err
+	}
+	if err := checkCustomSpec(r, &req); err != nil {
 		return err
 	}
 	if req.Name == "" {
@@ -172,14 +204,22 @@ func (a *API) updateInstance(w http.ResponseWriter, r *http.Request) error {
 	if req.Environment == "" {
 		req.Environment = cur.Environment
 	}
-	if req.Spec.User == "" {
+	if req.Product != "" && req.Plan == "" {
+		req.Plan = cur.Plan
+	}
+	if req.Spec.User == "" && req.Product == "" {
 		req.Spec.User = cur.Spec.User // an operator's choice stays
 	}
 	if req.Replicas == nil {
 		n := cur.Replicas
 		req.Replicas = &n
 	}
-	if err := checkRunAs(r, &req.Spec, cur.Spec.User); err != nil {
+	t := snap.Tenant(tenant)
+	if t == nil {
+		return protocol.NotFound("tenant", tenant)
+	}
+	ref, err := a.resolveRequest(r, snap, &req, t, cur)
+	if err != nil {
 		return err
 	}
 	spec, replicas, err := resolveSpec(snap, &req)
@@ -195,7 +235,7 @@ func (a *API) updateInstance(w http.ResponseWriter, r *http.Request) error {
 			}
 		}
 	}
-	cmd := state.InstanceUpdate{Tenant: tenant, Name: name, Spec: spec, Plan: req.Plan, Environment: req.Environment, Replicas: &replicas, IfVersion: ifVersion}
+	cmd := state.InstanceUpdate{Tenant: tenant, Name: name, Spec: spec, Plan: req.Plan, Environment: req.Environment, Replicas: &replicas, IfVersion: ifVersion, ProductRef: ref}
 	if _, err := a.propose(w, r, state.CmdInstanceUpdate, cur.ID, cmd); err != nil {
 		return err
 	}

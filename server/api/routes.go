@@ -29,6 +29,8 @@ func (a *API) routes() {
 	a.handle("GET /v1/plans", read, anyToken, a.listPlans)
 	a.handle("PUT /v1/plans/{name}", write, operators, a.putPlan)
 
+	a.catalogRoutes()
+
 	a.handle("POST /v1/tenants/{tenant}/instances", write, tenantAdmin, a.createInstance)
 	a.handle("GET /v1/tenants/{tenant}/instances", read, anyToken, a.listTenantInstances)
 	a.handle("GET /v1/instances", read, anyToken, a.listInstances)
@@ -161,9 +163,11 @@ func (a *API) getTenant(w http.ResponseWriter, r *http.Request) error {
 // tenantPatch is the body of PATCH /v1/tenants/{tenant}: fields present
 // replace the tenant's.
 type tenantPatch struct {
-	Labels *map[string]string `json:"labels"`
-	State  *string            `json:"state"`
-	Quotas *protocol.Quotas   `json:"quotas"`
+	Labels            *map[string]string          `json:"labels"`
+	State             *string                     `json:"state"`
+	Quotas            *protocol.Quotas            `json:"quotas"`
+	Region            *string                     `json:"region"`
+	MaintenanceWindow *protocol.MaintenanceWindow `json:"maintenance_window"`
 }
 
 func (a *API) patchTenant(w http.ResponseWriter, r *http.Request) error {
@@ -184,6 +188,15 @@ func (a *API) patchTenant(w http.ResponseWriter, r *http.Request) error {
 	}
 	if p.Quotas != nil {
 		c.Quotas = *p.Quotas
+	}
+	if p.Region != nil {
+		c.Region = *p.Region
+	}
+	if p.MaintenanceWindow != nil {
+		c.MaintenanceWindow = p.MaintenanceWindow
+		if len(p.MaintenanceWindow.Days) == 0 && p.MaintenanceWindow.Start == "" && p.MaintenanceWindow.Duration == 0 {
+			c.MaintenanceWindow = nil // {} clears the window
+		}
 	}
 	if err := c.Validate(); err != nil {
 		return err

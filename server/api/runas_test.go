@@ -8,8 +8,10 @@ import (
 	"github.com/drover-dev/drover/server"
 )
 
-// Only operators choose the host user an instance runs as; a tenant's
-// update keeps the operator's choice when it does not name a user.
+// Only operators choose the host user an instance runs as, and an update
+// that does not name a user keeps their choice. Tenant tokens send no spec
+// at all (API.md, "Tenant tokens create and change only product
+// instances"), so a user in theirs is refused naming spec.
 func TestRunAsUserIsTheOperatorsChoice(t *testing.T) {
 	e := newACLEnv(t, server.Config{})
 	mgmt := e.bootstrap().Secret
@@ -30,11 +32,18 @@ func TestRunAsUserIsTheOperatorsChoice(t *testing.T) {
 	e.ok(mgmt, "POST", "/v1/tenants/acme/instances", doc("nobody"), nil)
 
 	var in protocol.Instance
-	e.ok(admin, "PUT", "/v1/tenants/acme/instances/crm", doc(""), &in)
+	e.ok(mgmt, "PUT", "/v1/tenants/acme/instances/crm", doc(""), &in)
 	if in.Spec.User != "nobody" {
-		t.Fatalf("a tenant's update dropped the operator's user: %q", in.Spec.User)
+		t.Fatalf("an update without a user dropped the operator's: %q", in.Spec.User)
 	}
-	if r := e.call(admin, "PUT", "/v1/tenants/acme/instances/crm", doc("root")); r.status != http.StatusForbidden {
-		t.Fatalf("tenant admin changed the user: %d %s", r.status, r.body)
+	for _, user := range []string{"root", ""} {
+		if r := e.call(admin, "PUT", "/v1/tenants/acme/instances/crm", doc(user)); r.status != http.StatusForbidden || r.code() != protocol.CodePermissionDenied {
+			t.Fatalf("tenant admin changed the spec (user %q): %d %s", user, r.status, r.body)
+		}
+	}
+	var after protocol.Instance
+	e.ok(mgmt, "GET", "/v1/tenants/acme/instances/crm", nil, &after)
+	if after.Spec.User != "nobody" || after.Version != in.Version {
+		t.Fatalf("refused changes changed the instance: user %q version %d", after.Spec.User, after.Version)
 	}
 }

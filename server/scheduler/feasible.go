@@ -69,10 +69,15 @@ type demand struct {
 	cons []protocol.Constraints
 }
 
-func newDemand(spec *protocol.Spec, env *protocol.Environment) *demand {
+func newDemand(spec *protocol.Spec, env *protocol.Environment, tenant *protocol.Tenant) *demand {
 	d := &demand{res: spec.Resources, ports: len(spec.Ports), cons: []protocol.Constraints{spec.Constraints}}
 	if env != nil {
 		d.cons = append(d.cons, env.Constraints)
+	}
+	if tenant != nil && tenant.Region != "" {
+		// Residency: the tenant's region binds every instance of it,
+		// whatever its spec says and whenever the region was set.
+		d.cons = append(d.cons, protocol.Constraints{Region: tenant.Region})
 	}
 	return d
 }

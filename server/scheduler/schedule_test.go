@@ -745,3 +745,38 @@ func TestCleanExitUnderNeverIsFinished(t *testing.T) {
 		})
 	}
 }
+
+// A tenant's region binds every instance of it: replicas are placed there
+// only, and an instance already running elsewhere moves there when the
+// region is set (residency, API.md "Tenants gain region").
+func TestTenantRegionIsResidency(t *testing.T) {
+	h := newHarness(t)
+	h.Must(state.CmdEnvironmentUpsert, state.EnvironmentUpsert{Environment: protocol.Environment{Name: protocol.DefaultEnvironment}})
+	h.node("eu1", 4000, 4096, func(n *protocol.Node) { n.Region = "eu-west" })
+	h.node("us1", 4000, 4096, func(n *protocol.Node) { n.Region = "us-east" })
+	h.node("us2", 4000, 4096, func(n *protocol.Node) { n.Region = "us-east" })
+	id := h.running("crm", 3, spec())
+	if got := nodesOf(h.live(id)); got["us1"]+got["us2"] == 0 {
+		t.Fatalf("replicas on %v: without a region the tenant's replicas spread over every region", got)
+	}
+	h.Must(state.CmdTenantUpsert, state.TenantUpsert{Tenant: protocol.Tenant{Name: "acme", Region: "eu-west"}})
+	h.settle()
+	if got := nodesOf(h.live(id)); got["eu1"] == 0 || got["us1"]+got["us2"] == 0 {
+		t.Fatalf("replicas on %v: the move creates in eu-west before it stops elsewhere", got)
+	}
+	for range 5 { // max_parallel 1: one replica moves at a time
+		h.makeHealthy(id)
+		h.Advance(10 * time.Second)
+		h.settle()
+	}
+	if got := nodesOf(h.live(id)); got["eu1"] != 3 || len(got) != 1 {
+		t.Fatalf("replicas on %v after the tenant's region became eu-west, want all 3 on eu1", got)
+	}
+	// A constraint naming another region finds no node, and says why.
+	other := h.create("far", 1, spec(func(s *protocol.Spec) { s.Constraints.Region = "us-east" }))
+	h.settle()
+	live := h.live(other)
+	if len(live) != 1 || live[0].Node != "" || live[0].Message == "" {
+		t.Fatalf("an instance constrained outside the tenant's region: %+v", live)
+	}
+}

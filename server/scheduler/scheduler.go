@@ -76,6 +76,7 @@ func Schedule(snap *state.Snapshot, eval *state.Eval, now time.Time, ids func() 
 	}
 	s.plan.Version = s.in.Version
 	s.env = snap.Environment(s.in.Environment)
+	s.tenant = snap.Tenant(s.in.Tenant)
 	if d := s.in.Deployment; d != nil {
 		c := *d
 		s.dep = &c
@@ -107,6 +108,7 @@ type sched struct {
 	plan     *state.Plan
 	in       *protocol.Instance
 	env      *protocol.Environment
+	tenant   *protocol.Tenant
 	replicas []*protocol.Replica // the instance's, oldest first
 
 	stopped map[string]bool   // replicas this plan stops
@@ -250,11 +252,16 @@ func (s *sched) classify(alive []*protocol.Replica, m mode) (good, old, canaries
 }
 
 // migration says why a replica of the right version must still move: its
-// node is draining, or a restart asked for new processes. now is set when
-// it must stop at once: the drain's deadline has passed.
+// node is draining or outside its tenant's region, or a restart asked for
+// new processes. now is set when it must stop at once: the drain's
+// deadline has passed.
 func (s *sched) migration(r *protocol.Replica) (why string, now bool) {
 	if r.Node != "" {
-		if n := s.snap.Node(r.Node); n != nil && (n.Drain != nil || n.Status == protocol.NodeDraining) {
+		n := s.snap.Node(r.Node)
+		if n != nil && s.tenant != nil && s.tenant.Region != "" && n.Region != s.tenant.Region {
+			return fmt.Sprintf("node %s is outside tenant %s's region %s", nodeName(n, n.ID), s.tenant.Name, s.tenant.Region), false
+		}
+		if n != nil && (n.Drain != nil || n.Status == protocol.NodeDraining) {
 			if n.Drain != nil && !n.Drain.Deadline.IsZero() {
 				if !s.now.Before(n.Drain.Deadline) {
 					return fmt.Sprintf("node %s drained: deadline reached", nodeName(n, n.ID)), true
@@ -374,7 +381,7 @@ func (s *sched) assign(r *protocol.Replica, existing bool) {
 	if spec == nil {
 		spec = &s.in.Spec
 	}
-	d := newDemand(spec, s.env)
+	d := newDemand(spec, s.env, s.tenant)
 	var msg string
 	if until, failures := s.backoff(r); s.now.Before(until) {
 		s.retryAt(until)

@@ -137,6 +137,16 @@ func (w *writer) dispatch() error {
 		return run(w, (*writer).serverUpsert)
 	case CmdServerRemove:
 		return run(w, (*writer).serverRemove)
+	case CmdProductUpsert:
+		return run(w, (*writer).productUpsert)
+	case CmdProductDelete:
+		return run(w, (*writer).productDelete)
+	case CmdReleasePublish:
+		return run(w, (*writer).releasePublish)
+	case CmdReleaseUpdate:
+		return run(w, (*writer).releaseUpdate)
+	case CmdChannelSet:
+		return run(w, (*writer).channelSet)
 	}
 	return protocol.Errorf(protocol.CodeInvalidArgument, "unknown command %q", w.cmd.Type)
 }

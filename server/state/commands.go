@@ -37,6 +37,11 @@ const (
 	CmdAuditRetention    CommandType = "audit.retention"
 	CmdServerUpsert      CommandType = "server.upsert"
 	CmdServerRemove      CommandType = "server.remove"
+	CmdProductUpsert     CommandType = "product.upsert"
+	CmdProductDelete     CommandType = "product.delete"
+	CmdReleasePublish    CommandType = "release.publish"
+	CmdReleaseUpdate     CommandType = "release.update"
+	CmdChannelSet        CommandType = "channel.set"
 	// CmdStateRestored follows a restore from a backup, whose indexes are
 	// older than those clients have seen: it marks every table changed, so
 	// that blocking queries wake, and appends its AuditAppend body.
@@ -125,6 +130,8 @@ type InstanceUpdate struct {
 	Environment string        `json:"environment"`
 	Replicas    *int          `json:"replicas,omitempty"`
 	IfVersion   uint64        `json:"if_version,omitempty"`
+	// ProductRef replaces the instance's (none for a custom instance).
+	protocol.ProductRef
 }
 
 // InstanceScale changes the replica count.
@@ -261,4 +268,28 @@ type AuditAppend struct {
 // ServerUpsert records a server's addresses.
 type ServerUpsert struct {
 	Member protocol.Member `json:"member"`
+}
+
+// ProductUpsert creates or replaces a product (its channels are kept).
+type ProductUpsert struct {
+	Product protocol.Product `json:"product"`
+}
+
+// ReleasePublish adds a release to a product.
+type ReleasePublish struct {
+	Release protocol.Release `json:"release"`
+}
+
+// ReleaseUpdate changes a release's state or notes.
+type ReleaseUpdate struct {
+	Product string                `json:"product"`
+	Version string                `json:"version"`
+	Patch   protocol.ReleasePatch `json:"patch"`
+}
+
+// ChannelSet points a product's channel at one of its releases.
+type ChannelSet struct {
+	Product string `json:"product"`
+	Channel string `json:"channel"`
+	Release string `json:"release"`
 }

@@ -237,6 +237,10 @@ func newRow(table string) (any, error) {
 		return &indexEntry{}, nil
 	case tableUsage:
 		return &NodeUsage{}, nil
+	case tableProducts:
+		return &protocol.Product{}, nil
+	case tableReleases:
+		return &protocol.Release{}, nil
 	}
 	return nil, fmt.Errorf("read snapshot: unknown table %q", table)
 }

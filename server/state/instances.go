@@ -43,6 +43,9 @@ func (w *writer) instanceCreate(c *InstanceCreate) error {
 	if err := w.checkQuota(t, nil, &in); err != nil {
 		return err
 	}
+	if err := w.checkRelease(nil, &in); err != nil {
+		return err
+	}
 	in.Version = 1
 	in.CreatedAt, in.CreateIndex = w.cmd.Time, w.index
 	w.putInstance(&in)
@@ -63,6 +66,10 @@ func (w *writer) instanceUpdate(c *InstanceUpdate) error {
 	old := *in
 	in.Spec = c.Spec
 	in.Plan = c.Plan
+	in.ProductRef = c.ProductRef
+	if err := w.checkRelease(&old, in); err != nil {
+		return err
+	}
 	if c.Environment != "" {
 		in.Environment = c.Environment
 	}

@@ -25,6 +25,8 @@ const (
 	tableMeta         = "meta"
 	tableIndex        = "index"
 	tableUsage        = "usage"
+	tableProducts     = "products"
+	tableReleases     = "releases"
 )
 
 // Tables lists the tables a snapshot holds, in restore order.
@@ -32,6 +34,7 @@ var Tables = []string{
 	tableTenants, tableEnvironments, tablePlans, tableInstances, tableVersions,
 	tableReplicas, tableNodes, tableTokens, tableCredentials, tableAudit,
 	tableEvents, tableEvals, tableServers, tableMeta, tableIndex, tableUsage,
+	tableProducts, tableReleases,
 }
 
 // Exported table names for blocking queries.
@@ -45,6 +48,8 @@ const (
 	TableTokens    = tableTokens
 	TableEvals     = tableEvals
 	TableServers   = tableServers
+	TableProducts  = tableProducts
+	TableReleases  = tableReleases
 )
 
 func stringIndex(name, field string) *memdb.IndexSchema {
@@ -88,6 +93,10 @@ func schema() *memdb.DBSchema {
 		table(tableMeta, stringIndex("id", "Key")),
 		table(tableIndex, stringIndex("id", "Table")),
 		table(tableUsage, stringIndex("id", "Node")),
+		table(tableProducts, stringIndex("id", "Name")),
+		table(tableReleases, &memdb.IndexSchema{Name: "id", Unique: true, Indexer: &memdb.CompoundIndex{Indexes: []memdb.Indexer{
+			&memdb.StringFieldIndex{Field: "Product"}, &memdb.StringFieldIndex{Field: "Version"},
+		}}}),
 	} {
 		s.Tables[t.Name] = t
 	}

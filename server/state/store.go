@@ -380,3 +380,36 @@ func (s *Snapshot) InstanceStatus(in *protocol.Instance) *protocol.InstanceStatu
 	}
 	return st
 }
+
+// Product returns a product, or nil.
+func (s *Snapshot) Product(name string) *protocol.Product {
+	return one[protocol.Product](s, tableProducts, name)
+}
+
+// Products returns every product by name.
+func (s *Snapshot) Products() []*protocol.Product {
+	return list[protocol.Product](s, tableProducts, "id")
+}
+
+// Release returns one release of a product, or nil.
+func (s *Snapshot) Release(product, version string) *protocol.Release {
+	return one[protocol.Release](s, tableReleases, product, version)
+}
+
+// Releases returns a product's releases, oldest version first.
+func (s *Snapshot) Releases(product string) []*protocol.Release {
+	rs := list[protocol.Release](s, tableReleases, "id_prefix", product)
+	sort.SliceStable(rs, func(i, j int) bool { return protocol.CompareVersions(rs[i].Version, rs[j].Version) < 0 })
+	return rs
+}
+
+// ProductInstances returns the instances of a product.
+func (s *Snapshot) ProductInstances(product string) []*protocol.Instance {
+	var out []*protocol.Instance
+	for _, in := range s.Instances(InstanceFilter{}) {
+		if in.Product == product {
+			out = append(out, in)
+		}
+	}
+	return out
+}

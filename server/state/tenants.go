@@ -23,9 +23,13 @@ func (w *writer) tenantUpsert(c *TenantUpsert) error {
 		t.State = protocol.TenantActive
 	}
 	t.ModifyIndex = w.index
-	if old != nil && old.State != t.State {
+	if old != nil && (old.State != t.State || old.Region != t.Region) {
+		why := "tenant-" + t.State
+		if old.Region != t.Region {
+			why = "tenant-region"
+		}
 		for _, in := range w.snap().Instances(InstanceFilter{Tenant: t.Name}) {
-			w.eval(in.ID, "tenant-"+t.State)
+			w.eval(in.ID, why)
 		}
 	}
 	w.insert(tableTenants, &t)

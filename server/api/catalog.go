@@ -1,0 +1,420 @@
+package api
+
+import (
+	"net/http"
+	"slices"
+	"sort"
+
+	"github.com/drover-dev/drover/protocol"
+	"github.com/drover-dev/drover/server/state"
+)
+
+// The vendor's catalogue: products, releases and channels. Operators write
+// it; every token reads it, so that a customer's portal can offer plans,
+// releases and parameters.
+
+func (a *API) catalogRoutes() {
+	a.handle("GET /v1/products", read, anyToken, a.listProducts)
+	a.handle("PUT /v1/products/{product}", write, operators, a.putProduct)
+	a.handle("GET /v1/products/{product}", read, anyToken, a.getProduct)
+	a.handle("DELETE /v1/products/{product}", write, operators, a.deleteProduct)
+	a.handle("POST /v1/products/{product}/releases", write, operators, a.publishRelease)
+	a.handle("GET /v1/products/{product}/releases", read, anyToken, a.listReleases)
+	a.handle("GET /v1/products/{product}/releases/{version}", read, anyToken, a.getRelease)
+	a.handle("PATCH /v1/products/{product}/releases/{version}", write, operators, a.patchRelease)
+	a.handle("PUT /v1/products/{product}/channels/{channel}", write, operators, a.setChannel)
+	a.handle("GET /v1/products/{product}/channels", read, anyToken, a.listChannels)
+}
+
+func (a *API) product(snap *state.Snapshot, r *http.Request) (*protocol.Product, error) {
+	name := r.PathValue("product")
+	if err := protocol.ValidateName("product", name); err != nil {
+		return nil, err
+	}
+	p := snap.Product(name)
+	if p == nil {
+		return nil, protocol.NotFound("product", name)
+	}
+	return p, nil
+}
+
+func (a *API) listProducts(w http.ResponseWriter, r *http.Request) error {
+	snap, err := a.read(w, r, state.TableProducts)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, append([]*protocol.Product{}, snap.Products()...))
+	return nil
+}
+
+func (a *API) getProduct(w http.ResponseWriter, r *http.Request) error {
+	snap, err := a.read(w, r, state.TableProducts)
+	if err != nil {
+		return err
+	}
+	p, err := a.product(snap, r)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, p)
+	return nil
+}
+
+func (a *API) putProduct(w http.ResponseWriter, r *http.Request) error {
+	var p protocol.Product
+	if err := decode(r, &p); err != nil {
+		return err
+	}
+	name := r.PathValue("product")
+	if p.Name == "" {
+		p.Name = name
+	}
+	if p.Name != name {
+		return protocol.FieldError("name", "%q does not match the product in the path, %q", p.Name, name)
+	}
+	if len(p.Channels) > 0 {
+		return protocol.FieldError("channels", "are set one by one: PUT /v1/products/%s/channels/{channel}", name)
+	}
+	if err := p.Validate(); err != nil {
+		return err
+	}
+	if _, err := a.propose(w, r, state.CmdProductUpsert, p.Name, state.ProductUpsert{Product: p}); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, a.store.Snapshot().Product(p.Name))
+	return nil
+}
+
+func (a *API) deleteProduct(w http.ResponseWriter, r *http.Request) error {
+	name := r.PathValue("product")
+	if err := protocol.ValidateName("product", name); err != nil {
+		return err
+	}
+	if _, err := a.propose(w, r, state.CmdProductDelete, name, state.NameBody{Name: name}); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+func (a *API) publishRelease(w http.ResponseWriter, r *http.Request) error {
+	var rel protocol.Release
+	if err := decode(r, &rel); err != nil {
+		return err
+	}
+	name := r.PathValue("product")
+	if err := protocol.ValidateName("product", name); err != nil {
+		return err
+	}
+	if rel.Product == "" {
+		rel.Product = name
+	}
+	if rel.Product != name {
+		return protocol.FieldError("product", "%q does not match the product in the path, %q", rel.Product, name)
+	}
+	if err := rel.Validate(); err != nil {
+		return err
+	}
+	if _, err := a.propose(w, r, state.CmdReleasePublish, name+"@"+rel.Version, state.ReleasePublish{Release: rel}); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, a.store.Snapshot().Release(name, rel.Version))
+	return nil
+}
+
+func (a *API) listReleases(w http.ResponseWriter, r *http.Request) error {
+	snap, err := a.read(w, r, state.TableReleases, state.TableProducts)
+	if err != nil {
+		return err
+	}
+	p, err := a.product(snap, r)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, append([]*protocol.Release{}, snap.Releases(p.Name)...))
+	return nil
+}
+
+func (a *API) release(snap *state.Snapshot, r *http.Request) (*protocol.Release, error) {
+	p, err := a.product(snap, r)
+	if err != nil {
+		return nil, err
+	}
+	v := r.PathValue("version")
+	if _, err := protocol.ParseVersion("version", v); err != nil {
+		return nil, err
+	}
+	rel := snap.Release(p.Name, v)
+	if rel == nil {
+		return nil, protocol.NotFound("release", p.Name+" "+v)
+	}
+	return rel, nil
+}
+
+func (a *API) getRelease(w http.ResponseWriter, r *http.Request) error {
+	snap, err := a.read(w, r, state.TableReleases, state.TableProducts)
+	if err != nil {
+		return err
+	}
+	rel, err := a.release(snap, r)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, rel)
+	return nil
+}
+
+func (a *API) patchRelease(w http.ResponseWriter, r *http.Request) error {
+	var p protocol.ReleasePatch
+	if err := decode(r, &p); err != nil {
+		return err
+	}
+	if err := p.Validate(); err != nil {
+		return err
+	}
+	rel, err := a.release(a.store.Snapshot(), r)
+	if err != nil {
+		return err
+	}
+	cmd := state.ReleaseUpdate{Product: rel.Product, Version: rel.Version, Patch: p}
+	if _, err := a.propose(w, r, state.CmdReleaseUpdate, rel.Product+"@"+rel.Version, cmd); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, a.store.Snapshot().Release(rel.Product, rel.Version))
+	return nil
+}
+
+func (a *API) setChannel(w http.ResponseWriter, r *http.Request) error {
+	var req protocol.ChannelRequest
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	name, channel := r.PathValue("product"), r.PathValue("channel")
+	if err := protocol.ValidateName("product", name); err != nil {
+		return err
+	}
+	if err := protocol.ValidateName("channel", channel); err != nil {
+		return err
+	}
+	if _, err := protocol.ParseVersion("release", req.Release); err != nil {
+		return err
+	}
+	cmd := state.ChannelSet{Product: name, Channel: channel, Release: req.Release}
+	if _, err := a.propose(w, r, state.CmdChannelSet, name+"/"+channel, cmd); err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, channelsOf(a.store.Snapshot().Product(name)))
+	return nil
+}
+
+// channelView is a channel as listed.
+type channelView struct {
+	Name    string `json:"name"`
+	Release string `json:"release"`
+	Default bool   `json:"default,omitempty"`
+}
+
+func channelsOf(p *protocol.Product) []channelView {
+	out := []channelView{}
+	for name, rel := range p.Channels {
+		out = append(out, channelView{Name: name, Release: rel, Default: name == p.DefaultChannel})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+func (a *API) listChannels(w http.ResponseWriter, r *http.Request) error {
+	snap, err := a.read(w, r, state.TableProducts)
+	if err != nil {
+		return err
+	}
+	p, err := a.product(snap, r)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, channelsOf(p))
+	return nil
+}
+
+// isTenantToken reports whether r is made with a tenant's token.
+func isTenantToken(r *http.Request) bool {
+	switch identityFrom(r).Role {
+	case protocol.RoleTenantAdmin, protocol.RoleTenantViewer:
+		return true
+	}
+	return false
+}
+
+// checkCustomSpec refuses a raw spec from a tenant token: customers run the
+// vendor's products, never a command of their own (API.md).
+func checkCustomSpec(r *http.Request, req *protocol.InstanceRequest) error {
+	if !isTenantToken(r) {
+		return nil
+	}
+	if !req.Spec.IsZero() {
+		return &protocol.Error{Code: protocol.CodePermissionDenied, Field: "spec",
+			Message: "tenant tokens create and change instances of a product only: name a product, a plan and parameters, not a spec"}
+	}
+	if req.Product == "" {
+		return protocol.FieldError("product", "is required: name the product the instance runs")
+	}
+	return nil
+}
+
+// resolveProduct makes the spec of an instance of a product: the
+// product's template, the release's command and env, the plan's resources,
+// the parameters as environment variables (secret ones as secrets). cur is
+// the instance being changed, or nil; its secret parameters given as
+// "(secret)" keep their values.
+func resolveProduct(snap *state.Snapshot, req *protocol.InstanceRequest, cur *protocol.Instance) (protocol.ProductRef, protocol.Spec, error) {
+	var ref protocol.ProductRef
+	p := snap.Product(req.Product)
+	if p == nil {
+		return ref, protocol.Spec{}, protocol.FieldError("product", "unknown product %q", req.Product)
+	}
+	ref.Product = p.Name
+	if req.Plan != "" && len(p.Plans) > 0 && !slices.Contains(p.Plans, req.Plan) {
+		return ref, protocol.Spec{}, protocol.FieldError("plan", "product %s is offered in plans %v, not %q", p.Name, p.Plans, req.Plan)
+	}
+	if req.Plan == "" && len(p.Plans) > 0 {
+		return ref, protocol.Spec{}, protocol.FieldError("plan", "is required: product %s is offered in plans %v", p.Name, p.Plans)
+	}
+	switch {
+	case req.Release != "":
+		ref.Release = req.Release
+	case req.Channel != "" || cur == nil || cur.Channel != "":
+		ch := req.Channel
+		if ch == "" && cur != nil {
+			ch = cur.Channel
+		}
+		if ch == "" {
+			ch = p.DefaultChannel
+		}
+		if ch == "" {
+			return ref, protocol.Spec{}, protocol.FieldError("release", "name a release: product %s has no default channel", p.Name)
+		}
+		v, ok := p.Channels[ch]
+		if !ok {
+			return ref, protocol.Spec{}, protocol.FieldError("channel", "product %s has no channel %q", p.Name, ch)
+		}
+		ref.Channel = ch
+		// An instance following a channel keeps its release on updates
+		// that do not name one: rollouts move it, not its own changes.
+		if cur != nil && cur.Channel == ch && req.Channel == "" {
+			v = cur.Release
+		}
+		ref.Release = v
+	default:
+		ref.Release = cur.Release
+	}
+	rel := snap.Release(p.Name, ref.Release)
+	if rel == nil {
+		return ref, protocol.Spec{}, protocol.FieldError("release", "product %s has no release %q", p.Name, ref.Release)
+	}
+	if rel.State != protocol.ReleaseAvailable && (cur == nil || cur.Release != rel.Version) {
+		return ref, protocol.Spec{}, protocol.FieldError("release", "release %s of %s is %s: choose an available one", rel.Version, p.Name, rel.State)
+	}
+	if req.Pinned != nil {
+		ref.Pinned = *req.Pinned
+	} else if cur != nil {
+		ref.Pinned = cur.Pinned
+	}
+
+	spec := p.Template.Spec()
+	if pl := snap.Plan(req.Plan); pl != nil {
+		// The plan's resources, not the template's, are what is sold.
+		if pl.Resources.CPUMillis > 0 {
+			spec.Resources.CPUMillis = pl.Resources.CPUMillis
+		}
+		if pl.Resources.MemoryMB > 0 {
+			spec.Resources.MemoryMB = pl.Resources.MemoryMB
+		}
+	}
+	spec.Version = rel.Version
+	spec.Command = append([]string(nil), rel.Command...)
+	for k, v := range rel.Env {
+		if spec.Env == nil {
+			spec.Env = map[string]string{}
+		}
+		spec.Env[k] = v
+	}
+	ref.Parameters = map[string]string{}
+	declared := map[string]bool{}
+	for i := range p.Parameters {
+		prm := &p.Parameters[i]
+		declared[prm.Name] = true
+		raw, given := req.Parameters[prm.Name]
+		var val string
+		switch {
+		case given:
+			v, err := prm.Value(raw)
+			if err != nil {
+				return ref, spec, err
+			}
+			val = v
+			if prm.Secret && val == "(secret)" && cur != nil {
+				if old, ok := cur.Spec.Secrets[prm.Name]; ok {
+					val = old
+				}
+			}
+		case cur != nil && cur.Product == p.Name && hasParam(cur, prm):
+			val = paramOf(cur, prm)
+		case len(prm.Default) > 0:
+			v, err := prm.Value(prm.Default)
+			if err != nil {
+				return ref, spec, err
+			}
+			val = v
+		case prm.Required:
+			return ref, spec, protocol.FieldError("parameters."+prm.Name, "is required")
+		default:
+			continue
+		}
+		if prm.Secret {
+			if spec.Secrets == nil {
+				spec.Secrets = map[string]string{}
+			}
+			spec.Secrets[prm.Name] = val
+			ref.Parameters[prm.Name] = "(secret)"
+		} else {
+			if spec.Env == nil {
+				spec.Env = map[string]string{}
+			}
+			spec.Env[prm.Name] = val
+			ref.Parameters[prm.Name] = val
+		}
+	}
+	for k := range req.Parameters {
+		if !declared[k] {
+			return ref, spec, protocol.FieldError("parameters."+k, "product %s declares no parameter %q", p.Name, k)
+		}
+	}
+	if len(ref.Parameters) == 0 {
+		ref.Parameters = nil
+	}
+	return ref, spec, nil
+}
+
+func hasParam(in *protocol.Instance, prm *protocol.Parameter) bool {
+	if prm.Secret {
+		_, ok := in.Spec.Secrets[prm.Name]
+		return ok
+	}
+	_, ok := in.Parameters[prm.Name]
+	return ok
+}
+
+func paramOf(in *protocol.Instance, prm *protocol.Parameter) string {
+	if prm.Secret {
+		return in.Spec.Secrets[prm.Name]
+	}
+	return in.Parameters[prm.Name]
+}
+
+// checkRegion refuses a spec whose region constraint is not its tenant's.
+func checkRegion(t *protocol.Tenant, spec *protocol.Spec) error {
+	if t.Region != "" && spec.Constraints.Region != "" && spec.Constraints.Region != t.Region {
+		return protocol.FieldError("spec.constraints.region", "tenant %s lives in region %s; its instances cannot run in %s", t.Name, t.Region, spec.Constraints.Region)
+	}
+	return nil
+}
