@@ -18,15 +18,15 @@ import (
 
 // Limits of the catalogue.
 const (
-	MaxParameters        = 64
-	MaxEnumValues        = 64
-	MaxParameterBytes    = 4096
-	MaxDescriptionBytes  = 1024
-	MaxNotesBytes        = 16 << 10
-	MaxChannels          = 32
-	MaxProductPlans      = 32
-	MaxUpgradeFromBytes  = 256
-	MaxWindowDays        = 7
+	MaxParameters       = 64
+	MaxEnumValues       = 64
+	MaxParameterBytes   = 4096
+	MaxDescriptionBytes = 1024
+	MaxNotesBytes       = 16 << 10
+	MaxChannels         = 32
+	MaxProductPlans     = 32
+	MaxUpgradeFromBytes = 256
+	MaxWindowDays       = 7
 )
 
 // Release states.

@@ -13,10 +13,10 @@ const (
 
 // Tenant is a customer boundary: its instances, tokens, quotas and audit trail.
 type Tenant struct {
-	Name        string            `json:"name"`
-	Labels      map[string]string `json:"labels,omitempty"`
-	State       string            `json:"state"`
-	Quotas      Quotas            `json:"quotas"`
+	Name   string            `json:"name"`
+	Labels map[string]string `json:"labels,omitempty"`
+	State  string            `json:"state"`
+	Quotas Quotas            `json:"quotas"`
 	// Region, when set, is where all the tenant's replicas run (data
 	// residency): the scheduler places them nowhere else.
 	Region string `json:"region,omitempty"`
@@ -24,8 +24,8 @@ type Tenant struct {
 	// instances.
 	MaintenanceWindow *MaintenanceWindow `json:"maintenance_window,omitempty"`
 	CreatedAt         time.Time          `json:"created_at"`
-	CreateIndex uint64            `json:"create_index"`
-	ModifyIndex uint64            `json:"modify_index"`
+	CreateIndex       uint64             `json:"create_index"`
+	ModifyIndex       uint64             `json:"modify_index"`
 }
 
 // Quotas limit what a tenant may run. Zero means unlimited.
