@@ -27,9 +27,11 @@ func (c *Client) Status(ctx context.Context, q *QueryOptions) (*protocol.Cluster
 // TenantPatch is the body of a tenant change: fields not nil replace the
 // tenant's.
 type TenantPatch struct {
-	Labels *map[string]string `json:"labels,omitempty"`
-	State  *string            `json:"state,omitempty"`
-	Quotas *protocol.Quotas   `json:"quotas,omitempty"`
+	Labels            *map[string]string          `json:"labels,omitempty"`
+	State             *string                     `json:"state,omitempty"`
+	Quotas            *protocol.Quotas            `json:"quotas,omitempty"`
+	Region            *string                     `json:"region,omitempty"`
+	MaintenanceWindow *protocol.MaintenanceWindow `json:"maintenance_window,omitempty"`
 }
 
 // CreateTenant creates a tenant; an existing name is a conflict.
@@ -291,4 +293,59 @@ func (c *Client) Audit(ctx context.Context, f AuditFilter, q *QueryOptions) ([]*
 		v.Set("since", f.Since.String())
 	}
 	return call[[]*protocol.AuditRecord](ctx, c, Request{Method: http.MethodGet, Path: "/v1/audit", Query: q.values(v)})
+}
+
+// --- the catalogue ---
+
+// PutProduct creates or replaces a product.
+func (c *Client) PutProduct(ctx context.Context, p *protocol.Product) (*protocol.Product, Meta, error) {
+	return call[*protocol.Product](ctx, c, Request{Method: http.MethodPut, Path: "/v1/products/" + seg(p.Name), Body: p})
+}
+
+// Products lists the products.
+func (c *Client) Products(ctx context.Context, q *QueryOptions) ([]*protocol.Product, Meta, error) {
+	return call[[]*protocol.Product](ctx, c, Request{Method: http.MethodGet, Path: "/v1/products", Query: q.values(nil)})
+}
+
+// Product reads one product.
+func (c *Client) Product(ctx context.Context, name string, q *QueryOptions) (*protocol.Product, Meta, error) {
+	return call[*protocol.Product](ctx, c, Request{Method: http.MethodGet, Path: "/v1/products/" + seg(name), Query: q.values(nil)})
+}
+
+// DeleteProduct deletes a product no instance uses.
+func (c *Client) DeleteProduct(ctx context.Context, name string) (Meta, error) {
+	return c.Do(ctx, Request{Method: http.MethodDelete, Path: "/v1/products/" + seg(name)}, nil)
+}
+
+// PublishRelease adds a release to a product.
+func (c *Client) PublishRelease(ctx context.Context, product string, r *protocol.Release) (*protocol.Release, Meta, error) {
+	return call[*protocol.Release](ctx, c, Request{Method: http.MethodPost, Path: "/v1/products/" + seg(product) + "/releases", Body: r})
+}
+
+// Releases lists a product's releases, oldest version first.
+func (c *Client) Releases(ctx context.Context, product string, q *QueryOptions) ([]*protocol.Release, Meta, error) {
+	return call[[]*protocol.Release](ctx, c, Request{Method: http.MethodGet, Path: "/v1/products/" + seg(product) + "/releases", Query: q.values(nil)})
+}
+
+// UpdateRelease changes a release's state or notes.
+func (c *Client) UpdateRelease(ctx context.Context, product, version string, p *protocol.ReleasePatch) (*protocol.Release, Meta, error) {
+	return call[*protocol.Release](ctx, c, Request{Method: http.MethodPatch, Path: "/v1/products/" + seg(product) + "/releases/" + seg(version), Body: p})
+}
+
+// Channel is a product's channel and the release it points at.
+type Channel struct {
+	Name    string `json:"name"`
+	Release string `json:"release"`
+	Default bool   `json:"default,omitempty"`
+}
+
+// SetChannel points a product's channel at a release.
+func (c *Client) SetChannel(ctx context.Context, product, channel, release string) ([]Channel, Meta, error) {
+	return call[[]Channel](ctx, c, Request{Method: http.MethodPut, Path: "/v1/products/" + seg(product) + "/channels/" + seg(channel),
+		Body: protocol.ChannelRequest{Release: release}})
+}
+
+// Channels lists a product's channels.
+func (c *Client) Channels(ctx context.Context, product string, q *QueryOptions) ([]Channel, Meta, error) {
+	return call[[]Channel](ctx, c, Request{Method: http.MethodGet, Path: "/v1/products/" + seg(product) + "/channels", Query: q.values(nil)})
 }

@@ -274,7 +274,17 @@ func instanceStatusTable(w io.Writer, st *instanceStatus, now time.Time) {
 	if in.Stopped {
 		state += " (stopped by request)"
 	}
-	fields(w, "ID", in.ID, "Environment", in.Environment, "Plan", in.Plan,
+	product := ""
+	if in.Product != "" {
+		product = in.Product + " " + in.Release
+		if in.Channel != "" {
+			product += " (channel " + in.Channel + ")"
+		}
+		if in.Pinned {
+			product += ", pinned"
+		}
+	}
+	fields(w, "ID", in.ID, "Environment", in.Environment, "Plan", in.Plan, "Product", product,
 		"Version", instanceVersion(in), "State", state, "Replicas", replicas, "Deployment", dep)
 	fmt.Fprintln(w)
 	if len(st.Replicas) == 0 {

@@ -28,18 +28,9 @@ var instanceFileKeys = map[string]bool{
 // JSON file, "-" for in: the request to send and the tenant the file names
 // ("" if none).
 func readInstanceFile(path string, in io.Reader) (*protocol.InstanceRequest, string, error) {
-	var b []byte
-	var err error
-	if path == "-" {
-		b, err = io.ReadAll(io.LimitReader(in, protocol.MaxBodyBytes+1))
-	} else {
-		b, err = os.ReadFile(path)
-	}
+	b, err := readDocBytes("instance", path, in)
 	if err != nil {
-		return nil, "", fmt.Errorf("read instance file: %w", err)
-	}
-	if len(b) > protocol.MaxBodyBytes {
-		return nil, "", fmt.Errorf("instance file %s: over %d bytes", path, protocol.MaxBodyBytes)
+		return nil, "", err
 	}
 	req, tenant, err := parseInstanceDoc(b)
 	if err != nil {
@@ -48,9 +39,65 @@ func readInstanceFile(path string, in io.Reader) (*protocol.InstanceRequest, str
 	return req, tenant, nil
 }
 
+// readDocBytes reads a document file of at most MaxBodyBytes, "-" for in.
+func readDocBytes(what, path string, in io.Reader) ([]byte, error) {
+	var b []byte
+	var err error
+	if path == "-" {
+		b, err = io.ReadAll(io.LimitReader(in, protocol.MaxBodyBytes+1))
+	} else {
+		b, err = os.ReadFile(path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read %s file: %w", what, err)
+	}
+	if len(b) > protocol.MaxBodyBytes {
+		return nil, fmt.Errorf("%s file %s: over %d bytes", what, path, protocol.MaxBodyBytes)
+	}
+	return b, nil
+}
+
+// readDocFile reads a YAML or JSON document of what (a product, a release)
+// into v, strictly, leaving out the read-only keys drop of an answer, so
+// that what `show -o json` prints can be edited and sent back.
+func readDocFile(what, path string, in io.Reader, v any, drop ...string) error {
+	b, err := readDocBytes(what, path, in)
+	if err != nil {
+		return err
+	}
+	doc, err := decodeDoc(b)
+	if err != nil {
+		return fmt.Errorf("%s file %s: %w", what, path, err)
+	}
+	m, ok := doc.(map[string]any)
+	if !ok {
+		return fmt.Errorf("%s file %s: want a mapping of the %s's fields", what, path, what)
+	}
+	for _, k := range drop {
+		delete(m, k)
+	}
+	if err := strictDecode(m, v); err != nil {
+		return fmt.Errorf("%s file %s: %w", what, path, err)
+	}
+	return nil
+}
+
+// strictDecode decodes a document's map into v as the server does, so that
+// a misspelt key is an error here and not a setting silently lost.
+func strictDecode(m map[string]any, v any) error {
+	buf, err := json.Marshal(m)
+	if err != nil {
+		return err
+	}
+	dec := json.NewDecoder(bytes.NewReader(buf))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fieldError(err)
+	}
+	return nil
+}
+
 // parseInstanceDoc turns a YAML or JSON instance document into a request.
-// The request is decoded strictly, as the server does, so that a misspelt
-// key is an error here and not a setting silently lost.
 func parseInstanceDoc(b []byte) (*protocol.InstanceRequest, string, error) {
 	doc, err := decodeDoc(b)
 	if err != nil {
@@ -71,15 +118,14 @@ func parseInstanceDoc(b []byte) (*protocol.InstanceRequest, string, error) {
 	for k := range instanceFileKeys {
 		delete(m, k)
 	}
-	buf, err := json.Marshal(m)
-	if err != nil {
-		return nil, "", err
+	if _, ok := m["product"]; ok {
+		// An instance of a product answers with its resolved spec, which
+		// is read-only: its product makes it.
+		delete(m, "spec")
 	}
 	var req protocol.InstanceRequest
-	dec := json.NewDecoder(bytes.NewReader(buf))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		return nil, "", fieldError(err)
+	if err := strictDecode(m, &req); err != nil {
+		return nil, "", err
 	}
 	return &req, tenant, nil
 }

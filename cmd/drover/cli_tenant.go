@@ -25,6 +25,7 @@ func newTenantCmd() *cobra.Command {
 func newTenantCreateCmd() *cobra.Command {
 	var labels []string
 	var q protocol.Quotas
+	var region string
 	cmd := &cobra.Command{
 		Use:   "create NAME",
 		Short: "Create a tenant",
@@ -37,7 +38,7 @@ func newTenantCreateCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			t, _, err := c.api.CreateTenant(c.ctx, &protocol.Tenant{Name: args[0], Labels: l, Quotas: q})
+			t, _, err := c.api.CreateTenant(c.ctx, &protocol.Tenant{Name: args[0], Labels: l, Quotas: q, Region: region})
 			if err != nil {
 				return err
 			}
@@ -46,6 +47,7 @@ func newTenantCreateCmd() *cobra.Command {
 	}
 	fs := cmd.Flags()
 	fs.StringArrayVar(&labels, "label", nil, "label key=value (repeatable)")
+	fs.StringVar(&region, "region", "", "the only region the tenant's replicas may run in (data residency)")
 	fs.IntVar(&q.Instances, "quota-instances", 0, "most instances the tenant may have")
 	fs.IntVar(&q.Replicas, "quota-replicas", 0, "most replicas across its instances")
 	fs.Int64Var(&q.CPUMillis, "quota-cpu", 0, "most CPU across its replicas, in millicores")
@@ -82,8 +84,12 @@ func newTenantShowCmd() *cobra.Command {
 				return err
 			}
 			return c.show(t, func(w io.Writer) {
-				fields(w, "Name", t.Name, "State", t.State, "Labels", kvList(t.Labels),
-					"Quotas", quotasText(t.Quotas), "Created", stamp(t.CreatedAt))
+				window := ""
+				if t.MaintenanceWindow != nil {
+					window = t.MaintenanceWindow.String() + " UTC"
+				}
+				fields(w, "Name", t.Name, "State", t.State, "Labels", kvList(t.Labels), "Region", t.Region,
+					"Maintenance window", window, "Quotas", quotasText(t.Quotas), "Created", stamp(t.CreatedAt))
 			})
 		}),
 	}

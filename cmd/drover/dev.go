@@ -100,7 +100,8 @@ func runDev(cmd *cobra.Command, f devFlags) error {
 		if err := createDemo(ctx, base, logger); err != nil {
 			fmt.Fprintf(out, "Could not create the demo instance: %v\n\n", err)
 		} else {
-			fmt.Fprintf(out, "A demo instance, demo/hello, is starting with 2 replicas.\n\n")
+			fmt.Fprintf(out, "A demo instance, demo/hello, is starting with 2 replicas; product hello\n")
+			fmt.Fprintf(out, "(releases 1.0.0 and 1.1.0) runs for tenants acme and contoso in staging and production.\n\n")
 		}
 	}
 	addrFlag := ""
@@ -108,7 +109,8 @@ func runDev(cmd *cobra.Command, f devFlags) error {
 		addrFlag = " -addr " + base
 	}
 	fmt.Fprintf(out, "Try, in another terminal:\n")
-	for _, c := range []string{"status", "instance list", "instance status demo/hello", "node list", "instance logs demo/hello"} {
+	for _, c := range []string{"status", "instance list", "instance status demo/hello", "node list", "instance logs demo/hello",
+		"product show hello", "instance status acme/hello-production"} {
 		fmt.Fprintf(out, "  drover%s %s\n", addrFlag, c)
 	}
 	fmt.Fprintf(out, "\nPress Ctrl-C to stop.\n")
@@ -160,16 +162,70 @@ func createDemo(ctx context.Context, base string, logger hclog.Logger) error {
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
-	err = post(ctx, base+"/v1/tenants/demo/instances", req)
+	if err := ignoreConflict(post(ctx, base+"/v1/tenants/demo/instances", req)); err != nil {
+		return err
+	}
+	return createDemoProduct(ctx, base, self)
+}
+
+// createDemoProduct defines product hello, the demo app, with releases
+// 1.0.0 and 1.1.0 and channel stable at 1.0.0, and gives tenants acme and
+// contoso an instance of it each, so that a rollout can be tried at once.
+func createDemoProduct(ctx context.Context, base, self string) error {
+	product := protocol.Product{Name: "hello", Description: "The demo app bundled in drover",
+		Template: protocol.ProductTemplate{Ports: []string{"http"},
+			Health: &protocol.HealthCheck{Type: protocol.HealthHTTP, Port: "http", Path: "/healthz",
+				Interval: protocol.Duration(time.Second), Timeout: protocol.Duration(time.Second)},
+			Update: protocol.UpdateStrategy{MinHealthyTime: protocol.Duration(2 * time.Second), AutoRollback: true},
+			Stop:   protocol.StopPolicy{Timeout: protocol.Duration(5 * time.Second)}},
+		Parameters: []protocol.Parameter{{Name: "GREETING", Type: protocol.ParamString,
+			Default: json.RawMessage(`"Hello from Drover"`), Description: "what the app answers"}},
+		DefaultChannel: "stable",
+	}
+	if err := send(ctx, http.MethodPut, base+"/v1/products/hello", product); err != nil {
+		return err
+	}
+	for _, v := range []string{"1.0.0", "1.1.0"} {
+		rel := protocol.Release{Version: v, Command: []string{self, "demo-app", "-listen", "127.0.0.1:${PORT}"},
+			Env: map[string]string{"HELLO_VERSION": v}, UpgradeFrom: ">=1.0.0", Notes: "demo release " + v}
+		if err := ignoreConflict(post(ctx, base+"/v1/products/hello/releases", rel)); err != nil {
+			return err
+		}
+	}
+	if err := send(ctx, http.MethodPut, base+"/v1/products/hello/channels/stable", protocol.ChannelRequest{Release: "1.0.0"}); err != nil {
+		return err
+	}
+	one := 1
+	for _, tenant := range []string{"acme", "contoso"} {
+		if err := ignoreConflict(post(ctx, base+"/v1/tenants", protocol.Tenant{Name: tenant})); err != nil {
+			return err
+		}
+		for _, env := range []string{"staging", "production"} {
+			in := protocol.InstanceRequest{Name: "hello-" + env, Environment: env, Product: "hello", Replicas: &one}
+			if err := ignoreConflict(post(ctx, base+"/v1/tenants/"+tenant+"/instances", in)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// ignoreConflict treats "already exists" as done: dev mode run again with
+// the same -data-dir finds what it made before.
+func ignoreConflict(err error) error {
 	if err != nil && protocol.AsError(err).Code == protocol.CodeConflict {
-		return nil // kept from an earlier run with the same -data-dir
+		return nil
 	}
 	return err
 }
 
 func post(ctx context.Context, url string, body any) error {
+	return send(ctx, http.MethodPost, url, body)
+}
+
+func send(ctx context.Context, method, url string, body any) error {
 	b, _ := json.Marshal(body)
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(b))
+	req, err := http.NewRequestWithContext(ctx, method, url, bytes.NewReader(b))
 	if err != nil {
 		return err
 	}
