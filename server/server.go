@@ -25,6 +25,7 @@ import (
 	"github.com/drover-dev/drover/server/console"
 	"github.com/drover-dev/drover/server/gateway"
 	"github.com/drover-dev/drover/server/metrics"
+	"github.com/drover-dev/drover/server/rollout"
 	"github.com/drover-dev/drover/server/scheduler"
 	"github.com/drover-dev/drover/server/state"
 )
@@ -360,6 +361,16 @@ func (s *Server) leaderDuties(ctx context.Context) {
 	go func() {
 		defer wg.Done()
 		s.gateway.Lead(ctx)
+	}()
+	rollouts := rollout.NewController(rollout.Config{Store: s.store, Clock: s.cfg.Clock, Logger: s.logger,
+		Propose: func(ctx context.Context, st *state.RolloutStep) error {
+			_, err := s.cluster.Propose(ctx, state.CmdRolloutStep, st, nil)
+			return err
+		}})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		rollouts.Run(ctx)
 	}()
 	if !s.cfg.NoScheduler {
 		worker := scheduler.NewWorker(scheduler.WorkerConfig{

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/drover-dev/drover/protocol"
+	"github.com/drover-dev/drover/server/catalog"
 	"github.com/drover-dev/drover/server/state"
 )
 
@@ -113,7 +114,7 @@ func (a *API) resolveRequest(r *http.Request, snap *state.Snapshot, req *protoco
 	if req.Product != "" {
 		var spec protocol.Spec
 		var err error
-		if ref, spec, err = resolveProduct(snap, req, cur); err != nil {
+		if ref, spec, err = catalog.Resolve(snap, req, cur); err != nil {
 			return ref, err
 		}
 		req.Spec = spec

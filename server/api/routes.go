@@ -30,6 +30,7 @@ func (a *API) routes() {
 	a.handle("PUT /v1/plans/{name}", write, operators, a.putPlan)
 
 	a.catalogRoutes()
+	a.rolloutRoutes()
 
 	a.handle("POST /v1/tenants/{tenant}/instances", write, tenantAdmin, a.createInstance)
 	a.handle("GET /v1/tenants/{tenant}/instances", read, anyToken, a.listTenantInstances)

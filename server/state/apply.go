@@ -147,6 +147,12 @@ func (w *writer) dispatch() error {
 		return run(w, (*writer).releaseUpdate)
 	case CmdChannelSet:
 		return run(w, (*writer).channelSet)
+	case CmdRolloutCreate:
+		return run(w, (*writer).rolloutCreate)
+	case CmdRolloutStep:
+		return run(w, (*writer).rolloutStep)
+	case CmdRolloutControl:
+		return run(w, (*writer).rolloutControl)
 	}
 	return protocol.Errorf(protocol.CodeInvalidArgument, "unknown command %q", w.cmd.Type)
 }

@@ -42,6 +42,9 @@ const (
 	CmdReleasePublish    CommandType = "release.publish"
 	CmdReleaseUpdate     CommandType = "release.update"
 	CmdChannelSet        CommandType = "channel.set"
+	CmdRolloutCreate     CommandType = "rollout.create"
+	CmdRolloutStep       CommandType = "rollout.step"
+	CmdRolloutControl    CommandType = "rollout.control"
 	// CmdStateRestored follows a restore from a backup, whose indexes are
 	// older than those clients have seen: it marks every table changed, so
 	// that blocking queries wake, and appends its AuditAppend body.
@@ -292,4 +295,33 @@ type ChannelSet struct {
 	Product string `json:"product"`
 	Channel string `json:"channel"`
 	Release string `json:"release"`
+}
+
+// RolloutCreate stores a rollout as laid out by the leader.
+type RolloutCreate struct {
+	Rollout protocol.Rollout `json:"rollout"`
+}
+
+// RolloutStep is one move of a rollout: its new record and the instance
+// updates that start upgrades. Base is the ModifyIndex of the record the
+// step was made from: a step made from an older record (the rollout was
+// paused or cancelled meanwhile) changes nothing.
+type RolloutStep struct {
+	Base     uint64           `json:"base"`
+	Rollout  protocol.Rollout `json:"rollout"`
+	Upgrades []InstanceUpdate `json:"upgrades,omitempty"`
+}
+
+// Rollout controls.
+const (
+	RolloutPause   = "pause"
+	RolloutResume  = "resume"
+	RolloutCancel  = "cancel"
+	RolloutApprove = "approve"
+)
+
+// RolloutControl pauses, resumes, cancels or approves a rollout.
+type RolloutControl struct {
+	ID     string `json:"id"`
+	Action string `json:"action"`
 }

@@ -241,6 +241,8 @@ func newRow(table string) (any, error) {
 		return &protocol.Product{}, nil
 	case tableReleases:
 		return &protocol.Release{}, nil
+	case tableRollouts:
+		return &protocol.Rollout{}, nil
 	}
 	return nil, fmt.Errorf("read snapshot: unknown table %q", table)
 }

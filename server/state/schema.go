@@ -27,6 +27,7 @@ const (
 	tableUsage        = "usage"
 	tableProducts     = "products"
 	tableReleases     = "releases"
+	tableRollouts     = "rollouts"
 )
 
 // Tables lists the tables a snapshot holds, in restore order.
@@ -34,7 +35,7 @@ var Tables = []string{
 	tableTenants, tableEnvironments, tablePlans, tableInstances, tableVersions,
 	tableReplicas, tableNodes, tableTokens, tableCredentials, tableAudit,
 	tableEvents, tableEvals, tableServers, tableMeta, tableIndex, tableUsage,
-	tableProducts, tableReleases,
+	tableProducts, tableReleases, tableRollouts,
 }
 
 // Exported table names for blocking queries.
@@ -50,6 +51,7 @@ const (
 	TableServers   = tableServers
 	TableProducts  = tableProducts
 	TableReleases  = tableReleases
+	TableRollouts  = tableRollouts
 )
 
 func stringIndex(name, field string) *memdb.IndexSchema {
@@ -94,6 +96,7 @@ func schema() *memdb.DBSchema {
 		table(tableIndex, stringIndex("id", "Table")),
 		table(tableUsage, stringIndex("id", "Node")),
 		table(tableProducts, stringIndex("id", "Name")),
+		table(tableRollouts, stringIndex("id", "ID")),
 		table(tableReleases, &memdb.IndexSchema{Name: "id", Unique: true, Indexer: &memdb.CompoundIndex{Indexes: []memdb.Indexer{
 			&memdb.StringFieldIndex{Field: "Product"}, &memdb.StringFieldIndex{Field: "Version"},
 		}}}),

@@ -413,3 +413,15 @@ func (s *Snapshot) ProductInstances(product string) []*protocol.Instance {
 	}
 	return out
 }
+
+// Rollout returns a rollout, or nil.
+func (s *Snapshot) Rollout(id string) *protocol.Rollout {
+	return one[protocol.Rollout](s, tableRollouts, id)
+}
+
+// Rollouts returns every rollout, oldest first.
+func (s *Snapshot) Rollouts() []*protocol.Rollout {
+	rs := list[protocol.Rollout](s, tableRollouts, "id")
+	sort.SliceStable(rs, func(i, j int) bool { return rs[i].CreateIndex < rs[j].CreateIndex })
+	return rs
+}

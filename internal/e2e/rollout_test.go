@@ -1,0 +1,275 @@
+package e2e
+
+// Scenarios of the issue "phased fleet rollouts": a product's instances of
+// several tenants upgraded in waves by the leader's rollout controller,
+// run by real agents and real processes.
+
+import (
+	"fmt"
+	"net/http"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+)
+
+type apiRollout struct {
+	ID      string `json:"id"`
+	State   string `json:"state"`
+	Message string `json:"message"`
+	Counts  struct {
+		Total, Pending, Waiting, Upgrading, Succeeded, Failed, Skipped int
+		RolledBack                                                     int `json:"rolled_back"`
+	} `json:"counts"`
+	Instances []struct {
+		ID          string    `json:"id"`
+		Environment string    `json:"environment"`
+		Tenant      string    `json:"tenant"`
+		Wave        int       `json:"wave"`
+		State       string    `json:"state"`
+		Reason      string    `json:"reason"`
+		ETA         time.Time `json:"eta"`
+	} `json:"instances"`
+}
+
+type apiEventT struct {
+	Type    string    `json:"type"`
+	Message string    `json:"message"`
+	Time    time.Time `json:"time"`
+}
+
+// rolloutFleet is a cluster with two agents, product hello with releases
+// 0.9.0, 1.0.0, 1.1.0 (upgrades from >=1.0.0) and 1.2.0 (fails its health
+// check), and six tenants with a staging and a production instance each.
+func rolloutFleet(t *testing.T) (*Server, *Client) {
+	t.Helper()
+	c := StartCluster(t, 1, WithFastRaft())
+	s := c.WaitForLeader()
+	StartAgent(t, c)
+	StartAgent(t, c)
+	api := s.Client().WithRetry(retryBudget)
+	api.JSON(http.MethodPut, "/v1/products/hello", map[string]any{
+		"template": map[string]any{"ports": []string{"http"},
+			"health": map[string]any{"type": "http", "port": "http", "path": "/healthz", "interval": "200ms"},
+			"update": map[string]any{"min_healthy_time": "300ms", "healthy_deadline": "4s", "auto_rollback": true}},
+		"default_channel": "stable",
+	}, nil)
+	for _, v := range []string{"0.9.0", "1.0.0", "1.1.0", "1.2.0"} {
+		argv := []string{binPath, "demo-app", "-listen", "127.0.0.1:${PORT}"}
+		if v == "1.2.0" {
+			argv = append(argv, "-fail-health")
+		}
+		api.JSON(http.MethodPost, "/v1/products/hello/releases", map[string]any{"version": v, "command": argv,
+			"env": map[string]string{"HELLO_VERSION": v}, "upgrade_from": ">=1.0.0"}, nil)
+	}
+	api.JSON(http.MethodPut, "/v1/products/hello/channels/stable", map[string]string{"release": "1.0.0"}, nil)
+	for i := 1; i <= 6; i++ {
+		ring := "late"
+		if i <= 2 {
+			ring = "early"
+		}
+		tenant := fmt.Sprintf("t%d", i)
+		api.JSON(http.MethodPost, "/v1/tenants", map[string]any{"name": tenant, "labels": map[string]string{"ring": ring}}, nil)
+		for _, env := range []string{"staging", "production"} {
+			doc := map[string]any{"name": "hello-" + env, "environment": env, "product": "hello", "replicas": 1}
+			switch {
+			case i == 5 && env == "production":
+				doc["pinned"] = true
+			case i == 6 && env == "production":
+				doc["release"] = "0.9.0" // outside 1.1.0's upgrade_from
+			}
+			api.JSON(http.MethodPost, "/v1/tenants/"+tenant+"/instances", doc, nil)
+		}
+	}
+	eventually(t, waitTimeout, "the 12 instances running", func() (bool, string) {
+		var list []apiInstance
+		api.JSON(http.MethodGet, "/v1/instances", nil, &list)
+		running := 0
+		for _, in := range list {
+			if in.Status != nil && in.Status.State == "running" {
+				running++
+			}
+		}
+		return running == 12, fmt.Sprintf("%d of %d running", running, len(list))
+	})
+	return s, api
+}
+
+func waitRollout(t *testing.T, api *Client, id, what string, done func(apiRollout) bool) apiRollout {
+	t.Helper()
+	var ro apiRollout
+	eventually(t, 2*waitTimeout, what, func() (bool, string) {
+		api.JSON(http.MethodGet, "/v1/rollouts/"+id, nil, &ro)
+		return done(ro), fmt.Sprintf("%s %s %+v", ro.State, ro.Message, ro.Counts)
+	})
+	return ro
+}
+
+// span is when an instance's upgrade ran, from its rollout events.
+type span struct{ start, end time.Time }
+
+func upgradeSpans(t *testing.T, api *Client, ids []string, rolloutID string) map[string]span {
+	t.Helper()
+	out := map[string]span{}
+	for _, id := range ids {
+		var evs []apiEventT
+		api.JSON(http.MethodGet, "/v1/tenants/"+strings.Replace(id, "/", "/instances/", 1)+"/events", nil, &evs)
+		var sp span
+		for _, e := range evs {
+			if e.Type != "rollout" || !strings.Contains(e.Message, rolloutID) {
+				continue
+			}
+			switch {
+			case strings.Contains(e.Message, ": upgrading"):
+				sp.start = e.Time
+			case strings.Contains(e.Message, ": succeeded"), strings.Contains(e.Message, ": rolled_back"), strings.Contains(e.Message, ": failed"):
+				sp.end = e.Time
+			}
+		}
+		if !sp.start.IsZero() {
+			out[id] = sp
+		}
+	}
+	return out
+}
+
+func TestRolloutWavesConcurrencyStagingFirstAndSkips(t *testing.T) {
+	_, api := rolloutFleet(t)
+	req := map[string]any{
+		"product": "hello", "release": "1.1.0",
+		"waves": []map[string]any{
+			{"name": "staging", "selector": map[string]any{"environments": []string{"staging"}}},
+			{"name": "early", "selector": map[string]any{"tenant_labels": map[string]string{"ring": "early"}, "environments": []string{"production"}}},
+			{"name": "everyone"},
+		},
+		"max_concurrent": 2, "staging_first": true,
+	}
+	// The dry run is the calendar, and creates nothing.
+	var dry apiRollout
+	api.JSON(http.MethodPost, "/v1/rollouts?dry_run=true", req, &dry)
+	if dry.Counts.Total != 12 || dry.Counts.Skipped != 2 {
+		t.Fatalf("dry run counts %+v, want 12 with 2 skipped", dry.Counts)
+	}
+	for _, in := range dry.Instances {
+		if in.State != "skipped" && in.ETA.IsZero() {
+			t.Errorf("dry run: %s has no ETA", in.ID)
+		}
+	}
+	var none []apiRollout
+	api.JSON(http.MethodGet, "/v1/rollouts", nil, &none)
+	if len(none) != 0 {
+		t.Fatalf("the dry run created a rollout: %+v", none)
+	}
+
+	var ro apiRollout
+	api.JSON(http.MethodPost, "/v1/rollouts", req, &ro)
+	ro = waitRollout(t, api, ro.ID, "the rollout to end", func(r apiRollout) bool { return r.State == "succeeded" || r.State == "failed" || r.State == "paused" })
+	if ro.State != "succeeded" || ro.Counts.Succeeded != 10 || ro.Counts.Skipped != 2 {
+		t.Fatalf("rollout ended %s (%s) with %+v, want succeeded: 10 upgraded, 2 skipped", ro.State, ro.Message, ro.Counts)
+	}
+	var ids []string
+	for _, in := range ro.Instances {
+		switch in.ID {
+		case "t5/hello-production":
+			if in.State != "skipped" || in.Reason != "pinned" {
+				t.Errorf("pinned instance: %s %q", in.State, in.Reason)
+			}
+		case "t6/hello-production":
+			if in.State != "skipped" || !strings.Contains(in.Reason, "upgrade_from >=1.0.0") {
+				t.Errorf("instance outside upgrade_from: %s %q", in.State, in.Reason)
+			}
+		default:
+			ids = append(ids, in.ID)
+		}
+	}
+	// Every other instance runs 1.1.0, healthy.
+	for _, id := range ids {
+		var in apiProductInstance
+		api.JSON(http.MethodGet, "/v1/tenants/"+strings.Replace(id, "/", "/instances/", 1), nil, &in)
+		if in.Release != "1.1.0" || in.Spec.Env["HELLO_VERSION"] != "1.1.0" || in.Status == nil || in.Status.State != "running" {
+			t.Errorf("%s after the rollout: release %s env %v status %+v", id, in.Release, in.Spec.Env, in.Status)
+		}
+	}
+	// From the recorded events: never more than 2 upgrading at once, and
+	// every production instance starts after its tenant's staging one
+	// ended.
+	spans := upgradeSpans(t, api, ids, ro.ID)
+	if len(spans) != 10 {
+		t.Fatalf("upgrade events of %d instances, want 10: %v", len(spans), spans)
+	}
+	type edge struct {
+		at    time.Time
+		delta int
+	}
+	var edges []edge
+	for _, sp := range spans {
+		edges = append(edges, edge{sp.start, 1}, edge{sp.end, -1})
+	}
+	sort.Slice(edges, func(i, j int) bool {
+		if edges[i].at.Equal(edges[j].at) {
+			return edges[i].delta < edges[j].delta
+		}
+		return edges[i].at.Before(edges[j].at)
+	})
+	cur, most := 0, 0
+	for _, e := range edges {
+		cur += e.delta
+		most = max(most, cur)
+	}
+	if most > 2 {
+		t.Errorf("%d instances upgraded at once, over max_concurrent 2", most)
+	}
+	for i := 1; i <= 4; i++ {
+		st, pr := spans[fmt.Sprintf("t%d/hello-staging", i)], spans[fmt.Sprintf("t%d/hello-production", i)]
+		if pr.start.Before(st.end) {
+			t.Errorf("t%d: production started at %s, before staging ended at %s", i, pr.start, st.end)
+		}
+	}
+	// The wave early (t1, t2's production) ended before everyone's began.
+	for _, late := range []string{"t3/hello-production", "t4/hello-production"} {
+		for _, early := range []string{"t1/hello-production", "t2/hello-production"} {
+			if spans[late].start.Before(spans[early].end) {
+				t.Errorf("%s (wave everyone) started before %s (wave early) ended", late, early)
+			}
+		}
+	}
+}
+
+func TestRolloutOfAFailingReleasePausesAndCancels(t *testing.T) {
+	_, api := rolloutFleet(t)
+	var ro apiRollout
+	api.JSON(http.MethodPost, "/v1/rollouts", map[string]any{"product": "hello", "release": "1.2.0",
+		"selector": map[string]any{"environments": []string{"staging"}}, "max_failures": 1}, &ro)
+	ro = waitRollout(t, api, ro.ID, "the rollout to pause", func(r apiRollout) bool { return r.State == "paused" })
+	if ro.Counts.RolledBack != 1 || !strings.Contains(ro.Message, "max_failures 1") {
+		t.Fatalf("paused rollout: %s %+v", ro.Message, ro.Counts)
+	}
+	var first string
+	for _, in := range ro.Instances {
+		if in.State == "rolled_back" {
+			first = in.ID
+			if !strings.Contains(in.Reason, "rolled back") {
+				t.Errorf("%s rolled back with reason %q", in.ID, in.Reason)
+			}
+		}
+	}
+	var in apiProductInstance
+	eventually(t, waitTimeout, first+" back on 1.0.0 and running", func() (bool, string) {
+		api.JSON(http.MethodGet, "/v1/tenants/"+strings.Replace(first, "/", "/instances/", 1), nil, &in)
+		return in.Status != nil && in.Status.State == "running", fmt.Sprintf("%+v", in.Status)
+	})
+	// Paused: nothing else starts, over two of the controller's ticks.
+	for end := time.Now().Add(2 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+		api.JSON(http.MethodGet, "/v1/rollouts/"+ro.ID, nil, &ro)
+		if ro.Counts.Upgrading != 0 || ro.Counts.Pending+ro.Counts.Waiting != 5 {
+			t.Fatalf("a paused rollout moved on: %+v", ro.Counts)
+		}
+	}
+	api.JSON(http.MethodPost, "/v1/rollouts/"+ro.ID+"/cancel", nil, &ro)
+	if ro.State != "cancelled" || ro.Counts.Skipped != 5 || ro.Counts.RolledBack != 1 {
+		t.Fatalf("cancelled rollout: %s %+v", ro.State, ro.Counts)
+	}
+	if code, _, _ := api.Do(http.MethodPost, "/v1/rollouts/"+ro.ID+"/resume", nil); code != http.StatusConflict {
+		t.Errorf("resume of a cancelled rollout: %d, want 409", code)
+	}
+}
