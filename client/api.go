@@ -349,3 +349,37 @@ func (c *Client) SetChannel(ctx context.Context, product, channel, release strin
 func (c *Client) Channels(ctx context.Context, product string, q *QueryOptions) ([]Channel, Meta, error) {
 	return call[[]Channel](ctx, c, Request{Method: http.MethodGet, Path: "/v1/products/" + seg(product) + "/channels", Query: q.values(nil)})
 }
+
+// --- rollouts ---
+
+// CreateRollout starts a rollout, or with dryRun answers its calendar
+// without creating it.
+func (c *Client) CreateRollout(ctx context.Context, req *protocol.RolloutRequest, dryRun bool) (*protocol.Rollout, Meta, error) {
+	var q url.Values
+	if dryRun {
+		q = url.Values{"dry_run": {"true"}}
+	}
+	return call[*protocol.Rollout](ctx, c, Request{Method: http.MethodPost, Path: "/v1/rollouts", Query: q, Body: req})
+}
+
+// Rollouts lists rollouts, of one product and in one state when given.
+func (c *Client) Rollouts(ctx context.Context, product, state string, q *QueryOptions) ([]*protocol.Rollout, Meta, error) {
+	v := url.Values{}
+	if product != "" {
+		v.Set("product", product)
+	}
+	if state != "" {
+		v.Set("state", state)
+	}
+	return call[[]*protocol.Rollout](ctx, c, Request{Method: http.MethodGet, Path: "/v1/rollouts", Query: q.values(v)})
+}
+
+// Rollout reads one rollout; with q.Index it blocks until the rollouts change.
+func (c *Client) Rollout(ctx context.Context, id string, q *QueryOptions) (*protocol.Rollout, Meta, error) {
+	return call[*protocol.Rollout](ctx, c, Request{Method: http.MethodGet, Path: "/v1/rollouts/" + seg(id), Query: q.values(nil)})
+}
+
+// ControlRollout pauses, resumes, cancels or approves a rollout.
+func (c *Client) ControlRollout(ctx context.Context, id, action string) (*protocol.Rollout, Meta, error) {
+	return call[*protocol.Rollout](ctx, c, Request{Method: http.MethodPost, Path: "/v1/rollouts/" + seg(id) + "/" + seg(action)})
+}

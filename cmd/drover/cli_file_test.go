@@ -106,10 +106,10 @@ func TestParseInstanceDocErrors(t *testing.T) {
 func TestProgress(t *testing.T) {
 	in := &protocol.Instance{ID: "acme/crm", Replicas: 2, Version: 3,
 		Deployment: &protocol.Deployment{ToVersion: 3, State: protocol.DeploymentRunning}}
-	pending := client.NewRollout(in, []*protocol.Replica{
+	pending := client.NewProgress(in, []*protocol.Replica{
 		{Version: 3, Desired: protocol.DesiredRun, State: protocol.ReplicaPending},
 	}, 3)
-	placed := client.NewRollout(in, []*protocol.Replica{
+	placed := client.NewProgress(in, []*protocol.Replica{
 		{Version: 3, Desired: protocol.DesiredRun, Node: "n1", State: protocol.ReplicaRunning},
 		{Version: 3, Desired: protocol.DesiredRun, Node: "n2", State: protocol.ReplicaFailed},
 	}, 3)

@@ -27,7 +27,7 @@ type progress struct {
 	shown bool
 }
 
-func (p *progress) update(r *client.Rollout) {
+func (p *progress) update(r *client.Progress) {
 	line := rolloutLine(r)
 	if line == p.last {
 		return
@@ -49,7 +49,7 @@ func (p *progress) end() {
 }
 
 // rolloutLine is one state of a rollout, for the progress display.
-func rolloutLine(r *client.Rollout) string {
+func rolloutLine(r *client.Progress) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s version %d: %s placed, %s running, %s healthy",
 		r.Instance.ID, r.Version, ratio(r.Placed, r.Desired), ratio(r.Running, r.Desired), ratio(r.Healthy, r.Desired))
@@ -74,7 +74,7 @@ func (c *cli) waitRollout(tenant, name string, version uint64, timeout time.Dura
 	}
 	p := &progress{w: pw, tty: isTerminal(pw)}
 	start := c.now()
-	r, err := c.api.WatchRollout(ctx, tenant, name, version, p.update)
+	r, err := c.api.WatchProgress(ctx, tenant, name, version, p.update)
 	p.end()
 	if c.json && r != nil {
 		if err := writeJSONDoc(c.out, r.Instance); err != nil {
@@ -83,7 +83,7 @@ func (c *cli) waitRollout(tenant, name string, version uint64, timeout time.Dura
 	}
 	id := protocol.InstanceID(tenant, name)
 	var reason string
-	var re *client.RolloutError
+	var re *client.ProgressError
 	switch {
 	case err == nil && !r.Done():
 		if !c.json {
@@ -118,7 +118,7 @@ func (c *cli) waitRollout(tenant, name string, version uint64, timeout time.Dura
 
 // versionReplicas are the replicas of the rollout's version the scheduler
 // wants running.
-func versionReplicas(r *client.Rollout) []*protocol.Replica {
+func versionReplicas(r *client.Progress) []*protocol.Replica {
 	var out []*protocol.Replica
 	for _, rep := range r.Replicas {
 		if rep.Version == r.Version && rep.Desired == protocol.DesiredRun {
@@ -130,7 +130,7 @@ func versionReplicas(r *client.Rollout) []*protocol.Replica {
 
 // failureReport is the message of a failed wait: the reason, then what the
 // replicas say, then the instance's last events.
-func (c *cli) failureReport(reason string, r *client.Rollout, tenant, name string) string {
+func (c *cli) failureReport(reason string, r *client.Progress, tenant, name string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "Error: %s\n", reason)
 	if r != nil {

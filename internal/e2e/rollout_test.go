@@ -235,12 +235,23 @@ func TestRolloutWavesConcurrencyStagingFirstAndSkips(t *testing.T) {
 	}
 }
 
+// Through the CLI: a release whose health check fails rolls the first
+// instance back, pauses the rollout at max_failures, and cancel leaves the
+// finished instances as they are.
 func TestRolloutOfAFailingReleasePausesAndCancels(t *testing.T) {
-	_, api := rolloutFleet(t)
+	s, api := rolloutFleet(t)
+	file := writeFile(t, "rollout.yaml", `product: hello
+release: 1.2.0
+selector: {environments: [staging]}
+max_failures: 1
+`)
 	var ro apiRollout
-	api.JSON(http.MethodPost, "/v1/rollouts", map[string]any{"product": "hello", "release": "1.2.0",
-		"selector": map[string]any{"environments": []string{"staging"}}, "max_failures": 1}, &ro)
-	ro = waitRollout(t, api, ro.ID, "the rollout to pause", func(r apiRollout) bool { return r.State == "paused" })
+	cliJSON(t, s, &ro, "rollout", "create", "-f", file)
+	// status -w follows the rollout until it pauses.
+	cliJSON(t, s, &ro, "rollout", "status", ro.ID, "-w")
+	if ro.State != "paused" {
+		t.Fatalf("rollout status -w ended with %s %s", ro.State, ro.Message)
+	}
 	if ro.Counts.RolledBack != 1 || !strings.Contains(ro.Message, "max_failures 1") {
 		t.Fatalf("paused rollout: %s %+v", ro.Message, ro.Counts)
 	}
@@ -265,9 +276,15 @@ func TestRolloutOfAFailingReleasePausesAndCancels(t *testing.T) {
 			t.Fatalf("a paused rollout moved on: %+v", ro.Counts)
 		}
 	}
-	api.JSON(http.MethodPost, "/v1/rollouts/"+ro.ID+"/cancel", nil, &ro)
+	cliJSON(t, s, &ro, "rollout", "cancel", ro.ID)
 	if ro.State != "cancelled" || ro.Counts.Skipped != 5 || ro.Counts.RolledBack != 1 {
 		t.Fatalf("cancelled rollout: %s %+v", ro.State, ro.Counts)
+	}
+	if out := cliOK(t, s, "rollout", "status", ro.ID); !strings.Contains(out, "rollout cancelled") || !strings.Contains(out, "rolled back") {
+		t.Errorf("rollout status after cancel:\n%s", out)
+	}
+	if out := cliOK(t, s, "rollout", "list", "-product", "hello"); !strings.Contains(out, ro.ID) || !strings.Contains(out, "cancelled") {
+		t.Errorf("rollout list:\n%s", out)
 	}
 	if code, _, _ := api.Do(http.MethodPost, "/v1/rollouts/"+ro.ID+"/resume", nil); code != http.StatusConflict {
 		t.Errorf("resume of a cancelled rollout: %d, want 409", code)

@@ -90,7 +90,7 @@ func TestNewRollout(t *testing.T) {
 			if tc.in.Version == 1 {
 				version = 1
 			}
-			r := NewRollout(tc.in, tc.reps, version)
+			r := NewProgress(tc.in, tc.reps, version)
 			if r.Placed != tc.placed || r.Running != tc.running || r.Healthy != tc.healthy {
 				t.Errorf("placed/running/healthy = %d/%d/%d, want %d/%d/%d", r.Placed, r.Running, r.Healthy, tc.placed, tc.running, tc.healthy)
 			}
@@ -178,18 +178,18 @@ func (f *fakeServer) handler() http.Handler {
 	return mux
 }
 
-// watch runs WatchRollout in a goroutine; each state it sees arrives on
+// watch runs WatchProgress in a goroutine; each state it sees arrives on
 // the returned channel, and its result on done.
 type watchResult struct {
-	r   *Rollout
+	r   *Progress
 	err error
 }
 
-func watch(ctx context.Context, c *Client, version uint64) (<-chan *Rollout, <-chan watchResult) {
-	seen := make(chan *Rollout, 16)
+func watch(ctx context.Context, c *Client, version uint64) (<-chan *Progress, <-chan watchResult) {
+	seen := make(chan *Progress, 16)
 	done := make(chan watchResult, 1)
 	go func() {
-		r, err := c.WatchRollout(ctx, "acme", "crm", version, func(r *Rollout) { seen <- r })
+		r, err := c.WatchProgress(ctx, "acme", "crm", version, func(r *Progress) { seen <- r })
 		done <- watchResult{r, err}
 	}()
 	return seen, done
@@ -215,7 +215,7 @@ func TestWatchRolloutFollowsToHealthy(t *testing.T) {
 	f.set(testInstance(1, 2, over), rep("a", 1, "n1", protocol.ReplicaHealthy, ""), rep("b", 1, "n2", protocol.ReplicaHealthy, ""))
 	res := <-done
 	if res.err != nil || !res.r.Done() || res.r.Healthy != 2 {
-		t.Fatalf("WatchRollout = %+v, %v; want done with 2 healthy", res.r, res.err)
+		t.Fatalf("WatchProgress = %+v, %v; want done with 2 healthy", res.r, res.err)
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -229,10 +229,10 @@ func TestWatchRolloutFailure(t *testing.T) {
 	f := newFakeServer()
 	f.set(testInstance(1, 1, nil), rep("a", 1, "n1", protocol.ReplicaFailed, "exit code 3 after 5 restarts"))
 	c := newTestClient(t, f.handler(), "")
-	r, err := c.WatchRollout(context.Background(), "acme", "crm", 1, nil)
-	var re *RolloutError
+	r, err := c.WatchProgress(context.Background(), "acme", "crm", 1, nil)
+	var re *ProgressError
 	if !errors.As(err, &re) {
-		t.Fatalf("err = %v, want a *RolloutError", err)
+		t.Fatalf("err = %v, want a *ProgressError", err)
 	}
 	if len(re.Failed) != 1 || re.Failed[0].Message != "exit code 3 after 5 restarts" || r == nil {
 		t.Errorf("failed replicas = %+v", re.Failed)
@@ -246,7 +246,7 @@ func TestWatchRolloutTimeoutAndRetry(t *testing.T) {
 	c := newTestClient(t, f.handler(), "")
 	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
 	defer cancel()
-	r, err := c.WatchRollout(ctx, "acme", "crm", 1, nil)
+	r, err := c.WatchProgress(ctx, "acme", "crm", 1, nil)
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("err = %v, want the context's deadline", err)
 	}
@@ -258,7 +258,7 @@ func TestWatchRolloutTimeoutAndRetry(t *testing.T) {
 func TestWatchRolloutNotFound(t *testing.T) {
 	rec := &recorder{status: http.StatusNotFound, body: `{"error":{"code":"not_found","message":"instance \"acme/crm\" not found"}}`}
 	c := newTestClient(t, rec, "")
-	_, err := c.WatchRollout(context.Background(), "acme", "crm", 1, nil)
+	_, err := c.WatchProgress(context.Background(), "acme", "crm", 1, nil)
 	if !errors.Is(err, protocol.ErrNotFound) {
 		t.Fatalf("err = %v, want not_found at once", err)
 	}

@@ -11,9 +11,9 @@ import (
 	"github.com/drover-dev/drover/protocol"
 )
 
-// Rollout is an instance's progress towards running one version of its
+// Progress is an instance's progress towards running one version of its
 // spec healthy: after a create, an update, a scale or a start.
-type Rollout struct {
+type Progress struct {
 	Instance *protocol.Instance
 	Replicas []*protocol.Replica
 	// Version is the instance version awaited.
@@ -28,39 +28,39 @@ type Rollout struct {
 
 	done      bool
 	promotion bool
-	err       *RolloutError
+	err       *ProgressError
 }
 
-// RolloutError says why a rollout cannot succeed any more.
-type RolloutError struct {
+// ProgressError says why an instance cannot reach its version any more.
+type ProgressError struct {
 	Reason string
 	// Failed are the replicas of the awaited version that failed.
 	Failed []*protocol.Replica
 }
 
-func (e *RolloutError) Error() string { return e.Reason }
+func (e *ProgressError) Error() string { return e.Reason }
 
 // Done reports whether every desired replica of Version is healthy and no
 // deployment is running.
-func (r *Rollout) Done() bool { return r.done }
+func (r *Progress) Done() bool { return r.done }
 
 // AwaitingPromotion reports whether the deployment's canaries are healthy
 // and it waits for someone to promote them (the spec does not promote
 // automatically).
-func (r *Rollout) AwaitingPromotion() bool { return r.promotion }
+func (r *Progress) AwaitingPromotion() bool { return r.promotion }
 
-// Err is why the rollout cannot succeed any more, or nil while it can.
-func (r *Rollout) Err() error {
+// Err is why the instance cannot reach its version any more, or nil while it can.
+func (r *Progress) Err() error {
 	if r.err == nil {
 		return nil
 	}
 	return r.err
 }
 
-// NewRollout judges the progress of instance in, with replicas reps,
+// NewProgress judges the progress of instance in, with replicas reps,
 // towards running version healthy.
-func NewRollout(in *protocol.Instance, reps []*protocol.Replica, version uint64) *Rollout {
-	r := &Rollout{Instance: in, Replicas: reps, Version: version, Desired: in.Replicas}
+func NewProgress(in *protocol.Instance, reps []*protocol.Replica, version uint64) *Progress {
+	r := &Progress{Instance: in, Replicas: reps, Version: version, Desired: in.Replicas}
 	if in.Stopped {
 		r.Desired = 0
 	}
@@ -89,8 +89,8 @@ func NewRollout(in *protocol.Instance, reps []*protocol.Replica, version uint64)
 			active++
 		}
 	}
-	fail := func(format string, args ...any) *Rollout {
-		r.err = &RolloutError{Reason: fmt.Sprintf(format, args...), Failed: r.Failed}
+	fail := func(format string, args ...any) *Progress {
+		r.err = &ProgressError{Reason: fmt.Sprintf(format, args...), Failed: r.Failed}
 		return r
 	}
 	dep := in.Deployment
@@ -138,18 +138,18 @@ func suffix(msg string) string {
 	return ": " + msg
 }
 
-// maxBlock bounds one blocking query of WatchRollout.
+// maxBlock bounds one blocking query of WatchProgress.
 const maxBlock = 30 * time.Second
 
 // retryDelay is the pause before a watch retries after a transient error.
 const retryDelay = 500 * time.Millisecond
 
-// WatchRollout follows an instance with blocking queries until version is
+// WatchProgress follows an instance with blocking queries until version is
 // healthy or its canaries await promotion (nil), cannot become healthy (a
-// *RolloutError), or ctx ends (its error). fn, when not nil, sees each state read. The last state read is
+// *ProgressError), or ctx ends (its error). fn, when not nil, sees each state read. The last state read is
 // returned in every case (nil if none was).
-func (c *Client) WatchRollout(ctx context.Context, tenant, name string, version uint64, fn func(*Rollout)) (*Rollout, error) {
-	var last *Rollout
+func (c *Client) WatchProgress(ctx context.Context, tenant, name string, version uint64, fn func(*Progress)) (*Progress, error) {
+	var last *Progress
 	var index uint64
 	for {
 		wait := maxBlock
@@ -181,7 +181,7 @@ func (c *Client) WatchRollout(ctx context.Context, tenant, name string, version 
 				return last, err
 			}
 		}
-		last = NewRollout(in, reps, version)
+		last = NewProgress(in, reps, version)
 		if fn != nil {
 			fn(last)
 		}
