@@ -41,9 +41,9 @@ type apiEventT struct {
 // rolloutFleet is a cluster with two agents, product hello with releases
 // 0.9.0, 1.0.0, 1.1.0 (upgrades from >=1.0.0) and 1.2.0 (fails its health
 // check), and six tenants with a staging and a production instance each.
-func rolloutFleet(t *testing.T) (*Server, *Client) {
+func rolloutFleet(t *testing.T, servers int) (*Cluster, *Server, *Client) {
 	t.Helper()
-	c := StartCluster(t, 1, WithFastRaft())
+	c := StartCluster(t, servers, WithFastRaft())
 	s := c.WaitForLeader()
 	StartAgent(t, c)
 	StartAgent(t, c)
@@ -92,7 +92,7 @@ func rolloutFleet(t *testing.T) (*Server, *Client) {
 		}
 		return running == 12, fmt.Sprintf("%d of %d running", running, len(list))
 	})
-	return s, api
+	return c, s, api
 }
 
 func waitRollout(t *testing.T, api *Client, id, what string, done func(apiRollout) bool) apiRollout {
@@ -134,7 +134,7 @@ func upgradeSpans(t *testing.T, api *Client, ids []string, rolloutID string) map
 }
 
 func TestRolloutWavesConcurrencyStagingFirstAndSkips(t *testing.T) {
-	_, api := rolloutFleet(t)
+	_, _, api := rolloutFleet(t, 1)
 	req := map[string]any{
 		"product": "hello", "release": "1.1.0",
 		"waves": []map[string]any{
@@ -239,7 +239,7 @@ func TestRolloutWavesConcurrencyStagingFirstAndSkips(t *testing.T) {
 // instance back, pauses the rollout at max_failures, and cancel leaves the
 // finished instances as they are.
 func TestRolloutOfAFailingReleasePausesAndCancels(t *testing.T) {
-	s, api := rolloutFleet(t)
+	_, s, api := rolloutFleet(t, 1)
 	file := writeFile(t, "rollout.yaml", `product: hello
 release: 1.2.0
 selector: {environments: [staging]}
@@ -288,5 +288,46 @@ max_failures: 1
 	}
 	if code, _, _ := api.Do(http.MethodPost, "/v1/rollouts/"+ro.ID+"/resume", nil); code != http.StatusConflict {
 		t.Errorf("resume of a cancelled rollout: %d, want 409", code)
+	}
+}
+
+// kill -9 of the leader in the middle of a rollout: the new leader's
+// controller carries on from the state; no instance is upgraded twice and
+// none is skipped by mistake.
+func TestRolloutSurvivesLeaderKill(t *testing.T) {
+	if testing.Short() {
+		t.Skip("a leader kill in the middle of a rollout")
+	}
+	c, leader, api := rolloutFleet(t, 3)
+	var ro apiRollout
+	api.JSON(http.MethodPost, "/v1/rollouts", map[string]any{"product": "hello", "release": "1.1.0", "max_concurrent": 1}, &ro)
+	ro = waitRollout(t, api, ro.ID, "two instances upgraded", func(r apiRollout) bool { return r.Counts.Succeeded >= 2 || r.State != "running" })
+	leader.Kill()
+	next := c.WaitForNewLeader(leader)
+	api = next.Client().WithRetry(retryBudget)
+	ro = waitRollout(t, api, ro.ID, "the rollout to end under the new leader", func(r apiRollout) bool {
+		return r.State == "succeeded" || r.State == "failed" || r.State == "paused"
+	})
+	if ro.State != "succeeded" || ro.Counts.Succeeded != 10 || ro.Counts.Skipped != 2 {
+		t.Fatalf("rollout after the leader kill: %s (%s) %+v, want succeeded, 10 upgraded, 2 skipped", ro.State, ro.Message, ro.Counts)
+	}
+	for _, in := range ro.Instances {
+		if in.State == "skipped" {
+			continue
+		}
+		var evs []apiEventT
+		path := "/v1/tenants/" + strings.Replace(in.ID, "/", "/instances/", 1)
+		api.JSON(http.MethodGet, path+"/events", nil, &evs)
+		starts := 0
+		for _, e := range evs {
+			if e.Type == "rollout" && strings.Contains(e.Message, ro.ID) && strings.Contains(e.Message, ": upgrading") {
+				starts++
+			}
+		}
+		var inst apiProductInstance
+		api.JSON(http.MethodGet, path, nil, &inst)
+		if starts != 1 || inst.Version != 2 || inst.Release != "1.1.0" {
+			t.Errorf("%s: %d upgrade starts, version %d, release %s; want one upgrade to version 2 on 1.1.0", in.ID, starts, inst.Version, inst.Release)
+		}
 	}
 }
