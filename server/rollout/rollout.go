@@ -275,6 +275,9 @@ func (c *step) advanceWave() {
 			return
 		}
 		bake := r.Waves[r.Wave].Bake.D()
+		if !c.waveUpgraded(r.Wave) {
+			bake = 0 // nothing of the wave changed: nothing to bake
+		}
 		if c.now.Before(r.WaveEndedAt.Add(bake)) {
 			r.State = protocol.RolloutWaiting
 			r.Message = fmt.Sprintf("wave %s baking until %s", r.Waves[r.Wave].Name, r.WaveEndedAt.Add(bake).Format(time.RFC3339))
@@ -297,6 +300,16 @@ func (c *step) waveDone(w int) bool {
 		}
 	}
 	return true
+}
+
+// waveUpgraded reports whether any instance of wave w was upgraded.
+func (c *step) waveUpgraded(w int) bool {
+	for i := range c.r.Instances {
+		if ri := &c.r.Instances[i]; ri.Wave == w && ri.Version != 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // start begins the upgrades of the current wave that may begin now, up to
