@@ -5,6 +5,7 @@ package e2e
 // run by real agents and real processes.
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"sort"
@@ -38,9 +39,8 @@ type apiEventT struct {
 	Time    time.Time `json:"time"`
 }
 
-// rolloutFleet is a cluster with two agents, product hello with releases
-// 0.9.0, 1.0.0, 1.1.0 (upgrades from >=1.0.0) and 1.2.0 (fails its health
-// check), and six tenants with a staging and a production instance each.
+// rolloutFleet is a cluster with two agents and the catalogue and
+// instances of catalogFleet, made with ACLs off.
 func rolloutFleet(t *testing.T, servers int) (*Cluster, *Server, *Client) {
 	t.Helper()
 	c := StartCluster(t, servers, WithFastRaft())
@@ -48,11 +48,78 @@ func rolloutFleet(t *testing.T, servers int) (*Cluster, *Server, *Client) {
 	StartAgent(t, c)
 	StartAgent(t, c)
 	api := s.Client().WithRetry(retryBudget)
+	catalogFleet(t, api, func(string) *Client { return api })
+	return c, s, api
+}
+
+// rolloutFleetACL is rolloutFleet with ACLs on: the vendor's management
+// token defines the catalogue and each tenant's instances are created with
+// that tenant's tenant-admin token, as a customer's portal would.
+func rolloutFleetACL(t *testing.T) (*Server, *Client) {
+	t.Helper()
+	ac := startACLCluster(t, aclOptions{})
+	s := ac.Server(0)
+	for range 2 {
+		ac.node(ac.startAgent(ac.JoinToken))
+	}
+	mgmt := ac.client(s, ac.Mgmt)
+	var t1 *Client
+	catalogFleet(t, mgmt, func(tenant string) *Client {
+		_, admin := ac.token("tenant-admin", tenant)
+		c := ac.client(s, admin)
+		if t1 == nil {
+			t1 = c
+		}
+		return c
+	})
+	// What a customer may not do is refused, naming the field, and
+	// changes nothing.
+	for _, tc := range []struct {
+		doc         map[string]any
+		status      int
+		code, field string
+	}{
+		{map[string]any{"name": "x", "spec": map[string]any{"command": []string{"/bin/sh"}}}, 403, "permission_denied", "spec"},
+		{map[string]any{"name": "x", "product": "hello", "plan": "pro", "parameters": map[string]any{"LICENSE_KEY": "k", "ROOT": "1"}}, 400, "invalid_argument", "parameters.ROOT"},
+		{map[string]any{"name": "x", "product": "hello", "plan": "pro", "parameters": map[string]any{"LICENSE_KEY": "k", "SEATS": 99}}, 400, "invalid_argument", "parameters.SEATS"},
+		{map[string]any{"name": "x", "product": "hello", "plan": "free", "parameters": map[string]any{"LICENSE_KEY": "k"}}, 400, "invalid_argument", "plan"},
+	} {
+		r := t1.aclSend(aclEndpoint{"POST", "/v1/tenants/t1/instances", tc.doc})
+		var body apiError
+		_ = json.Unmarshal(r.Body, &body)
+		if r.Status != tc.status || body.Error.Code != tc.code || body.Error.Field != tc.field {
+			t.Errorf("t1's admin sending %v: %s, want %d %s naming %s", tc.doc, r, tc.status, tc.code, tc.field)
+		}
+	}
+	var list []apiInstance
+	mgmt.JSON(http.MethodGet, "/v1/tenants/t1/instances", nil, &list)
+	if len(list) != 2 {
+		t.Fatalf("refused requests changed t1's instances: %d", len(list))
+	}
+	return s, mgmt
+}
+
+// catalogFleet defines, with the vendor's client api, plans starter and
+// pro and product hello (3 parameters, sold in both plans) with releases
+// 0.9.0, 1.0.0, 1.1.0 (upgrades from >=1.0.0) and 1.2.0 (fails its health
+// check), channel stable at 1.0.0; then six tenants (t1, t2 in ring early)
+// each create, with the client tenantClient gives them, a staging and a
+// production instance: t5's production is pinned, t6's runs 0.9.0. It
+// returns when all 12 run.
+func catalogFleet(t *testing.T, api *Client, tenantClient func(tenant string) *Client) {
+	t.Helper()
+	api.JSON(http.MethodPut, "/v1/plans/starter", map[string]any{"max_replicas": 1, "resources": map[string]int{"cpu_millis": 100, "memory_mb": 64}}, nil)
+	api.JSON(http.MethodPut, "/v1/plans/pro", map[string]any{"max_replicas": 3, "resources": map[string]int{"cpu_millis": 200, "memory_mb": 128}}, nil)
 	api.JSON(http.MethodPut, "/v1/products/hello", map[string]any{
 		"template": map[string]any{"ports": []string{"http"},
 			"health": map[string]any{"type": "http", "port": "http", "path": "/healthz", "interval": "200ms"},
 			"update": map[string]any{"min_healthy_time": "300ms", "healthy_deadline": "4s", "auto_rollback": true}},
-		"default_channel": "stable",
+		"parameters": []map[string]any{
+			{"name": "GREETING", "type": "string", "default": "hi", "enum": []string{"hi", "hello"}},
+			{"name": "SEATS", "type": "int", "min": 1, "max": 50, "default": 5},
+			{"name": "LICENSE_KEY", "type": "string", "secret": true, "required": true},
+		},
+		"plans": []string{"starter", "pro"}, "default_channel": "stable",
 	}, nil)
 	for _, v := range []string{"0.9.0", "1.0.0", "1.1.0", "1.2.0"} {
 		argv := []string{binPath, "demo-app", "-listen", "127.0.0.1:${PORT}"}
@@ -70,15 +137,21 @@ func rolloutFleet(t *testing.T, servers int) (*Cluster, *Server, *Client) {
 		}
 		tenant := fmt.Sprintf("t%d", i)
 		api.JSON(http.MethodPost, "/v1/tenants", map[string]any{"name": tenant, "labels": map[string]string{"ring": ring}}, nil)
+		c := tenantClient(tenant)
 		for _, env := range []string{"staging", "production"} {
-			doc := map[string]any{"name": "hello-" + env, "environment": env, "product": "hello", "replicas": 1}
+			plan := "starter"
+			if env == "production" {
+				plan = "pro"
+			}
+			doc := map[string]any{"name": "hello-" + env, "environment": env, "product": "hello", "plan": plan, "replicas": 1,
+				"parameters": map[string]any{"SEATS": i, "LICENSE_KEY": "key-" + tenant}}
 			switch {
 			case i == 5 && env == "production":
 				doc["pinned"] = true
 			case i == 6 && env == "production":
 				doc["release"] = "0.9.0" // outside 1.1.0's upgrade_from
 			}
-			api.JSON(http.MethodPost, "/v1/tenants/"+tenant+"/instances", doc, nil)
+			c.JSON(http.MethodPost, "/v1/tenants/"+tenant+"/instances", doc, nil)
 		}
 	}
 	eventually(t, waitTimeout, "the 12 instances running", func() (bool, string) {
@@ -92,7 +165,6 @@ func rolloutFleet(t *testing.T, servers int) (*Cluster, *Server, *Client) {
 		}
 		return running == 12, fmt.Sprintf("%d of %d running", running, len(list))
 	})
-	return c, s, api
 }
 
 func waitRollout(t *testing.T, api *Client, id, what string, done func(apiRollout) bool) apiRollout {
@@ -134,7 +206,7 @@ func upgradeSpans(t *testing.T, api *Client, ids []string, rolloutID string) map
 }
 
 func TestRolloutWavesConcurrencyStagingFirstAndSkips(t *testing.T) {
-	_, _, api := rolloutFleet(t, 1)
+	_, api := rolloutFleetACL(t)
 	req := map[string]any{
 		"product": "hello", "release": "1.1.0",
 		"waves": []map[string]any{
@@ -186,7 +258,8 @@ func TestRolloutWavesConcurrencyStagingFirstAndSkips(t *testing.T) {
 	for _, id := range ids {
 		var in apiProductInstance
 		api.JSON(http.MethodGet, "/v1/tenants/"+strings.Replace(id, "/", "/instances/", 1), nil, &in)
-		if in.Release != "1.1.0" || in.Spec.Env["HELLO_VERSION"] != "1.1.0" || in.Status == nil || in.Status.State != "running" {
+		if in.Release != "1.1.0" || in.Spec.Env["HELLO_VERSION"] != "1.1.0" || in.Spec.Env["GREETING"] != "hi" ||
+			in.Spec.Secrets["LICENSE_KEY"] == "" || in.Status == nil || in.Status.State != "running" {
 			t.Errorf("%s after the rollout: release %s env %v status %+v", id, in.Release, in.Spec.Env, in.Status)
 		}
 	}
