@@ -15,14 +15,37 @@ import (
 func (a *API) catalogRoutes() {
 	a.handle("GET /v1/products", read, anyToken, a.listProducts)
 	a.handle("PUT /v1/products/{product}", write, operators, a.putProduct)
-	a.handle("GET /v1/products/{product}", read, anyToken, a.getProduct)
+	a.handle("GET /v1/products/{product}", read, anyToken, readOne(a, a.product, state.TableProducts))
 	a.handle("DELETE /v1/products/{product}", write, operators, a.deleteProduct)
 	a.handle("POST /v1/products/{product}/releases", write, operators, a.publishRelease)
 	a.handle("GET /v1/products/{product}/releases", read, anyToken, a.listReleases)
-	a.handle("GET /v1/products/{product}/releases/{version}", read, anyToken, a.getRelease)
+	a.handle("GET /v1/products/{product}/releases/{version}", read, anyToken, readOne(a, a.release, state.TableReleases, state.TableProducts))
 	a.handle("PATCH /v1/products/{product}/releases/{version}", write, operators, a.patchRelease)
 	a.handle("PUT /v1/products/{product}/channels/{channel}", write, operators, a.setChannel)
-	a.handle("GET /v1/products/{product}/channels", read, anyToken, a.listChannels)
+	a.handle("GET /v1/products/{product}/channels", read, anyToken, readOne(a, func(snap *state.Snapshot, r *http.Request) ([]channelView, error) {
+		p, err := a.product(snap, r)
+		if err != nil {
+			return nil, err
+		}
+		return channelsOf(p), nil
+	}, state.TableProducts))
+}
+
+// readOne serves a read of one object that find looks up in the state:
+// blocking and consistent as every read (API.read), 200 with the object.
+func readOne[T any](a *API, find func(*state.Snapshot, *http.Request) (T, error), tables ...string) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		snap, err := a.read(w, r, tables...)
+		if err != nil {
+			return err
+		}
+		v, err := find(snap, r)
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, v)
+		return nil
+	}
 }
 
 func (a *API) product(snap *state.Snapshot, r *http.Request) (*protocol.Product, error) {
@@ -43,19 +66,6 @@ func (a *API) listProducts(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	writeJSON(w, http.StatusOK, append([]*protocol.Product{}, snap.Products()...))
-	return nil
-}
-
-func (a *API) getProduct(w http.ResponseWriter, r *http.Request) error {
-	snap, err := a.read(w, r, state.TableProducts)
-	if err != nil {
-		return err
-	}
-	p, err := a.product(snap, r)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, p)
 	return nil
 }
 
@@ -150,19 +160,6 @@ func (a *API) release(snap *state.Snapshot, r *http.Request) (*protocol.Release,
 	return rel, nil
 }
 
-func (a *API) getRelease(w http.ResponseWriter, r *http.Request) error {
-	snap, err := a.read(w, r, state.TableReleases, state.TableProducts)
-	if err != nil {
-		return err
-	}
-	rel, err := a.release(snap, r)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, rel)
-	return nil
-}
-
 func (a *API) patchRelease(w http.ResponseWriter, r *http.Request) error {
 	var p protocol.ReleasePatch
 	if err := decode(r, &p); err != nil {
@@ -220,19 +217,6 @@ func channelsOf(p *protocol.Product) []channelView {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out
-}
-
-func (a *API) listChannels(w http.ResponseWriter, r *http.Request) error {
-	snap, err := a.read(w, r, state.TableProducts)
-	if err != nil {
-		return err
-	}
-	p, err := a.product(snap, r)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, channelsOf(p))
-	return nil
 }
 
 // isTenantToken reports whether r is made with a tenant's token.

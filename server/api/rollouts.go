@@ -15,7 +15,13 @@ import (
 func (a *API) rolloutRoutes() {
 	a.handle("POST /v1/rollouts", write, operators, a.createRollout)
 	a.handle("GET /v1/rollouts", read, operators, a.listRollouts)
-	a.handle("GET /v1/rollouts/{id}", read, operators, a.getRollout)
+	a.handle("GET /v1/rollouts/{id}", read, operators, readOne(a, func(snap *state.Snapshot, r *http.Request) (*protocol.Rollout, error) {
+		id := r.PathValue("id")
+		if ro := snap.Rollout(id); ro != nil {
+			return ro, nil
+		}
+		return nil, protocol.NotFound("rollout", id)
+	}, state.TableRollouts))
 	for _, action := range []string{state.RolloutPause, state.RolloutResume, state.RolloutCancel, state.RolloutApprove} {
 		a.handle("POST /v1/rollouts/{id}/"+action, write, operators, a.controlRollout(action))
 	}
@@ -64,20 +70,6 @@ func (a *API) listRollouts(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	writeJSON(w, http.StatusOK, out)
-	return nil
-}
-
-func (a *API) getRollout(w http.ResponseWriter, r *http.Request) error {
-	snap, err := a.read(w, r, state.TableRollouts)
-	if err != nil {
-		return err
-	}
-	id := r.PathValue("id")
-	ro := snap.Rollout(id)
-	if ro == nil {
-		return protocol.NotFound("rollout", id)
-	}
-	writeJSON(w, http.StatusOK, ro)
 	return nil
 }
 
