@@ -122,3 +122,38 @@ func TestManualApprovalAndBake(t *testing.T) {
 		}
 	}
 }
+
+// An upgrade the FSM refuses fails that instance alone: the rest of the
+// step is committed, so the rollout does not stall on it.
+func TestRefusedUpgradeFailsOnlyItsInstance(t *testing.T) {
+	w := newWorld(t)
+	ro, err := rollout.New(w.Snapshot(), protocol.RolloutRequest{Product: "crm", Release: "1.1.0", MaxConcurrent: 2, MaxFailures: 5,
+		Selector: protocol.RolloutSelector{Environments: []string{"staging"}}}, "r1", w.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Must(state.CmdRolloutCreate, state.RolloutCreate{Rollout: *ro})
+	cur := w.Snapshot().Rollout("r1")
+	next, ups, _ := rollout.Step(w.Snapshot(), cur, w.Now())
+	if len(ups) != 2 {
+		t.Fatalf("%d upgrades, want 2", len(ups))
+	}
+	ups[0].Release = "9.9.9" // as if the release vanished between the step and its commit
+	w.Must(state.CmdRolloutStep, state.RolloutStep{Base: cur.ModifyIndex, Rollout: *next, Upgrades: ups})
+	got := w.Snapshot().Rollout("r1")
+	bad := protocol.InstanceID(ups[0].Tenant, ups[0].Name)
+	for _, in := range got.Instances {
+		switch {
+		case in.ID == bad && (in.State != protocol.UpgradeFailed || in.Reason == ""):
+			t.Errorf("%s: %s %q, want failed with the refusal", in.ID, in.State, in.Reason)
+		case in.ID != bad && in.Environment == "staging" && in.State != protocol.UpgradeUpgrading:
+			t.Errorf("%s: %s, want upgrading", in.ID, in.State)
+		}
+	}
+	if got.Counts.Failed != 1 || got.Counts.Upgrading != 1 {
+		t.Fatalf("counts %+v", got.Counts)
+	}
+	if in := w.Snapshot().Instance(bad); in.Version != 1 || in.Release != "1.0.0" {
+		t.Fatalf("the refused upgrade changed %s: version %d release %s", bad, in.Version, in.Release)
+	}
+}

@@ -30,15 +30,29 @@ func (w *writer) rolloutStep(c *RolloutStep) error {
 	if old.ModifyIndex != c.Base {
 		return protocol.Errorf(protocol.CodeConflict, "rollout %s changed since the step was made", old.ID)
 	}
+	r := c.Rollout
+	r.Instances = append([]protocol.RolloutInstance(nil), r.Instances...)
 	for i := range c.Upgrades {
 		u := &c.Upgrades[i]
-		if err := w.instanceUpdate(u); err != nil {
-			return fmt.Errorf("upgrade %s/%s: %w", u.Tenant, u.Name, err)
+		id := protocol.InstanceID(u.Tenant, u.Name)
+		// instanceUpdate checks everything before it writes: a refused
+		// upgrade (a quota, a release changed meanwhile) fails that
+		// instance alone, not the whole step, which would be refused again
+		// at every step.
+		err := w.instanceUpdate(u)
+		result := "ok"
+		if err != nil {
+			result = string(protocol.AsError(err).Code)
+			for j := range r.Instances {
+				if ri := &r.Instances[j]; ri.ID == id {
+					ri.State, ri.Reason, ri.Version, ri.FinishedAt = protocol.UpgradeFailed, "upgrade refused: "+protocol.AsError(err).Message, 0, w.cmd.Time
+				}
+			}
 		}
 		w.audit(protocol.AuditRecord{Time: w.cmd.Time, Role: "server", Tenant: u.Tenant, Action: "rollout.upgrade",
-			Target: protocol.InstanceID(u.Tenant, u.Name), Result: "ok"}, i+1)
+			Target: id, Result: result}, i+1)
 	}
-	r := c.Rollout
+	r.Recount()
 	r.CreateIndex, r.ModifyIndex = old.CreateIndex, w.index
 	prev := map[string]*protocol.RolloutInstance{}
 	for i := range old.Instances {
