@@ -17,7 +17,8 @@ func FuzzDecodeMessage(f *testing.F) {
 		`{"type":"assign","body":{"generation":3,"replicas":[{"id":"r1","tenant":"t","instance":"i","version":1,"spec":{"command":["x"]}}]}}`,
 		`{"type":"status","body":{"seq":1,"generation":2,"replicas":[{"id":"r1","state":"running","restarts":0}]}}`,
 		`{"type":"ack","body":{"seq":9}}`,
-		`{"type":"error","body":{"code":"not_leader","message":"x","leader":"h:1"}}`,
+		`{"type":"error","body":{"code":"not_leader","message":"x","body":{"leader":"h:1"}}}`,
+		`{"type":"heartbeat","body":{"interval":"5s"}}`,
 		`{"type":"logs","body":{"stream":"s","replica":"r","tail":10,"follow":true}}`,
 		`{"type":"log_data","body":{"stream":"s","data":"line\n","eof":true}}`,
 		`{"type":"status","body":null}`,
@@ -44,11 +45,13 @@ func FuzzDecodeMessage(f *testing.F) {
 		case protocol.MsgAck:
 			body = &protocol.Ack{}
 		case protocol.MsgError:
-			body = &protocol.Error{}
+			body = &protocol.ChannelError{}
 		case protocol.MsgLogs:
 			body = &protocol.LogRequest{}
 		case protocol.MsgLogData:
 			body = &protocol.LogData{}
+		case protocol.MsgHeartbeat:
+			body = &protocol.Heartbeat{}
 		default:
 			t.Fatalf("DecodeMessage accepted type %q", env.Type)
 		}
