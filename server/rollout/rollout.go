@@ -204,8 +204,12 @@ func (c *step) run() {
 		c.calendar()
 		return
 	}
-	if c.rel == nil || c.rel.State == protocol.ReleaseRecalled {
-		r.State, r.Message = protocol.RolloutPaused, "release "+r.Release+" is gone or recalled"
+	switch {
+	case c.rel == nil:
+		r.State, r.Message = protocol.RolloutPaused, "release "+r.Release+" is gone"
+		return
+	case c.rel.State != protocol.ReleaseAvailable:
+		r.State, r.Message = protocol.RolloutPaused, "release "+r.Release+" is "+c.rel.State+": no more upgrades to it"
 		return
 	}
 	c.advanceWave()
@@ -376,7 +380,9 @@ func (c *step) blocked(ri *protocol.RolloutInstance) (string, time.Time) {
 	}
 	if r.StagingFirst && ri.Environment == envProduction {
 		for _, in := range c.snap.Instances(state.InstanceFilter{Tenant: ri.Tenant}) {
-			if in.Product != r.Product || in.Environment != envStaging {
+			if in.Product != r.Product || in.Environment != envStaging || in.Pinned {
+				// A pinned staging instance stays where it is on purpose:
+				// it holds no production instance back.
 				continue
 			}
 			if in.Release != r.Release || !healthy(c.snap, in) {

@@ -157,3 +157,24 @@ func TestRefusedUpgradeFailsOnlyItsInstance(t *testing.T) {
 		t.Fatalf("the refused upgrade changed %s: version %d release %s", bad, in.Version, in.Release)
 	}
 }
+
+// A release deprecated in the middle of a rollout pauses it: the upgrade
+// in progress ends as it ends, no other starts, and the rollout says why.
+func TestDeprecatedTargetPausesTheRollout(t *testing.T) {
+	w := newWorld(t)
+	ro, err := rollout.New(w.Snapshot(), protocol.RolloutRequest{Product: "crm", Release: "1.1.0", MaxConcurrent: 1}, "r1", w.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Must(state.CmdRolloutCreate, state.RolloutCreate{Rollout: *ro})
+	if got := w.step("r1"); got.Counts.Upgrading != 1 {
+		t.Fatalf("first step: %+v", got.Counts)
+	}
+	dep := protocol.ReleaseDeprecated
+	w.Must(state.CmdReleaseUpdate, state.ReleaseUpdate{Product: "crm", Version: "1.1.0", Patch: protocol.ReleasePatch{State: &dep}})
+	w.settle()
+	got := w.step("r1")
+	if got.State != protocol.RolloutPaused || got.Message != "release 1.1.0 is deprecated: no more upgrades to it" || got.Counts.Upgrading != 0 || got.Counts.Succeeded != 1 || got.Counts.Pending != 3 {
+		t.Fatalf("after the deprecation: %s %q %+v", got.State, got.Message, got.Counts)
+	}
+}
