@@ -21,7 +21,7 @@ type writer struct {
 func (s *Store) apply(index uint64, cmd *Command) error {
 	db := s.current().db
 	w := &writer{txn: db.Txn(true), index: index, cmd: cmd}
-	err := w.dispatchSafely()
+	err := w.safely(w.dispatch)
 	if err != nil {
 		w.txn.Abort()
 		w = &writer{txn: db.Txn(true), index: index, cmd: cmd}
@@ -41,12 +41,13 @@ func (s *Store) apply(index uint64, cmd *Command) error {
 	return err
 }
 
-// dispatchSafely runs dispatch and turns a panic into an internal error:
+// safely runs a command's change (dispatch) and turns a panic into an
+// internal error:
 // an entry that trips a bug must not stop every server that applies it,
 // again at each restart. Every server recovers the same way.
 // A write the store refuses (a row without its id, say) aborts the entry
 // the same way, through abort, without being called a panic.
-func (w *writer) dispatchSafely() (err error) {
+func (w *writer) safely(change func() error) (err error) {
 	defer func() {
 		switch p := recover().(type) {
 		case nil:
@@ -56,7 +57,7 @@ func (w *writer) dispatchSafely() (err error) {
 			err = protocol.Errorf(protocol.CodeInternal, "apply %s: panic: %v", w.cmd.Type, p)
 		}
 	}()
-	return w.dispatch()
+	return change()
 }
 
 // aborted is what abort panics with.
