@@ -37,8 +37,11 @@ type Config struct {
 	Region    string
 	Labels    map[string]string
 	PortRange protocol.PortRange // 20000-32000 when zero
-	TLS       *tls.Config
-	Logger    hclog.Logger
+	// Address is where the gateways reach this host's replicas; empty:
+	// the address the servers see the agent's connection come from.
+	Address string
+	TLS     *tls.Config
+	Logger  hclog.Logger
 	// CgroupParent names the cgroup holding the replicas' cgroups.
 	CgroupParent string
 }
@@ -366,7 +369,7 @@ func (a *Agent) hello() protocol.Hello {
 	h := protocol.Hello{
 		ProtocolVersion: protocol.AgentProtocolVersion, NodeID: id.NodeID, NodeSecret: id.Secret,
 		Name: a.cfg.Name, Version: buildinfo.Version, Region: a.cfg.Region, Labels: a.cfg.Labels,
-		Resources: res, Facts: facts, PortRange: a.cfg.PortRange,
+		Resources: res, Facts: facts, PortRange: a.cfg.PortRange, Address: a.cfg.Address,
 	}
 	if id.Secret == "" {
 		h.JoinToken = a.cfg.JoinToken

@@ -343,6 +343,9 @@ func (r *replica) supervise(ctx context.Context, p process) (res driver.ExitResu
 		return p.Wait(), false
 	case <-r.stopCh:
 		cancel()
+		if !r.drain(ctx, p) {
+			return driver.ExitResult{}, false
+		}
 		r.set(protocol.ReplicaStopping, "", "stopping")
 		sctx, scancel := context.WithTimeout(context.Background(), r.spec.Spec.Stop.Timeout.D()+10*time.Second)
 		err := p.Stop(sctx)
@@ -356,6 +359,32 @@ func (r *replica) supervise(ctx context.Context, p process) (res driver.ExitResu
 	case <-ctx.Done():
 		return driver.ExitResult{}, false
 	}
+}
+
+// drain keeps a replica that may be in gateways' pools serving for its
+// stop.drain before it is signalled: the servers took it out of the
+// routing table in the same change that stopped it, so the gateways stop
+// sending it new requests while it finishes those in flight. Only a
+// healthy replica with ports can be in a pool. It reports false when the
+// agent is exiting (the process then keeps running, as always).
+func (r *replica) drain(ctx context.Context, p process) bool {
+	r.mu.Lock()
+	healthy := r.state == protocol.ReplicaHealthy
+	r.mu.Unlock()
+	d := r.spec.Spec.Stop.Drain
+	if !healthy || len(r.ports) == 0 || d == nil || *d <= 0 {
+		return true
+	}
+	r.set(protocol.ReplicaStopping, "", fmt.Sprintf("draining for %s", d))
+	t := time.NewTimer(d.D())
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-p.Done():
+	case <-ctx.Done():
+		return false
+	}
+	return true
 }
 
 // restartAfter applies the restart policy to an exit. It reports whether

@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"strings"
 	"time"
 	"unicode/utf8"
 )
@@ -32,7 +33,7 @@ func TenantRole(role string) bool {
 // credentials (node secrets) by registering with the join token, not here.
 func (r *TokenRequest) Validate(now time.Time) error {
 	switch r.Role {
-	case RoleManagement, RoleOperator:
+	case RoleManagement, RoleOperator, RoleGateway:
 		if r.Tenant != "" {
 			return FieldError("tenant", "a %s token reaches every tenant; only %s and %s tokens are scoped to one", r.Role, RoleTenantAdmin, RoleTenantViewer)
 		}
@@ -43,9 +44,9 @@ func (r *TokenRequest) Validate(now time.Time) error {
 	case RoleAgent:
 		return FieldError("role", "agents register with the cluster's join token and get a node secret; agent tokens are not created here")
 	case "":
-		return FieldError("role", "is required: %s, %s, %s or %s", RoleManagement, RoleOperator, RoleTenantAdmin, RoleTenantViewer)
+		return FieldError("role", "is required: one of %s", strings.Join(TokenRoles, ", "))
 	default:
-		return FieldError("role", "%q is not one of %s, %s, %s, %s", r.Role, RoleManagement, RoleOperator, RoleTenantAdmin, RoleTenantViewer)
+		return FieldError("role", "%q is not one of %s", r.Role, strings.Join(TokenRoles, ", "))
 	}
 	if len(r.Description) > MaxTokenDescriptionBytes || !utf8.ValidString(r.Description) {
 		return FieldError("description", "at most %d bytes of UTF-8", MaxTokenDescriptionBytes)

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"time"
 	"unicode"
@@ -97,7 +98,10 @@ type Hello struct {
 	Resources       NodeResources     `json:"resources"`
 	Facts           NodeFacts         `json:"facts"`
 	PortRange       PortRange         `json:"port_range"`
-	Replicas        []ReplicaReport   `json:"replicas,omitempty"`
+	// Address is where the node's replicas are reached; empty: the address
+	// the connection comes from.
+	Address  string          `json:"address,omitempty"`
+	Replicas []ReplicaReport `json:"replicas,omitempty"`
 }
 
 // Welcome answers a hello.
@@ -188,6 +192,9 @@ func (h *Hello) Validate() error {
 	}
 	if err := ValidateLabels("labels", h.Labels); err != nil {
 		return err
+	}
+	if h.Address != "" && net.ParseIP(h.Address) == nil {
+		return FieldError("address", "%q is not an IP address", Truncate(h.Address, 64))
 	}
 	if h.PortRange.Lo < 1 || h.PortRange.Hi > 65535 || h.PortRange.Lo > h.PortRange.Hi {
 		return FieldError("port_range", "must be within 1-65535, lo <= hi")

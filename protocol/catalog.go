@@ -68,6 +68,7 @@ type ProductTemplate struct {
 	Restart     RestartPolicy     `json:"restart"`
 	Update      UpdateStrategy    `json:"update"`
 	Stop        StopPolicy        `json:"stop"`
+	Route       *RouteSpec        `json:"route,omitempty"`
 	Constraints Constraints       `json:"constraints"`
 }
 
@@ -170,7 +171,7 @@ func (t *ProductTemplate) Validate(field string) error {
 // Spec is the template as the start of an instance's spec.
 func (t *ProductTemplate) Spec() Spec {
 	return Spec{Ports: slices.Clone(t.Ports), Health: t.Health, Resources: t.Resources, Env: cloneMap(t.Env),
-		Restart: t.Restart, Update: t.Update, Stop: t.Stop, Constraints: t.Constraints}
+		Restart: t.Restart, Update: t.Update, Stop: t.Stop, Route: t.Route, Constraints: t.Constraints}
 }
 
 func cloneMap(m map[string]string) map[string]string {

@@ -59,6 +59,9 @@ type InstanceRequest struct {
 	Environment string `json:"environment"`
 	Plan        string `json:"plan,omitempty"`
 	Replicas    *int   `json:"replicas,omitempty"`
+	// Domains replace the instance's custom domains; absent from an
+	// update, they stay as they are.
+	Domains []string `json:"domains,omitempty"`
 	// Spec is a custom instance's (operators only). A product instance
 	// names its product instead, and the spec is resolved from it.
 	Spec Spec `json:"spec"`
@@ -82,7 +85,12 @@ type Instance struct {
 	// and keeps it, so that start brings it back.
 	Replicas int  `json:"replicas"`
 	Stopped  bool `json:"stopped"`
-	Spec     Spec `json:"spec"`
+	// Domains are host names the gateways route to the instance, besides
+	// its generated {name}.{tenant}.{domain}; unique in the cluster.
+	Domains []string `json:"domains,omitempty"`
+	// Endpoints are the instance's URLs through the gateways (answers only).
+	Endpoints []string `json:"endpoints,omitempty"`
+	Spec      Spec     `json:"spec"`
 	// ProductRef is set for an instance of a product; Spec is then
 	// resolved from it.
 	ProductRef
@@ -172,8 +180,15 @@ type Spec struct {
 	Restart     RestartPolicy     `json:"restart"`
 	Update      UpdateStrategy    `json:"update"`
 	Stop        StopPolicy        `json:"stop"`
+	Route       *RouteSpec        `json:"route,omitempty"`
 	Constraints Constraints       `json:"constraints"`
 	User        string            `json:"user,omitempty"`
+}
+
+// RouteSpec says where the gateways send an instance's traffic.
+type RouteSpec struct {
+	// Port names the port of spec.ports that serves it (default: the first).
+	Port string `json:"port,omitempty"`
 }
 
 // Resources an instance's replica reserves on its node.
@@ -232,6 +247,10 @@ type UpdateStrategy struct {
 type StopPolicy struct {
 	Signal  string   `json:"signal,omitempty"`
 	Timeout Duration `json:"timeout,omitempty"`
+	// Drain is how long a replica that served traffic keeps serving its
+	// in-flight requests, out of every gateway's pool, before its signal
+	// (default 5s; 0s for none).
+	Drain *Duration `json:"drain,omitempty"`
 }
 
 // Constraints restrict which nodes may run an instance's replicas.
@@ -328,8 +347,11 @@ type Node struct {
 	Resources NodeResources     `json:"resources"`
 	Facts     NodeFacts         `json:"facts"`
 	PortRange PortRange         `json:"port_range"`
-	Drain     *DrainSpec        `json:"drain,omitempty"`
-	LastSeen  time.Time         `json:"last_seen"`
+	// Address is where the node's replicas are reached (by the gateways):
+	// the agent's -address, else the address its connection came from.
+	Address  string     `json:"address,omitempty"`
+	Drain    *DrainSpec `json:"drain,omitempty"`
+	LastSeen time.Time  `json:"last_seen"`
 	// Load is the host's last reported load. It lives in the leader's
 	// memory only, so it is absent from stale reads of followers.
 	Load        *Metrics `json:"load,omitempty"`
@@ -394,7 +416,12 @@ const (
 	RoleTenantAdmin  = "tenant-admin"
 	RoleTenantViewer = "tenant-viewer"
 	RoleAgent        = "agent"
+	// RoleGateway reads the routing table only (drover gateway).
+	RoleGateway = "gateway"
 )
+
+// TokenRoles are the roles POST /v1/acl/tokens creates tokens of.
+var TokenRoles = []string{RoleManagement, RoleOperator, RoleTenantAdmin, RoleTenantViewer, RoleGateway}
 
 // Token is an API token. Its secret is shown once at creation; the state
 // keeps only its hash.

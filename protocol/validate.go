@@ -136,6 +136,9 @@ func (r *InstanceRequest) Validate() error {
 			return err
 		}
 	}
+	if err := ValidateDomains("domains", r.Domains); err != nil {
+		return err
+	}
 	if r.Product == "" {
 		switch {
 		case r.Release != "":
@@ -178,7 +181,7 @@ func (r *InstanceRequest) Validate() error {
 func (s *Spec) IsZero() bool {
 	return s.Version == "" && len(s.Command) == 0 && len(s.Env) == 0 && len(s.Secrets) == 0 && len(s.Ports) == 0 &&
 		s.Resources == (Resources{}) && s.Health == nil && s.Restart == (RestartPolicy{}) &&
-		s.Update == (UpdateStrategy{}) && s.Stop == (StopPolicy{}) && s.Constraints.Region == "" &&
+		s.Update == (UpdateStrategy{}) && s.Stop == (StopPolicy{}) && s.Route == nil && s.Constraints.Region == "" &&
 		len(s.Constraints.Labels) == 0 && s.User == ""
 }
 
@@ -231,6 +234,9 @@ func (s *Spec) Validate(field string) error {
 	}
 	if err := s.Stop.Validate(f("stop")); err != nil {
 		return err
+	}
+	if s.Route != nil && s.Route.Port != "" && !seen[s.Route.Port] {
+		return FieldError(f("route.port"), "%q is not one of spec.ports", s.Route.Port)
 	}
 	if s.Constraints.Region != "" {
 		if err := ValidateName(f("constraints.region"), s.Constraints.Region); err != nil {
@@ -403,7 +409,13 @@ func (s *StopPolicy) Validate(field string) error {
 	if s.Signal != "" && !stopSignals[s.Signal] {
 		return FieldError(field+".signal", "%q is not a supported signal", s.Signal)
 	}
-	return validateDuration(field+".timeout", s.Timeout, 0)
+	if err := validateDuration(field+".timeout", s.Timeout, 0); err != nil {
+		return err
+	}
+	if s.Drain != nil && (*s.Drain < 0 || s.Drain.D() > MaxDrain) {
+		return FieldError(field+".drain", "must be between 0s and %s", MaxDrain)
+	}
+	return nil
 }
 
 // Defaults of a spec's zero values, written once.
@@ -418,6 +430,7 @@ const (
 	DefaultHealthyDeadline = 5 * time.Minute
 	DefaultStopSignal      = "SIGTERM"
 	DefaultStopTimeout     = 10 * time.Second
+	DefaultStopDrain       = 5 * time.Second
 	DefaultCheckInterval   = 10 * time.Second
 	DefaultCheckTimeout    = 2 * time.Second
 )
@@ -451,6 +464,10 @@ func (s Spec) WithDefaults() Spec {
 	}
 	if s.Stop.Timeout == 0 {
 		s.Stop.Timeout = Duration(DefaultStopTimeout)
+	}
+	if s.Stop.Drain == nil {
+		d := Duration(DefaultStopDrain)
+		s.Stop.Drain = &d
 	}
 	if s.Health == nil {
 		s.Health = &HealthCheck{Type: HealthNone}
@@ -506,4 +523,40 @@ func SplitInstanceID(id string) (tenant, name string, err error) {
 		return "", "", err
 	}
 	return tenant, name, nil
+}
+
+// Limits of an instance's routing.
+const (
+	MaxDomains = 16
+	MaxDrain   = 10 * time.Minute
+)
+
+// domainLabelRE is one label of a host name: lower case, as the gateways
+// compare them.
+var domainLabelRE = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+
+// ValidateDomains checks an instance's custom domains: at most MaxDomains
+// lower-case host names of two labels or more, each named once.
+func ValidateDomains(field string, domains []string) error {
+	if len(domains) > MaxDomains {
+		return FieldError(field, "at most %d domains, got %d", MaxDomains, len(domains))
+	}
+	seen := map[string]bool{}
+	for i, d := range domains {
+		f := fmt.Sprintf("%s[%d]", field, i)
+		labels := strings.Split(d, ".")
+		if len(d) > 253 || len(labels) < 2 {
+			return FieldError(f, "%q is not a host name of two labels or more, at most 253 characters", Truncate(d, 64))
+		}
+		for _, l := range labels {
+			if !domainLabelRE.MatchString(l) {
+				return FieldError(f, "%q is not a lower-case host name: labels of letters, digits and '-'", Truncate(d, 64))
+			}
+		}
+		if seen[d] {
+			return FieldError(f, "%q named twice", d)
+		}
+		seen[d] = true
+	}
+	return nil
 }

@@ -16,6 +16,7 @@ import (
 // every optional part of the spec filled in.
 func validRequest() protocol.InstanceRequest {
 	two := 2
+	drain := protocol.Duration(3 * time.Second)
 	return protocol.InstanceRequest{
 		Name: "crm", Environment: "production", Plan: "pro", Replicas: &two,
 		Spec: protocol.Spec{
@@ -30,7 +31,7 @@ func validRequest() protocol.InstanceRequest {
 				HealthyThreshold: 1, UnhealthyThreshold: 3, Grace: protocol.Duration(5 * time.Second)},
 			Restart:     protocol.RestartPolicy{Policy: "always", MaxAttempts: 5, Window: protocol.Duration(5 * time.Minute), Delay: protocol.Duration(time.Second)},
 			Update:      protocol.UpdateStrategy{MaxParallel: 1, MinHealthyTime: protocol.Duration(5 * time.Second), HealthyDeadline: protocol.Duration(2 * time.Minute), AutoRollback: true},
-			Stop:        protocol.StopPolicy{Signal: "SIGTERM", Timeout: protocol.Duration(10 * time.Second)},
+			Stop:        protocol.StopPolicy{Signal: "SIGTERM", Timeout: protocol.Duration(10 * time.Second), Drain: &drain},
 			Constraints: protocol.Constraints{Region: "eu-west", Labels: map[string]string{"tier": "gold"}},
 			User:        "crm",
 		},
@@ -320,6 +321,7 @@ func TestValidateReplicasAndName(t *testing.T) {
 
 func TestWithDefaults(t *testing.T) {
 	got := protocol.Spec{Command: []string{"x"}}.WithDefaults()
+	drain := protocol.Duration(protocol.DefaultStopDrain)
 	want := protocol.Spec{
 		Command: []string{"x"},
 		Health:  &protocol.HealthCheck{Type: protocol.HealthNone},
@@ -327,7 +329,7 @@ func TestWithDefaults(t *testing.T) {
 			Window: protocol.Duration(protocol.DefaultRestartWindow), Delay: protocol.Duration(protocol.DefaultRestartDelay)},
 		Update: protocol.UpdateStrategy{MaxParallel: protocol.DefaultMaxParallel,
 			MinHealthyTime: protocol.Duration(protocol.DefaultMinHealthyTime), HealthyDeadline: protocol.Duration(protocol.DefaultHealthyDeadline)},
-		Stop: protocol.StopPolicy{Signal: "SIGTERM", Timeout: protocol.Duration(protocol.DefaultStopTimeout)},
+		Stop: protocol.StopPolicy{Signal: "SIGTERM", Timeout: protocol.Duration(protocol.DefaultStopTimeout), Drain: &drain},
 	}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("defaults of an empty spec:\n got %+v\nwant %+v", got, want)

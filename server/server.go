@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -66,6 +67,10 @@ type Config struct {
 	// with the fleet. HeartbeatGrace is added after a leader change.
 	HeartbeatTTL   time.Duration
 	HeartbeatGrace time.Duration
+
+	// GatewayURL is the traffic gateways' base URL, from which instances'
+	// endpoints are made (api.DefaultGatewayURL when nil).
+	GatewayURL *url.URL
 
 	// TLS serves HTTPS when set, and calls other servers with it.
 	TLS *tlsutil.Server
@@ -181,6 +186,10 @@ func New(cfg Config) (*Server, error) {
 		JoinToken: cfg.AgentJoinToken, RequireJoinToken: cfg.ACL,
 		MinTTL: cfg.HeartbeatTTL, Grace: cfg.HeartbeatGrace, MaxHeartbeatsPerSecond: cfg.MaxHeartbeatsPerSecond,
 	})
+	gatewayURL := cfg.GatewayURL
+	if gatewayURL == nil {
+		gatewayURL, _ = api.ParseGatewayURL(api.DefaultGatewayURL)
+	}
 	s.api = api.New(api.Config{
 		Cluster: s.cluster, Store: s.store, Logger: cfg.Logger, Clock: cfg.Clock, Scheme: scheme, Transport: peerTransport,
 		Ready: s.ready.Load, Logs: s.gateway,
@@ -189,7 +198,7 @@ func New(cfg Config) (*Server, error) {
 			return l.LastSeen, l.Load, ok
 		}, Nodes: s.gateway,
 		ACL: cfg.ACL, ServerToken: serverToken, RequireServerAuth: caFingerprint != "",
-		AgentJoinToken: cfg.AgentJoinToken, CAFingerprint: caFingerprint,
+		AgentJoinToken: cfg.AgentJoinToken, CAFingerprint: caFingerprint, GatewayURL: gatewayURL,
 		Metrics: metrics.Handler(metrics.Source{
 			Store: s.store, IsLeader: s.cluster.IsLeader, AppliedIndex: s.cluster.AppliedIndex,
 			Sessions: s.gateway.Sessions, Connects: s.gateway.Connects,

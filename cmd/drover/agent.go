@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"net"
 	"os"
 	"strconv"
 	"strings"
@@ -33,6 +34,7 @@ type agentFlags struct {
 	tlsCert    string
 	tlsKey     string
 	portRange  string
+	address    string
 	logLevel   string
 	logJSON    bool
 }
@@ -67,6 +69,7 @@ func newAgentCmd() *cobra.Command {
 	fs.StringVar(&f.caFile, "ca-file", "", "CA certificate to trust for the servers' TLS (default: the CA the join token names, else the system's)")
 	fs.StringVar(&f.tlsCert, "tls-cert", "", "client certificate to present to the servers (drover tls cert create -agent)")
 	fs.StringVar(&f.tlsKey, "tls-key", "", "key of -tls-cert")
+	fs.StringVar(&f.address, "address", "", "IP address the gateways reach this host's replicas at (default: the address the servers see the agent connect from)")
 	fs.StringVar(&f.portRange, "port-range", fmt.Sprintf("%d-%d", agent.DefaultPortLo, agent.DefaultPortHi), "host ports handed to replicas, lo-hi")
 	fs.StringVar(&f.logLevel, "log-level", "info", "trace, debug, info, warn or error")
 	fs.BoolVar(&f.logJSON, "log-json", false, "log JSON lines")
@@ -74,7 +77,10 @@ func newAgentCmd() *cobra.Command {
 }
 
 func (f *agentFlags) agentConfig() (agent.Config, error) {
-	cfg := agent.Config{DataDir: f.dataDir, Name: f.name, Region: f.region}
+	cfg := agent.Config{DataDir: f.dataDir, Name: f.name, Region: f.region, Address: f.address}
+	if f.address != "" && net.ParseIP(f.address) == nil {
+		return cfg, fmt.Errorf("-address %q: want an IP address", f.address)
+	}
 	if len(f.servers) == 0 {
 		return cfg, fmt.Errorf("-servers is required")
 	}

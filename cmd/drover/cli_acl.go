@@ -62,7 +62,7 @@ func newACLBootstrapCmd() *cobra.Command {
 	}
 }
 
-var tokenRoles = []string{protocol.RoleManagement, protocol.RoleOperator, protocol.RoleTenantAdmin, protocol.RoleTenantViewer}
+var tokenRoles = protocol.TokenRoles
 
 func newTokenCreateCmd() *cobra.Command {
 	var req protocol.TokenRequest

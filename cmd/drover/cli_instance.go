@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -285,7 +286,8 @@ func instanceStatusTable(w io.Writer, st *instanceStatus, now time.Time) {
 		}
 	}
 	fields(w, "ID", in.ID, "Environment", in.Environment, "Plan", in.Plan, "Product", product,
-		"Version", instanceVersion(in), "State", state, "Replicas", replicas, "Deployment", dep)
+		"Version", instanceVersion(in), "State", state, "Replicas", replicas, "Deployment", dep,
+		"Endpoints", strings.Join(in.Endpoints, " "))
 	fmt.Fprintln(w)
 	if len(st.Replicas) == 0 {
 		fmt.Fprintln(w, "No replicas.")

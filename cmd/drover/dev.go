@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"time"
@@ -17,7 +19,9 @@ import (
 	"github.com/drover-dev/drover/agent"
 	"github.com/drover-dev/drover/internal/logging"
 	"github.com/drover-dev/drover/protocol"
+	"github.com/drover-dev/drover/proxy"
 	"github.com/drover-dev/drover/server"
+	"github.com/drover-dev/drover/server/api"
 )
 
 func init() { extraCommands = append(extraCommands, newDevCmd) }
@@ -26,6 +30,7 @@ type devFlags struct {
 	dataDir  string
 	httpAddr string
 	raftAddr string
+	gwAddr   string
 	logLevel string
 	noDemo   bool
 }
@@ -49,6 +54,7 @@ the binary. It is for trying Drover, never for production.`,
 	fs.StringVar(&f.dataDir, "data-dir", "", "keep data here instead of a temporary folder")
 	fs.StringVar(&f.httpAddr, "http-addr", "127.0.0.1:4700", "address of the API, the console and the agent channel")
 	fs.StringVar(&f.raftAddr, "raft-addr", "127.0.0.1:4701", "address of Raft")
+	fs.StringVar(&f.gwAddr, "gateway-addr", "127.0.0.1:4780", "address of the traffic gateway (empty: none)")
 	fs.StringVar(&f.logLevel, "log-level", "warn", "trace, debug, info, warn or error")
 	fs.BoolVar(&f.noDemo, "no-demo", false, "do not create the demo instance")
 	return cmd
@@ -73,16 +79,38 @@ func runDev(cmd *cobra.Command, f devFlags) error {
 		}
 		defer os.RemoveAll(dir)
 	}
+	var gwURL *url.URL
+	if f.gwAddr != "" {
+		_, port, err := net.SplitHostPort(f.gwAddr)
+		if err != nil {
+			return usageError{fmt.Errorf("-gateway-addr %q: want host:port", f.gwAddr)}
+		}
+		if gwURL, err = api.ParseGatewayURL("http://" + proxy.DefaultDomain + ":" + port); err != nil {
+			return usageError{err}
+		}
+	}
 	srv, err := server.New(server.Config{
 		DataDir: dir + "/server", HTTPAddr: f.httpAddr, RaftAddr: f.raftAddr, BootstrapExpect: 1,
-		Logger: logger,
+		Logger: logger, GatewayURL: gwURL,
 	})
 	if err != nil {
 		return err
 	}
 	base := "http://" + srv.HTTPAddr()
+	var gw *runningGateway
+	if f.gwAddr != "" {
+		gw, err = startGateway(gatewayConfig{Listen: f.gwAddr,
+			Config: proxy.Config{Servers: []string{base}, Logger: logger.Named("gateway")}})
+		if err != nil {
+			srv.Shutdown(context.Background())
+			return err
+		}
+	}
 	ag, err := agent.New(agent.Config{Servers: []string{base}, DataDir: dir + "/agent", Name: "dev", Logger: logger})
 	if err != nil {
+		if gw != nil {
+			gw.Shutdown(context.Background())
+		}
 		srv.Shutdown(context.Background())
 		return err
 	}
@@ -94,6 +122,9 @@ func runDev(cmd *cobra.Command, f devFlags) error {
 
 	fmt.Fprintf(out, "Drover dev mode: one server and one agent in this process.\n\n")
 	fmt.Fprintf(out, "  API and console:  %s\n", base)
+	if gw != nil {
+		fmt.Fprintf(out, "  Gateway:          %s (instances at http://{instance}.{tenant}.%s:%s/)\n", gw.Addr(), proxy.DefaultDomain, gwURL.Port())
+	}
 	fmt.Fprintf(out, "  Data:             %s%s\n\n", dir, map[bool]string{true: " (removed on exit)", false: ""}[f.dataDir == ""])
 	fmt.Fprintf(out, "WARNING: authentication is off. Anyone who can reach %s controls this cluster.\n\n", srv.HTTPAddr())
 	if !f.noDemo {
@@ -102,6 +133,9 @@ func runDev(cmd *cobra.Command, f devFlags) error {
 		} else {
 			fmt.Fprintf(out, "A demo instance, demo/hello, is starting with 2 replicas; product hello\n")
 			fmt.Fprintf(out, "(releases 1.0.0 and 1.1.0) runs for tenants acme and contoso in staging and production.\n\n")
+			if gw != nil {
+				fmt.Fprintf(out, "The demo through the gateway: http://hello.demo.%s:%s/\n\n", proxy.DefaultDomain, gwURL.Port())
+			}
 		}
 	}
 	addrFlag := ""
@@ -119,6 +153,9 @@ func runDev(cmd *cobra.Command, f devFlags) error {
 	fmt.Fprintf(out, "\nStopping: replicas, agent, server.\n")
 	sctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	if gw != nil {
+		gw.Shutdown(sctx)
+	}
 	ag.StopAll(sctx)
 	cancelAgent()
 	<-agentDone

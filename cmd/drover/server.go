@@ -14,6 +14,7 @@ import (
 	"github.com/drover-dev/drover/internal/logging"
 	"github.com/drover-dev/drover/internal/tlsutil"
 	"github.com/drover-dev/drover/server"
+	"github.com/drover-dev/drover/server/api"
 	"github.com/drover-dev/drover/server/cluster"
 	"github.com/drover-dev/drover/server/gateway"
 	"github.com/drover-dev/drover/server/state"
@@ -26,6 +27,7 @@ type serverFlags struct {
 	httpAddr        string
 	raftAddr        string
 	advertise       string
+	gatewayURL      string
 	bootstrapExpect int
 	join            []string
 	agentJoinToken  string
@@ -79,6 +81,7 @@ func newServerCmd() *cobra.Command {
 	fs.BoolVar(&f.acl, "acl", true, "require tokens on the API and a join token of agents")
 	fs.IntVar(&f.auditMaxRecords, "audit-max-records", state.MaxAuditRecords, "audit records kept (the oldest go first)")
 	fs.DurationVar(&f.auditMaxAge, "audit-max-age", 0, "drop audit records older than this (0 keeps them until -audit-max-records)")
+	fs.StringVar(&f.gatewayURL, "gateway-url", api.DefaultGatewayURL, "the traffic gateways' base URL (scheme, their -domain, port): instances' endpoints are made from it")
 	fs.StringVar(&f.logLevel, "log-level", "info", "trace, debug, info, warn or error")
 	fs.BoolVar(&f.logJSON, "log-json", false, "log JSON lines")
 	fs.DurationVar(&f.heartbeat, "raft-heartbeat-timeout", cluster.DefaultHeartbeatTimeout, "Raft heartbeat timeout")
@@ -110,6 +113,10 @@ func runServer(ctx context.Context, f serverFlags) error {
 	if f.auditMaxRecords < 1 || f.auditMaxRecords > state.MaxAuditRecords {
 		return usageError{fmt.Errorf("-audit-max-records must be between 1 and %d", state.MaxAuditRecords)}
 	}
+	gatewayURL, err := api.ParseGatewayURL(f.gatewayURL)
+	if err != nil {
+		return usageError{fmt.Errorf("-%w", err)}
+	}
 	if f.auditMaxAge < 0 {
 		return usageError{fmt.Errorf("-audit-max-age must not be negative")}
 	}
@@ -126,7 +133,7 @@ func runServer(ctx context.Context, f serverFlags) error {
 		SnapshotThreshold: f.snapshotThresh, Logger: logger,
 		ACL: f.acl, AgentJoinToken: f.agentJoinToken, ServerJoinToken: f.serverJoinToken, TLS: tlsCfg,
 		AuditRetention: state.AuditRetention{MaxRecords: f.auditMaxRecords, MaxAge: f.auditMaxAge},
-		HeartbeatTTL:   f.heartbeatTTL, HeartbeatGrace: f.heartbeatGrace,
+		HeartbeatTTL:   f.heartbeatTTL, HeartbeatGrace: f.heartbeatGrace, GatewayURL: gatewayURL,
 	})
 	if err != nil {
 		return err

@@ -23,13 +23,16 @@
 // HTTP endpoints: GET / (an HTML page naming the replica), GET /healthz (200
 // "ok", or 500 while failing), GET /info (JSON: pid, child pid, address,
 // health), POST /fail and POST /recover (flip the health answer), POST /crash
-// (exit with code 3 at once).
+// (exit with code 3 at once), POST /echo (answers the body), GET /request
+// (JSON: the request as it arrived, headers and host), GET /stream?n=&every=
+// (n lines, flushed one by one) and GET /ws (a WebSocket echo).
 //
 // It prints "listening on ADDR" once it listens, one line per request and one
 // per tick, all to stdout, so that log streaming can be tested.
 package demoapp
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -49,6 +52,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/coder/websocket"
 )
 
 // Exit codes of Main.
@@ -324,7 +329,88 @@ func (a *app) routes() http.Handler {
 		default: // a crash is already due
 		}
 	})
+	mux.HandleFunc("POST /echo", a.echo)
+	mux.HandleFunc("GET /request", a.request)
+	mux.HandleFunc("GET /stream", a.stream)
+	mux.HandleFunc("GET /ws", a.websocket)
 	return a.logRequests(mux)
+}
+
+// maxEchoBytes bounds what POST /echo and /ws messages echo.
+const maxEchoBytes = 1 << 20
+
+// echo answers a POST's body.
+func (a *app) echo(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxEchoBytes))
+	if err != nil {
+		http.Error(w, err.Error(), http.StatusRequestEntityTooLarge)
+		return
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	w.Write(body)
+}
+
+// Request is the JSON answer of GET /request: the request as it arrived.
+type Request struct {
+	Method  string      `json:"method"`
+	Host    string      `json:"host"`
+	Remote  string      `json:"remote"`
+	Header  http.Header `json:"header"`
+	Replica string      `json:"replica"`
+}
+
+func (a *app) request(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(Request{Method: r.Method, Host: r.Host, Remote: r.RemoteAddr, Header: r.Header, Replica: os.Getenv("DROVER_REPLICA")})
+}
+
+// stream answers ?n= lines (default 5, at most 1000), one every ?every=
+// (default 100ms), each flushed as it is written.
+func (a *app) stream(w http.ResponseWriter, r *http.Request) {
+	n, err := strconv.Atoi(cmp.Or(r.URL.Query().Get("n"), "5"))
+	if err != nil || n < 1 || n > 1000 {
+		http.Error(w, "n: want 1 to 1000", http.StatusBadRequest)
+		return
+	}
+	every, err := time.ParseDuration(cmp.Or(r.URL.Query().Get("every"), "100ms"))
+	if err != nil || every < 0 || every > time.Minute {
+		http.Error(w, "every: want a duration up to 1m", http.StatusBadRequest)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	rc := http.NewResponseController(w)
+	for i := 1; i <= n; i++ {
+		if i > 1 {
+			select {
+			case <-r.Context().Done():
+				return
+			case <-time.After(every):
+			}
+		}
+		fmt.Fprintf(w, "line %d of %d at %s\n", i, n, time.Now().UTC().Format(time.RFC3339Nano))
+		if err := rc.Flush(); err != nil {
+			return
+		}
+	}
+}
+
+// websocket echoes every message of a WebSocket until the client closes it.
+func (a *app) websocket(w http.ResponseWriter, r *http.Request) {
+	c, err := websocket.Accept(w, r, nil)
+	if err != nil {
+		return // Accept answered the client
+	}
+	defer c.CloseNow()
+	c.SetReadLimit(maxEchoBytes)
+	for {
+		typ, msg, err := c.Read(r.Context())
+		if err != nil {
+			return
+		}
+		if err := c.Write(r.Context(), typ, msg); err != nil {
+			return
+		}
+	}
 }
 
 // statusRecorder remembers the status code a handler wrote, for the log line.
@@ -343,6 +429,9 @@ func (r *statusRecorder) Flush() {
 		f.Flush()
 	}
 }
+
+// Unwrap lets http.ResponseController reach Flush and Hijack (WebSockets).
+func (r *statusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 
 func (a *app) logRequests(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -53,6 +53,9 @@ type Config struct {
 	// Live returns what the leader last heard from a node: when, and the
 	// host's load (the gateway keeps both in memory).
 	Live func(node string) (lastSeen time.Time, load *protocol.Metrics, ok bool)
+	// GatewayURL is the traffic gateways' base URL (scheme, -domain, port):
+	// instances' endpoints are made from it. None when nil.
+	GatewayURL *url.URL
 	// Extra routes (the agent gateway, the console) mounted on the same mux.
 	Mount func(mux *http.ServeMux)
 

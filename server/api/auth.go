@@ -41,6 +41,9 @@ const (
 	// operators are management and operator tokens: tenants, environments,
 	// plans, nodes, the cluster's status.
 	operators
+	// routes is the gateways' routing table: gateway tokens, and
+	// management and operator tokens.
+	routes
 	// management only: tokens, operator endpoints (snapshots hold every
 	// secret; Raft membership).
 	management
@@ -52,7 +55,9 @@ func (acc access) allows(role string) bool {
 	case protocol.RoleManagement:
 		return true
 	case protocol.RoleOperator:
-		return acc == anyToken || acc == tenantAdmin || acc == operators
+		return acc == anyToken || acc == tenantAdmin || acc == operators || acc == routes
+	case protocol.RoleGateway:
+		return acc == routes
 	case protocol.RoleTenantAdmin:
 		return acc == anyToken || acc == tenantAdmin
 	case protocol.RoleTenantViewer:

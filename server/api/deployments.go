@@ -49,6 +49,6 @@ func (a *API) promoteDeployment(w http.ResponseWriter, r *http.Request) error {
 	if in == nil {
 		return protocol.NotFound("instance", id)
 	}
-	writeJSON(w, http.StatusOK, instanceView(snap, in))
+	writeJSON(w, http.StatusOK, a.instanceView(snap, in))
 	return nil
 }

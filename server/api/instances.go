@@ -10,18 +10,20 @@ import (
 	"github.com/drover-dev/drover/server/state"
 )
 
-// instanceView is an instance as answered: secrets redacted, status derived.
-func instanceView(snap *state.Snapshot, in *protocol.Instance) *protocol.Instance {
+// instanceView is an instance as answered: secrets redacted, status
+// derived, endpoints added.
+func (a *API) instanceView(snap *state.Snapshot, in *protocol.Instance) *protocol.Instance {
 	c := *in
 	c.Spec = in.Spec.Redacted()
 	c.Status = snap.InstanceStatus(in)
+	c.Endpoints = a.endpoints(in)
 	return &c
 }
 
-func instanceViews(snap *state.Snapshot, ins []*protocol.Instance) []*protocol.Instance {
+func (a *API) instanceViews(snap *state.Snapshot, ins []*protocol.Instance) []*protocol.Instance {
 	out := make([]*protocol.Instance, 0, len(ins))
 	for _, in := range ins {
-		out = append(out, instanceView(snap, in))
+		out = append(out, a.instanceView(snap, in))
 	}
 	return out
 }
@@ -145,6 +147,9 @@ func (a *API) createInstance(w http.ResponseWriter, r *http.Request) error {
 	if err := req.Validate(); err != nil {
 		return err
 	}
+	if err := a.checkDomains(req.Domains); err != nil {
+		return err
+	}
 	snap := a.store.Snapshot()
 	t := snap.Tenant(tenant)
 	if t == nil {
@@ -158,13 +163,13 @@ func (a *API) createInstance(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	in := protocol.Instance{Tenant: tenant, Name: req.Name, Environment: req.Environment, Plan: req.Plan, Replicas: replicas, Spec: spec, ProductRef: ref}
+	in := protocol.Instance{Tenant: tenant, Name: req.Name, Environment: req.Environment, Plan: req.Plan, Replicas: replicas, Spec: spec, ProductRef: ref, Domains: req.Domains}
 	id := protocol.InstanceID(tenant, req.Name)
 	if _, err := a.propose(w, r, state.CmdInstanceCreate, id, state.InstanceCreate{Instance: in}); err != nil {
 		return err
 	}
 	snap = a.store.Snapshot()
-	writeJSON(w, http.StatusCreated, instanceView(snap, snap.Instance(id)))
+	writeJSON(w, http.StatusCreated, a.instanceView(snap, snap.Instance(id)))
 	return nil
 }
 
@@ -187,6 +192,9 @@ func (a *API) updateInstance(w http.ResponseWriter, r *http.Request) error {
 		return protocol.FieldError("name", "%q does not match the instance in the path, %q; instances cannot be renamed", req.Name, name)
 	}
 	if err := req.Validate(); err != nil {
+		return err
+	}
+	if err := a.checkDomains(req.Domains); err != nil {
 		return err
 	}
 	var ifVersion uint64
@@ -237,11 +245,14 @@ func (a *API) updateInstance(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	cmd := state.InstanceUpdate{Tenant: tenant, Name: name, Spec: spec, Plan: req.Plan, Environment: req.Environment, Replicas: &replicas, IfVersion: ifVersion, ProductRef: ref}
+	if req.Domains != nil {
+		cmd.Domains = &req.Domains
+	}
 	if _, err := a.propose(w, r, state.CmdInstanceUpdate, cur.ID, cmd); err != nil {
 		return err
 	}
 	snap = a.store.Snapshot()
-	writeJSON(w, http.StatusOK, instanceView(snap, snap.Instance(cur.ID)))
+	writeJSON(w, http.StatusOK, a.instanceView(snap, snap.Instance(cur.ID)))
 	return nil
 }
 
@@ -254,7 +265,7 @@ func (a *API) listTenantInstances(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, instanceViews(snap, snap.Instances(state.InstanceFilter{Tenant: t.Name})))
+	writeJSON(w, http.StatusOK, a.instanceViews(snap, snap.Instances(state.InstanceFilter{Tenant: t.Name})))
 	return nil
 }
 
@@ -272,7 +283,7 @@ func (a *API) listInstances(w http.ResponseWriter, r *http.Request) error {
 		}
 		f.Tenant = id.Tenant
 	}
-	writeJSON(w, http.StatusOK, instanceViews(snap, snap.Instances(f)))
+	writeJSON(w, http.StatusOK, a.instanceViews(snap, snap.Instances(f)))
 	return nil
 }
 
@@ -286,7 +297,7 @@ func (a *API) getInstance(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	w.Header().Set("ETag", strconv.FormatUint(in.Version, 10))
-	writeJSON(w, http.StatusOK, instanceView(snap, in))
+	writeJSON(w, http.StatusOK, a.instanceView(snap, in))
 	return nil
 }
 
@@ -336,7 +347,7 @@ func (a *API) scaleInstance(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	snap = a.store.Snapshot()
-	writeJSON(w, http.StatusOK, instanceView(snap, snap.Instance(in.ID)))
+	writeJSON(w, http.StatusOK, a.instanceView(snap, snap.Instance(in.ID)))
 	return nil
 }
 
@@ -356,7 +367,7 @@ func (a *API) lifecycle(action string) handlerFunc {
 			return err
 		}
 		snap := a.store.Snapshot()
-		writeJSON(w, http.StatusOK, instanceView(snap, snap.Instance(id)))
+		writeJSON(w, http.StatusOK, a.instanceView(snap, snap.Instance(id)))
 		return nil
 	}
 }

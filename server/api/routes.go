@@ -48,6 +48,7 @@ func (a *API) routes() {
 
 	a.handle("GET /v1/tenants/{tenant}/instances/{name}/logs", read, tenantAdmin, a.logs)
 
+	a.handle("GET /v1/routes", read, routes, a.routeTable)
 	a.handle("GET /v1/nodes", read, operators, a.listNodes)
 	a.handle("GET /v1/nodes/{id}", read, operators, a.getNode)
 	a.handle("POST /v1/nodes/{id}/drain", write, operators, a.drainNode)

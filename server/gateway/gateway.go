@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -439,7 +440,12 @@ func (g *Gateway) register(ctx context.Context, h *protocol.Hello, r *http.Reque
 	}
 	n := protocol.Node{
 		ID: id, Name: h.Name, Region: h.Region, Labels: h.Labels,
-		Resources: h.Resources, Facts: h.Facts, PortRange: h.PortRange,
+		Resources: h.Resources, Facts: h.Facts, PortRange: h.PortRange, Address: h.Address,
+	}
+	if n.Address == "" {
+		// The address the agent dials from is where the servers, and so
+		// most likely the gateways, reach it.
+		n.Address, _, _ = net.SplitHostPort(r.RemoteAddr)
 	}
 	n.Facts.AgentVersion = h.Version
 	if _, err := g.cfg.Cluster.Propose(ctx, state.CmdNodeRegister, state.NodeRegister{Node: n, SecretHash: hash}, nil); err != nil {

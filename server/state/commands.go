@@ -132,7 +132,9 @@ type InstanceUpdate struct {
 	Plan        string        `json:"plan"`
 	Environment string        `json:"environment"`
 	Replicas    *int          `json:"replicas,omitempty"`
-	IfVersion   uint64        `json:"if_version,omitempty"`
+	// Domains, when set, replace the instance's custom domains.
+	Domains   *[]string `json:"domains,omitempty"`
+	IfVersion uint64    `json:"if_version,omitempty"`
 	// ProductRef replaces the instance's (none for a custom instance).
 	protocol.ProductRef
 }

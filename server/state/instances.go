@@ -43,6 +43,9 @@ func (w *writer) instanceCreate(c *InstanceCreate) error {
 	if err := w.checkQuota(t, nil, &in); err != nil {
 		return err
 	}
+	if err := w.checkDomains(&in); err != nil {
+		return err
+	}
 	if err := w.checkRelease(nil, &in); err != nil {
 		return err
 	}
@@ -76,6 +79,12 @@ func (w *writer) instanceUpdate(c *InstanceUpdate) error {
 	if c.Replicas != nil {
 		in.Replicas = *c.Replicas
 	}
+	if c.Domains != nil {
+		in.Domains = *c.Domains
+		if err := w.checkDomains(in); err != nil {
+			return err
+		}
+	}
 	if err := w.quotaOf(&old, in); err != nil {
 		return err
 	}
@@ -84,6 +93,23 @@ func (w *writer) instanceUpdate(c *InstanceUpdate) error {
 	w.putVersion(in)
 	w.event(protocol.Event{Tenant: in.Tenant, Instance: in.Name, Type: "updated", Message: fmt.Sprintf("spec changed: version %d", in.Version)})
 	w.eval(in.ID, "instance-update")
+	return nil
+}
+
+// checkDomains refuses a custom domain another instance has: each routes
+// to one instance only. The answer names no other instance, which may be
+// another tenant's.
+func (w *writer) checkDomains(in *protocol.Instance) error {
+	for i, d := range in.Domains {
+		raw, err := w.txn.First(tableInstances, "domain", d)
+		if err != nil {
+			abort("read instances by domain: %v", err)
+		}
+		if other, _ := raw.(*protocol.Instance); other != nil && other.ID != in.ID {
+			return &protocol.Error{Code: protocol.CodeConflict, Field: fmt.Sprintf("domains[%d]", i),
+				Message: fmt.Sprintf("domain %q is already routed to another instance", d)}
+		}
+	}
 	return nil
 }
 

@@ -75,7 +75,8 @@ func schema() *memdb.DBSchema {
 		table(tableTenants, stringIndex("id", "Name")),
 		table(tableEnvironments, stringIndex("id", "Name")),
 		table(tablePlans, stringIndex("id", "Name")),
-		table(tableInstances, stringIndex("id", "ID"), tenantName),
+		table(tableInstances, stringIndex("id", "ID"), tenantName,
+			&memdb.IndexSchema{Name: "domain", AllowMissing: true, Indexer: &memdb.StringSliceFieldIndex{Field: "Domains"}}),
 		table(tableVersions, &memdb.IndexSchema{Name: "id", Unique: true, Indexer: &memdb.CompoundIndex{Indexes: []memdb.Indexer{
 			&memdb.StringFieldIndex{Field: "InstanceID"}, &memdb.UintFieldIndex{Field: "Version"},
 		}}}),
