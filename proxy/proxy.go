@@ -115,7 +115,7 @@ func New(cfg Config) *Gateway {
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.Out.URL.Scheme = "http"
 			pr.Out.URL.Host = "backend" // chosen per attempt by the transport
-			pr.Out.Host = pr.In.Host     // the application sees its own name
+			pr.Out.Host = pr.In.Host    // the application sees its own name
 			pr.SetXForwarded()
 		},
 		Transport:    &transport{g: g, next: upstream},
