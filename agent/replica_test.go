@@ -8,8 +8,10 @@ package agent
 
 import (
 	"context"
+	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -27,12 +29,14 @@ type fakeProc struct {
 	done   chan struct{}
 	once   sync.Once
 	res    driver.ExitResult
+	stops  atomic.Int32 // calls of Stop: the stop signal sent
 }
 
 func (p *fakeProc) Handle() driver.Handle   { return p.handle }
 func (p *fakeProc) Done() <-chan struct{}   { return p.done }
 func (p *fakeProc) Wait() driver.ExitResult { <-p.done; return p.res }
 func (p *fakeProc) Stop(context.Context) error {
+	p.stops.Add(1)
 	p.exit(driver.ExitResult{Signal: "SIGTERM", ExitCode: -1})
 	return nil
 }
@@ -307,3 +311,195 @@ func TestReadoption(t *testing.T) {
 		}
 	})
 }
+
+// reportsSince returns the state and message of every report from the
+// n-th on, as "state: message".
+func (f *fakeAgent) reportsSince(n int) []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var out []string
+	for _, r := range f.reports[n:] {
+		out = append(out, r.State+": "+r.Message)
+	}
+	return out
+}
+
+func (f *fakeAgent) reportCount() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.reports)
+}
+
+// drained is a replica with a port and the given stop.drain (the default,
+// 5s, when nil).
+func drained(drain *protocol.Duration) protocol.AssignedReplica {
+	a := testReplica(protocol.RestartPolicy{Policy: protocol.RestartAlways})
+	a.Spec.Ports = []string{"http"}
+	if drain != nil {
+		a.Spec.Stop.Drain = drain
+	}
+	return a
+}
+
+var webPorts = map[string]int{"http": 20001}
+
+// A healthy replica with ports that the servers stop keeps running for its
+// stop.drain, reported stopping ("draining for 5s"), and is signalled
+// exactly when the drain ends.
+func TestStopDrainsAHealthyReplica(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		drain *protocol.Duration
+		want  time.Duration
+	}{
+		{"default", nil, 5 * time.Second},
+		{"spec", ptr(protocol.Duration(30 * time.Second)), 30 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				f, sup := newFakeAgent(t)
+				r := newReplica(sup, drained(tc.drain), webPorts)
+				defer supervise(t, r)()
+				synctest.Wait()
+				if st := f.last(); st.State != protocol.ReplicaHealthy {
+					t.Fatalf("before the stop: %+v, want healthy", st)
+				}
+				p := f.procs.starts()[0]
+				before := f.reportCount()
+
+				r.stop()
+				synctest.Wait()
+				msg := "draining for " + tc.want.String()
+				if got := f.reportsSince(before); !reflect.DeepEqual(got, []string{"stopping: " + msg}) {
+					t.Fatalf("reports after the stop: %q, want stopping: %s", got, msg)
+				}
+				time.Sleep(tc.want - time.Millisecond)
+				synctest.Wait()
+				if n := p.stops.Load(); n != 0 {
+					t.Fatalf("the process was signalled %s into a drain of %s", tc.want-time.Millisecond, tc.want)
+				}
+				if st := f.last(); st.State != protocol.ReplicaStopping || st.Message != msg || st.Ports["http"] != 20001 {
+					t.Fatalf("during the drain: %+v", st)
+				}
+				time.Sleep(time.Millisecond)
+				synctest.Wait()
+				if n := p.stops.Load(); n != 1 {
+					t.Fatalf("the process was signalled %d times when the drain ended, want 1", n)
+				}
+				want := []string{"stopping: " + msg, "stopping: stopping", "stopped: stopped"}
+				if got := f.reportsSince(before); !reflect.DeepEqual(got, want) {
+					t.Fatalf("reports after the stop: %q, want %q", got, want)
+				}
+				if n := len(f.procs.starts()); n != 1 {
+					t.Fatalf("%d starts: a drained replica was started again", n)
+				}
+				f.mu.Lock()
+				rec := f.records[len(f.records)-1]
+				f.mu.Unlock()
+				if rec.State != protocol.ReplicaStopped {
+					t.Fatalf("last record %+v, want stopped", rec)
+				}
+			})
+		})
+	}
+}
+
+// A replica that cannot be in a gateway's pool, one that is not healthy or
+// has no ports, or whose drain is 0s, is signalled at once.
+func TestStopWithoutDrain(t *testing.T) {
+	notHealthy := drained(nil)
+	// A check whose grace outlasts the test: the replica stays running.
+	notHealthy.Spec.Health = &protocol.HealthCheck{Type: protocol.HealthTCP, Port: "http",
+		Interval: protocol.Duration(time.Second), Timeout: protocol.Duration(time.Second), Grace: protocol.Duration(time.Hour)}
+	for _, tc := range []struct {
+		name  string
+		spec  protocol.AssignedReplica
+		ports map[string]int
+		state string // before the stop
+	}{
+		{"not healthy", notHealthy, webPorts, protocol.ReplicaRunning},
+		{"no ports", testReplica(protocol.RestartPolicy{Policy: protocol.RestartAlways}), nil, protocol.ReplicaHealthy},
+		{"drain 0s", drained(ptr(protocol.Duration(0))), webPorts, protocol.ReplicaHealthy},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				f, sup := newFakeAgent(t)
+				r := newReplica(sup, tc.spec, tc.ports)
+				defer supervise(t, r)()
+				synctest.Wait()
+				if st := f.last(); st.State != tc.state {
+					t.Fatalf("before the stop: %+v, want %s", st, tc.state)
+				}
+				p := f.procs.starts()[0]
+				before := f.reportCount()
+				stopped := time.Now()
+				r.stop()
+				synctest.Wait()
+				if n := p.stops.Load(); n != 1 || time.Since(stopped) != 0 {
+					t.Fatalf("signalled %d times after %s, want once at once", n, time.Since(stopped))
+				}
+				want := []string{"stopping: stopping", "stopped: stopped"}
+				if got := f.reportsSince(before); !reflect.DeepEqual(got, want) {
+					t.Fatalf("reports after the stop: %q, want %q", got, want)
+				}
+			})
+		})
+	}
+}
+
+// A process that exits during its drain ends the drain: the replica is
+// reported stopped then, not at the drain's end, and is not started again.
+func TestDrainEndsWhenTheProcessExits(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f, sup := newFakeAgent(t)
+		r := newReplica(sup, drained(nil), webPorts)
+		defer supervise(t, r)()
+		synctest.Wait()
+		p := f.procs.starts()[0]
+		before := f.reportCount()
+		r.stop()
+		synctest.Wait()
+		time.Sleep(time.Second)
+		p.exit(driver.ExitResult{ExitCode: 0})
+		synctest.Wait()
+		want := []string{"stopping: draining for 5s", "stopping: stopping", "stopped: stopped"}
+		if got := f.reportsSince(before); !reflect.DeepEqual(got, want) {
+			t.Fatalf("reports after the process exited 1s into its drain: %q, want %q", got, want)
+		}
+		time.Sleep(time.Minute)
+		synctest.Wait()
+		if n := len(f.procs.starts()); n != 1 {
+			t.Fatalf("%d starts: a replica that exited during its drain was started again", n)
+		}
+		if st := f.last(); st.State != protocol.ReplicaStopped {
+			t.Fatalf("a minute later: %+v, want stopped", st)
+		}
+	})
+}
+
+// An agent that exits during a drain leaves the process running, as it
+// always does (the next agent re-adopts it).
+func TestAgentExitDuringDrainLeavesTheProcess(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f, sup := newFakeAgent(t)
+		r := newReplica(sup, drained(nil), webPorts)
+		exit := supervise(t, r)
+		synctest.Wait()
+		p := f.procs.starts()[0]
+		r.stop()
+		synctest.Wait()
+		time.Sleep(time.Second)
+		exit()
+		if n := p.stops.Load(); n != 0 {
+			t.Fatalf("the exiting agent signalled the process %d times", n)
+		}
+		select {
+		case <-p.done:
+			t.Fatal("the exiting agent ended the process")
+		default:
+		}
+		p.exit(driver.ExitResult{}) // the test's end
+	})
+}
+
+func ptr[T any](v T) *T { return &v }

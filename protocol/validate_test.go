@@ -417,3 +417,135 @@ func TestSplitInstanceID(t *testing.T) {
 		})
 	}
 }
+
+// The traffic parts of an instance request: its custom domains, the port
+// its route names and its stop.drain.
+func TestInstanceRequestValidateTraffic(t *testing.T) {
+	label63 := strings.Repeat("a", 63)
+	cases := []struct {
+		name  string
+		edit  func(r *protocol.InstanceRequest)
+		field string // "" means valid
+	}{
+		// domains
+		{"domains", func(r *protocol.InstanceRequest) { r.Domains = []string{"crm.example.com", "www.crm-1.example.com"} }, ""},
+		{"domain of two labels", func(r *protocol.InstanceRequest) { r.Domains = []string{"example.com"} }, ""},
+		{"domain upper case", func(r *protocol.InstanceRequest) { r.Domains = []string{"Crm.example.com"} }, "domains[0]"},
+		{"domain of one label", func(r *protocol.InstanceRequest) { r.Domains = []string{"crm.example.com", "localhost"} }, "domains[1]"},
+		{"domain empty", func(r *protocol.InstanceRequest) { r.Domains = []string{""} }, "domains[0]"},
+		{"domain trailing dot", func(r *protocol.InstanceRequest) { r.Domains = []string{"crm.example.com."} }, "domains[0]"},
+		{"domain empty label", func(r *protocol.InstanceRequest) { r.Domains = []string{"crm..example.com"} }, "domains[0]"},
+		{"domain underscore", func(r *protocol.InstanceRequest) { r.Domains = []string{"c_rm.example.com"} }, "domains[0]"},
+		{"domain label leading dash", func(r *protocol.InstanceRequest) { r.Domains = []string{"-crm.example.com"} }, "domains[0]"},
+		{"domain with port", func(r *protocol.InstanceRequest) { r.Domains = []string{"crm.example.com:8080"} }, "domains[0]"},
+		{"domain wildcard", func(r *protocol.InstanceRequest) { r.Domains = []string{"*.example.com"} }, "domains[0]"},
+		{"domain label of 63", func(r *protocol.InstanceRequest) { r.Domains = []string{label63 + ".com"} }, ""},
+		{"domain label of 64", func(r *protocol.InstanceRequest) { r.Domains = []string{label63 + "a.com"} }, "domains[0]"},
+		{"domain over 253", func(r *protocol.InstanceRequest) {
+			r.Domains = []string{strings.Repeat(label63+".", 4) + "com"} // 4*64+3 = 259
+		}, "domains[0]"},
+		{"domain named twice", func(r *protocol.InstanceRequest) {
+			r.Domains = []string{"a.example.com", "b.example.com", "a.example.com"}
+		}, "domains[2]"},
+		{"16 domains", func(r *protocol.InstanceRequest) { r.Domains = manyDomains(16) }, ""},
+		{"17 domains", func(r *protocol.InstanceRequest) { r.Domains = manyDomains(17) }, "domains"},
+
+		// route.port names one of spec.ports
+		{"route port", func(r *protocol.InstanceRequest) { r.Spec.Route = &protocol.RouteSpec{Port: "admin"} }, ""},
+		{"route without port", func(r *protocol.InstanceRequest) { r.Spec.Route = &protocol.RouteSpec{} }, ""},
+		{"route port unknown", func(r *protocol.InstanceRequest) { r.Spec.Route = &protocol.RouteSpec{Port: "metrics"} }, "spec.route.port"},
+		{"route port without ports", func(r *protocol.InstanceRequest) {
+			r.Spec.Ports, r.Spec.Health = nil, nil
+			r.Spec.Route = &protocol.RouteSpec{Port: "http"}
+		}, "spec.route.port"},
+
+		// stop.drain 0s..10m
+		{"drain zero", func(r *protocol.InstanceRequest) { r.Spec.Stop.Drain = ptr(protocol.Duration(0)) }, ""},
+		{"drain absent", func(r *protocol.InstanceRequest) { r.Spec.Stop.Drain = nil }, ""},
+		{"drain 10m", func(r *protocol.InstanceRequest) { r.Spec.Stop.Drain = ptr(protocol.Duration(10 * time.Minute)) }, ""},
+		{"drain over 10m", func(r *protocol.InstanceRequest) { r.Spec.Stop.Drain = ptr(protocol.Duration(10*time.Minute + 1)) }, "spec.stop.drain"},
+		{"drain negative", func(r *protocol.InstanceRequest) { r.Spec.Stop.Drain = ptr(protocol.Duration(-time.Second)) }, "spec.stop.drain"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			r := validRequest()
+			tc.edit(&r)
+			wantField(t, r.Validate(), tc.field)
+		})
+	}
+}
+
+func manyDomains(n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("d%d.example.com", i)
+	}
+	return out
+}
+
+// stop.drain defaults to 5s; an explicit 0s (no drain) is kept, through
+// the JSON that carries specs in requests and Raft entries as well.
+func TestDrainDefault(t *testing.T) {
+	if d := (protocol.Spec{Command: []string{"x"}}).WithDefaults().Stop.Drain; d == nil || d.D() != 5*time.Second {
+		t.Fatalf("default drain %v, want 5s", d)
+	}
+	for _, tc := range []struct {
+		body string
+		want time.Duration
+	}{
+		{`{"command":["x"],"stop":{"drain":"0s"}}`, 0},
+		{`{"command":["x"],"stop":{"drain":"30s"}}`, 30 * time.Second},
+		{`{"command":["x"],"stop":{}}`, 5 * time.Second},
+		{`{"command":["x"],"stop":{"drain":null}}`, 5 * time.Second},
+	} {
+		var s protocol.Spec
+		if err := json.Unmarshal([]byte(tc.body), &s); err != nil {
+			t.Fatal(err)
+		}
+		s = s.WithDefaults()
+		// As stored: encoded and decoded again.
+		b, err := json.Marshal(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var stored protocol.Spec
+		if err := json.Unmarshal(b, &stored); err != nil {
+			t.Fatal(err)
+		}
+		for what, d := range map[string]*protocol.Duration{"with defaults": s.Stop.Drain, "stored": stored.Stop.Drain} {
+			if d == nil || d.D() != tc.want {
+				t.Errorf("%s %s: drain %v, want %s", tc.body, what, d, tc.want)
+			}
+		}
+		if err := stored.Validate("spec"); err != nil {
+			t.Errorf("%s: %v", tc.body, err)
+		}
+	}
+}
+
+// A hello's address, when set, is an IP address.
+func TestHelloAddressValidate(t *testing.T) {
+	for _, tc := range []struct {
+		addr string
+		ok   bool
+	}{
+		{"", true},
+		{"10.1.2.3", true},
+		{"2001:db8::7", true},
+		{"::1", true},
+		{"host.example.com", false},
+		{"10.1.2.3:4000", false},
+		{"10.1.2", false},
+		{"[::1]", false},
+		{" 10.1.2.3", false},
+	} {
+		h := protocol.Hello{ProtocolVersion: protocol.AgentProtocolVersion, Name: "web-1",
+			PortRange: protocol.PortRange{Lo: 20000, Hi: 20100}, Address: tc.addr}
+		err := h.Validate()
+		if tc.ok {
+			wantField(t, err, "")
+		} else {
+			wantField(t, err, "address")
+		}
+	}
+}

@@ -23,6 +23,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -119,6 +120,7 @@ func New(cfg Config) *Gateway {
 			pr.SetXForwarded()
 		},
 		Transport:    &transport{g: g, next: upstream},
+		BufferPool:   bufferPool{},
 		ErrorHandler: g.proxyError,
 		ErrorLog:     cfg.Logger.Named("proxy").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
 	}
@@ -231,8 +233,12 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			break
 		}
 		tried = append(tried, b)
-		out := req.Clone(req.Context())
-		out.URL.Host = b.addr
+		// A shallow copy with its own URL: the headers are the proxy's
+		// copy already, and no attempt changes them.
+		out := req.WithContext(req.Context())
+		u := *req.URL
+		u.Host = b.addr
+		out.URL = &u
 		b.outstanding.Add(1)
 		resp, err := t.next.RoundTrip(out)
 		if err == nil {
@@ -316,6 +322,15 @@ func (r *releaseRW) Close() error {
 	}
 	return r.ReadWriteCloser.Close()
 }
+
+// bufferPool lends the proxy its 32 KiB copy buffers, which it would
+// otherwise allocate for every answer.
+type bufferPool struct{}
+
+var buffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+func (bufferPool) Get() []byte  { return *buffers.Get().(*[]byte) }
+func (bufferPool) Put(b []byte) { buffers.Put(&b) }
 
 // recorder remembers the status an answer was given.
 type recorder struct {

@@ -752,7 +752,7 @@ func getInfo(port int) (demoInfo, error) {
 }
 
 // mustInfo is getInfo that fails the test.
-func mustInfo(t *testing.T, port int) demoInfo {
+func mustInfo(t testing.TB, port int) demoInfo {
 	t.Helper()
 	info, err := getInfo(port)
 	if err != nil {

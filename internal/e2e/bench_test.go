@@ -70,7 +70,7 @@ func BenchmarkWrites(b *testing.B) {
 				if f := failed.Load(); f > 0 {
 					b.Fatalf("%d of %d writes failed", f, b.N)
 				}
-				reportLatency(b, lat, elapsed)
+				reportLatency(b, lat, elapsed, "writes/s")
 			})
 		}
 	}
@@ -170,12 +170,12 @@ func rssKB(b *testing.B, s *Server) int64 {
 	return 0
 }
 
-func reportLatency(b *testing.B, lat []time.Duration, elapsed time.Duration) {
+func reportLatency(b *testing.B, lat []time.Duration, elapsed time.Duration, unit string) {
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	pct := func(p float64) float64 {
 		return float64(lat[int(float64(len(lat)-1)*p)].Microseconds()) / 1000
 	}
-	b.ReportMetric(float64(len(lat))/elapsed.Seconds(), "writes/s")
+	b.ReportMetric(float64(len(lat))/elapsed.Seconds(), unit)
 	b.ReportMetric(pct(0.5), "p50-ms")
 	b.ReportMetric(pct(0.99), "p99-ms")
 	b.ReportMetric(0, "ns/op")

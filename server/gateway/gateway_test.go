@@ -2,6 +2,8 @@ package gateway_test
 
 import (
 	"fmt"
+	"io"
+	"net/http"
 	"slices"
 	"strings"
 	"testing"
@@ -231,4 +233,92 @@ func TestFollowerRedirectsToLeader(t *testing.T) {
 	if n := len(e.snap().Nodes()); n != 0 {
 		t.Fatalf("%d nodes registered through followers", n)
 	}
+}
+
+// A node's address, where the traffic gateways reach its replicas, is the
+// one its hello gives, else the host its connection comes from; each hello
+// sets it again. GET /v1/routes sends an instance's traffic there, to the
+// port the agent reported. A hello whose address is no IP is refused.
+func TestNodeAddress(t *testing.T) {
+	e := newEnv(t, envConfig{})
+	apiNode := func(id string) protocol.Node {
+		t.Helper()
+		var n protocol.Node
+		if err := jsonDecode(httpGet(t, e.url()+"/v1/nodes/"+id), &n); err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+
+	a, wa := e.register("host-a") // dials 127.0.0.1
+	if got := e.node(wa.NodeID).Address; got != "127.0.0.1" {
+		t.Fatalf("address of a node that connects from 127.0.0.1 and names none: %q", got)
+	}
+	if got := apiNode(wa.NodeID).Address; got != "127.0.0.1" {
+		t.Fatalf("GET /v1/nodes/%s answers address %q", wa.NodeID, got)
+	}
+
+	hb := testHello("host-b")
+	hb.Address = "10.1.2.3"
+	b, wb := e.connect(e.url(), hb)
+	if got := e.node(wb.NodeID).Address; got != "10.1.2.3" {
+		t.Fatalf("address of a node whose hello says 10.1.2.3: %q", got)
+	}
+
+	// Each hello sets it again: without one, the connection's; another.
+	b.ws.CloseNow()
+	b, _ = e.connect(e.url(), rejoin("host-b", wb, wb.NodeSecret))
+	if got := e.node(wb.NodeID).Address; got != "127.0.0.1" {
+		t.Fatalf("address after a hello without one: %q, want the connection's", got)
+	}
+	b.ws.CloseNow()
+	again := rejoin("host-b", wb, wb.NodeSecret)
+	again.Address = "2001:db8::5"
+	b, _ = e.connect(e.url(), again)
+	if got := e.node(wb.NodeID).Address; got != "2001:db8::5" {
+		t.Fatalf("address after a hello naming 2001:db8::5: %q", got)
+	}
+
+	// The routing table sends traffic to each node's address.
+	inst := e.instance("acme", "crm")
+	e.place(inst, wa.NodeID, "ra")
+	e.place(inst, wb.NodeID, "rb")
+	a.send(protocol.MsgStatus, protocol.Status{Seq: 1, Replicas: []protocol.ReplicaReport{{ID: "ra", State: protocol.ReplicaHealthy, Ports: map[string]int{"http": 20001}}}})
+	b.send(protocol.MsgStatus, protocol.Status{Seq: 1, Replicas: []protocol.ReplicaReport{{ID: "rb", State: protocol.ReplicaHealthy, Ports: map[string]int{"http": 20002}}}})
+	want := map[string]string{"ra": "127.0.0.1:20001", "rb": "[2001:db8::5]:20002"}
+	testwait.Eventually(t, wait, "both replicas in GET /v1/routes", func() error {
+		var rs protocol.Routes
+		if err := jsonDecode(httpGet(t, e.url()+"/v1/routes"), &rs); err != nil {
+			return err
+		}
+		got := map[string]string{}
+		for _, rt := range rs.Routes {
+			for _, be := range rt.Backends {
+				got[be.Replica] = be.Addr
+			}
+		}
+		if fmt.Sprint(got) != fmt.Sprint(want) {
+			return fmt.Errorf("backends %v, want %v", got, want)
+		}
+		return nil
+	})
+
+	bad := testHello("host-c")
+	bad.Address = "gw.example.com"
+	checkRefused(t, e, bad, protocol.CodeInvalidArgument)
+}
+
+// httpGet answers the body of a GET that must answer 200.
+func httpGet(t *testing.T, url string) []byte {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %d %s (%v)", url, resp.StatusCode, b, err)
+	}
+	return b
 }
