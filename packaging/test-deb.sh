@@ -50,12 +50,13 @@ ok "installed $deb"
 if [[ -n "$version" ]]; then
 	/usr/bin/drover version | grep -qF -- "$version" || fail "drover version does not print $version: $(/usr/bin/drover version 2>&1)"
 fi
-for u in drover-server drover-agent; do
+for u in drover-server drover-agent drover-gateway; do
 	check_mode "/lib/systemd/system/$u.service" root:root 644
 done
 check_mode /etc/drover root:root 755
 check_mode /etc/drover/server.yaml root:drover 640
 check_mode /etc/drover/agent.yaml root:root 600
+check_mode /etc/drover/gateway.yaml root:drover 640
 grep -q '^data_dir: /var/lib/drover/server$' /etc/drover/server.yaml || fail "server.yaml lacks data_dir"
 grep -q '^data_dir: /var/lib/drover/agent$' /etc/drover/agent.yaml || fail "agent.yaml lacks data_dir"
 
@@ -68,7 +69,7 @@ check_mode /var/lib/drover/server drover:drover 750
 check_mode /var/lib/drover/agent root:root 700
 ok "binary, units, configs, user and state directories in place"
 
-out=$(systemd-analyze verify --man=no drover-server.service drover-agent.service 2>&1) ||
+out=$(systemd-analyze verify --man=no drover-server.service drover-agent.service drover-gateway.service 2>&1) ||
 	fail "systemd-analyze verify of the installed units: $out"
 [[ -z "$out" ]] || fail "systemd-analyze verify of the installed units warned: $out"
 ok "systemd-analyze verify of the installed units"
@@ -85,7 +86,7 @@ ok "reinstall keeps the changed config and the state"
 # Remove: the program goes, the configs, the state and the user stay.
 dpkg -r drover || fail "dpkg -r drover"
 installed && fail "drover still installed after dpkg -r"
-for f in /usr/bin/drover /lib/systemd/system/drover-server.service /lib/systemd/system/drover-agent.service; do
+for f in /usr/bin/drover /lib/systemd/system/drover-server.service /lib/systemd/system/drover-agent.service /lib/systemd/system/drover-gateway.service; do
 	[[ ! -e "$f" ]] || fail "$f left after dpkg -r"
 done
 [[ -f /etc/drover/server.yaml && -f /var/lib/drover/server/marker ]] || fail "dpkg -r removed the configs or the state"
@@ -107,7 +108,7 @@ rpm_file="${deb%.deb}.rpm"
 if command -v rpm >/dev/null && [[ -f "$rpm_file" ]]; then
 	files=$(rpm -qpl "$rpm_file" 2>/dev/null) || fail "rpm -qpl $rpm_file"
 	for f in /usr/bin/drover /usr/lib/systemd/system/drover-server.service /usr/lib/systemd/system/drover-agent.service \
-		/etc/drover/server.yaml /etc/drover/agent.yaml; do
+		/usr/lib/systemd/system/drover-gateway.service /etc/drover/server.yaml /etc/drover/agent.yaml /etc/drover/gateway.yaml; do
 		grep -qx "$f" <<<"$files" || fail "$rpm_file lacks $f"
 	done
 	rpm -qp --configfiles "$rpm_file" 2>/dev/null | grep -qx /etc/drover/server.yaml || fail "$rpm_file: server.yaml is not a config file"

@@ -10,10 +10,10 @@ install -d -m 0755 -o root -g root /var/lib/drover
 install -d -m 0750 -o drover -g drover /var/lib/drover/server
 install -d -m 0700 -o root -g root /var/lib/drover/agent
 
-# The configs may hold tokens: the server's is readable by its group only,
-# the agent's by root only.
-chown root:drover /etc/drover/server.yaml
-chmod 0640 /etc/drover/server.yaml
+# The configs may hold tokens: the server's and the gateway's are readable
+# by their group only, the agent's by root only.
+chown root:drover /etc/drover/server.yaml /etc/drover/gateway.yaml
+chmod 0640 /etc/drover/server.yaml /etc/drover/gateway.yaml
 chown root:root /etc/drover/agent.yaml
 chmod 0600 /etc/drover/agent.yaml
 
@@ -27,7 +27,7 @@ if [ -d /run/systemd/system ]; then
 	2) upgrade=true ;;
 	esac
 	if $upgrade; then
-		systemctl try-restart drover-server.service drover-agent.service >/dev/null 2>&1 || true
+		systemctl try-restart drover-server.service drover-agent.service drover-gateway.service >/dev/null 2>&1 || true
 	fi
 fi
 exit 0

@@ -13,6 +13,6 @@ esac
 if [ -d /run/systemd/system ]; then
 	# Stopping the agent leaves its replicas running (KillMode=process):
 	# drain the node before removing the package.
-	systemctl --no-reload disable --now drover-server.service drover-agent.service >/dev/null 2>&1 || true
+	systemctl --no-reload disable --now drover-server.service drover-agent.service drover-gateway.service >/dev/null 2>&1 || true
 fi
 exit 0
