@@ -473,7 +473,9 @@ func (a *Agent) StopAll(ctx context.Context) {
 	}
 	a.mu.Unlock()
 	for _, r := range rs {
-		r.stop()
+		// Without the drain: this is drover dev's exit, whose gateway has
+		// gone already.
+		r.stopUndrained()
 	}
 	for _, r := range rs {
 		select {

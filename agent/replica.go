@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -75,6 +76,8 @@ type replica struct {
 
 	stopOnce sync.Once
 	stopCh   chan struct{} // closed when the server no longer wants it
+	// undrained skips the drain before the stop signal (StopAll).
+	undrained atomic.Bool
 	done     chan struct{}
 
 	// confirmed, for a replica recovered from the record, is closed once
@@ -97,6 +100,13 @@ func newReplica(sup *supervisor, spec protocol.AssignedReplica, ports map[string
 
 // stop asks the replica to stop; run then stops the process.
 func (r *replica) stop() { r.stopOnce.Do(func() { close(r.stopCh) }) }
+
+// stopUndrained is stop without the drain: for when no traffic can reach
+// the replica any more.
+func (r *replica) stopUndrained() {
+	r.undrained.Store(true)
+	r.stop()
+}
 
 // confirm records that the servers' assignment names the replica.
 func (r *replica) confirm() {
@@ -372,7 +382,7 @@ func (r *replica) drain(ctx context.Context, p process) bool {
 	healthy := r.state == protocol.ReplicaHealthy
 	r.mu.Unlock()
 	d := r.spec.Spec.Stop.Drain
-	if !healthy || len(r.ports) == 0 || d == nil || *d <= 0 {
+	if !healthy || len(r.ports) == 0 || d == nil || *d <= 0 || r.undrained.Load() {
 		return true
 	}
 	r.set(protocol.ReplicaStopping, "", fmt.Sprintf("draining for %s", d))

@@ -70,6 +70,7 @@ type routeServer struct {
 
 	mu      sync.Mutex
 	routes  protocol.Routes
+	failing bool // answer status and body, not the table
 	status  int
 	body    string
 	changed chan struct{} // closed, and replaced, at every change
@@ -79,7 +80,7 @@ type routeServer struct {
 
 func newRouteServer(t *testing.T, rs protocol.Routes) *routeServer {
 	t.Helper()
-	f := &routeServer{down: make(chan struct{}), routes: rs, status: http.StatusOK, changed: make(chan struct{})}
+	f := &routeServer{down: make(chan struct{}), routes: rs, changed: make(chan struct{})}
 	f.srv = httptest.NewServer(http.HandlerFunc(f.serve))
 	t.Cleanup(f.close)
 	return f
@@ -87,14 +88,14 @@ func newRouteServer(t *testing.T, rs protocol.Routes) *routeServer {
 
 func (f *routeServer) URL() string { return f.srv.URL }
 
-// set makes rs its table (and its answers 200 again).
+// set makes rs its table (and it answers it again after fail).
 func (f *routeServer) set(rs protocol.Routes) {
-	f.update(func() { f.routes, f.status = rs, http.StatusOK })
+	f.update(func() { f.routes, f.failing = rs, false })
 }
 
-// fail makes it answer status with body.
+// fail makes it answer status with body, at once, to every request.
 func (f *routeServer) fail(status int, body string) {
-	f.update(func() { f.status, f.body = status, body })
+	f.update(func() { f.failing, f.status, f.body = true, status, body })
 }
 
 func (f *routeServer) update(change func()) {
@@ -143,7 +144,7 @@ func (f *routeServer) serve(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	f.mu.Lock()
-	rs, status, body := f.routes, f.status, f.body
+	rs, failing, status, body := f.routes, f.failing, f.status, f.body
 	f.mu.Unlock()
 	select {
 	case <-f.down:
@@ -151,7 +152,7 @@ func (f *routeServer) serve(w http.ResponseWriter, r *http.Request) {
 	default:
 	}
 	w.Header().Set("Content-Type", "application/json")
-	if status != http.StatusOK {
+	if failing {
 		w.WriteHeader(status)
 		io.WriteString(w, body)
 		return
@@ -166,9 +167,9 @@ func (f *routeServer) block(ctx context.Context, after uint64, wait time.Duratio
 	defer timer.Stop()
 	for {
 		f.mu.Lock()
-		idx, status, changed := f.routes.Index, f.status, f.changed
+		idx, failing, changed := f.routes.Index, f.failing, f.changed
 		f.mu.Unlock()
-		if idx > after || status != http.StatusOK {
+		if idx > after || failing {
 			return true
 		}
 		select {
@@ -514,10 +515,11 @@ func TestBalancingPrefersTheLessBusyBackend(t *testing.T) {
 	// answered (by fast) or is held by slow: true if held.
 	launch := func() bool {
 		done := make(chan error, 1)
+		req := g.request(t, http.MethodGet, hostOf("acme", "web"), "/", nil)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			a, err := g.try(g.request(t, http.MethodGet, hostOf("acme", "web"), "/", nil))
+			a, err := g.try(req)
 			if err == nil && a.code != http.StatusOK {
 				err = fmt.Errorf("got %d %q", a.code, a.body)
 			}
@@ -988,7 +990,11 @@ func TestStreamedAnswerIsPassedThroughAsWritten(t *testing.T) {
 			closeRead.Do(func() { close(read) })
 			t.Fatalf("line %d did not reach the client while the backend waited for it to be read", i)
 		}
-		read <- struct{}{}
+		select {
+		case read <- struct{}{}:
+		case <-time.After(waitFor):
+			t.Fatalf("the backend did not wait for line %d to be read", i)
+		}
 		if i == lines-2 {
 			break
 		}

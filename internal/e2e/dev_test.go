@@ -1,9 +1,11 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -20,14 +22,15 @@ import (
 // address serves the console; Ctrl-C (SIGTERM here) stops everything,
 // replicas included.
 func TestDevMode(t *testing.T) {
-	ports, err := freePorts(2)
+	ports, err := freePorts(3)
 	if err != nil {
 		t.Fatal(err)
 	}
 	addr := fmt.Sprintf("127.0.0.1:%d", ports[0])
+	gwAddr := fmt.Sprintf("127.0.0.1:%d", ports[2])
 	log := filepath.Join(t.TempDir(), "dev.log")
 	l := newLauncher(t)
-	p, err := l.start("dev", log, []string{"dev", "-http-addr", addr, "-raft-addr", fmt.Sprintf("127.0.0.1:%d", ports[1])})
+	p, err := l.start("dev", log, []string{"dev", "-http-addr", addr, "-raft-addr", fmt.Sprintf("127.0.0.1:%d", ports[1]), "-gateway-addr", gwAddr})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -67,6 +70,25 @@ func TestDevMode(t *testing.T) {
 	if resp.StatusCode != 200 || !strings.Contains(string(page), "<title>Drover</title>") {
 		t.Fatalf("GET / = %d, want the console page; got %.200s", resp.StatusCode, page)
 	}
+
+	// The demo's URL, printed, answers through dev mode's gateway.
+	demoURL := fmt.Sprintf("http://hello.demo.drover.localhost:%d/", ports[2])
+	if b, _ := os.ReadFile(log); !strings.Contains(string(b), demoURL) {
+		t.Errorf("dev mode does not print the demo's URL %s:\n%s", demoURL, b)
+	}
+	gw := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, network, gwAddr)
+		}}}
+	eventually(t, waitTimeout, "the demo answers at "+demoURL, func() (bool, string) {
+		resp, err := gw.Get(demoURL)
+		if err != nil {
+			return false, err.Error()
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK && strings.Contains(string(b), "Drover demo app"), fmt.Sprintf("%s %.200s", resp.Status, b)
+	})
 
 	// The replicas' processes, to check they are gone after exit.
 	var replicas []struct {
