@@ -68,6 +68,8 @@ type Config struct {
 	HeartbeatTTL   time.Duration
 	HeartbeatGrace time.Duration
 
+	// Pprof serves Go's profiles at /debug/pprof/ (-pprof).
+	Pprof bool
 	// GatewayURL is the traffic gateways' base URL, from which instances'
 	// endpoints are made (api.DefaultGatewayURL when nil).
 	GatewayURL *url.URL
@@ -198,7 +200,7 @@ func New(cfg Config) (*Server, error) {
 			return l.LastSeen, l.Load, ok
 		}, Nodes: s.gateway,
 		ACL: cfg.ACL, ServerToken: serverToken, RequireServerAuth: caFingerprint != "",
-		AgentJoinToken: cfg.AgentJoinToken, CAFingerprint: caFingerprint, GatewayURL: gatewayURL,
+		AgentJoinToken: cfg.AgentJoinToken, CAFingerprint: caFingerprint, GatewayURL: gatewayURL, Pprof: cfg.Pprof,
 		Metrics: metrics.Handler(metrics.Source{
 			Store: s.store, IsLeader: s.cluster.IsLeader, AppliedIndex: s.cluster.AppliedIndex,
 			Sessions: s.gateway.Sessions, Connects: s.gateway.Connects,

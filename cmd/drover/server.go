@@ -28,6 +28,7 @@ type serverFlags struct {
 	raftAddr        string
 	advertise       string
 	gatewayURL      string
+	pprof           bool
 	bootstrapExpect int
 	join            []string
 	agentJoinToken  string
@@ -81,6 +82,7 @@ func newServerCmd() *cobra.Command {
 	fs.BoolVar(&f.acl, "acl", true, "require tokens on the API and a join token of agents")
 	fs.IntVar(&f.auditMaxRecords, "audit-max-records", state.MaxAuditRecords, "audit records kept (the oldest go first)")
 	fs.DurationVar(&f.auditMaxAge, "audit-max-age", 0, "drop audit records older than this (0 keeps them until -audit-max-records)")
+	fs.BoolVar(&f.pprof, "pprof", false, "serve Go's profiles at /debug/pprof/ (management tokens only)")
 	fs.StringVar(&f.gatewayURL, "gateway-url", api.DefaultGatewayURL, "the traffic gateways' base URL (scheme, their -domain, port): instances' endpoints are made from it")
 	fs.StringVar(&f.logLevel, "log-level", "info", "trace, debug, info, warn or error")
 	fs.BoolVar(&f.logJSON, "log-json", false, "log JSON lines")
@@ -133,7 +135,7 @@ func runServer(ctx context.Context, f serverFlags) error {
 		SnapshotThreshold: f.snapshotThresh, Logger: logger,
 		ACL: f.acl, AgentJoinToken: f.agentJoinToken, ServerJoinToken: f.serverJoinToken, TLS: tlsCfg,
 		AuditRetention: state.AuditRetention{MaxRecords: f.auditMaxRecords, MaxAge: f.auditMaxAge},
-		HeartbeatTTL:   f.heartbeatTTL, HeartbeatGrace: f.heartbeatGrace, GatewayURL: gatewayURL,
+		HeartbeatTTL:   f.heartbeatTTL, HeartbeatGrace: f.heartbeatGrace, GatewayURL: gatewayURL, Pprof: f.pprof,
 	})
 	if err != nil {
 		return err

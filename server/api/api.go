@@ -78,6 +78,8 @@ type Config struct {
 	CAFingerprint string
 	// Nodes closes the agent session of a revoked node (the gateway).
 	Nodes NodeCloser
+	// Pprof serves Go's profiles at /debug/pprof/ (management tokens).
+	Pprof bool
 	// Metrics serves GET /metrics; with ACL on it needs an operator or
 	// management token, as Prometheus can send.
 	Metrics http.Handler

@@ -2,6 +2,7 @@ package api
 
 import (
 	"net/http"
+	"net/http/pprof"
 	"sort"
 	"strconv"
 	"time"
@@ -80,7 +81,25 @@ func (a *API) routes() {
 		})
 	}
 
+	if a.cfg.Pprof {
+		// Go's profiles of this server (-pprof): management tokens only,
+		// as they show memory that holds secrets.
+		a.handle("GET /debug/pprof/", local, management, serve(pprof.Index))
+		a.handle("GET /debug/pprof/cmdline", local, management, serve(pprof.Cmdline))
+		a.handle("GET /debug/pprof/profile", local, management, serve(pprof.Profile))
+		a.handle("GET /debug/pprof/symbol", local, management, serve(pprof.Symbol))
+		a.handle("GET /debug/pprof/trace", local, management, serve(pprof.Trace))
+	}
+
 	a.handle("/v1/", local, anyToken, a.notFound)
+}
+
+// serve makes a plain handler one of the API's.
+func serve(h http.HandlerFunc) handlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) error {
+		h(w, r)
+		return nil
+	}
 }
 
 func (a *API) status(w http.ResponseWriter, r *http.Request) error {

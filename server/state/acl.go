@@ -35,10 +35,7 @@ func (w *writer) tokenDelete(c *NameBody) error {
 			return protocol.Errorf(protocol.CodeConflict, "token %s is the last management token; create another before revoking it", c.Name)
 		}
 	}
-	if _, err := w.txn.DeleteAll(tableCredentials, "owner", CredentialToken, c.Name); err != nil {
-		return protocol.Errorf(protocol.CodeInternal, "delete token %s: %v", c.Name, err)
-	}
-	w.touch(tableCredentials)
+	w.deleteAll(tableCredentials, "owner", CredentialToken, c.Name)
 	w.delete(tableTokens, raw)
 	return nil
 }

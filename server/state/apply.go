@@ -3,6 +3,7 @@ package state
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 
 	"github.com/hashicorp/go-memdb"
 
@@ -14,31 +15,86 @@ type writer struct {
 	txn   *memdb.Txn
 	index uint64
 	cmd   *Command
+	// touched are the tables the entry changed: their rows of the index
+	// table move to the entry's index once, at its end.
+	touched []string
 }
 
-// apply runs cmd in one write transaction at Raft index. On error nothing
-// changes but the audit record of the attempt, if any.
+// Entry is one Raft log entry's command, at its index.
+type Entry struct {
+	Index uint64
+	Cmd   *Command
+}
+
+// apply applies one command at Raft index.
 func (s *Store) apply(index uint64, cmd *Command) error {
+	return s.applyBatch([]Entry{{Index: index, Cmd: cmd}})[0]
+}
+
+// applyBatch applies entries in order, in one write transaction, with the
+// outcome of applying them one by one: each entry that fails changes
+// nothing but its audit record. Sharing the transaction is what makes a
+// batch cheaper: memdb copies each tree node an entry changes once per
+// transaction, and the nodes near the roots (the index table, counters,
+// the newest audit records) are the same for every entry.
+//
+// A command that fails usually does so before it writes; one that fails
+// after writing (rare: a refused write, or a check after a change) cannot
+// be undone within the transaction, so the batch is started over without
+// it: the entries before it are applied again in a new transaction, which
+// gives the same result, since applying is deterministic.
+func (s *Store) applyBatch(entries []Entry) []error {
 	db := s.current().db
-	w := &writer{txn: db.Txn(true), index: index, cmd: cmd}
-	err := w.safely(w.dispatch)
-	if err != nil {
-		w.txn.Abort()
-		w = &writer{txn: db.Txn(true), index: index, cmd: cmd}
+	txn := db.Txn(true)
+	errs := make([]error, len(entries))
+	for i, e := range entries {
+		w := &writer{txn: txn, index: e.Index, cmd: e.Cmd}
+		errs[i] = w.safely(func() error { return s.dispatch(w) })
+		if errs[i] != nil && len(w.touched) > 0 {
+			txn.Abort()
+			txn = db.Txn(true)
+			for j := range entries[:i] {
+				r := &writer{txn: txn, index: entries[j].Index, cmd: entries[j].Cmd}
+				if errs[j] == nil {
+					r.replay(s.dispatch)
+				}
+				r.finish(errs[j])
+			}
+			w = &writer{txn: txn, index: e.Index, cmd: e.Cmd}
+		}
+		w.finish(errs[i])
 	}
-	if cmd.Audit != nil {
-		rec := *cmd.Audit
+	txn.Commit()
+	return errs
+}
+
+// replay applies again a command that succeeded before in an aborted
+// transaction; it succeeds again, applying being deterministic.
+func (w *writer) replay(dispatch func(*writer) error) {
+	if err := w.safely(func() error { return dispatch(w) }); err != nil {
+		panic(fmt.Sprintf("state: entry %d (%s) failed when applied again: %v", w.index, w.cmd.Type, err))
+	}
+}
+
+// finish ends an entry: its audit record with its outcome, and the index
+// of every table it changed. Every entry moves the state's index, even one
+// that changed nothing, so that X-Drover-Index of a write is always
+// readable afterwards.
+func (w *writer) finish(err error) {
+	if w.cmd.Audit != nil {
+		rec := *w.cmd.Audit
 		rec.Result = "ok"
 		if err != nil {
 			rec.Result = string(protocol.AsError(err).Code)
 		}
 		w.audit(rec, 0)
 	}
-	// Every entry moves the state's index, even one that changed nothing, so
-	// that X-Drover-Index of a write is always readable afterwards.
 	w.touch(tableMeta)
-	w.txn.Commit()
-	return err
+	for _, t := range w.touched {
+		if err := w.txn.Insert(tableIndex, &indexEntry{Table: t, Value: w.index}); err != nil {
+			panic(err)
+		}
+	}
 }
 
 // safely runs a command's change (dispatch) and turns a panic into an
@@ -160,10 +216,13 @@ func (w *writer) dispatch() error {
 
 // --- helpers ---
 
+// touch records that the entry changes tables; their rows of the index
+// table move to its index when it ends (finish). A command that touched
+// nothing has written nothing.
 func (w *writer) touch(tables ...string) {
 	for _, t := range tables {
-		if err := w.txn.Insert(tableIndex, &indexEntry{Table: t, Value: w.index}); err != nil {
-			panic(err)
+		if !slices.Contains(w.touched, t) {
+			w.touched = append(w.touched, t)
 		}
 	}
 }
@@ -174,10 +233,19 @@ func (w *writer) insert(table string, v any) {
 	if table == tableReplicas {
 		w.account(v.(*protocol.Replica))
 	}
+	w.touch(table) // first: a write that fails half-way still counts
 	if err := w.txn.Insert(table, v); err != nil {
 		abort("insert into %s: %v", table, err)
 	}
+}
+
+// deleteAll removes the rows of table an index matches; a failure aborts
+// the entry as insert's does.
+func (w *writer) deleteAll(table, index string, args ...any) {
 	w.touch(table)
+	if _, err := w.txn.DeleteAll(table, index, args...); err != nil {
+		abort("delete from %s: %v", table, err)
+	}
 }
 
 // delete removes a row; a failure aborts the entry as insert's does.
@@ -185,10 +253,10 @@ func (w *writer) delete(table string, v any) {
 	if r, ok := v.(*protocol.Replica); ok && r.Holds() {
 		w.use(r.Node, r.Reserved, -1)
 	}
+	w.touch(table)
 	if err := w.txn.Delete(table, v); err != nil {
 		abort("delete from %s: %v", table, err)
 	}
-	w.touch(table)
 }
 
 // account keeps the usage table true as replica r is written: it takes
@@ -226,6 +294,7 @@ func (w *writer) use(node string, res protocol.Reservation, sign int64) {
 	u.CPUMillis += sign * res.CPUMillis
 	u.MemoryMB += sign * res.MemoryMB
 	u.Ports += int(sign) * res.Ports
+	w.touch(tableUsage)
 	var err error
 	if u.Reservation == (protocol.Reservation{}) {
 		if raw := w.first(tableUsage, node); raw != nil {
@@ -237,7 +306,6 @@ func (w *writer) use(node string, res protocol.Reservation, sign int64) {
 	if err != nil {
 		abort("usage of %s: %v", node, err)
 	}
-	w.touch(tableUsage)
 }
 
 func (w *writer) first(table string, args ...any) any {

@@ -56,25 +56,48 @@ func (f *FSM) OnApply(fn func(CommandType, uint64)) { f.onApply.Store(&fn) }
 // Apply applies one log entry. It returns nil or the *protocol.Error that
 // made the command change nothing.
 func (f *FSM) Apply(l *raft.Log) any {
-	if l.Type != raft.LogCommand {
-		return nil
+	return f.ApplyBatch([]*raft.Log{l})[0]
+}
+
+// ApplyBatch applies the entries Raft committed together in one write
+// transaction (raft.BatchingFSM), with the outcome of applying them one by
+// one (Store.applyBatch). Each answer is nil or the *protocol.Error that
+// made its command change nothing.
+func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
+	out := make([]any, len(logs))
+	entries := make([]Entry, 0, len(logs))
+	at := make([]int, 0, len(logs)) // the log of each entry
+	for i, l := range logs {
+		if l.Type != raft.LogCommand {
+			continue
+		}
+		cmd, err := DecodeCommand(l.Data)
+		if err != nil {
+			f.logger.Error("skipping undecodable log entry", "index", l.Index, "error", err)
+			out[i] = protocol.Errorf(protocol.CodeInvalidArgument, "%v", err)
+			continue
+		}
+		entries = append(entries, Entry{Index: l.Index, Cmd: cmd})
+		at = append(at, i)
 	}
-	cmd, err := DecodeCommand(l.Data)
-	if err != nil {
-		f.logger.Error("skipping undecodable log entry", "index", l.Index, "error", err)
-		return protocol.Errorf(protocol.CodeInvalidArgument, "%v", err)
+	if len(entries) == 0 {
+		return out
 	}
-	err = f.store.apply(l.Index, cmd)
-	if err != nil && protocol.AsError(err).Code == protocol.CodeInternal {
-		f.logger.Error("entry changed nothing", "index", l.Index, "type", cmd.Type, "error", err)
+	errs := f.store.applyBatch(entries)
+	fn := f.onApply.Load()
+	for k, e := range entries {
+		err := errs[k]
+		if err != nil && protocol.AsError(err).Code == protocol.CodeInternal {
+			f.logger.Error("entry changed nothing", "index", e.Index, "type", e.Cmd.Type, "error", err)
+		}
+		if fn != nil {
+			(*fn)(e.Cmd.Type, e.Index)
+		}
+		if err != nil {
+			out[at[k]] = err
+		}
 	}
-	if fn := f.onApply.Load(); fn != nil {
-		(*fn)(cmd.Type, l.Index)
-	}
-	if err != nil {
-		return err
-	}
-	return nil
+	return out
 }
 
 // Snapshot returns a point-in-time copy of the state for Raft to persist.

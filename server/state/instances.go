@@ -173,10 +173,7 @@ func (w *writer) instanceDelete(c *InstanceRef) error {
 			w.delete(tableVersions, v)
 		}
 	}
-	if _, err := w.txn.DeleteAll(tableEvents, "instance", in.Tenant, in.Name); err != nil {
-		return protocol.Errorf(protocol.CodeInternal, "delete events of %s: %v", in.ID, err)
-	}
-	w.touch(tableEvents)
+	w.deleteAll(tableEvents, "instance", in.Tenant, in.Name)
 	if raw := w.first(tableEvals, in.ID); raw != nil {
 		w.delete(tableEvals, raw)
 	}

@@ -165,10 +165,7 @@ func (w *writer) nodeRevoke(c *NameBody) error {
 	}
 	n.Revoked = true
 	n.Eligible = false
-	if _, err := w.txn.DeleteAll(tableCredentials, "owner", CredentialNode, n.ID); err != nil {
-		return protocol.Errorf(protocol.CodeInternal, "revoke node %s: %v", n.ID, err)
-	}
-	w.touch(tableCredentials)
+	w.deleteAll(tableCredentials, "owner", CredentialNode, n.ID)
 	w.insert(tableNodes, n)
 	return nil
 }

@@ -21,6 +21,9 @@ import (
 // through the FSM.
 type Store struct {
 	cur atomic.Pointer[storeDB]
+	// dispatch applies one command: (*writer).dispatch, which the package's
+	// tests replace to make commands fail at will.
+	dispatch func(*writer) error
 }
 
 // storeDB is one generation of the database; a restore replaces it and
@@ -36,7 +39,7 @@ func NewStore() *Store {
 	if err != nil {
 		panic(fmt.Sprintf("state schema: %v", err)) // the schema is a constant
 	}
-	s := &Store{}
+	s := &Store{dispatch: (*writer).dispatch}
 	s.cur.Store(&storeDB{db: db, abandon: make(chan struct{})})
 	return s
 }
