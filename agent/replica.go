@@ -76,9 +76,12 @@ type replica struct {
 
 	stopOnce sync.Once
 	stopCh   chan struct{} // closed when the server no longer wants it
-	// undrained skips the drain before the stop signal (StopAll).
-	undrained atomic.Bool
-	done     chan struct{}
+	// undrained skips the drain before the stop signal (StopAll), and
+	// undrainCh, closed then, ends one in progress.
+	undrained   atomic.Bool
+	undrainOnce sync.Once
+	undrainCh   chan struct{}
+	done        chan struct{}
 
 	// confirmed, for a replica recovered from the record, is closed once
 	// the servers' assignment names it. Until then a recovered replica
@@ -95,7 +98,7 @@ var errStopped = errors.New("stopped before it started")
 
 func newReplica(sup *supervisor, spec protocol.AssignedReplica, ports map[string]int) *replica {
 	return &replica{sup: sup, spec: spec, ports: ports, state: protocol.ReplicaPending,
-		stopCh: make(chan struct{}), done: make(chan struct{})}
+		stopCh: make(chan struct{}), undrainCh: make(chan struct{}), done: make(chan struct{})}
 }
 
 // stop asks the replica to stop; run then stops the process.
@@ -105,6 +108,7 @@ func (r *replica) stop() { r.stopOnce.Do(func() { close(r.stopCh) }) }
 // the replica any more.
 func (r *replica) stopUndrained() {
 	r.undrained.Store(true)
+	r.undrainOnce.Do(func() { close(r.undrainCh) })
 	r.stop()
 }
 
@@ -391,6 +395,7 @@ func (r *replica) drain(ctx context.Context, p process) bool {
 	select {
 	case <-t.C:
 	case <-p.Done():
+	case <-r.undrainCh:
 	case <-ctx.Done():
 		return false
 	}

@@ -503,3 +503,48 @@ func TestAgentExitDuringDrainLeavesTheProcess(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// StopAll (drover dev's exit, whose gateway is gone) signals even a healthy
+// replica with ports at once.
+func TestStopUndrainedSkipsTheDrain(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f, sup := newFakeAgent(t)
+		r := newReplica(sup, drained(nil), webPorts)
+		defer supervise(t, r)()
+		synctest.Wait()
+		p := f.procs.starts()[0]
+		before := f.reportCount()
+		r.stopUndrained()
+		synctest.Wait()
+		if n := p.stops.Load(); n != 1 {
+			t.Fatalf("signalled %d times at once, want 1", n)
+		}
+		want := []string{"stopping: stopping", "stopped: stopped"}
+		if got := f.reportsSince(before); !reflect.DeepEqual(got, want) {
+			t.Fatalf("reports: %q, want %q", got, want)
+		}
+	})
+}
+
+// A replica already draining when StopAll comes (the servers stopped it
+// just before drover dev exits) is signalled then, not at its drain's end:
+// with a drain longer than StopAll's wait, drover dev would exit and leave
+// the process running.
+func TestStopUndrainedEndsADrainInProgress(t *testing.T) {
+
+	synctest.Test(t, func(t *testing.T) {
+		f, sup := newFakeAgent(t)
+		r := newReplica(sup, drained(ptr(protocol.Duration(10*time.Minute))), webPorts)
+		defer supervise(t, r)()
+		synctest.Wait()
+		p := f.procs.starts()[0]
+		r.stop()
+		synctest.Wait()
+		time.Sleep(time.Second)
+		r.stopUndrained()
+		synctest.Wait()
+		if n := p.stops.Load(); n != 1 {
+			t.Fatalf("signalled %d times after StopAll, want 1 at once (state %+v)", n, f.last())
+		}
+	})
+}

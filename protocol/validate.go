@@ -553,6 +553,11 @@ func ValidateDomains(field string, domains []string) error {
 				return FieldError(f, "%q is not a lower-case host name: labels of letters, digits and '-'", Truncate(d, 64))
 			}
 		}
+		if strings.Trim(labels[len(labels)-1], "0123456789") == "" {
+			// No top-level domain is all digits: this is an IP address,
+			// which would take requests sent to the gateways by address.
+			return FieldError(f, "%q is an IP address, not a host name", d)
+		}
 		if seen[d] {
 			return FieldError(f, "%q named twice", d)
 		}

@@ -447,6 +447,8 @@ func TestInstanceRequestValidateTraffic(t *testing.T) {
 		{"domain named twice", func(r *protocol.InstanceRequest) {
 			r.Domains = []string{"a.example.com", "b.example.com", "a.example.com"}
 		}, "domains[2]"},
+		{"domain an IP address", func(r *protocol.InstanceRequest) { r.Domains = []string{"crm.example.com", "10.0.0.1"} }, "domains[1]"},
+		{"domain with a numeric label", func(r *protocol.InstanceRequest) { r.Domains = []string{"10.example.com"} }, ""},
 		{"16 domains", func(r *protocol.InstanceRequest) { r.Domains = manyDomains(16) }, ""},
 		{"17 domains", func(r *protocol.InstanceRequest) { r.Domains = manyDomains(17) }, "domains"},
 

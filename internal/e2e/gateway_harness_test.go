@@ -121,10 +121,10 @@ type load struct {
 	wg     sync.WaitGroup
 	start  time.Time
 
-	mu       sync.Mutex
-	sent     int
-	failed   int
-	samples  []string
+	mu      sync.Mutex
+	sent    int
+	failed  int
+	samples []string
 }
 
 // loadResult is what a load run saw.

@@ -70,6 +70,10 @@ func (a *API) routeTable(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, protocol.Routes{Index: snap.Index(state.TableInstances, state.TableReplicas, state.TableNodes), Routes: snap.Routes()})
+	idx := snap.Index(state.TableInstances, state.TableReplicas, state.TableNodes)
+	if idx == 0 {
+		idx = snap.Index() // none of its tables written yet: as X-Drover-Index
+	}
+	writeJSON(w, http.StatusOK, protocol.Routes{Index: idx, Routes: snap.Routes()})
 	return nil
 }

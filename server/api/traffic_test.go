@@ -168,6 +168,19 @@ func TestRouteTableBlockingQuery(t *testing.T) {
 	if got.took > 15e9 {
 		t.Fatalf("blocking read took %s: it waited out its wait", got.took)
 	}
+
+	// The scheduler stopping the replica (a change of replicas alone)
+	// wakes it as well, without the replica.
+	ch = blockingGet(t, fmt.Sprintf("%s/v1/routes?index=%d&wait=20s", u, idx))
+	stop := e.c.MustPropose(state.CmdPlanApply, state.Plan{Instance: "acme/crm", Stop: []state.ReplicaStop{{ID: "r1", Message: "scale down"}}})
+	got = await(t, ch)
+	rs = protocol.Routes{}
+	if err := json.Unmarshal(got.body, &rs); err != nil || got.status != 200 {
+		t.Fatalf("blocking read: %s", got)
+	}
+	if b := routeOf(t, rs, "acme", "crm").Backends; len(b) != 0 || got.index() != stop || got.took > 15e9 {
+		t.Fatalf("blocking read answered %+v at index %d after %s; the stop was at %d", rs, got.index(), got.took, stop)
+	}
 }
 
 // Instances answer their URLs through the gateways: the generated
@@ -406,5 +419,18 @@ func TestRoutesRoles(t *testing.T) {
 	e.ok(mgmt, "GET", "/v1/acl/tokens?role=gateway", nil, &list)
 	if len(list) != 1 || list[0].ID != gw.ID {
 		t.Fatalf("gateway tokens: %+v", list)
+	}
+}
+
+// Before any node registers or instance exists, the routing table answers
+// the same index as its X-Drover-Index, not 0: a gateway waits with the
+// answer's index, and drover gateway treats 0 as "no table yet" and asks
+// again at once, without blocking.
+func TestRouteTableIndexOfAnEmptyCluster(t *testing.T) {
+
+	e := newTrafficEnv(t, server.Config{})
+	rs, r := getRoutes(t, e.url())
+	if rs.Index == 0 || rs.Index != r.index() {
+		t.Fatalf("routing table of an empty cluster answers index %d, X-Drover-Index %d", rs.Index, r.index())
 	}
 }
