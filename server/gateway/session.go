@@ -223,7 +223,10 @@ func (s *session) ping(told time.Duration) {
 	}
 }
 
-// pushAssignments sends the node's whole desired set whenever it changes.
+// pushAssignments sends the node's whole desired set whenever it changes:
+// when a replica placed on the node changes. (A spec change reaches a node
+// as new replicas of a new version; the other fields of an assignment are
+// fixed for a replica's life.)
 func (s *session) pushAssignments() {
 	var last []byte
 	for s.ctx.Err() == nil {
@@ -238,7 +241,7 @@ func (s *session) pushAssignments() {
 			}
 			last = body
 		}
-		s.g.cfg.Store.Wait(s.ctx, snap.Index(state.TableReplicas, state.TableInstances), state.TableReplicas, state.TableInstances)
+		snap.WaitNode(s.ctx, s.node)
 	}
 }
 

@@ -53,7 +53,8 @@ func (s *Store) replace(db *memdb.MemDB) {
 
 // Snapshot returns a consistent read-only view of the state.
 func (s *Store) Snapshot() *Snapshot {
-	return &Snapshot{txn: s.current().db.Txn(false)}
+	cur := s.current()
+	return &Snapshot{txn: cur.db.Txn(false), replaced: cur.abandon}
 }
 
 // Wait blocks until one of tables (every table when none is named) has an
@@ -93,6 +94,8 @@ func (s *Store) Wait(ctx context.Context, minIndex uint64, tables ...string) uin
 // shared with the store: callers must not change them.
 type Snapshot struct {
 	txn *memdb.Txn
+	// replaced is closed when a restore replaces the state it reads.
+	replaced <-chan struct{}
 }
 
 func (s *Snapshot) first(table, index string, args ...any) any {
@@ -226,6 +229,24 @@ func (s *Snapshot) NodeReplicas(nodeID string) []*protocol.Replica {
 	out := list[protocol.Replica](s, tableReplicas, "node", nodeID)
 	sortReplicas(out)
 	return out
+}
+
+// WaitNode blocks until a replica placed on a node changes after this
+// snapshot (or is placed there, or leaves), the state is restored from a
+// snapshot, or ctx ends. Unlike Store.Wait on the replicas table, it
+// sleeps through changes of other nodes' replicas: each agent's session
+// waits on its own node.
+func (s *Snapshot) WaitNode(ctx context.Context, nodeID string) {
+	it, err := s.txn.Get(tableReplicas, "node", nodeID)
+	if err != nil {
+		panic(fmt.Sprintf("state: replicas.node: %v", err))
+	}
+	ws := memdb.NewWatchSet()
+	ws.Add(it.WatchCh())
+	if s.replaced != nil {
+		ws.Add(s.replaced)
+	}
+	_ = ws.WatchCtx(ctx)
 }
 
 // AllReplicas returns every replica.
