@@ -5,10 +5,9 @@ import (
 	"sync/atomic"
 )
 
-// heldBody hands a request's body to one attempt after another without
-// letting an attempt close it (http.Transport closes the body of a request
-// that fails), and tells whether any of it was read: a body nobody read,
-// as after a failed dial, can go to the next backend as it is.
+// heldBody is a request's body that tells whether any of it was read: a
+// body nobody read, as after a failed dial, can go to the next backend as
+// it is. Closing it does nothing; the server closes the request's body.
 type heldBody struct {
 	src     io.Reader
 	started atomic.Bool

@@ -47,11 +47,17 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 }
 
 func (m *metrics) observe(rt *route, code int, d time.Duration) {
+	if rt.gone.Load() {
+		return
+	}
 	if code == 499 {
 		code = http.StatusBadRequest // the client left; count it as its fault
 	}
 	m.requests.WithLabelValues(rt.tenant, rt.name, statusClass(code)).Inc()
 	m.duration.WithLabelValues(rt.tenant, rt.name).Observe(d.Seconds())
+	if rt.gone.Load() {
+		m.forget(rt) // it left the table meanwhile
+	}
 }
 
 // forget drops the series of an instance that left the table.

@@ -143,6 +143,7 @@ func (g *Gateway) install(rs protocol.Routes) {
 	if prev != nil {
 		for id, rt := range prev.byID {
 			if t.byID[id] == nil {
+				rt.gone.Store(true)
 				g.metrics.forget(rt)
 			}
 		}
@@ -178,13 +179,22 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(rec, "request body too large", http.StatusRequestEntityTooLarge)
 		return
 	}
+	st := &attempts{route: rt}
 	if r.Body != nil && r.Body != http.NoBody {
-		r.Body = &heldBody{src: http.MaxBytesReader(rec, r.Body, g.cfg.MaxBodyBytes)}
+		st.body = &heldBody{src: http.MaxBytesReader(rec, r.Body, g.cfg.MaxBodyBytes)}
+		r.Body = st.body
 	}
-	g.proxy.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), routeKey{}, rt)))
+	g.proxy.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), attemptsKey{}, st)))
 }
 
-type routeKey struct{}
+// attempts is what the transport needs to know of a request it sends: its
+// route, and its body, to tell whether any of it was read.
+type attempts struct {
+	route *route
+	body  *heldBody
+}
+
+type attemptsKey struct{}
 
 // proxyError answers a request no backend answered.
 func (g *Gateway) proxyError(w http.ResponseWriter, r *http.Request, err error) {
@@ -220,10 +230,11 @@ type transport struct {
 // connection (the request went nowhere), and after any failure before an
 // answer when the request is idempotent and has no body.
 func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
-	rt, _ := req.Context().Value(routeKey{}).(*route)
-	if rt == nil {
+	st, _ := req.Context().Value(attemptsKey{}).(*attempts)
+	if st == nil {
 		return nil, errNoBackend
 	}
+	rt := st.route
 	var tried []*backend
 	var lastErr error = errNoBackend
 	for attempt := 0; attempt < maxAttempts; attempt++ {
@@ -232,6 +243,9 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if b == nil {
 			break
 		}
+		if attempt > 0 {
+			t.g.metrics.retries.WithLabelValues(rt.tenant, rt.name).Inc()
+		}
 		tried = append(tried, b)
 		// A shallow copy with its own URL: the headers are the proxy's
 		// copy already, and no attempt changes them.
@@ -239,6 +253,11 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		u := *req.URL
 		u.Host = b.addr
 		out.URL = &u
+		if req.Body != nil {
+			// The proxy's body closes for good when an attempt fails;
+			// the next attempt may still need it.
+			out.Body = io.NopCloser(req.Body)
+		}
 		b.outstanding.Add(1)
 		resp, err := t.next.RoundTrip(out)
 		if err == nil {
@@ -263,10 +282,9 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			b.eject(now, t.g.cfg.Ejection)
 			t.g.metrics.ejections.WithLabelValues(rt.tenant, rt.name).Inc()
 		}
-		if !retryable(req, dial) {
+		if !retryable(req, st.body, dial) {
 			return nil, err
 		}
-		t.g.metrics.retries.WithLabelValues(rt.tenant, rt.name).Inc()
 	}
 	return nil, lastErr
 }
@@ -274,8 +292,7 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 // retryable reports whether a request that failed may go to another
 // backend: it never reached one (a failed dial, with its body unread), or
 // it is idempotent and has no body to send again.
-func retryable(req *http.Request, dial bool) bool {
-	hb, _ := req.Body.(*heldBody)
+func retryable(req *http.Request, hb *heldBody, dial bool) bool {
 	if dial {
 		return hb == nil || !hb.started.Load()
 	}

@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"strings"
+	"sync/atomic"
 
 	"github.com/drover-dev/drover/protocol"
 )
@@ -18,6 +19,9 @@ type table struct {
 type route struct {
 	tenant, name string
 	backends     []*backend
+	// gone is set when a newer table no longer has the instance: its
+	// metrics are dropped, and requests still in flight add none.
+	gone atomic.Bool
 }
 
 // build makes the table of an answer, reusing the backends of the previous

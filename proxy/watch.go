@@ -19,6 +19,11 @@ import (
 // 200,000 instances with their backends.
 const maxTableBytes = 64 << 20
 
+// answerGrace, and an eighth of the wait, is how much longer than its wait
+// a server may take to answer a blocking query before the gateway asks
+// another.
+const answerGrace = 2 * time.Second
+
 // quietFailures is how long the servers may fail to answer before the
 // gateway warns of it.
 const quietFailures = 3 * time.Second
@@ -38,14 +43,19 @@ type watcher struct {
 }
 
 func (w *watcher) run(ctx context.Context) {
+	if len(w.servers) == 0 {
+		w.logger.Error("routing table: no servers to ask")
+		return
+	}
 	var index uint64
+	have := false // a table: from then on, every query blocks
 	bo := backoff.Backoff{Min: 100 * time.Millisecond, Max: 5 * time.Second, Jitter: true}
 	next := 0
 	var failingSince time.Time
 	warned := false
 	for ctx.Err() == nil {
 		srv := w.servers[next%len(w.servers)]
-		rs, err := w.fetch(ctx, srv, index)
+		rs, err := w.fetch(ctx, srv, index, have)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -70,23 +80,25 @@ func (w *watcher) run(ctx context.Context) {
 		}
 		failingSince, warned = time.Time{}, false
 		bo.Reset()
-		if rs.Index >= index {
-			if rs.Index > index || index == 0 {
-				w.set(rs)
-			}
-			index = rs.Index
+		if rs.Index > index || !have {
+			w.set(rs)
+			index, have = rs.Index, true
 		}
 	}
 }
 
-// fetch asks one server for the table past index, blocking up to w.wait.
-func (w *watcher) fetch(ctx context.Context, server string, index uint64) (protocol.Routes, error) {
+// fetch asks one server for the table: past index, blocking up to w.wait,
+// when block is set. A server that does not answer within the wait and
+// answerGrace is given up on.
+func (w *watcher) fetch(ctx context.Context, server string, index uint64, block bool) (protocol.Routes, error) {
 	var rs protocol.Routes
 	q := url.Values{}
-	if index > 0 {
+	if block {
 		q.Set("index", strconv.FormatUint(index, 10))
 		q.Set("wait", w.wait.String())
 	}
+	ctx, cancel := context.WithTimeout(ctx, w.wait+w.wait/8+answerGrace)
+	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, server+"/v1/routes?"+q.Encode(), nil)
 	if err != nil {
 		return rs, err
