@@ -11,7 +11,11 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -107,10 +111,14 @@ func (g *Gateway) Metrics() string {
 	return string(b)
 }
 
-// load sends requests at a steady rate until finish, each on its own
-// goroutine (open loop: a slow answer does not slow the rate), and counts
-// those that failed: no answer, or a status other than 200.
+// load sends requests at a steady rate until finish and counts those that
+// failed: no answer, or a status other than 200. It runs hey, Debian's
+// packaged load generator, when it is installed (.ci/run installs it);
+// otherwise a Go client in the test sends each request on its own
+// goroutine (open loop: a slow answer does not slow the rate).
 type load struct {
+	hey *heyRun // when hey runs the load
+
 	g      *Gateway
 	method string
 	url    string
@@ -129,13 +137,14 @@ type load struct {
 
 // loadResult is what a load run saw.
 type loadResult struct {
+	Tool         string // hey, or the test's own client
 	Sent, Failed int
 	Duration     time.Duration
 	Samples      []string // the first failures
 }
 
 func (r loadResult) String() string {
-	return fmt.Sprintf("%d requests in %s (%.0f/s), %d failed %v", r.Sent, r.Duration.Round(time.Millisecond),
+	return fmt.Sprintf("%s: %d requests in %s (%.0f/s), %d failed %v", r.Tool, r.Sent, r.Duration.Round(time.Millisecond),
 		float64(r.Sent)/r.Duration.Seconds(), r.Failed, r.Samples)
 }
 
@@ -146,6 +155,13 @@ const loadRate = 250
 // startLoad starts sending method url (with body and header pairs) through
 // g at rate requests a second.
 func startLoad(g *Gateway, rate int, method, url string, body []byte, header ...string) *load {
+	if path, err := exec.LookPath("hey"); err == nil {
+		h, err := startHey(g, path, rate, method, url, body, header...)
+		if err != nil {
+			g.t.Fatal(err)
+		}
+		return &load{g: g, hey: h}
+	}
 	l := &load{g: g, rate: rate, method: method, url: url, body: body, header: header, stop: make(chan struct{}), start: time.Now()}
 	l.wg.Add(1)
 	go func() {
@@ -201,11 +217,14 @@ func (l *load) one() {
 // finish stops the load, waits for the answers in flight and returns the
 // counts.
 func (l *load) finish() loadResult {
+	if l.hey != nil {
+		return l.hey.finish(l.g.t)
+	}
 	close(l.stop)
 	l.wg.Wait()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return loadResult{Sent: l.sent, Failed: l.failed, Duration: time.Since(l.start), Samples: l.samples}
+	return loadResult{Tool: "go client", Sent: l.sent, Failed: l.failed, Duration: time.Since(l.start), Samples: l.samples}
 }
 
 // checkRate fails the test when the generator did not keep up 200
@@ -215,4 +234,84 @@ func checkRate(t testing.TB, r loadResult) {
 	if rate := float64(r.Sent) / r.Duration.Seconds(); rate < 200 {
 		t.Fatalf("the load generator sent %.0f requests/s, under 200: %s", rate, r)
 	}
+}
+
+// heyRun is one run of hey against the gateway.
+type heyRun struct {
+	cmd   *exec.Cmd
+	out   bytes.Buffer
+	start time.Time
+}
+
+// heyWorkerRate is the rate each hey worker keeps (-q): rate/heyWorkerRate
+// workers (-c) make the rate asked for. A worker waits for each answer, so
+// many slow workers keep the rate up while a few wait on a frozen host.
+const heyWorkerRate = 5
+
+// startHey runs hey for as long as finish lets it, at rate requests a
+// second, sending method url (its host in the Host header) to the gateway.
+func startHey(g *Gateway, path string, rate int, method, rawURL string, body []byte, header ...string) (*heyRun, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	host := u.Host
+	u.Host = g.addr
+	args := []string{"-z", "1h", "-c", strconv.Itoa(max(1, rate/heyWorkerRate)), "-q", strconv.Itoa(heyWorkerRate),
+		"-t", "15", "-m", method, "-host", host}
+	if body != nil {
+		args = append(args, "-d", string(body), "-T", "application/octet-stream")
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		args = append(args, "-H", header[i]+": "+header[i+1])
+	}
+	h := &heyRun{cmd: exec.Command(path, append(args, u.String())...), start: time.Now()}
+	h.cmd.Stdout, h.cmd.Stderr = &h.out, &h.out
+	return h, h.cmd.Start()
+}
+
+var (
+	heyStatus = regexp.MustCompile(`(?m)^\s*\[(\d+)\]\s+(\d+) responses`)
+	heyError  = regexp.MustCompile(`(?m)^\s*\[(\d+)\]\s+(.+)$`)
+)
+
+// finish stops hey (SIGINT, on which it prints its report) and reads the
+// counts from its report.
+func (h *heyRun) finish(t testing.TB) loadResult {
+	t.Helper()
+	if err := h.cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- h.cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		h.cmd.Process.Kill()
+		t.Fatalf("hey did not stop on SIGINT:\n%s", h.out.String())
+	}
+	r := loadResult{Tool: "hey", Duration: time.Since(h.start)}
+	report := h.out.String()
+	statuses, errorsAt := report, len(report)
+	if i := strings.Index(report, "Error distribution:"); i >= 0 {
+		statuses, errorsAt = report[:i], i
+	}
+	if !strings.Contains(report, "Status code distribution:") && errorsAt == len(report) {
+		t.Fatalf("hey printed no report:\n%s", report)
+	}
+	for _, m := range heyStatus.FindAllStringSubmatch(statuses, -1) {
+		n, _ := strconv.Atoi(m[2])
+		r.Sent += n
+		if m[1] != "200" {
+			r.Failed += n
+			r.Samples = append(r.Samples, fmt.Sprintf("%d answers %s", n, m[1]))
+		}
+	}
+	for _, m := range heyError.FindAllStringSubmatch(report[errorsAt:], -1) {
+		n, _ := strconv.Atoi(m[1])
+		r.Sent += n
+		r.Failed += n
+		r.Samples = append(r.Samples, fmt.Sprintf("%d: %s", n, m[2]))
+	}
+	return r
 }
