@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
 	"strings"
@@ -58,7 +59,10 @@ type Config struct {
 	Hello   func() protocol.Hello
 	Handler Handler
 	// TLS configures https/wss; nil uses the system's roots.
-	TLS    *tls.Config
+	TLS *tls.Config
+	// Dial, when set, makes the TCP connections to the servers (the
+	// benchmarks' simulated hosts use it to vanish without closing them).
+	Dial   func(ctx context.Context, network, addr string) (net.Conn, error)
 	Logger hclog.Logger
 
 	MinBackoff time.Duration
@@ -125,6 +129,9 @@ func New(cfg Config) (*Client, error) {
 		tr = http.DefaultTransport.(*http.Transport).Clone()
 	}
 	tr.DisableKeepAlives = true
+	if cfg.Dial != nil {
+		tr.DialContext = cfg.Dial
+	}
 	return &Client{cfg: cfg, logger: cfg.Logger.Named("conn"), dialer: &http.Client{Transport: tr}, servers: servers,
 		pending: map[string]*outEntry{}, notify: make(chan struct{}, 1)}, nil
 }

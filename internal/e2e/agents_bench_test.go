@@ -450,7 +450,7 @@ func benchPollNodes(api *Client, down *sync.Map) benchNodeCounts {
 }
 
 // benchWaitNodes polls GET /v1/nodes until k nodes are ready.
-func benchWaitNodes(b *testing.B, api *Client, k int, timeout time.Duration, down *sync.Map, what string) {
+func benchWaitNodes(b testing.TB, api *Client, k int, timeout time.Duration, down *sync.Map, what string) {
 	b.Helper()
 	testwait.Eventually(b, timeout, what, func() error {
 		if st := benchPollNodes(api, down); st["ready"] != k {
@@ -542,7 +542,7 @@ func benchClockTicks() float64 { return benchClockTicksOnce() }
 // benchRaiseNoFile raises the soft limit on open files to at least want (up
 // to the hard limit): the agents' sockets are in this process, and the
 // server, which inherits the limit, holds as many.
-func benchRaiseNoFile(b *testing.B, want uint64) {
+func benchRaiseNoFile(b testing.TB, want uint64) {
 	b.Helper()
 	var lim syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
