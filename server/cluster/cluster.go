@@ -121,13 +121,15 @@ type Cluster struct {
 	unreachable map[raft.ServerID]bool
 	observer    *raft.Observer
 	obsCh       chan raft.Observation
+	// stopped is closed when Shutdown stops Raft: waits on its futures end.
+	stopped chan struct{}
 }
 
 // New starts the Raft member. It does not bootstrap: see Bootstrap and Join.
 func New(cfg Config) (*Cluster, error) {
 	cfg.defaults()
 	c := &Cluster{cfg: cfg, fsm: cfg.FSM, logger: cfg.Logger.Named("cluster"),
-		leaderCh: make(chan bool, 16), unreachable: map[raft.ServerID]bool{}}
+		leaderCh: make(chan bool, 16), unreachable: map[raft.ServerID]bool{}, stopped: make(chan struct{})}
 	if c.cfg.ID == "" {
 		id, err := loadOrCreateID(filepath.Join(cfg.DataDir, "server-id"))
 		if err != nil {
@@ -318,7 +320,7 @@ func (c *Cluster) propose(ctx context.Context, cmd []byte) (uint64, error) {
 		return 0, protocol.Errorf(protocol.CodeUnavailable, "request ended before its command was proposed")
 	}
 	f := c.raft.Apply(cmd, timeout)
-	if err := f.Error(); err != nil {
+	if err := c.wait(f); err != nil {
 		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrLeadershipTransferInProgress) {
 			return 0, ErrNotLeader
 		}
@@ -350,7 +352,24 @@ func (c *Cluster) VerifyLeader() error {
 
 // Barrier waits until every entry committed before it is applied here.
 func (c *Cluster) Barrier(timeout time.Duration) error {
-	return c.raft.Barrier(timeout).Error()
+	return c.wait(c.raft.Barrier(timeout))
+}
+
+// wait returns a Raft future's error, or ErrRaftShutdown once Shutdown
+// began. hashicorp/raft answers the futures of Apply and Barrier from its
+// FSM loop, and one that was still queued there when Raft shut down is
+// never answered (its Error has no shutdown case): without this, whoever
+// waits on it would wait forever, and Shutdown with it. The goroutine
+// left waiting on such a future ends with the process.
+func (c *Cluster) wait(f raft.Future) error {
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		return err
+	case <-c.stopped:
+		return raft.ErrRaftShutdown
+	}
 }
 
 // AppliedIndex returns the last index applied to the FSM here.
@@ -503,6 +522,7 @@ func (c *Cluster) Shutdown(transfer bool) error {
 	}
 	c.raft.DeregisterObserver(c.observer)
 	close(c.obsCh) // no more sends after deregistering: ends watchHeartbeats
+	close(c.stopped)
 	err := c.raft.Shutdown().Error()
 	c.closeAll()
 	return err
