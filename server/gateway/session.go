@@ -1,9 +1,11 @@
 package gateway
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -224,25 +226,49 @@ func (s *session) ping(told time.Duration) {
 }
 
 // pushAssignments sends the node's whole desired set whenever it changes:
-// when a replica placed on the node changes. (A spec change reaches a node
-// as new replicas of a new version; the other fields of an assignment are
-// fixed for a replica's life.)
+// when a replica placed on the node changes (Store.NodeWatch). A spec
+// change reaches a node as new replicas of a new version; the other fields
+// of an assignment are fixed for a replica's life, so a set is new when
+// its replicas, their versions or their ports are.
 func (s *session) pushAssignments() {
-	var last []byte
+	last, sent := "", false
 	for s.ctx.Err() == nil {
+		changed := s.g.cfg.Store.NodeWatch(s.node)
 		snap := s.g.cfg.Store.Snapshot()
 		a := Desired(snap, s.node)
-		body, _ := json.Marshal(a.Replicas)
-		if !bytes.Equal(body, last) {
+		if sig := assignmentKey(a); !sent || sig != last {
 			a.Generation = snap.Index(state.TableReplicas, state.TableInstances)
 			if err := s.send(protocol.MsgAssign, a); err != nil {
 				s.c.CloseNow()
 				return
 			}
-			last = body
+			last, sent = sig, true
 		}
-		snap.WaitNode(s.ctx, s.node)
+		select {
+		case <-changed:
+		case <-s.ctx.Done():
+		}
 	}
+}
+
+// assignmentKey identifies a desired set: each replica's id, version and
+// ports, in order.
+func assignmentKey(a protocol.Assign) string {
+	var b strings.Builder
+	for _, r := range a.Replicas {
+		b.WriteString(r.ID)
+		b.WriteByte('@')
+		b.WriteString(strconv.FormatUint(r.Version, 10))
+		names := slices.Sorted(maps.Keys(r.Ports))
+		for _, n := range names {
+			b.WriteByte(' ')
+			b.WriteString(n)
+			b.WriteByte('=')
+			b.WriteString(strconv.Itoa(r.Ports[n]))
+		}
+		b.WriteByte(';')
+	}
+	return b.String()
 }
 
 // Desired returns the replicas a node must run: those placed on it that the

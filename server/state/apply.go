@@ -18,6 +18,8 @@ type writer struct {
 	// touched are the tables the entry changed: their rows of the index
 	// table move to the entry's index once, at its end.
 	touched []string
+	// nodes collects, for the batch, the nodes whose replicas changed.
+	nodes map[string]bool
 }
 
 // Entry is one Raft log entry's command, at its index.
@@ -47,24 +49,26 @@ func (s *Store) applyBatch(entries []Entry) []error {
 	db := s.current().db
 	txn := db.Txn(true)
 	errs := make([]error, len(entries))
+	nodes := map[string]bool{}
 	for i, e := range entries {
-		w := &writer{txn: txn, index: e.Index, cmd: e.Cmd}
+		w := &writer{txn: txn, index: e.Index, cmd: e.Cmd, nodes: nodes}
 		errs[i] = w.safely(func() error { return s.dispatch(w) })
 		if errs[i] != nil && len(w.touched) > 0 {
 			txn.Abort()
 			txn = db.Txn(true)
 			for j := range entries[:i] {
-				r := &writer{txn: txn, index: entries[j].Index, cmd: entries[j].Cmd}
+				r := &writer{txn: txn, index: entries[j].Index, cmd: entries[j].Cmd, nodes: nodes}
 				if errs[j] == nil {
 					r.replay(s.dispatch)
 				}
 				r.finish(errs[j])
 			}
-			w = &writer{txn: txn, index: e.Index, cmd: e.Cmd}
+			w = &writer{txn: txn, index: e.Index, cmd: e.Cmd, nodes: nodes}
 		}
 		w.finish(errs[i])
 	}
 	txn.Commit()
+	s.notifyNodes(nodes)
 	return errs
 }
 
@@ -250,8 +254,11 @@ func (w *writer) deleteAll(table, index string, args ...any) {
 
 // delete removes a row; a failure aborts the entry as insert's does.
 func (w *writer) delete(table string, v any) {
-	if r, ok := v.(*protocol.Replica); ok && r.Holds() {
-		w.use(r.Node, r.Reserved, -1)
+	if r, ok := v.(*protocol.Replica); ok {
+		w.nodeChanged(r.Node)
+		if r.Holds() {
+			w.use(r.Node, r.Reserved, -1)
+		}
 	}
 	w.touch(table)
 	if err := w.txn.Delete(table, v); err != nil {
@@ -266,7 +273,9 @@ func (w *writer) account(r *protocol.Replica) {
 	var old *protocol.Replica
 	if raw := w.first(tableReplicas, r.ID); raw != nil {
 		old = raw.(*protocol.Replica)
+		w.nodeChanged(old.Node)
 	}
+	w.nodeChanged(r.Node)
 	if r.Reserved == (protocol.Reservation{}) {
 		if old != nil {
 			r.Reserved = old.Reserved
@@ -279,6 +288,13 @@ func (w *writer) account(r *protocol.Replica) {
 	}
 	if r.Holds() {
 		w.use(r.Node, r.Reserved, 1)
+	}
+}
+
+// nodeChanged records that a replica of node changes (NodeWatch).
+func (w *writer) nodeChanged(node string) {
+	if node != "" && w.nodes != nil {
+		w.nodes[node] = true
 	}
 }
 

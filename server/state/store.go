@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/hashicorp/go-memdb"
@@ -21,6 +22,10 @@ import (
 // through the FSM.
 type Store struct {
 	cur atomic.Pointer[storeDB]
+	// nodes are the channels NodeWatch hands out, closed when a replica
+	// placed on (or leaving) their node changes.
+	nodesMu sync.Mutex
+	nodes   map[string]chan struct{}
 	// dispatch applies one command: (*writer).dispatch, which the package's
 	// tests replace to make commands fail at will.
 	dispatch func(*writer) error
@@ -39,7 +44,7 @@ func NewStore() *Store {
 	if err != nil {
 		panic(fmt.Sprintf("state schema: %v", err)) // the schema is a constant
 	}
-	s := &Store{dispatch: (*writer).dispatch}
+	s := &Store{dispatch: (*writer).dispatch, nodes: map[string]chan struct{}{}}
 	s.cur.Store(&storeDB{db: db, abandon: make(chan struct{})})
 	return s
 }
@@ -49,12 +54,41 @@ func (s *Store) current() *storeDB { return s.cur.Load() }
 func (s *Store) replace(db *memdb.MemDB) {
 	old := s.cur.Swap(&storeDB{db: db, abandon: make(chan struct{})})
 	close(old.abandon)
+	s.notifyNodes(nil)
+}
+
+// NodeWatch returns a channel closed at the next commit that changes a
+// replica placed on the node (or placed there, or leaving it), or a
+// restore. Take it before reading the state it guards: a change between
+// the two then wakes the reader once more, and none is missed. Each
+// agent's session waits on its own node this way, so that a change
+// elsewhere in the fleet wakes no other session.
+func (s *Store) NodeWatch(node string) <-chan struct{} {
+	s.nodesMu.Lock()
+	defer s.nodesMu.Unlock()
+	ch := s.nodes[node]
+	if ch == nil {
+		ch = make(chan struct{})
+		s.nodes[node] = ch
+	}
+	return ch
+}
+
+// notifyNodes wakes the watchers of the nodes changed (nil: of every node).
+func (s *Store) notifyNodes(changed map[string]bool) {
+	s.nodesMu.Lock()
+	defer s.nodesMu.Unlock()
+	for node, ch := range s.nodes {
+		if changed == nil || changed[node] {
+			close(ch)
+			delete(s.nodes, node)
+		}
+	}
 }
 
 // Snapshot returns a consistent read-only view of the state.
 func (s *Store) Snapshot() *Snapshot {
-	cur := s.current()
-	return &Snapshot{txn: cur.db.Txn(false), replaced: cur.abandon}
+	return &Snapshot{txn: s.current().db.Txn(false)}
 }
 
 // Wait blocks until one of tables (every table when none is named) has an
@@ -94,8 +128,6 @@ func (s *Store) Wait(ctx context.Context, minIndex uint64, tables ...string) uin
 // shared with the store: callers must not change them.
 type Snapshot struct {
 	txn *memdb.Txn
-	// replaced is closed when a restore replaces the state it reads.
-	replaced <-chan struct{}
 }
 
 func (s *Snapshot) first(table, index string, args ...any) any {
@@ -229,24 +261,6 @@ func (s *Snapshot) NodeReplicas(nodeID string) []*protocol.Replica {
 	out := list[protocol.Replica](s, tableReplicas, "node", nodeID)
 	sortReplicas(out)
 	return out
-}
-
-// WaitNode blocks until a replica placed on a node changes after this
-// snapshot (or is placed there, or leaves), the state is restored from a
-// snapshot, or ctx ends. Unlike Store.Wait on the replicas table, it
-// sleeps through changes of other nodes' replicas: each agent's session
-// waits on its own node.
-func (s *Snapshot) WaitNode(ctx context.Context, nodeID string) {
-	it, err := s.txn.Get(tableReplicas, "node", nodeID)
-	if err != nil {
-		panic(fmt.Sprintf("state: replicas.node: %v", err))
-	}
-	ws := memdb.NewWatchSet()
-	ws.Add(it.WatchCh())
-	if s.replaced != nil {
-		ws.Add(s.replaced)
-	}
-	_ = ws.WatchCtx(ctx)
 }
 
 // AllReplicas returns every replica.
