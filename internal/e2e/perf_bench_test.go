@@ -109,12 +109,45 @@ func (p *perfRun) print(w io.Writer) {
 }
 
 // BenchmarkPerf runs every scenario once, at the issue's sizes.
+// DROVER_PERF_SCENARIO=name runs one; DROVER_PERF_PROFILE=dir saves a CPU
+// profile of the leader over each scenario's main phase there.
 func BenchmarkPerf(b *testing.B) {
 	p := &perfRun{tb: b}
 	defer p.print(os.Stdout)
+	only := os.Getenv("DROVER_PERF_SCENARIO")
 	for _, sc := range perfScenarios {
+		if only != "" && only != sc.name {
+			continue
+		}
 		b.Run(sc.name, func(b *testing.B) { sc.run(b, p, perfFull) })
 	}
+}
+
+// profileLeader, with DROVER_PERF_PROFILE set, records a CPU profile of
+// the server at url (started with -pprof) until the returned func is
+// called, into that folder as name.pprof.
+func profileLeader(tb testing.TB, url, name string) func() {
+	dir := os.Getenv("DROVER_PERF_PROFILE")
+	if dir == "" {
+		return func() {}
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		resp, err := http.Get(url + "/debug/pprof/profile?seconds=60")
+		if err != nil {
+			tb.Logf("profile %s: %v", name, err)
+			return
+		}
+		defer resp.Body.Close()
+		f, err := os.Create(filepath.Join(dir, name+".pprof"))
+		if err != nil {
+			return
+		}
+		defer f.Close()
+		io.Copy(f, resp.Body)
+	}()
+	return func() { <-done }
 }
 
 // TestPerfSmoke runs every scenario at tiny sizes: the harness works, and
@@ -274,7 +307,7 @@ func perfFailover(tb testing.TB, p *perfRun, sz perfSizes) {
 // every replica they held is healthy elsewhere.
 func perfPlacement(tb testing.TB, p *perfRun, sz perfSizes) {
 	benchRaiseNoFile(tb, uint64(4*sz.agents+1024))
-	c := StartCluster(tb, 3)
+	c := StartCluster(tb, 3, WithServerArgs("-pprof"))
 	leader := c.WaitForLeader()
 	urls := serverURLs(c)
 	fleet := startSimFleet(tb, urls, sz.agents)
@@ -282,6 +315,8 @@ func perfPlacement(tb testing.TB, p *perfRun, sz perfSizes) {
 	benchWaitNodes(tb, api, sz.agents, 5*time.Minute, &sync.Map{}, "all simulated nodes ready")
 	createTenantAt(tb, urls[0], "place")
 
+	stopProfile := profileLeader(tb, leader.URL(), "placement")
+	defer stopProfile()
 	start := time.Now()
 	_, _, failed := perfCreate(urls, "place", "p", 64, sz.instances, fmt.Sprintf(`"replicas":%d`, sz.perReplicas))
 	if failed > 0 {
@@ -294,6 +329,13 @@ func perfPlacement(tb testing.TB, p *perfRun, sz perfSizes) {
 	p.add("placement", fmt.Sprintf("%d replicas on %d hosts: all healthy", sz.instances*sz.perReplicas, sz.agents), placed.Seconds(), "s", "<= 2 s", nil)
 	p.add("placement", "replicas placed and healthy per second", replicas/placed.Seconds(), "1/s", ">= 5000", nil)
 	p.add("placement", "creates done after", created.Seconds(), "s", "", nil)
+	var assigns, assigned int64
+	for _, a := range fleet {
+		assigns += a.assigns.Load()
+		assigned += a.assigned.Load()
+	}
+	p.add("placement", "assignments sent to the hosts", float64(assigns), "", "", nil)
+	p.add("placement", "replicas in those assignments", float64(assigned), "", "", nil)
 
 	// The hosts that vanish: those holding replicas first, so that
 	// something has to move.
@@ -318,6 +360,7 @@ type simAgent struct {
 	reported map[string]bool
 	conns    []*freezableConn
 	frozen   atomic.Bool
+	assigned atomic.Int64 // replicas in every assignment received
 }
 
 func (a *simAgent) node() string {
@@ -328,6 +371,8 @@ func (a *simAgent) node() string {
 
 // Assign reports every new replica of the set healthy.
 func (a *simAgent) Assign(_ context.Context, as protocol.Assign) {
+	a.assigns.Add(1)
+	a.assigned.Add(int64(len(as.Replicas)))
 	a.mu2.Lock()
 	var reports []protocol.ReplicaReport
 	now := time.Now().UTC()

@@ -26,6 +26,7 @@ type nodeState struct {
 	cpu   int64 // mCPU reserved
 	mem   int64 // MB reserved
 	ports int   // ports reserved
+	count int   // replicas holding a place on it
 	// mine counts the replicas of the instance being scheduled on the node;
 	// failed says one of them failed here recently.
 	mine   int
@@ -43,6 +44,7 @@ func (n *nodeState) reserve(d *demand, sign int) {
 	n.cpu += int64(sign) * d.res.CPUMillis
 	n.mem += int64(sign) * d.res.MemoryMB
 	n.ports += sign * d.ports
+	n.count += sign
 }
 
 // portCount is the number of ports a range holds; a missing range holds none.

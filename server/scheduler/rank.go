@@ -21,7 +21,9 @@ type ranked struct {
 // instance on the node (spread across nodes), then a node where none of
 // them failed recently, then the fewest in its zone (spread across zones),
 // then the fullest node (bin-packing, so that large replicas still find
-// room elsewhere), then the node id, so that plans are deterministic.
+// room elsewhere), then the node with the fewest replicas (spreading those
+// that reserve nothing, which bin-packing cannot tell apart), then the
+// node id, so that plans are deterministic.
 func compareRanked(a, b ranked) int {
 	if c := cmp.Compare(a.n.mine, b.n.mine); c != 0 {
 		return c
@@ -36,6 +38,9 @@ func compareRanked(a, b ranked) int {
 		return c
 	}
 	if c := cmp.Compare(b.fill, a.fill); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(a.n.count, b.n.count); c != 0 {
 		return c
 	}
 	return cmp.Compare(a.n.node.ID, b.n.node.ID)

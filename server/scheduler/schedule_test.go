@@ -780,3 +780,25 @@ func TestTenantRegionIsResidency(t *testing.T) {
 		t.Fatalf("an instance constrained outside the tenant's region: %+v", live)
 	}
 }
+
+// Replicas that reserve nothing cannot be told apart by bin-packing: they
+// spread over the nodes with the fewest replicas instead of piling onto
+// the first nodes by id, instance after instance.
+func TestReplicasThatReserveNothingSpread(t *testing.T) {
+	h := newHarness(t)
+	for _, id := range []string{"n1", "n2", "n3", "n4", "n5", "n6"} {
+		h.node(id, 4000, 8192)
+	}
+	free := spec(func(s *protocol.Spec) { s.Resources = protocol.Resources{} })
+	for _, name := range []string{"a", "b", "c"} {
+		h.create(name, 2, free)
+		h.settle()
+	}
+	var all []*protocol.Replica
+	for _, name := range []string{"a", "b", "c"} {
+		all = append(all, h.live(protocol.InstanceID("acme", name))...)
+	}
+	if got := nodesOf(all); len(got) != 6 {
+		t.Fatalf("6 replicas that reserve nothing on 6 nodes: placed %v", got)
+	}
+}

@@ -468,7 +468,7 @@ func (s *sched) nodeList() []*nodeState {
 	s.byID = map[string]*nodeState{}
 	for _, n := range s.snap.Nodes() {
 		u := s.snap.NodeUsage(n.ID)
-		ns := &nodeState{node: n, cpu: u.CPUMillis, mem: u.MemoryMB, ports: u.Ports}
+		ns := &nodeState{node: n, cpu: u.CPUMillis, mem: u.MemoryMB, ports: u.Ports, count: s.snap.NodeReplicaCount(n.ID)}
 		s.nodes = append(s.nodes, ns)
 		s.byID[n.ID] = ns
 	}

@@ -298,11 +298,9 @@ func (w *writer) nodeChanged(node string) {
 	}
 }
 
-// use adds (sign 1) or takes back (-1) a reservation on a node.
+// use adds (sign 1) or takes back (-1) a replica's place and reservation
+// on a node.
 func (w *writer) use(node string, res protocol.Reservation, sign int64) {
-	if res == (protocol.Reservation{}) {
-		return
-	}
 	u := &NodeUsage{Node: node}
 	if raw := w.first(tableUsage, node); raw != nil {
 		*u = *raw.(*NodeUsage)
@@ -310,9 +308,10 @@ func (w *writer) use(node string, res protocol.Reservation, sign int64) {
 	u.CPUMillis += sign * res.CPUMillis
 	u.MemoryMB += sign * res.MemoryMB
 	u.Ports += int(sign) * res.Ports
+	u.Replicas = max(0, u.Replicas+int(sign))
 	w.touch(tableUsage)
 	var err error
-	if u.Reservation == (protocol.Reservation{}) {
+	if u.Reservation == (protocol.Reservation{}) && u.Replicas == 0 {
 		if raw := w.first(tableUsage, node); raw != nil {
 			err = w.txn.Delete(tableUsage, raw)
 		}

@@ -150,6 +150,9 @@ type Meta struct {
 type NodeUsage struct {
 	Node string
 	protocol.Reservation
+	// Replicas counts the replicas that hold a place on the node, whatever
+	// they reserve: the scheduler spreads replicas that reserve nothing.
+	Replicas int
 }
 
 type indexEntry struct {

@@ -285,6 +285,14 @@ func (s *Snapshot) NodeUsage(nodeID string) protocol.Reservation {
 	return protocol.Reservation{}
 }
 
+// NodeReplicaCount returns how many replicas hold a place on a node.
+func (s *Snapshot) NodeReplicaCount(nodeID string) int {
+	if raw := s.first(tableUsage, "id", nodeID); raw != nil {
+		return raw.(*NodeUsage).Replicas
+	}
+	return 0
+}
+
 // Node returns a node, or nil.
 func (s *Snapshot) Node(id string) *protocol.Node {
 	return one[protocol.Node](s, tableNodes, id)

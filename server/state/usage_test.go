@@ -14,15 +14,20 @@ func checkUsage(t *testing.T, h *harness, nodes ...string) {
 	s := h.Snapshot()
 	for _, n := range nodes {
 		var want protocol.Reservation
+		count := 0
 		for _, r := range s.NodeReplicas(n) {
 			if r.Holds() {
 				want.CPUMillis += r.Reserved.CPUMillis
 				want.MemoryMB += r.Reserved.MemoryMB
 				want.Ports += r.Reserved.Ports
+				count++
 			}
 		}
 		if got := s.NodeUsage(n); got != want {
 			t.Fatalf("usage of %s = %+v, want %+v", n, got, want)
+		}
+		if got := s.NodeReplicaCount(n); got != count {
+			t.Fatalf("%s holds %d replicas, the usage table says %d", n, count, got)
 		}
 	}
 }
