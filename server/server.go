@@ -389,6 +389,17 @@ func (s *Server) leaderDuties(ctx context.Context) {
 			Propose: func(ctx context.Context, p *state.Plan) (uint64, error) {
 				return s.cluster.Propose(ctx, state.CmdPlanApply, p, nil)
 			},
+			ProposeAll: func(ctx context.Context, ps []*state.Plan) []scheduler.Committed {
+				bodies := make([]any, len(ps))
+				for i, p := range ps {
+					bodies[i] = p
+				}
+				out := make([]scheduler.Committed, len(ps))
+				for i, r := range s.cluster.ProposeAll(ctx, state.CmdPlanApply, bodies) {
+					out[i] = scheduler.Committed{Index: r.Index, Err: r.Err}
+				}
+				return out
+			},
 		})
 		wg.Add(1)
 		go func() {

@@ -310,16 +310,64 @@ func (c *Cluster) Propose(ctx context.Context, typ state.CommandType, body any, 
 // stamped with.
 func (c *Cluster) Now() time.Time { return c.cfg.Clock() }
 
+// Result is the outcome of one command of ProposeAll.
+type Result struct {
+	Index uint64
+	Err   error
+}
+
+// ProposeAll proposes commands of one type, without audit records, in
+// order and without waiting for one to commit before proposing the next,
+// and then waits for all of them: they are applied in that order, and
+// Raft writes most of them to disk together.
+func (c *Cluster) ProposeAll(ctx context.Context, typ state.CommandType, bodies []any) []Result {
+	out := make([]Result, len(bodies))
+	futures := make([]raft.ApplyFuture, len(bodies))
+	now := c.cfg.Clock()
+	for i, body := range bodies {
+		cmd, err := state.Encode(typ, now, body, nil)
+		if err != nil {
+			out[i].Err = err
+			continue
+		}
+		if futures[i], out[i].Err = c.start(ctx, cmd); out[i].Err != nil {
+			break // what follows would commit out of order
+		}
+	}
+	for i, f := range futures {
+		if f != nil {
+			out[i].Index, out[i].Err = c.result(f)
+		} else if out[i].Err == nil {
+			out[i].Err = protocol.Errorf(protocol.CodeUnavailable, "not proposed: a command before it was refused")
+		}
+	}
+	return out
+}
+
 func (c *Cluster) propose(ctx context.Context, cmd []byte) (uint64, error) {
+	f, err := c.start(ctx, cmd)
+	if err != nil {
+		return 0, err
+	}
+	return c.result(f)
+}
+
+// start hands a command to Raft.
+func (c *Cluster) start(ctx context.Context, cmd []byte) (raft.ApplyFuture, error) {
 	timeout := DefaultApplyTimeout
 	if d, ok := ctx.Deadline(); ok {
 		timeout = time.Until(d)
 	}
 	if err := ctx.Err(); err != nil || timeout <= 0 {
 		// raft treats a timeout of 0 as none at all.
-		return 0, protocol.Errorf(protocol.CodeUnavailable, "request ended before its command was proposed")
+		return nil, protocol.Errorf(protocol.CodeUnavailable, "request ended before its command was proposed")
 	}
-	f := c.raft.Apply(cmd, timeout)
+	return c.raft.Apply(cmd, timeout), nil
+}
+
+// result waits for a proposed command: its index, and the error the FSM
+// answered, or why it was not committed.
+func (c *Cluster) result(f raft.ApplyFuture) (uint64, error) {
 	if err := c.wait(f); err != nil {
 		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrLeadershipTransferInProgress) {
 			return 0, ErrNotLeader

@@ -17,6 +17,10 @@ type WorkerConfig struct {
 	// Propose commits a plan through Raft (command state.CmdPlanApply) and
 	// returns the index it was committed at.
 	Propose func(ctx context.Context, p *state.Plan) (uint64, error)
+	// ProposeAll, when set, commits plans in order without waiting for
+	// one before proposing the next (cluster.ProposeAll); without it,
+	// Propose commits them one by one.
+	ProposeAll func(ctx context.Context, ps []*state.Plan) []Committed
 	Logger  hclog.Logger
 	// Clock is the time plans are made at; time.Now by default.
 	Clock func() time.Time
@@ -28,9 +32,21 @@ type WorkerConfig struct {
 	ErrorBackoff time.Duration
 }
 
+// Committed is the outcome of one plan of ProposeAll.
+type Committed struct {
+	Index uint64
+	Err   error
+}
+
+// maxBatch bounds the evaluations scheduled together before their plans
+// are committed: as many as Raft writes in one go.
+const maxBatch = 64
+
 // Worker runs the scheduler on the leader. It reads the pending
-// evaluations from the store, schedules them one at a time, so that plans
-// never race, and commits each plan before it makes the next. It wakes when
+// evaluations from the store and schedules them one at a time, so that
+// plans never race: each on a fork of the state where the plans made
+// before it in the same batch are played already, so that it sees them.
+// Then it commits the batch's plans, in that order. It wakes when
 // the evaluations change and when a plan's retry time comes. What it keeps
 // in memory (retry times) a new leader does not need: the evaluations stay
 // in the state until done, and a new worker evaluates them all at once.
@@ -62,6 +78,16 @@ func NewWorker(cfg WorkerConfig) *Worker {
 	if cfg.ErrorBackoff <= 0 {
 		cfg.ErrorBackoff = time.Second
 	}
+	if cfg.ProposeAll == nil {
+		propose := cfg.Propose
+		cfg.ProposeAll = func(ctx context.Context, ps []*state.Plan) []Committed {
+			out := make([]Committed, len(ps))
+			for i, p := range ps {
+				out[i].Index, out[i].Err = propose(ctx, p)
+			}
+			return out
+		}
+	}
 	return &Worker{cfg: cfg, logger: cfg.Logger.Named("scheduler"), deferred: map[string]deferral{}}
 }
 
@@ -85,70 +111,101 @@ func (w *Worker) Run(ctx context.Context) {
 	}
 }
 
-// round evaluates every pending evaluation that is due, and returns when
-// the next deferred one is.
+// round evaluates every pending evaluation that is due, in batches, and
+// returns when the next deferred one is.
 func (w *Worker) round(ctx context.Context) (next time.Time) {
 	pending := map[string]bool{}
+	var due []string
 	for _, e := range w.cfg.Store.Snapshot().Evals() {
-		if ctx.Err() != nil {
-			return time.Time{}
-		}
 		pending[e.Instance] = true
 		if d, ok := w.deferred[e.Instance]; ok && e.Index <= d.index && w.cfg.Clock().Before(d.at) {
 			next = earliest(next, d.at)
 			continue
 		}
-		if at := w.evaluate(ctx, e.Instance); !at.IsZero() {
+		due = append(due, e.Instance)
+	}
+	for len(due) > 0 && ctx.Err() == nil {
+		n := min(len(due), maxBatch)
+		if at := w.evaluate(ctx, due[:n]); !at.IsZero() {
 			next = earliest(next, at)
 		}
+		due = due[n:]
 	}
 	for id := range w.deferred {
 		if !pending[id] {
 			delete(w.deferred, id)
 		}
 	}
+	if ctx.Err() != nil {
+		return time.Time{}
+	}
 	return next
 }
 
-// evaluate schedules one instance on a fresh snapshot, so that it sees
-// the plans committed before, and commits the plan. It returns when the
-// instance wants to be evaluated again, or zero.
-func (w *Worker) evaluate(ctx context.Context, instance string) time.Time {
-	snap := w.cfg.Store.Snapshot()
-	e := snap.Eval(instance)
-	if e == nil {
-		return time.Time{}
-	}
+// evaluate schedules a batch of instances on a fork of the current state,
+// each seeing the plans of the ones before, and commits the plans in that
+// order. It returns when one of them wants to be evaluated again, or zero.
+func (w *Worker) evaluate(ctx context.Context, instances []string) (next time.Time) {
+	fork := w.cfg.Store.Fork()
 	now := w.cfg.Clock()
-	p := Schedule(snap, e, now, w.cfg.IDs)
-	failures := w.deferred[instance].failures
-	delete(w.deferred, instance)
-	if p.Retry && empty(p) {
-		// Nothing to write: the evaluation stays in the state, and waits
-		// here for its time.
-		return w.deferUntil(instance, e.Index, p.RetryAt, now, 0)
+	type made struct {
+		instance string
+		eval     uint64
+		failures int
+		plan     *state.Plan
 	}
-	index, err := w.cfg.Propose(ctx, p)
-	if err != nil {
-		if ctx.Err() != nil {
-			return time.Time{}
+	var batch []made
+	for _, instance := range instances {
+		snap := fork.Snapshot()
+		e := snap.Eval(instance)
+		if e == nil {
+			continue
 		}
-		failures++
-		delay := backoff.Exp(w.cfg.ErrorBackoff, time.Minute, failures)
-		w.logger.Error("commit plan", "instance", instance, "error", err, "retry_in", delay)
-		return w.deferUntil(instance, e.Index, now.Add(delay), now, failures)
-	}
-	if w.logger.IsDebug() {
-		args := []any{"instance", instance, "index", index, "place", len(p.Place), "stop", len(p.Stop)}
-		if p.Retry {
-			args = append(args, "retry_at", p.RetryAt)
+		p := Schedule(snap, e, now, w.cfg.IDs)
+		failures := w.deferred[instance].failures
+		delete(w.deferred, instance)
+		if p.Retry && empty(p) {
+			// Nothing to write: the evaluation stays in the state, and
+			// waits here for its time.
+			next = earliest(next, w.deferUntil(instance, e.Index, p.RetryAt, now, 0))
+			continue
 		}
-		w.logger.Debug("plan committed", args...)
+		// The FSM answers the same when the plan is committed; what it
+		// refuses changes nothing, here as there.
+		_ = fork.Play(state.CmdPlanApply, now, p)
+		batch = append(batch, made{instance: instance, eval: e.Index, failures: failures, plan: p})
 	}
-	if p.Retry {
-		return w.deferUntil(instance, index, p.RetryAt, now, 0)
+	if len(batch) == 0 {
+		return next
 	}
-	return time.Time{}
+	plans := make([]*state.Plan, len(batch))
+	for i, m := range batch {
+		plans[i] = m.plan
+	}
+	for i, r := range w.cfg.ProposeAll(ctx, plans) {
+		m := batch[i]
+		if r.Err != nil {
+			if ctx.Err() != nil {
+				return time.Time{}
+			}
+			failures := m.failures + 1
+			delay := backoff.Exp(w.cfg.ErrorBackoff, time.Minute, failures)
+			w.logger.Error("commit plan", "instance", m.instance, "error", r.Err, "retry_in", delay)
+			next = earliest(next, w.deferUntil(m.instance, m.eval, now.Add(delay), now, failures))
+			continue
+		}
+		if w.logger.IsDebug() {
+			args := []any{"instance", m.instance, "index", r.Index, "place", len(m.plan.Place), "stop", len(m.plan.Stop)}
+			if m.plan.Retry {
+				args = append(args, "retry_at", m.plan.RetryAt)
+			}
+			w.logger.Debug("plan committed", args...)
+		}
+		if m.plan.Retry {
+			next = earliest(next, w.deferUntil(m.instance, r.Index, m.plan.RetryAt, now, 0))
+		}
+	}
+	return next
 }
 
 // rescan bounds how long the worker sleeps without looking at the

@@ -204,3 +204,44 @@ func TestWorkerRetriesFailedCommits(t *testing.T) {
 		return len(live) == 1 && live[0].Node == "n1", describe(live)
 	})
 }
+
+// The evaluations the worker schedules in one batch see each other's
+// plans: two instances that each fill a node, pending together, end on
+// different nodes, and their plans are committed together, in order.
+func TestWorkerBatchSeesItsOwnPlans(t *testing.T) {
+	f := newSerialFSM(t)
+	must := func(typ state.CommandType, body any) {
+		t.Helper()
+		if _, err := f.Commit(typ, body); err != nil {
+			t.Fatalf("%s: %v", typ, err)
+		}
+	}
+	must(state.CmdTenantUpsert, state.TenantUpsert{Tenant: protocol.Tenant{Name: "acme"}, Create: true})
+	for _, n := range []string{"n1", "n2"} {
+		must(state.CmdNodeRegister, state.NodeRegister{SecretHash: "h" + n, Node: protocol.Node{ID: n,
+			Resources: protocol.NodeResources{CPUMillis: 4000, MemoryMB: 4096}, PortRange: protocol.PortRange{Lo: 1, Hi: 100}}})
+	}
+	big := spec(func(s *protocol.Spec) { s.Resources = protocol.Resources{CPUMillis: 3000, MemoryMB: 1024} })
+	for _, name := range []string{"a", "b"} {
+		must(state.CmdInstanceCreate, state.InstanceCreate{Instance: protocol.Instance{
+			Tenant: "acme", Name: name, Environment: protocol.DefaultEnvironment, Replicas: 1, Spec: big}})
+	}
+	var batches [][]*state.Plan
+	w := NewWorker(WorkerConfig{Store: f.Store, ProposeAll: func(_ context.Context, ps []*state.Plan) []Committed {
+		batches = append(batches, ps)
+		out := make([]Committed, len(ps))
+		for i, p := range ps {
+			out[i].Index, out[i].Err = f.Commit(state.CmdPlanApply, p)
+		}
+		return out
+	}})
+	w.round(context.Background())
+	snap := f.Store.Snapshot()
+	a, b := liveOf(snap, "acme/a"), liveOf(snap, "acme/b")
+	if len(a) != 1 || len(b) != 1 || a[0].Node == "" || a[0].Node == b[0].Node {
+		t.Fatalf("two instances that each fill a node: a %s, b %s", describe(a), describe(b))
+	}
+	if len(batches) != 1 || len(batches[0]) != 2 {
+		t.Fatalf("plans committed in %d batches, want both in one", len(batches))
+	}
+}

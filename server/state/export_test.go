@@ -1,8 +1,8 @@
 package state
 
-// Fork returns a store holding a copy-on-write copy of s's state, for tests
+// Clone returns a store holding a copy-on-write copy of s's state, for tests
 // that start many times from one state.
-func (s *Store) Fork() *Store {
+func (s *Store) Clone() *Store {
 	st := NewStore()
 	st.replace(s.current().db.Snapshot())
 	return st

@@ -92,7 +92,7 @@ func FuzzFSMApply(f *testing.F) {
 			}
 			data = b
 		}
-		h := &harness{Harness: statetest.Over(t, fuzzBaseStore.Fork()), t: t}
+		h := &harness{Harness: statetest.Over(t, fuzzBaseStore.Clone()), t: t}
 		h.SetNow(t0)
 		h.SetIndex(fuzzBaseIndex)
 		before := fuzzBase

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/go-memdb"
 
@@ -55,6 +56,39 @@ func (s *Store) replace(db *memdb.MemDB) {
 	old := s.cur.Swap(&storeDB{db: db, abandon: make(chan struct{})})
 	close(old.abandon)
 	s.notifyNodes(nil)
+}
+
+// Fork is a copy of the state that changes alone: the scheduler plays the
+// plans it makes on one, so that each evaluation of a batch sees the plans
+// before it, and commits them together afterwards.
+type Fork struct {
+	store *Store
+	index uint64
+}
+
+// Fork returns a copy of the current state (copy-on-write: cheap).
+func (s *Store) Fork() *Fork {
+	f := &Store{dispatch: s.dispatch, nodes: map[string]chan struct{}{}}
+	f.cur.Store(&storeDB{db: s.current().db.Snapshot(), abandon: make(chan struct{})})
+	return &Fork{store: f, index: f.Snapshot().Index()}
+}
+
+// Snapshot reads the fork.
+func (f *Fork) Snapshot() *Snapshot { return f.store.Snapshot() }
+
+// Play applies a command to the fork alone, at the next index, as the FSM
+// would apply it.
+func (f *Fork) Play(typ CommandType, now time.Time, body any) error {
+	raw, err := Encode(typ, now, body, nil)
+	if err != nil {
+		return err
+	}
+	cmd, err := DecodeCommand(raw)
+	if err != nil {
+		return err
+	}
+	f.index++
+	return f.store.apply(f.index, cmd)
 }
 
 // NodeWatch returns a channel closed at the next commit that changes a
