@@ -21,7 +21,7 @@ type WorkerConfig struct {
 	// one before proposing the next (cluster.ProposeAll); without it,
 	// Propose commits them one by one.
 	ProposeAll func(ctx context.Context, ps []*state.Plan) []Committed
-	Logger  hclog.Logger
+	Logger     hclog.Logger
 	// Clock is the time plans are made at; time.Now by default.
 	Clock func() time.Time
 	// IDs makes ids of new replicas and deployments; uid.New by default.
