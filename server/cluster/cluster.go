@@ -151,6 +151,10 @@ func New(cfg Config) (*Cluster, error) {
 	rc.TrailingLogs = c.cfg.SnapshotThreshold
 	rc.Logger = cfg.Logger.Named("raft")
 	rc.NotifyCh = c.leaderCh
+	// A buffered apply channel: commands proposed together (ProposeAll)
+	// queue at once and go to disk in one write, instead of one write each
+	// while the leader's loop takes them one by one.
+	rc.BatchApplyCh = true
 	r, err := raft.NewRaft(rc, c.fsm, c.cfg.LogStore, c.cfg.StableStore, c.cfg.SnapshotStore, c.cfg.Transport)
 	if err != nil {
 		c.closeAll()

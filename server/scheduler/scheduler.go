@@ -52,7 +52,14 @@ const (
 // for a retry (Retry and RetryAt) when a later step waits for time to pass.
 // ids makes the ids of new replicas and deployments.
 func Schedule(snap *state.Snapshot, eval *state.Eval, now time.Time, ids func() string) *state.Plan {
+	return schedule(snap, eval, now, ids, nil)
+}
+
+// schedule is Schedule with the nodes of the snapshot and what they hold
+// already read (the worker keeps them over a batch), or nil.
+func schedule(snap *state.Snapshot, eval *state.Eval, now time.Time, ids func() string, nodes *nodeTable) *state.Plan {
 	s := &sched{
+		table:    nodes,
 		snap:     snap,
 		now:      now,
 		ids:      ids,
@@ -118,6 +125,7 @@ type sched struct {
 	dep      *protocol.Deployment // the deployment as this plan leaves it
 	depDirty bool
 
+	table *nodeTable   // the nodes as the snapshot has them, when given
 	nodes []*nodeState // every node, built on the first placement
 	// stopping are the replicas this plan stops, in order.
 	stopping []*protocol.Replica
@@ -465,12 +473,16 @@ func (s *sched) nodeList() []*nodeState {
 	if s.byID != nil {
 		return s.nodes
 	}
-	s.byID = map[string]*nodeState{}
-	for _, n := range s.snap.Nodes() {
-		u := s.snap.NodeUsage(n.ID)
-		ns := &nodeState{node: n, cpu: u.CPUMillis, mem: u.MemoryMB, ports: u.Ports, count: s.snap.NodeReplicaCount(n.ID)}
-		s.nodes = append(s.nodes, ns)
-		s.byID[n.ID] = ns
+	base := s.table
+	if base == nil {
+		base = newNodeTable(s.snap)
+	}
+	s.byID = make(map[string]*nodeState, len(base.nodes))
+	s.nodes = make([]*nodeState, 0, len(base.nodes))
+	for _, b := range base.nodes {
+		ns := *b
+		s.nodes = append(s.nodes, &ns)
+		s.byID[ns.node.ID] = &ns
 	}
 	for _, r := range s.stopping {
 		if ns := s.byID[r.Node]; ns != nil && r.Holds() {
@@ -490,6 +502,45 @@ func (s *sched) nodeList() []*nodeState {
 		}
 	}
 	return s.nodes
+}
+
+// nodeTable is every node of a snapshot with what it holds: the usage
+// rows the FSM keeps. The worker builds one per batch and refreshes the
+// nodes each plan changes, instead of reading every node per evaluation.
+type nodeTable struct {
+	nodes []*nodeState
+	byID  map[string]*nodeState
+}
+
+func newNodeTable(snap *state.Snapshot) *nodeTable {
+	t := &nodeTable{byID: map[string]*nodeState{}}
+	usage := snap.Usage()
+	for _, n := range snap.Nodes() {
+		u := usage[n.ID]
+		ns := &nodeState{node: n, cpu: u.CPUMillis, mem: u.MemoryMB, ports: u.Ports, count: u.Replicas}
+		t.nodes = append(t.nodes, ns)
+		t.byID[n.ID] = ns
+	}
+	return t
+}
+
+// refresh reads again what the nodes a plan changed hold.
+func (t *nodeTable) refresh(snap *state.Snapshot, p *state.Plan) {
+	touched := map[string]bool{}
+	for _, r := range p.Place {
+		touched[r.Node] = true
+	}
+	for _, st := range p.Stop {
+		if r := snap.Replica(st.ID); r != nil {
+			touched[r.Node] = true
+		}
+	}
+	for id := range touched {
+		if ns := t.byID[id]; ns != nil {
+			u := snap.NodeUsage(id)
+			ns.cpu, ns.mem, ns.ports, ns.count = u.CPUMillis, u.MemoryMB, u.Ports, snap.NodeReplicaCount(id)
+		}
+	}
 }
 
 // demandOf returns what a placed replica, of any instance, reserves.

@@ -155,13 +155,17 @@ func (w *Worker) evaluate(ctx context.Context, instances []string) (next time.Ti
 		plan     *state.Plan
 	}
 	var batch []made
+	var nodes *nodeTable // read once per batch, then refreshed after each plan
 	for _, instance := range instances {
 		snap := fork.Snapshot()
 		e := snap.Eval(instance)
 		if e == nil {
 			continue
 		}
-		p := Schedule(snap, e, now, w.cfg.IDs)
+		if nodes == nil {
+			nodes = newNodeTable(snap)
+		}
+		p := schedule(snap, e, now, w.cfg.IDs, nodes)
 		failures := w.deferred[instance].failures
 		delete(w.deferred, instance)
 		if p.Retry && empty(p) {
@@ -173,6 +177,7 @@ func (w *Worker) evaluate(ctx context.Context, instances []string) (next time.Ti
 		// The FSM answers the same when the plan is committed; what it
 		// refuses changes nothing, here as there.
 		_ = fork.Play(state.CmdPlanApply, now, p)
+		nodes.refresh(fork.Snapshot(), p)
 		batch = append(batch, made{instance: instance, eval: e.Index, failures: failures, plan: p})
 	}
 	if len(batch) == 0 {

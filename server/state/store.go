@@ -319,6 +319,16 @@ func (s *Snapshot) NodeUsage(nodeID string) protocol.Reservation {
 	return protocol.Reservation{}
 }
 
+// Usage returns every node's usage row, by node id; a node that holds
+// nothing has none.
+func (s *Snapshot) Usage() map[string]NodeUsage {
+	out := map[string]NodeUsage{}
+	for _, u := range list[NodeUsage](s, tableUsage, "id") {
+		out[u.Node] = *u
+	}
+	return out
+}
+
 // NodeReplicaCount returns how many replicas hold a place on a node.
 func (s *Snapshot) NodeReplicaCount(nodeID string) int {
 	if raw := s.first(tableUsage, "id", nodeID); raw != nil {
