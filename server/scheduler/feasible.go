@@ -22,11 +22,13 @@ const ZoneLabel = "zone"
 // memory (its agent could not read them) has no capacity in that
 // dimension: only replicas that ask for none of it fit there.
 type nodeState struct {
-	node  *protocol.Node
-	cpu   int64 // mCPU reserved
-	mem   int64 // MB reserved
-	ports int   // ports reserved
-	count int   // replicas holding a place on it
+	node     *protocol.Node
+	cpu      int64 // mCPU reserved
+	mem      int64 // MB reserved
+	ports    int   // ports reserved
+	count    int   // replicas holding a place on it
+	zoneName string
+	zoneRead bool
 	// mine counts the replicas of the instance being scheduled on the node;
 	// failed says one of them failed here recently.
 	mine   int
@@ -36,7 +38,15 @@ type nodeState struct {
 func (n *nodeState) freeCPU() int64 { return n.node.Resources.CPUMillis - n.cpu }
 func (n *nodeState) freeMem() int64 { return n.node.Resources.MemoryMB - n.mem }
 func (n *nodeState) freePorts() int { return portCount(n.node.PortRange) - n.ports }
-func (n *nodeState) zone() string   { return n.node.Labels[ZoneLabel] }
+
+// zone returns the node's ZoneLabel, read once: ranking asks for it for
+// every node and every replica.
+func (n *nodeState) zone() string {
+	if !n.zoneRead {
+		n.zoneName, n.zoneRead = n.node.Labels[ZoneLabel], true
+	}
+	return n.zoneName
+}
 
 func (n *nodeState) name() string { return nodeName(n.node, n.node.ID) }
 

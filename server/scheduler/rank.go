@@ -68,7 +68,7 @@ func fill(n *nodeState, d *demand) float64 {
 func pick(nodes []*nodeState, d *demand) (best *nodeState, why string, ok bool) {
 	zones := map[string]int{}
 	for _, n := range nodes {
-		if z := n.zone(); z != "" {
+		if z := n.zone(); z != "" && n.mine > 0 {
 			zones[z] += n.mine
 		}
 	}

@@ -478,11 +478,12 @@ func (s *sched) nodeList() []*nodeState {
 		base = newNodeTable(s.snap)
 	}
 	s.byID = make(map[string]*nodeState, len(base.nodes))
-	s.nodes = make([]*nodeState, 0, len(base.nodes))
-	for _, b := range base.nodes {
-		ns := *b
-		s.nodes = append(s.nodes, &ns)
-		s.byID[ns.node.ID] = &ns
+	s.nodes = make([]*nodeState, len(base.nodes))
+	copies := make([]nodeState, len(base.nodes)) // one allocation for all
+	for i, b := range base.nodes {
+		copies[i] = *b
+		s.nodes[i] = &copies[i]
+		s.byID[b.node.ID] = &copies[i]
 	}
 	for _, r := range s.stopping {
 		if ns := s.byID[r.Node]; ns != nil && r.Holds() {
@@ -513,13 +514,14 @@ type nodeTable struct {
 }
 
 func newNodeTable(snap *state.Snapshot) *nodeTable {
-	t := &nodeTable{byID: map[string]*nodeState{}}
-	usage := snap.Usage()
-	for _, n := range snap.Nodes() {
-		u := usage[n.ID]
-		ns := &nodeState{node: n, cpu: u.CPUMillis, mem: u.MemoryMB, ports: u.Ports, count: u.Replicas}
-		t.nodes = append(t.nodes, ns)
-		t.byID[n.ID] = ns
+	nodes := snap.Nodes()
+	t := &nodeTable{nodes: make([]*nodeState, 0, len(nodes)), byID: make(map[string]*nodeState, len(nodes))}
+	states := make([]nodeState, len(nodes))
+	for i, n := range nodes {
+		u := snap.NodeUsageRow(n.ID)
+		states[i] = nodeState{node: n, cpu: u.CPUMillis, mem: u.MemoryMB, ports: u.Ports, count: u.Replicas}
+		t.nodes = append(t.nodes, &states[i])
+		t.byID[n.ID] = &states[i]
 	}
 	return t
 }
@@ -537,8 +539,8 @@ func (t *nodeTable) refresh(snap *state.Snapshot, p *state.Plan) {
 	}
 	for id := range touched {
 		if ns := t.byID[id]; ns != nil {
-			u := snap.NodeUsage(id)
-			ns.cpu, ns.mem, ns.ports, ns.count = u.CPUMillis, u.MemoryMB, u.Ports, snap.NodeReplicaCount(id)
+			u := snap.NodeUsageRow(id)
+			ns.cpu, ns.mem, ns.ports, ns.count = u.CPUMillis, u.MemoryMB, u.Ports, u.Replicas
 		}
 	}
 }

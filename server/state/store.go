@@ -319,14 +319,13 @@ func (s *Snapshot) NodeUsage(nodeID string) protocol.Reservation {
 	return protocol.Reservation{}
 }
 
-// Usage returns every node's usage row, by node id; a node that holds
-// nothing has none.
-func (s *Snapshot) Usage() map[string]NodeUsage {
-	out := map[string]NodeUsage{}
-	for _, u := range list[NodeUsage](s, tableUsage, "id") {
-		out[u.Node] = *u
+// NodeUsageRow returns a node's usage row: what its replicas reserve and
+// how many they are (zero for a node that holds nothing).
+func (s *Snapshot) NodeUsageRow(nodeID string) NodeUsage {
+	if raw := s.first(tableUsage, "id", nodeID); raw != nil {
+		return *raw.(*NodeUsage)
 	}
-	return out
+	return NodeUsage{Node: nodeID}
 }
 
 // NodeReplicaCount returns how many replicas hold a place on a node.
