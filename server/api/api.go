@@ -402,12 +402,13 @@ func decodeError(err error) error {
 	return protocol.Errorf(protocol.CodeInvalidArgument, "invalid JSON: %s", msg)
 }
 
+// writeJSON answers v as JSON: compact, as Nomad and Kubernetes answer
+// (pipe it to jq to read it); indenting doubled the size and the time of
+// large lists.
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	_ = enc.Encode(v)
+	_ = json.NewEncoder(w).Encode(v)
 }
 
 func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
