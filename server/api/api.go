@@ -159,6 +159,11 @@ func (a *API) handle(pattern string, k kind, acc access, h handlerFunc) {
 		if l, ok := bodyLimits[pattern]; ok {
 			limit = l
 		}
+		if r.ContentLength > limit {
+			// Known before reading: too large, whatever it holds.
+			a.writeError(w, r, protocol.Errorf(protocol.CodeTooLarge, "request body of %d bytes is over %d bytes", r.ContentLength, limit))
+			return
+		}
 		r.Body = http.MaxBytesReader(w, r.Body, limit)
 		// Servers are checked before forwarding: the leader sees the
 		// forwarding server's certificate, not the caller's.

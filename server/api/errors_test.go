@@ -108,6 +108,8 @@ func TestErrorCodes(t *testing.T) {
 		// 413 too_large
 		{name: "tenant body over 1 MiB", method: "POST", path: "/v1/tenants", body: big, status: 413, code: protocol.CodeTooLarge},
 		{name: "instance body over 1 MiB", method: "PUT", path: "/v1/tenants/acme/instances/crm", body: bigInstance, status: 413, code: protocol.CodeTooLarge},
+		// Its length says so before a byte is read: 413, not "invalid JSON".
+		{name: "2 MB that is not JSON", method: "POST", path: "/v1/tenants", body: strings.Repeat("x", 2<<20), status: 413, code: protocol.CodeTooLarge},
 
 		// 422 quota_exceeded
 		{name: "plan max replicas on create", method: "POST", path: "/v1/tenants/acme/instances", body: with(instanceDoc("x"), func(m map[string]any) { m["plan"] = "starter"; m["replicas"] = 3 }), status: 422, code: protocol.CodeQuotaExceeded, field: "replicas"},
