@@ -344,6 +344,17 @@ var actionHelp = map[string]string{
 	client.ActionRestart: "Replace an instance's replicas with new ones, a few at a time",
 }
 
+// confirmError words the API's demand for ?confirm=NAME as the command
+// line's flag: the command to type again.
+func confirmError(err error, verb, tenant, name string) error {
+	var e *protocol.Error
+	if !errors.As(err, &e) || e.Field != "confirm" {
+		return err
+	}
+	id := protocol.InstanceID(tenant, name)
+	return fmt.Errorf("%s is in a protected environment; to go ahead, repeat with the instance's name:\n  drover %s %s -confirm %s", id, verb, id, name)
+}
+
 // confirmHelp is the help of -confirm.
 const confirmHelp = "the instance's name again: needed to stop or delete an instance of a protected environment"
 
@@ -358,7 +369,7 @@ func newInstanceActionCmd(action string) *cobra.Command {
 		RunE: onInstance(func(c *cli, tenant, name string) error {
 			in, _, err := c.api.InstanceAction(c.ctx, tenant, name, action, confirm)
 			if err != nil {
-				return err
+				return confirmError(err, "instance "+action, tenant, name)
 			}
 			return c.show(in, func(w io.Writer) {
 				fmt.Fprintf(w, "%s %s (%s)\n", actionDone[action], in.ID, instanceState(in))
@@ -401,7 +412,7 @@ func newInstanceDeleteCmd() *cobra.Command {
 		RunE: onInstance(func(c *cli, tenant, name string) error {
 			m, err := c.api.DeleteInstance(c.ctx, tenant, name, confirm)
 			if err != nil {
-				return err
+				return confirmError(err, "instance delete", tenant, name)
 			}
 			id := protocol.InstanceID(tenant, name)
 			return c.show(deleted{ID: id, Deleted: true, Index: m.Index}, func(w io.Writer) {

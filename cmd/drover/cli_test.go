@@ -548,3 +548,20 @@ func TestEveryVerbHasHelp(t *testing.T) {
 		walk(c)
 	}
 }
+
+// In a protected environment, stop and delete say which flag to give,
+// as the command to type, not the API's query parameter.
+func TestProtectedEnvironmentNamesTheFlag(t *testing.T) {
+	f := newFakeAPI(t)
+	refusal := &protocol.Error{Code: protocol.CodeInvalidArgument, Field: "confirm",
+		Message: `instance acme/prod is in the protected environment "production": repeat with ?confirm=prod`}
+	f.fail("DELETE /v1/tenants/acme/instances/prod", refusal)
+	f.fail("POST /v1/tenants/acme/instances/prod/stop", refusal)
+	for _, verb := range []string{"delete", "stop"} {
+		_, stderr, code := runCLI(t, "instance", verb, "acme/prod", "-addr", f.url)
+		want := "drover instance " + verb + " acme/prod -confirm prod"
+		if code != 1 || !strings.Contains(stderr, want) || strings.Contains(stderr, "?confirm") {
+			t.Errorf("instance %s in a protected environment: exit %d, %q; want exit 1 naming %q", verb, code, stderr, want)
+		}
+	}
+}
