@@ -325,7 +325,7 @@ func newInstanceScaleCmd() *cobra.Command {
 				return err
 			}
 			return c.show(in, func(w io.Writer) {
-				fmt.Fprintf(w, "Scaled %s to %d replicas (%s)\n", in.ID, in.Replicas, instanceState(in))
+				fmt.Fprintf(w, "Scaled %s to %s (%s)\n", in.ID, count(in.Replicas, "replica"), instanceState(in))
 			})
 		}),
 	}

@@ -69,6 +69,14 @@ func fields(w io.Writer, kv ...string) {
 
 // --- values ---
 
+// count says n of a noun: "1 replica", "2 replicas", "0 replicas".
+func count(n int, noun string) string {
+	if n == 1 {
+		return "1 " + noun
+	}
+	return strconv.Itoa(n) + " " + noun + "s"
+}
+
 func itoa(n int) string     { return strconv.Itoa(n) }
 func utoa(n uint64) string  { return strconv.FormatUint(n, 10) }
 func i64toa(n int64) string { return strconv.FormatInt(n, 10) }

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -34,8 +35,8 @@ func statusTable(w io.Writer, st *protocol.ClusterStatus) {
 		leader = "(none)"
 	}
 	fields(w, "Leader", leader, "Index", utoa(st.Index),
-		"Counts", fmt.Sprintf("%d tenants, %d instances, %d replicas, %d nodes",
-			st.Counts.Tenants, st.Counts.Instances, st.Counts.Replicas, st.Counts.Nodes))
+		"Counts", strings.Join([]string{count(st.Counts.Tenants, "tenant"), count(st.Counts.Instances, "instance"),
+			count(st.Counts.Replicas, "replica"), count(st.Counts.Nodes, "node")}, ", "))
 	fmt.Fprintln(w)
 	membersTable(w, st.Members)
 }

@@ -565,3 +565,18 @@ func TestProtectedEnvironmentNamesTheFlag(t *testing.T) {
 		}
 	}
 }
+
+// Counts read as English: "1 replica", "2 replicas", "0 nodes".
+func TestCountsAgree(t *testing.T) {
+	for n, want := range map[int]string{0: "0 replicas", 1: "1 replica", 2: "2 replicas"} {
+		if got := count(n, "replica"); got != want {
+			t.Errorf("count(%d) = %q, want %q", n, got, want)
+		}
+	}
+	f := newFakeAPI(t)
+	f.answer("GET /v1/status", 200, protocol.ClusterStatus{Leader: "s1", Counts: protocol.Counts{Tenants: 1, Instances: 1, Replicas: 2, Nodes: 0}})
+	stdout, _, code := runCLI(t, "status", "-addr", f.url)
+	if code != 0 || !strings.Contains(stdout, "1 tenant, 1 instance, 2 replicas, 0 nodes") {
+		t.Errorf("drover status: exit %d\n%s", code, stdout)
+	}
+}
