@@ -139,7 +139,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"instance", "stop", "Acme/crm"}, "not a valid name"},
 		{[]string{"instance", "scale", "acme/crm"}, "wants TENANT/NAME N"},
 		{[]string{"instance", "scale", "acme/crm", "three"}, `replica count "three"`},
-		{[]string{"instance", "scale", "acme/crm", "-1"}, "unknown shorthand flag"},
+		{[]string{"instance", "scale", "acme/crm", "-1"}, "-1: a negative number is not a valid count (0 or more)"},
 		{[]string{"instance", "create"}, "-f FILE is required"},
 		{[]string{"instance", "create", "-f", noTenant}, "no tenant: give -tenant T"},
 		{[]string{"instance", "create", "-f", withTenant, "-tenant", "other"}, "-tenant other differs from the tenant acme"},

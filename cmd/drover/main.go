@@ -75,6 +75,10 @@ func isCobraUsage(err error) bool { return cobraUsage.MatchString(err.Error()) }
 // does; pflag wants two.
 var longFlag = regexp.MustCompile(`^-[a-zA-Z][a-zA-Z0-9-]+(=.*)?$`)
 
+// negativeArg finds a negative number in the parser's complaint about an
+// unknown shorthand flag.
+var negativeArg = regexp.MustCompile(`unknown shorthand flag: '\d' in (-\d+)$`)
+
 func normalizeArgs(args []string) []string {
 	out := make([]string, 0, len(args))
 	for i, a := range args {
@@ -96,7 +100,13 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		// "-1" reads as a flag to the parser; say what it is instead.
+		if m := negativeArg.FindStringSubmatch(err.Error()); m != nil {
+			return usageError{fmt.Errorf("%s: a negative number is not a valid count (0 or more)", m[1])}
+		}
+		return usageError{err}
+	})
 	for _, setup := range rootSetup {
 		setup(root)
 	}
