@@ -12,15 +12,24 @@ import (
 	"time"
 
 	"github.com/drover-dev/drover/protocol"
+	"gopkg.in/yaml.v3"
 )
 
 // show prints v as JSON with -o json, or calls table otherwise.
 func (c *cli) show(v any, table func(w io.Writer)) error {
 	if c.json {
-		return writeJSONDoc(c.out, v)
+		return c.doc(v)
 	}
 	table(c.out)
 	return nil
+}
+
+// doc writes v as one document: indented JSON, or YAML with -o yaml.
+func (c *cli) doc(v any) error {
+	if c.yaml {
+		return writeYAMLDoc(c.out, v)
+	}
+	return writeJSONDoc(c.out, v)
 }
 
 // writeJSONDoc writes v as one indented JSON document.
@@ -28,6 +37,36 @@ func writeJSONDoc(w io.Writer, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
+}
+
+// writeYAMLDoc writes v as YAML: the same document as JSON (the API's
+// field names, in its order), in block style.
+func writeYAMLDoc(w io.Writer, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	var doc yaml.Node
+	if err := yaml.Unmarshal(b, &doc); err != nil { // JSON is YAML
+		return err
+	}
+	blockStyle(&doc)
+	enc := yaml.NewEncoder(w)
+	enc.SetIndent(2)
+	if err := enc.Encode(&doc); err != nil {
+		return err
+	}
+	return enc.Close()
+}
+
+// blockStyle drops the flow style ({...}, [...], "...") JSON was read in.
+func blockStyle(n *yaml.Node) {
+	if n.Kind != yaml.ScalarNode || n.Tag == "!!str" {
+		n.Style = 0
+	}
+	for _, c := range n.Content {
+		blockStyle(c)
+	}
 }
 
 // table writes aligned columns. Empty cells show as "-".

@@ -38,7 +38,7 @@ func addClientFlags(root *cobra.Command) {
 	pf := root.PersistentFlags()
 	pf.String(flagAddr, client.DefaultAddress, "address of a Drover server (env "+config.EnvName(flagAddr)+")")
 	pf.String(flagToken, "", "API token (env "+config.EnvName(flagToken)+")")
-	pf.StringP(flagOutput, "o", "table", "output format of the CLI: table or json")
+	pf.StringP(flagOutput, "o", "table", "output format of the CLI: table, json or yaml")
 	pf.String(flagCAFile, "", "CA certificate to trust for the server's HTTPS (env "+config.EnvName(flagCAFile)+")")
 }
 
@@ -46,7 +46,8 @@ func addClientFlags(root *cobra.Command) {
 type cli struct {
 	ctx  context.Context
 	api  *client.Client
-	json bool
+	json bool // -o json or yaml: documents, not tables
+	yaml bool
 	out  io.Writer // results
 	errw io.Writer // progress and diagnostics when out holds JSON
 	in   io.Reader
@@ -76,8 +77,10 @@ func newCLI(cmd *cobra.Command) (*cli, error) {
 	case "table":
 	case "json":
 		c.json = true
+	case "yaml":
+		c.json, c.yaml = true, true // a document, as with json
 	default:
-		return nil, usageError{fmt.Errorf("-o %q: want table or json", o)}
+		return nil, usageError{fmt.Errorf("-o %q: want table, json or yaml", o)}
 	}
 	cfg := client.Config{Address: flag(flagAddr), Token: flag(flagToken)}
 	if ca := flag(flagCAFile); ca != "" {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"gopkg.in/yaml.v3"
 
 	"github.com/drover-dev/drover/protocol"
 )
@@ -129,7 +130,7 @@ func TestUsageErrors(t *testing.T) {
 		want string
 	}{
 		{[]string{"status", "extra"}, "takes no arguments"},
-		{[]string{"status", "-o", "yaml"}, `-o "yaml": want table or json`},
+		{[]string{"status", "-o", "xml"}, `-o "xml": want table, json or yaml`},
 		{[]string{"status", "-addr", "ftp://host:1"}, "-addr"},
 		{[]string{"instance", "bogus"}, `unknown command "bogus"`},
 		{[]string{"instance", "list", "-bogus"}, "unknown flag"},
@@ -578,5 +579,26 @@ func TestCountsAgree(t *testing.T) {
 	stdout, _, code := runCLI(t, "status", "-addr", f.url)
 	if code != 0 || !strings.Contains(stdout, "1 tenant, 1 instance, 2 replicas, 0 nodes") {
 		t.Errorf("drover status: exit %d\n%s", code, stdout)
+	}
+}
+
+// -o yaml prints the API's document as YAML: its field names, in block
+// style, what JSON prints.
+func TestOutputYAML(t *testing.T) {
+	f := newFakeAPI(t)
+	f.answer("GET /v1/status", 200, protocol.ClusterStatus{Leader: "s1", Index: 7,
+		Members: []protocol.Member{{ID: "s1", HTTPAddr: "127.0.0.1:4700", Voter: true, State: "leader"}}})
+	stdout, stderr, code := runCLI(t, "status", "-addr", f.url, "-o", "yaml")
+	var got protocol.ClusterStatus
+	if code != 0 || yaml.Unmarshal([]byte(stdout), &got) != nil {
+		t.Fatalf("status -o yaml: exit %d %q %q", code, stdout, stderr)
+	}
+	for _, want := range []string{"leader: s1\n", "index: 7\n", "members:\n", "  - id: s1\n", "    http_addr: 127.0.0.1:4700\n"} {
+		if !strings.Contains(stdout, want) {
+			t.Errorf("status -o yaml lacks %q:\n%s", want, stdout)
+		}
+	}
+	if strings.ContainsAny(stdout, "{}") {
+		t.Errorf("status -o yaml is in flow style:\n%s", stdout)
 	}
 }

@@ -77,7 +77,7 @@ func (c *cli) waitRollout(tenant, name string, version uint64, timeout time.Dura
 	r, err := c.api.WatchProgress(ctx, tenant, name, version, p.update)
 	p.end()
 	if c.json && r != nil {
-		if err := writeJSONDoc(c.out, r.Instance); err != nil {
+		if err := c.doc(r.Instance); err != nil {
 			return err
 		}
 	}
