@@ -229,15 +229,30 @@ func parseLabels(flag string, kvs []string) (map[string]string, error) {
 }
 
 // group is a noun: its verbs are subcommands. Alone it prints its help; with
-// an unknown verb it is bad usage.
+// an unknown verb it is bad usage, with the verbs that verb is close to.
+// Every noun takes "show" and "status" alike: whichever the noun names, the
+// other is an alias of it.
 func group(cmd *cobra.Command, verbs ...*cobra.Command) *cobra.Command {
 	cmd.Args = cobra.ArbitraryArgs
 	cmd.DisableFlagsInUseLine = true
+	cmd.SuggestionsMinimumDistance = 2 // cobra's default, which it sets for the root only
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		if len(args) == 0 {
 			return cmd.Help()
 		}
-		return usageError{fmt.Errorf("unknown command %q for %q", args[0], cmd.CommandPath())}
+		msg := fmt.Sprintf("unknown command %q for %q", args[0], cmd.CommandPath())
+		if s := cmd.SuggestionsFor(args[0]); len(s) > 0 {
+			msg += "\n\nDid you mean this?\n\t" + strings.Join(s, "\n\t")
+		}
+		return usageError{errors.New(msg)}
+	}
+	for _, v := range verbs {
+		switch v.Name() {
+		case "show":
+			v.Aliases = append(v.Aliases, "status")
+		case "status":
+			v.Aliases = append(v.Aliases, "show")
+		}
 	}
 	cmd.AddCommand(verbs...)
 	return cmd

@@ -132,7 +132,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"status", "extra"}, "takes no arguments"},
 		{[]string{"status", "-o", "xml"}, `-o "xml": want table, json or yaml`},
 		{[]string{"status", "-addr", "ftp://host:1"}, "-addr"},
-		{[]string{"instance", "bogus"}, `unknown command "bogus"`},
+		{[]string{"instance", "frobnicate"}, `unknown command "frobnicate"`},
 		{[]string{"instance", "list", "-bogus"}, "unknown flag"},
 		{[]string{"instance", "status"}, "wants TENANT/NAME, got 0 argument(s)"},
 		{[]string{"instance", "status", "a/b", "c/d"}, "wants TENANT/NAME, got 2"},
@@ -600,5 +600,24 @@ func TestOutputYAML(t *testing.T) {
 	}
 	if strings.ContainsAny(stdout, "{}") {
 		t.Errorf("status -o yaml is in flow style:\n%s", stdout)
+	}
+}
+
+// Every noun takes show and status alike, and a mistyped verb gets the
+// verbs it is close to, at every level.
+func TestVerbsAliasesAndSuggestions(t *testing.T) {
+	f := newFakeAPI(t)
+	f.answer("GET /v1/tenants/acme", 200, protocol.Tenant{Name: "acme", State: protocol.TenantActive})
+	f.answer("GET /v1/tenants/acme/instances/crm", 200, protocol.Instance{ID: "acme/crm", Tenant: "acme", Name: "crm"})
+	f.answer("GET /v1/tenants/acme/instances/crm/replicas", 200, []protocol.Replica{})
+	f.answer("GET /v1/tenants/acme/instances/crm/events", 200, []protocol.Event{})
+	for _, args := range [][]string{{"tenant", "status", "acme"}, {"tenant", "show", "acme"}, {"instance", "show", "acme/crm"}} {
+		if _, stderr, code := runCLI(t, append(args, "-addr", f.url)...); code != 0 {
+			t.Errorf("drover %s: exit %d %s", strings.Join(args, " "), code, stderr)
+		}
+	}
+	_, stderr, code := runCLI(t, "instance", "stats", "acme/crm")
+	if code != exitUsage || !strings.Contains(stderr, "Did you mean this?") || !strings.Contains(stderr, "status") {
+		t.Errorf("instance stats: exit %d, %q; want a suggestion of status", code, stderr)
 	}
 }
