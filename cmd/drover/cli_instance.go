@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -174,30 +175,32 @@ back; secrets shown as "(secret)" keep their value.`,
 }
 
 func newInstanceListCmd() *cobra.Command {
-	var tenant, env string
+	var tenant, env, st string
 	cmd := &cobra.Command{
-		Use:   "list [-tenant T] [-env E]",
+		Use:   "list [-tenant T] [-env E] [-state S]",
 		Short: "List instances, of one tenant or of the fleet",
 		Example: `  drover instance list
+  drover instance list -state failed
   drover instance list -tenant acme -env production -o json`,
 		Args: argsExactly(),
 		RunE: verb(func(c *cli, _ []string) error {
+			if st != "" && !slices.Contains(instanceStates, st) {
+				return usageError{fmt.Errorf("-state %q: want one of %s", st, strings.Join(instanceStates, ", "))}
+			}
 			var ins []*protocol.Instance
 			var err error
 			if tenant != "" {
 				// The tenant's own path: tenant tokens may read it.
 				ins, _, err = c.api.TenantInstances(c.ctx, tenant, nil)
-				if env != "" {
-					kept := ins[:0]
-					for _, in := range ins {
-						if in.Environment == env {
-							kept = append(kept, in)
-						}
+				kept := ins[:0]
+				for _, in := range ins {
+					if (env == "" || in.Environment == env) && (st == "" || in.Status != nil && in.Status.State == st) {
+						kept = append(kept, in)
 					}
-					ins = kept
 				}
+				ins = kept
 			} else {
-				ins, _, err = c.api.Instances(c.ctx, client.InstanceFilter{Environment: env}, nil)
+				ins, _, err = c.api.Instances(c.ctx, client.InstanceFilter{Environment: env, State: st}, nil)
 			}
 			if err != nil {
 				return err
@@ -210,8 +213,13 @@ func newInstanceListCmd() *cobra.Command {
 	}
 	cmd.Flags().StringVar(&tenant, "tenant", "", "only this tenant's instances")
 	cmd.Flags().StringVar(&env, "env", "", "only instances of this environment")
+	cmd.Flags().StringVar(&st, "state", "", "only instances in this state: "+strings.Join(instanceStates, ", "))
 	return cmd
 }
+
+// instanceStates are the states an instance's status may be in.
+var instanceStates = []string{protocol.InstanceRunning, protocol.InstanceDeploying, protocol.InstanceDegraded,
+	protocol.InstanceStopped, protocol.InstanceFailed}
 
 // instanceStatus is what instance status shows; -o json prints it whole.
 type instanceStatus struct {

@@ -621,3 +621,23 @@ func TestVerbsAliasesAndSuggestions(t *testing.T) {
 		t.Errorf("instance stats: exit %d, %q; want a suggestion of status", code, stderr)
 	}
 }
+
+// instance list -state asks the API for the state, and refuses a state
+// that does not exist before asking anything.
+func TestInstanceListState(t *testing.T) {
+	f := newFakeAPI(t)
+	f.answer("GET /v1/instances", 200, []protocol.Instance{})
+	if _, stderr, code := runCLI(t, "instance", "list", "-state", "failed", "-addr", f.url); code != 0 {
+		t.Fatalf("instance list -state failed: exit %d %s", code, stderr)
+	}
+	if q := f.request("GET", "/v1/instances").Query; q != "state=failed" {
+		t.Errorf("query %q, want state=failed", q)
+	}
+	n := f.requests()
+	if _, stderr, code := runCLI(t, "instance", "list", "-state", "broken", "-addr", f.url); code != exitUsage || !strings.Contains(stderr, "-state") {
+		t.Errorf("-state broken: exit %d %q", code, stderr)
+	}
+	if f.requests() != n {
+		t.Errorf("a bad -state still asked the API")
+	}
+}
