@@ -158,7 +158,19 @@ func (c *cli) failure(err error) error {
 	}
 	var urlErr *url.Error
 	if errors.As(err, &urlErr) && !errors.Is(err, context.Canceled) {
-		return requestError{fmt.Sprintf("cannot reach the server at %s: %v", c.api.Address(), urlErr.Err)}
+		msg := fmt.Sprintf("cannot reach the server at %s: %v", c.api.Address(), urlErr.Err)
+		var unknownCA x509.UnknownAuthorityError
+		var invalid x509.CertificateInvalidError
+		var hostname x509.HostnameError
+		switch {
+		case errors.As(err, &unknownCA):
+			msg += "\nThe server's certificate is not signed by a CA this machine trusts: give the cluster's CA with -ca-file (or " + config.EnvName(flagCAFile) + "), e.g. -ca-file drover-ca.pem"
+		case errors.As(err, &hostname):
+			msg += "\nThe server's certificate does not name " + c.api.Address() + ": use the address it was made for, or make it one for this address (drover tls cert create -server -host ...)"
+		case errors.As(err, &invalid):
+			msg += "\nThe server's certificate is not valid (expired, or not a server certificate)"
+		}
+		return requestError{msg}
 	}
 	return err
 }

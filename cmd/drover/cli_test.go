@@ -641,3 +641,15 @@ func TestInstanceListState(t *testing.T) {
 		t.Errorf("a bad -state still asked the API")
 	}
 }
+
+// A server whose certificate this machine does not trust: the error says
+// to give -ca-file.
+func TestTLSErrorNamesCAFile(t *testing.T) {
+	srv := httptest.NewTLSServer(http.NotFoundHandler())
+	t.Cleanup(srv.Close)
+	t.Setenv("DROVER_CA_FILE", "")
+	_, stderr, code := runCLI(t, "status", "-addr", srv.URL)
+	if code != exitFailed || !strings.Contains(stderr, "-ca-file") {
+		t.Errorf("status against an untrusted certificate: exit %d, %q; want a hint to give -ca-file", code, stderr)
+	}
+}
