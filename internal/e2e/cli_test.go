@@ -157,7 +157,10 @@ func TestCLIStatusAndTenants(t *testing.T) {
 	cliOK(t, s, "tenant", "delete", "beta")
 	cliFails(t, s, 1, "not found", "tenant", "show", "beta")
 	cliFails(t, s, 2, "wants NAME", "tenant", "show")
-	cliFails(t, s, 2, "want table or json", "tenant", "list", "-o", "yaml")
+	cliFails(t, s, 2, "want table, json or yaml", "tenant", "list", "-o", "xml")
+	if out := cliOK(t, s, "tenant", "show", "acme", "-o", "yaml"); !strings.Contains(out, "name: acme\n") {
+		t.Errorf("tenant show -o yaml:\n%s", out)
+	}
 	cliFails(t, s, 2, "unknown flag", "tenant", "list", "-bogus")
 }
 
