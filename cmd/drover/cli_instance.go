@@ -448,6 +448,13 @@ instance. With -f the output is followed until interrupted.`,
 			if o.Tail < 0 {
 				return usageError{fmt.Errorf("-tail %d: want 0 or more", o.Tail)}
 			}
+			if o.Replica != "" {
+				id, err := c.replicaID(tenant, name, o.Replica)
+				if err != nil {
+					return err
+				}
+				o.Replica = id
+			}
 			body, err := c.api.Logs(c.ctx, tenant, name, o)
 			if err != nil {
 				return err
@@ -460,8 +467,33 @@ instance. With -f the output is followed until interrupted.`,
 		}),
 	}
 	fs := cmd.Flags()
-	fs.StringVar(&o.Replica, "replica", "", "replica id (default: a running replica of the instance)")
+	fs.StringVar(&o.Replica, "replica", "", "replica id, or a unique prefix of one (default: a running replica of the instance)")
 	fs.BoolVarP(&o.Follow, "follow", "f", false, "keep printing new output until interrupted")
 	fs.IntVar(&o.Tail, "tail", 100, "lines of past output to print first")
 	return cmd
+}
+
+// replicaID resolves a replica of an instance from its id or a unique
+// prefix of it.
+func (c *cli) replicaID(tenant, name, typed string) (string, error) {
+	reps, _, err := c.api.Replicas(c.ctx, tenant, name, nil)
+	if err != nil {
+		return "", err
+	}
+	var found []string
+	for _, r := range reps {
+		if r.ID == typed {
+			return r.ID, nil
+		}
+		if strings.HasPrefix(r.ID, typed) {
+			found = append(found, r.ID)
+		}
+	}
+	switch len(found) {
+	case 1:
+		return found[0], nil
+	case 0:
+		return "", requestError{fmt.Sprintf("replica %q not found among the replicas of %s (drover instance status shows them)", typed, protocol.InstanceID(tenant, name))}
+	}
+	return "", requestError{fmt.Sprintf("%q names %d replicas of %s: %s; give more of the id", typed, len(found), protocol.InstanceID(tenant, name), strings.Join(found, ", "))}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -53,7 +54,11 @@ func newNodeStatusCmd() *cobra.Command {
 		Args:              argsExactly("ID"),
 		ValidArgsFunction: completeNodes,
 		RunE: verb(func(c *cli, args []string) error {
-			n, _, err := c.api.Node(c.ctx, args[0], nil)
+			id, err := c.nodeID(args[0])
+			if err != nil {
+				return err
+			}
+			n, _, err := c.api.Node(c.ctx, id, nil)
 			if err != nil {
 				return err
 			}
@@ -114,20 +119,24 @@ ends the drain.`,
 			if deadline < 0 {
 				return usageError{fmt.Errorf("-deadline %s: want a positive duration", deadline)}
 			}
-			n, _, err := c.api.DrainNode(c.ctx, args[0], !disable, deadline)
+			id, err := c.nodeID(args[0])
+			if err != nil {
+				return err
+			}
+			n, _, err := c.api.DrainNode(c.ctx, id, !disable, deadline)
 			if err != nil {
 				return err
 			}
 			return c.show(n, func(w io.Writer) {
 				if disable {
-					fmt.Fprintf(w, "Node %s: drain ended (%s)\n", args[0], n.Status)
+					fmt.Fprintf(w, "Node %s: drain ended (%s)\n", id, n.Status)
 					return
 				}
 				until := ""
 				if n.Drain != nil {
 					until = " until " + stamp(n.Drain.Deadline)
 				}
-				fmt.Fprintf(w, "Node %s: draining%s\n", args[0], until)
+				fmt.Fprintf(w, "Node %s: draining%s\n", id, until)
 			})
 		}),
 	}
@@ -150,12 +159,16 @@ func newNodeEligibilityCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			n, _, err := c.api.SetNodeEligibility(c.ctx, args[0], on)
+			id, err := c.nodeID(args[0])
+			if err != nil {
+				return err
+			}
+			n, _, err := c.api.SetNodeEligibility(c.ctx, id, on)
 			if err != nil {
 				return err
 			}
 			return c.show(n, func(w io.Writer) {
-				fmt.Fprintf(w, "Node %s: eligible %s\n", args[0], yesNo(on))
+				fmt.Fprintf(w, "Node %s: eligible %s\n", id, yesNo(on))
 			})
 		}),
 	}
@@ -171,15 +184,51 @@ is disconnected and refused from then on, and its replicas are placed elsewhere.
 		Args:              argsExactly("ID"),
 		ValidArgsFunction: completeNodes,
 		RunE: verb(func(c *cli, args []string) error {
-			n, m, err := c.api.RevokeNode(c.ctx, args[0])
+			id, err := c.nodeID(args[0])
+			if err != nil {
+				return err
+			}
+			n, m, err := c.api.RevokeNode(c.ctx, id)
 			if err != nil {
 				return err
 			}
 			var doc any = n
 			if n == nil {
-				doc = map[string]any{"id": args[0], "revoked": true, "index": m.Index}
+				doc = map[string]any{"id": id, "revoked": true, "index": m.Index}
 			}
-			return c.show(doc, func(w io.Writer) { fmt.Fprintf(w, "Node %s revoked\n", args[0]) })
+			return c.show(doc, func(w io.Writer) { fmt.Fprintf(w, "Node %s revoked\n", id) })
 		}),
 	}
+}
+
+// nodeID resolves what the user typed for a node, as nomad does: a whole
+// id, a unique prefix of one, or a node's name.
+func (c *cli) nodeID(typed string) (string, error) {
+	nodes, _, err := c.api.Nodes(c.ctx, nil)
+	if err != nil {
+		return "", err
+	}
+	var byPrefix, byName []string
+	for _, n := range nodes {
+		switch {
+		case n.ID == typed:
+			return n.ID, nil
+		case strings.HasPrefix(n.ID, typed):
+			byPrefix = append(byPrefix, n.ID)
+		}
+		if n.Name == typed {
+			byName = append(byName, n.ID)
+		}
+	}
+	for _, found := range [][]string{byName, byPrefix} {
+		switch len(found) {
+		case 0:
+			continue
+		case 1:
+			return found[0], nil
+		default:
+			return "", requestError{fmt.Sprintf("%q names %d nodes: %s; give more of the id", typed, len(found), strings.Join(found, ", "))}
+		}
+	}
+	return "", requestError{fmt.Sprintf("node %q not found: no node has that id, id prefix or name (drover node list shows them)", typed)}
 }

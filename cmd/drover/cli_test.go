@@ -491,6 +491,7 @@ func TestLogsAndSnapshots(t *testing.T) {
 		_, _ = io.WriteString(w, "SNAPSHOT")
 	})
 	f.answer("PUT /v1/operator/snapshot", 200, map[string]any{"restored": true, "index": 13})
+	f.answer("GET /v1/tenants/acme/instances/crm/replicas", 200, []protocol.Replica{{ID: "5f1c2a90-1111"}, {ID: "5f1c3b00-2222"}, {ID: "r1"}})
 
 	stdout, _, code := runCLI(t, "instance", "logs", "acme/crm", "-replica", "r1", "-f", "-addr", f.url)
 	if code != 0 || stdout != "hello\nworld\n" {
@@ -498,6 +499,17 @@ func TestLogsAndSnapshots(t *testing.T) {
 	}
 	if q := f.request("GET", "/v1/tenants/acme/instances/crm/logs").Query; q != "follow=true&replica=r1&tail=100" {
 		t.Errorf("logs query = %q", q)
+	}
+	// A unique prefix of a replica's id is the replica; an ambiguous one
+	// names the replicas it matches.
+	if _, stderr, code := runCLI(t, "instance", "logs", "acme/crm", "-replica", "5f1c2a", "-addr", f.url); code != 0 {
+		t.Errorf("logs -replica 5f1c2a: exit %d %s", code, stderr)
+	}
+	if q := f.request("GET", "/v1/tenants/acme/instances/crm/logs").Query; q != "replica=5f1c2a90-1111&tail=100" {
+		t.Errorf("logs -replica 5f1c2a: query %q", q)
+	}
+	if _, stderr, code := runCLI(t, "instance", "logs", "acme/crm", "-replica", "5f1c", "-addr", f.url); code != exitFailed || !strings.Contains(stderr, "names 2 replicas") {
+		t.Errorf("logs -replica 5f1c: exit %d %q", code, stderr)
 	}
 
 	path := filepath.Join(t.TempDir(), "backup.snap")
@@ -651,5 +663,30 @@ func TestTLSErrorNamesCAFile(t *testing.T) {
 	_, stderr, code := runCLI(t, "status", "-addr", srv.URL)
 	if code != exitFailed || !strings.Contains(stderr, "-ca-file") {
 		t.Errorf("status against an untrusted certificate: exit %d, %q; want a hint to give -ca-file", code, stderr)
+	}
+}
+
+// Node commands take a whole id, a unique prefix of one or a node's name,
+// as the help's examples do; an ambiguous prefix names the nodes it
+// matches.
+func TestNodeByPrefixOrName(t *testing.T) {
+	f := newFakeAPI(t)
+	f.answer("GET /v1/nodes", 200, []protocol.Node{
+		{ID: "7c9e6679-7425-40de-944b-e07fc1f90ae7", Name: "web-1"},
+		{ID: "7c9e0000-0000-0000-0000-000000000000", Name: "web-2"},
+	})
+	f.answer("GET /v1/nodes/7c9e6679-7425-40de-944b-e07fc1f90ae7", 200, protocol.Node{ID: "7c9e6679-7425-40de-944b-e07fc1f90ae7", Name: "web-1"})
+	for _, typed := range []string{"7c9e6679", "web-1", "7c9e6679-7425-40de-944b-e07fc1f90ae7"} {
+		if _, stderr, code := runCLI(t, "node", "status", typed, "-addr", f.url); code != 0 {
+			t.Errorf("node status %s: exit %d %s", typed, code, stderr)
+		}
+	}
+	_, stderr, code := runCLI(t, "node", "status", "7c9e", "-addr", f.url)
+	if code != exitFailed || !strings.Contains(stderr, "names 2 nodes") {
+		t.Errorf("node status 7c9e (two nodes): exit %d %q", code, stderr)
+	}
+	_, stderr, code = runCLI(t, "node", "status", "nope", "-addr", f.url)
+	if code != exitFailed || !strings.Contains(stderr, `"nope"`) {
+		t.Errorf("node status nope: exit %d %q", code, stderr)
 	}
 }
