@@ -96,7 +96,7 @@ func nodeStatusTable(w io.Writer, n *client.NodeDetail, now time.Time) {
 	}
 	t := newTable(w, "ID", "INSTANCE", "STATE", "VERSION", "PORTS", "RESTARTS", "AGE", "MESSAGE")
 	for _, rep := range n.Replicas {
-		t.row(rep.ID, protocol.InstanceID(rep.Tenant, rep.Instance), rep.State, utoa(rep.Version),
+		t.row(shortID(rep.ID), protocol.InstanceID(rep.Tenant, rep.Instance), rep.State, utoa(rep.Version),
 			portList(rep.Ports), itoa(rep.Restarts), age(rep.StartedAt, now), rep.Message)
 	}
 	t.flush()

@@ -108,6 +108,15 @@ func fields(w io.Writer, kv ...string) {
 
 // --- values ---
 
+// shortID is the first 8 characters of a generated id, as tables show
+// them; commands take any unique prefix (-o json shows whole ids).
+func shortID(id string) string {
+	if len(id) > 8 {
+		return id[:8]
+	}
+	return id
+}
+
 // count says n of a noun: "1 replica", "2 replicas", "0 replicas".
 func count(n int, noun string) string {
 	if n == 1 {
@@ -215,7 +224,7 @@ func replicasTable(w io.Writer, reps []*protocol.Replica, now time.Time) {
 		if r.Desired == protocol.DesiredStop && !r.Terminal() {
 			state += " (stopping)"
 		}
-		t.row(r.ID, r.Node, state, utoa(r.Version), portList(r.Ports), itoa(r.Restarts), age(r.StartedAt, now), r.Message)
+		t.row(shortID(r.ID), shortID(r.Node), state, utoa(r.Version), portList(r.Ports), itoa(r.Restarts), age(r.StartedAt, now), r.Message)
 	}
 	t.flush()
 }
@@ -243,7 +252,7 @@ func nodeStatus(n *protocol.Node) string {
 func nodesTable(w io.Writer, nodes []*protocol.Node) {
 	t := newTable(w, "ID", "NAME", "REGION", "STATUS", "ELIGIBLE", "CPU", "MEMORY")
 	for _, n := range nodes {
-		t.row(n.ID, n.Name, n.Region, nodeStatus(n), yesNo(n.Eligible),
+		t.row(shortID(n.ID), n.Name, n.Region, nodeStatus(n), yesNo(n.Eligible),
 			capacity(n.Resources.FreeCPUMillis, n.Resources.CPUMillis, "m"),
 			capacity(n.Resources.FreeMemoryMB, n.Resources.MemoryMB, "MB"))
 	}

@@ -681,6 +681,11 @@ func TestNodeByPrefixOrName(t *testing.T) {
 			t.Errorf("node status %s: exit %d %s", typed, code, stderr)
 		}
 	}
+	// Tables show the short ids commands take.
+	if stdout, _, code := runCLI(t, "node", "list", "-addr", f.url); code != 0 || !strings.Contains(stdout, "7c9e6679 ") ||
+		strings.Contains(stdout, "7c9e6679-7425") {
+		t.Errorf("node list shows no short ids: exit %d\n%s", code, stdout)
+	}
 	_, stderr, code := runCLI(t, "node", "status", "7c9e", "-addr", f.url)
 	if code != exitFailed || !strings.Contains(stderr, "names 2 nodes") {
 		t.Errorf("node status 7c9e (two nodes): exit %d %q", code, stderr)
