@@ -450,7 +450,9 @@ type AuditRecord struct {
 	Tenant  string    `json:"tenant,omitempty"`
 	Action  string    `json:"action"`
 	Target  string    `json:"target"`
-	Result  string    `json:"result"`
+	// Detail names the arguments of the action ("replicas=3").
+	Detail string `json:"detail,omitempty"`
+	Result string `json:"result"`
 	Source  string    `json:"source,omitempty"`
 	Index   uint64    `json:"index"`
 }

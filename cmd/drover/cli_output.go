@@ -301,13 +301,19 @@ func tokensTable(w io.Writer, ts []*protocol.Token) {
 }
 
 func auditTable(w io.Writer, recs []*protocol.AuditRecord) {
-	t := newTable(w, "TIME", "ACTION", "TARGET", "RESULT", "ROLE", "TENANT", "TOKEN", "SOURCE", "INDEX")
+	t := newTable(w, "TIME", "ACTION", "TARGET", "DETAIL", "RESULT", "ROLE", "TENANT", "TOKEN", "SOURCE", "INDEX")
 	for _, r := range recs {
 		idx := ""
 		if r.Index != 0 {
 			idx = utoa(r.Index)
 		}
-		t.row(stamp(r.Time), r.Action, r.Target, r.Result, r.Role, r.Tenant, r.TokenID, r.Source, idx)
+		token := r.TokenID
+		if kind, id, ok := strings.Cut(token, "/"); ok { // node/ID: a node's own credential
+			token = kind + "/" + shortID(id)
+		} else {
+			token = shortID(token)
+		}
+		t.row(stamp(r.Time), r.Action, r.Target, r.Detail, r.Result, r.Role, r.Tenant, token, r.Source, idx)
 	}
 	t.flush()
 }

@@ -573,7 +573,7 @@ func TestACLAuditRecordsEveryChangeWithItsActor(t *testing.T) {
 		{adminID, "tenant-admin", "acme", "instance.scale", "acme/api", "ok", "", ""},
 		{globexID, "tenant-admin", "globex", "instance.create", "globex/web", "ok", "", ""},
 		{opID, "operator", "acme", "tenant.upsert", "acme", "ok", "", ""},
-		{opID, "operator", "acme", "instance.lifecycle", "acme/api", "ok", "", ""},
+		{opID, "operator", "acme", "instance.restart", "acme/api", "ok", "", ""},
 		{viewerID, "tenant-viewer", "acme", "POST /v1/tenants/{tenant}/instances/{name}/stop", "acme/api", "permission_denied", "", ""},
 		{"", "", "acme", "DELETE /v1/tenants/{tenant}/instances/{name}", "acme/api", "unauthenticated", "", ""},
 		{adminID, "tenant-admin", "acme", "POST /v1/tenants/{tenant}/instances", "acme", "invalid_argument", "", ""},
@@ -594,6 +594,17 @@ func TestACLAuditRecordsEveryChangeWithItsActor(t *testing.T) {
 		}
 		return true, ""
 	})
+
+	// A scale names its count; the lifecycle actions their own names.
+	var details []struct{ Action, Target, Detail string }
+	details = aclList[struct{ Action, Target, Detail string }](t, mgmt.JSON(http.MethodGet, "/v1/audit", nil, nil))
+	scaled := false
+	for _, d := range details {
+		scaled = scaled || d.Action == "instance.scale" && d.Target == "acme/api" && d.Detail == "replicas 1 -> 2"
+	}
+	if !scaled {
+		t.Errorf("no audit record of acme/api's scale with detail \"replicas 1 -> 2\": %+v", details)
+	}
 
 	for _, tc := range []struct{ token, tenant string }{{viewer, "acme"}, {globex, "globex"}} {
 		mine := aclList[rec](t, ac.client(s, tc.token).JSON(http.MethodGet, "/v1/audit", nil, nil))

@@ -307,7 +307,14 @@ func (a *API) read(w http.ResponseWriter, r *http.Request, tables ...string) (*s
 // propose proposes a command with the audit record of the request and sets
 // X-Drover-Index.
 func (a *API) propose(w http.ResponseWriter, r *http.Request, typ state.CommandType, target string, body any) (uint64, error) {
-	rec := a.auditRecord(r, string(typ), target)
+	return a.proposeAudited(w, r, a.auditRecord(r, string(typ), target), typ, body)
+}
+
+// proposeAudited is propose with an audit record that names the action
+// more closely than the command type does ("instance.stop") or its
+// arguments (Detail).
+func (a *API) proposeAudited(w http.ResponseWriter, r *http.Request, rec *protocol.AuditRecord, typ state.CommandType, body any) (uint64, error) {
+	target := rec.Target
 	if rec.Tenant == "" && typ == state.CmdTenantUpsert {
 		rec.Tenant = target // a tenant's creation is in its own trail
 	}

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -343,7 +344,9 @@ func (a *API) scaleInstance(w http.ResponseWriter, r *http.Request) error {
 				Message: "plan " + p.Name + " allows at most " + strconv.Itoa(p.MaxReplicas) + " replicas"}
 		}
 	}
-	if _, err := a.propose(w, r, state.CmdInstanceScale, in.ID, state.InstanceScale{Tenant: tenant, Name: name, Replicas: *req.Replicas}); err != nil {
+	rec := a.auditRecord(r, string(state.CmdInstanceScale), in.ID)
+	rec.Detail = fmt.Sprintf("replicas %d -> %d", in.Replicas, *req.Replicas)
+	if _, err := a.proposeAudited(w, r, rec, state.CmdInstanceScale, state.InstanceScale{Tenant: tenant, Name: name, Replicas: *req.Replicas}); err != nil {
 		return err
 	}
 	snap = a.store.Snapshot()
@@ -363,7 +366,9 @@ func (a *API) lifecycle(action string) handlerFunc {
 				return err
 			}
 		}
-		if _, err := a.propose(w, r, state.CmdInstanceLifecycle, id, state.InstanceLifecycle{Tenant: tenant, Name: name, Action: action}); err != nil {
+		// The action itself, not the command type all three share.
+		rec := a.auditRecord(r, "instance."+action, id)
+		if _, err := a.proposeAudited(w, r, rec, state.CmdInstanceLifecycle, state.InstanceLifecycle{Tenant: tenant, Name: name, Action: action}); err != nil {
 			return err
 		}
 		snap := a.store.Snapshot()
