@@ -453,8 +453,8 @@ type AuditRecord struct {
 	// Detail names the arguments of the action ("replicas=3").
 	Detail string `json:"detail,omitempty"`
 	Result string `json:"result"`
-	Source  string    `json:"source,omitempty"`
-	Index   uint64    `json:"index"`
+	Source string `json:"source,omitempty"`
+	Index  uint64 `json:"index"`
 }
 
 // Member is one server of the cluster as GET /v1/status shows it.
