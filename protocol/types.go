@@ -347,6 +347,10 @@ type Node struct {
 	Resources NodeResources     `json:"resources"`
 	Facts     NodeFacts         `json:"facts"`
 	PortRange PortRange         `json:"port_range"`
+	// Reserved is what the replicas placed on the node reserve (answers
+	// only); Resources' free CPU and memory are then what placement has
+	// left, and Load the host's own view.
+	Reserved *Reservation `json:"reserved,omitempty"`
 	// Address is where the node's replicas are reached (by the gateways):
 	// the agent's -address, else the address its connection came from.
 	Address  string     `json:"address,omitempty"`

@@ -250,7 +250,7 @@ func nodeStatus(n *protocol.Node) string {
 }
 
 func nodesTable(w io.Writer, nodes []*protocol.Node) {
-	t := newTable(w, "ID", "NAME", "REGION", "STATUS", "ELIGIBLE", "CPU", "MEMORY")
+	t := newTable(w, "ID", "NAME", "REGION", "STATUS", "ELIGIBLE", "CPU FREE/TOTAL", "MEMORY FREE/TOTAL")
 	for _, n := range nodes {
 		t.row(shortID(n.ID), n.Name, n.Region, nodeStatus(n), yesNo(n.Eligible),
 			capacity(n.Resources.FreeCPUMillis, n.Resources.CPUMillis, "m"),

@@ -315,8 +315,8 @@ func TestStatusTables(t *testing.T) {
 	nodesTable(&b, []*protocol.Node{{ID: "n1", Name: "web-1", Region: "eu", Status: protocol.NodeReady, Eligible: true,
 		Resources: protocol.NodeResources{CPUMillis: 4000, FreeCPUMillis: 1500, MemoryMB: 8192, FreeMemoryMB: 4096}}})
 	want := "" +
-		"ID  NAME   REGION  STATUS  ELIGIBLE  CPU         MEMORY\n" +
-		"n1  web-1  eu      ready   yes       1500/4000m  4096/8192MB\n"
+		"ID  NAME   REGION  STATUS  ELIGIBLE  CPU FREE/TOTAL  MEMORY FREE/TOTAL\n" +
+		"n1  web-1  eu      ready   yes       1500/4000m      4096/8192MB\n"
 	if b.String() != want {
 		t.Errorf("nodes table:\n%s\nwant\n%s", b.String(), want)
 	}

@@ -304,30 +304,35 @@ func (a *API) putPlan(w http.ResponseWriter, r *http.Request) error {
 // --- nodes ---
 
 func (a *API) listNodes(w http.ResponseWriter, r *http.Request) error {
-	snap, err := a.read(w, r, state.TableNodes)
+	snap, err := a.read(w, r, state.TableNodes, state.TableReplicas)
 	if err != nil {
 		return err
 	}
 	nodes := snap.Nodes()
 	out := make([]*protocol.Node, 0, len(nodes))
 	for _, n := range nodes {
-		out = append(out, a.liveNode(n))
+		out = append(out, a.liveNode(snap, n))
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
 }
 
-// liveNode adds what the leader last heard from the node, in its memory
-// only, to the node's record in the state.
-func (a *API) liveNode(n *protocol.Node) *protocol.Node {
+// liveNode is a node as answered: what its replicas reserve and what
+// placement has left of its CPU and memory, and what the leader last heard
+// from it, in its memory only.
+func (a *API) liveNode(snap *state.Snapshot, n *protocol.Node) *protocol.Node {
+	c := *n
+	res := snap.NodeUsage(n.ID)
+	c.Reserved = &res
+	c.Resources.FreeCPUMillis = max(0, c.Resources.CPUMillis-res.CPUMillis)
+	c.Resources.FreeMemoryMB = max(0, c.Resources.MemoryMB-res.MemoryMB)
 	if a.cfg.Live == nil {
-		return n
+		return &c
 	}
 	seen, load, ok := a.cfg.Live(n.ID)
 	if !ok {
-		return n
+		return &c
 	}
-	c := *n
 	if seen.After(c.LastSeen) {
 		c.LastSeen = seen
 	}
@@ -350,7 +355,7 @@ func (a *API) getNode(w http.ResponseWriter, r *http.Request) error {
 	if n == nil {
 		return protocol.NotFound("node", r.PathValue("id"))
 	}
-	writeJSON(w, http.StatusOK, nodeView{Node: a.liveNode(n), Replicas: append([]*protocol.Replica{}, snap.NodeReplicas(n.ID)...)})
+	writeJSON(w, http.StatusOK, nodeView{Node: a.liveNode(snap, n), Replicas: append([]*protocol.Replica{}, snap.NodeReplicas(n.ID)...)})
 	return nil
 }
 
