@@ -596,8 +596,7 @@ func TestACLAuditRecordsEveryChangeWithItsActor(t *testing.T) {
 	})
 
 	// A scale names its count; the lifecycle actions their own names.
-	var details []struct{ Action, Target, Detail string }
-	details = aclList[struct{ Action, Target, Detail string }](t, mgmt.JSON(http.MethodGet, "/v1/audit", nil, nil))
+	details := aclList[struct{ Action, Target, Detail string }](t, mgmt.JSON(http.MethodGet, "/v1/audit", nil, nil))
 	scaled := false
 	for _, d := range details {
 		scaled = scaled || d.Action == "instance.scale" && d.Target == "acme/api" && d.Detail == "replicas 1 -> 2"

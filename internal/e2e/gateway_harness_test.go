@@ -19,6 +19,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -238,9 +239,10 @@ func checkRate(t testing.TB, r loadResult) {
 
 // heyRun is one run of hey against the gateway.
 type heyRun struct {
-	cmd   *exec.Cmd
-	out   bytes.Buffer
-	start time.Time
+	cmd      *exec.Cmd
+	out      bytes.Buffer
+	start    time.Time
+	finished atomic.Bool // hey has exited and been waited for
 }
 
 // heyWorkerRate is the rate each hey worker keeps (-q): rate/heyWorkerRate
@@ -267,7 +269,17 @@ func startHey(g *Gateway, path string, rate int, method, rawURL string, body []b
 	}
 	h := &heyRun{cmd: exec.Command(path, append(args, u.String())...), start: time.Now()}
 	h.cmd.Stdout, h.cmd.Stderr = &h.out, &h.out
-	return h, h.cmd.Start()
+	if err := h.cmd.Start(); err != nil {
+		return nil, err
+	}
+	// A test that ends before finish (a failure) must not leave hey
+	// running its hour.
+	g.t.Cleanup(func() {
+		if !h.finished.Load() {
+			h.cmd.Process.Kill()
+		}
+	})
+	return h, nil
 }
 
 var (
@@ -286,9 +298,10 @@ func (h *heyRun) finish(t testing.TB) loadResult {
 	go func() { done <- h.cmd.Wait() }()
 	select {
 	case <-done:
+		h.finished.Store(true)
 	case <-time.After(30 * time.Second):
 		h.cmd.Process.Kill()
-		t.Fatalf("hey did not stop on SIGINT:\n%s", h.out.String())
+		t.Fatalf("hey did not stop on SIGINT")
 	}
 	r := loadResult{Tool: "hey", Duration: time.Since(h.start)}
 	report := h.out.String()
