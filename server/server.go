@@ -354,7 +354,7 @@ func (t *task) stop() {
 
 // leaderDuties runs while this server leads: it waits until the state is
 // current, records its own address and the default environments, then
-// serves until ctx ends.
+// serves (Ready) until ctx ends.
 func (s *Server) leaderDuties(ctx context.Context) {
 	wait := backoff.Backoff{Min: 100 * time.Millisecond, Max: 2 * time.Second}
 	for s.cluster.Barrier(10*time.Second) != nil {
@@ -365,8 +365,10 @@ func (s *Server) leaderDuties(ctx context.Context) {
 	if ctx.Err() != nil {
 		return
 	}
-	s.ready.Store(true)
+	// Ready once the defaults exist: a request on a new cluster must not
+	// meet a missing "production" environment.
 	s.establish(ctx)
+	s.ready.Store(true)
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
