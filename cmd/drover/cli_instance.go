@@ -269,6 +269,9 @@ func instanceStatusTable(w io.Writer, st *instanceStatus, now time.Time) {
 	dep := ""
 	if d := in.Deployment; d != nil {
 		dep = fmt.Sprintf("%s: version %d -> %d, %s", d.ID, d.FromVersion, d.ToVersion, d.State)
+		if d.State != protocol.DeploymentRunning {
+			dep = "last: " + dep // over: it says how the instance got here, not how it is
+		}
 		if d.Rollback {
 			dep += " (rollback)"
 		}
@@ -297,10 +300,23 @@ func instanceStatusTable(w io.Writer, st *instanceStatus, now time.Time) {
 		"Version", instanceVersion(in), "State", state, "Replicas", replicas, "Deployment", dep,
 		"Endpoints", strings.Join(in.Endpoints, " "))
 	fmt.Fprintln(w)
-	if len(st.Replicas) == 0 {
-		fmt.Fprintln(w, "No replicas.")
+	// The live set first; replicas that ended are history, shown apart.
+	var live, ended []*protocol.Replica
+	for _, r := range st.Replicas {
+		if r.Desired == protocol.DesiredStop && r.Terminal() {
+			ended = append(ended, r)
+		} else {
+			live = append(live, r)
+		}
+	}
+	if len(live) == 0 {
+		fmt.Fprintln(w, "No live replicas.")
 	} else {
-		replicasTable(w, st.Replicas, now)
+		replicasTable(w, live, now)
+	}
+	if len(ended) > 0 {
+		fmt.Fprintf(w, "\nEnded (%s, kept for their exit messages):\n", count(len(ended), "replica"))
+		replicasTable(w, ended, now)
 	}
 	if len(st.Events) > 0 {
 		evs := st.Events

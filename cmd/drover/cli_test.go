@@ -342,6 +342,7 @@ func TestInstanceStatus(t *testing.T) {
 	in.Deployment = &protocol.Deployment{ID: "d3", FromVersion: 2, ToVersion: 3, State: protocol.DeploymentSuccessful}
 	f.answer("GET /v1/tenants/acme/instances/crm", 200, in)
 	f.answer("GET /v1/tenants/acme/instances/crm/replicas", 200, []*protocol.Replica{
+		{ID: "r0", Node: "n1", State: protocol.ReplicaFailed, Desired: protocol.DesiredStop, Version: 2, Message: "exit code 3"},
 		{ID: "r1", Node: "n1", State: protocol.ReplicaHealthy, Desired: protocol.DesiredRun, Version: 3}})
 	f.answer("GET /v1/tenants/acme/instances/crm/events", 200, []*protocol.Event{
 		{Type: "deployment-successful", Message: "version 3 is healthy"}})
@@ -350,14 +351,19 @@ func TestInstanceStatus(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, stderr)
 	}
-	for _, want := range []string{"ID:", "acme/crm", "running", "2/2 healthy", "d3: version 2 -> 3, successful", "r1", "version 3 is healthy"} {
+	for _, want := range []string{"ID:", "acme/crm", "running", "2/2 healthy", "last: d3: version 2 -> 3, successful", "r1", "version 3 is healthy"} {
 		if !strings.Contains(stdout, want) {
 			t.Errorf("instance status lacks %q:\n%s", want, stdout)
 		}
 	}
+	// The live set first; the replica that ended is history, below it.
+	if live, ended := strings.Index(stdout, "r1 "), strings.Index(stdout, "Ended (1 replica"); live < 0 || ended < live ||
+		strings.Index(stdout, "r0 ") < ended {
+		t.Errorf("instance status mixes live and ended replicas:\n%s", stdout)
+	}
 	stdout, _, _ = runCLI(t, "instance", "status", "acme/crm", "-addr", f.url, "-o", "json")
 	var doc instanceStatus
-	if err := json.Unmarshal([]byte(stdout), &doc); err != nil || doc.Instance.ID != "acme/crm" || len(doc.Replicas) != 1 || len(doc.Events) != 1 {
+	if err := json.Unmarshal([]byte(stdout), &doc); err != nil || doc.Instance.ID != "acme/crm" || len(doc.Replicas) != 2 || len(doc.Events) != 1 {
 		t.Errorf("instance status -o json = %q (%v)", stdout, err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 
 	"github.com/drover-dev/drover/protocol"
 	"github.com/drover-dev/drover/server"
+	"github.com/drover-dev/drover/server/state"
 )
 
 // A node answers what its replicas reserve, and as free what placement
@@ -36,5 +37,23 @@ func TestNodeAnswersReservedAndFree(t *testing.T) {
 	must(t, 200, "GET", u+"/v1/nodes/n1", nil, &one)
 	if one.Resources.FreeCPUMillis != 3000 {
 		t.Errorf("GET /v1/nodes/n1: free %d mCPU, want 3000", one.Resources.FreeCPUMillis)
+	}
+}
+
+// GET /v1/status counts the live replicas, not those that ended for good.
+func TestStatusCountsLiveReplicas(t *testing.T) {
+	e := newTrafficEnv(t, server.Config{})
+	u := e.url()
+	e.addNode("n1", "10.0.0.1")
+	must(t, 201, "POST", u+"/v1/tenants", map[string]any{"name": "acme"}, nil)
+	must(t, 201, "POST", u+"/v1/tenants/acme/instances", webDoc("web"), nil)
+	e.placeReplica("acme/web", "n1", "r1")
+	e.placeReplica("acme/web", "n1", "r2")
+	e.c.MustPropose(state.CmdPlanApply, state.Plan{Instance: "acme/web", Stop: []state.ReplicaStop{{ID: "r1", Message: "scale down"}}})
+	e.report("n1", "r1", protocol.ReplicaStopped, nil)
+	var st protocol.ClusterStatus
+	must(t, 200, "GET", u+"/v1/status", nil, &st)
+	if st.Counts.Replicas != 1 {
+		t.Errorf("status counts %d replicas, want 1: r1 ended, r2 lives", st.Counts.Replicas)
 	}
 }

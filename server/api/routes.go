@@ -102,6 +102,18 @@ func serve(h http.HandlerFunc) handlerFunc {
 	}
 }
 
+// liveReplicas counts the replicas that are wanted or have not ended: those
+// that ended for good are history (kept for their exit messages).
+func liveReplicas(snap *state.Snapshot) int {
+	n := 0
+	for _, r := range snap.AllReplicas() {
+		if !(r.Desired == protocol.DesiredStop && r.Terminal()) {
+			n++
+		}
+	}
+	return n
+}
+
 func (a *API) status(w http.ResponseWriter, r *http.Request) error {
 	snap, err := a.read(w, r)
 	if err != nil {
@@ -116,7 +128,7 @@ func (a *API) status(w http.ResponseWriter, r *http.Request) error {
 		Leader: leader, Members: members, Index: snap.Index(),
 		Counts: protocol.Counts{
 			Tenants: len(snap.Tenants()), Instances: len(snap.Instances(state.InstanceFilter{})),
-			Replicas: len(snap.AllReplicas()), Nodes: len(snap.Nodes()),
+			Replicas: liveReplicas(snap), Nodes: len(snap.Nodes()),
 		},
 	})
 	return nil
