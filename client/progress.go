@@ -93,6 +93,12 @@ func NewProgress(in *protocol.Instance, reps []*protocol.Replica, version uint64
 		r.err = &ProgressError{Reason: fmt.Sprintf(format, args...), Failed: r.Failed}
 		return r
 	}
+	for _, rep := range reps {
+		if rep.Version == version && rep.Desired == protocol.DesiredRun && rep.Node == "" &&
+			strings.HasPrefix(rep.Message, protocol.NoNodeLargeEnough) {
+			return fail("replica %s cannot be placed: %s; it stays pending until a node large enough joins (or give it less)", rep.ID, rep.Message)
+		}
+	}
 	dep := in.Deployment
 	if in.Status != nil && in.Status.Deployment != nil {
 		dep = in.Status.Deployment

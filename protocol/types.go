@@ -259,6 +259,10 @@ type Constraints struct {
 	Labels map[string]string `json:"labels,omitempty"`
 }
 
+// NoNodeLargeEnough starts the message of a replica no registered node
+// could run even empty: it waits for a larger node to join.
+const NoNodeLargeEnough = "no node is large enough"
+
 // Replica states.
 const (
 	ReplicaPending   = "pending"

@@ -8,8 +8,11 @@ package e2e
 // replicas' own ports and processes.
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -337,7 +340,7 @@ func TestSchedulerPendingUntilANodeFits(t *testing.T) {
 }
 
 // A replica that needs more memory, or more CPU, than any node has waits,
-// pending, naming the resource.
+// pending, naming the resource and that no node is large enough.
 func TestSchedulerPendingNamesTheResource(t *testing.T) {
 	f := startSchedFleet(t, 2)
 	for _, tc := range []struct {
@@ -345,8 +348,8 @@ func TestSchedulerPendingNamesTheResource(t *testing.T) {
 		resources map[string]any
 		reason    string
 	}{
-		{"big-memory", map[string]any{"memory_mb": 4_000_000}, "less than 4000000 MB free"},
-		{"big-cpu", map[string]any{"cpu_millis": 1_000_000}, "less than 1000000 mCPU free"},
+		{"big-memory", map[string]any{"memory_mb": 4_000_000}, "no node is large enough: 2 nodes: 2 with less than 4000000 MB in all"},
+		{"big-cpu", map[string]any{"cpu_millis": 1_000_000}, "no node is large enough: 2 nodes: 2 with less than 1000000 mCPU in all"},
 	} {
 		f.name = tc.name
 		doc := schedDoc(tc.name, 1)
@@ -354,6 +357,23 @@ func TestSchedulerPendingNamesTheResource(t *testing.T) {
 		createInstance(t, f.s, f.tenant, doc)
 		f.waitPending(1, tc.reason)
 	}
+	// drover instance create says so at once, instead of waiting its
+	// whole timeout, and leaves the replica pending.
+	doc := schedDoc("too-big", 1)
+	specOf(doc)["resources"] = map[string]any{"memory_mb": 4_000_000}
+	b, err := json.Marshal(doc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "too-big.yaml")
+	if err := os.WriteFile(file, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	started := time.Now()
+	cliFails(t, f.s, 1, "no node is large enough", "instance", "create", "-tenant", f.tenant, "-f", file, "-timeout", "2m")
+	t.Logf("create of an instance no node can run ended after %s", time.Since(started).Round(time.Millisecond))
+	f.name = "too-big"
+	f.waitPending(1, "no node is large enough")
 }
 
 // waitPending waits until the instance has n replicas waiting for a node,

@@ -101,12 +101,15 @@ const (
 	reasonIneligible = "ineligible"
 	reasonRegion     = "region"
 	reasonLabels     = "labels"
+	reasonCPUSize    = "cpu-size"
+	reasonMemorySize = "memory-size"
 	reasonCPU        = "cpu"
 	reasonMemory     = "memory"
 	reasonPorts      = "ports"
 )
 
-var reasonOrder = []string{reasonDown, reasonDraining, reasonIneligible, reasonRegion, reasonLabels, reasonCPU, reasonMemory, reasonPorts}
+var reasonOrder = []string{reasonDown, reasonDraining, reasonIneligible, reasonRegion, reasonLabels,
+	reasonCPUSize, reasonMemorySize, reasonCPU, reasonMemory, reasonPorts}
 
 // check returns "" when the node can take a replica with demand d, else
 // the first reason it cannot.
@@ -133,6 +136,10 @@ func check(n *nodeState, d *demand) string {
 		}
 	}
 	switch {
+	case node.Resources.CPUMillis > 0 && d.res.CPUMillis > node.Resources.CPUMillis:
+		return reasonCPUSize // it would not fit on the node empty
+	case node.Resources.MemoryMB > 0 && d.res.MemoryMB > node.Resources.MemoryMB:
+		return reasonMemorySize
 	case d.res.CPUMillis > n.freeCPU():
 		return reasonCPU
 	case d.res.MemoryMB > n.freeMem():
@@ -166,6 +173,10 @@ func (d *demand) describe(reason string) string {
 			}
 		}
 		return "without labels " + strings.Join(want, ",")
+	case reasonCPUSize:
+		return fmt.Sprintf("with less than %d mCPU in all", d.res.CPUMillis)
+	case reasonMemorySize:
+		return fmt.Sprintf("with less than %d MB in all", d.res.MemoryMB)
 	case reasonCPU:
 		return fmt.Sprintf("with less than %d mCPU free", d.res.CPUMillis)
 	case reasonMemory:
@@ -192,5 +203,10 @@ func explainInfeasible(total int, reasons map[string]int, d *demand) string {
 	if total == 1 {
 		noun = "node"
 	}
-	return fmt.Sprintf("no node can run it: %d %s: %s", total, noun, strings.Join(parts, ", "))
+	lead := "no node can run it"
+	if reasons[reasonCPUSize]+reasons[reasonMemorySize] == total {
+		// Waiting will not help: only a larger node will.
+		lead = protocol.NoNodeLargeEnough
+	}
+	return fmt.Sprintf("%s: %d %s: %s", lead, total, noun, strings.Join(parts, ", "))
 }

@@ -198,7 +198,7 @@ func TestPendingUntilANodeFits(t *testing.T) {
 	if len(live) != 1 || live[0].Node != "" || live[0].State != protocol.ReplicaPending {
 		t.Fatalf("want one pending replica, got %+v", live)
 	}
-	want := "no node can run it: 1 node: 1 with less than 2048 MB free"
+	want := "no node is large enough: 1 node: 1 with less than 2048 MB in all"
 	if live[0].Message != want {
 		t.Fatalf("message %q, want %q", live[0].Message, want)
 	}
