@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -200,7 +201,7 @@ func New(cfg Config) (*Server, error) {
 			return l.LastSeen, l.Load, ok
 		}, Nodes: s.gateway,
 		ACL: cfg.ACL, ServerToken: serverToken, RequireServerAuth: caFingerprint != "",
-		AgentJoinToken: cfg.AgentJoinToken, CAFingerprint: caFingerprint, GatewayURL: gatewayURL, Pprof: cfg.Pprof,
+		AgentJoinToken: cfg.AgentJoinToken, CAFingerprint: caFingerprint, GatewayURL: gatewayURL, Pprof: cfg.Pprof, Unformed: s.unformed,
 		Metrics: metrics.Handler(metrics.Source{
 			Store: s.store, IsLeader: s.cluster.IsLeader, AppliedIndex: s.cluster.AppliedIndex,
 			Sessions: s.gateway.Sessions, Connects: s.gateway.Connects,
@@ -232,6 +233,9 @@ func New(cfg Config) (*Server, error) {
 	}()
 	go func() {
 		defer s.wg.Done()
+		if hint := s.unformed(); hint != "" && cfg.BootstrapExpect == 0 && len(cfg.Join) == 0 {
+			s.logger.Warn(hint)
+		}
 		j := &cluster.Joiner{Cluster: s.cluster, Peers: cfg.Join, Expect: cfg.BootstrapExpect, Scheme: scheme,
 			Client: &http.Client{Timeout: 5 * time.Second, Transport: withServerToken{peerTransport, serverToken}}}
 		if err := j.Run(s.ctx); err == nil {
@@ -241,6 +245,24 @@ func New(cfg Config) (*Server, error) {
 	}()
 	s.logger.Info("server started", "id", s.cluster.ID(), "http", httpAdv, "raft", raftAdv)
 	return s, nil
+}
+
+// unformed says, while this server is in no cluster yet, why and what to
+// set; "" once it is a member (its Raft log has a configuration).
+func (s *Server) unformed() string {
+	if has, err := s.cluster.HasState(); err != nil || has {
+		return ""
+	}
+	if s.cfg.BootstrapExpect == 0 && len(s.cfg.Join) == 0 {
+		return "this server is in no cluster and was given no way to form or join one: start it with " +
+			"-bootstrap-expect N (the number of servers; 1 for a single server) and -join with the servers' " +
+			"HTTP addresses (bootstrap_expect and join in its config file)"
+	}
+	if s.cfg.BootstrapExpect > 0 {
+		return fmt.Sprintf("this server is in no cluster yet: it waits until %d servers (-bootstrap-expect) have found each other through -join %s; retry",
+			s.cfg.BootstrapExpect, strings.Join(s.cfg.Join, ","))
+	}
+	return fmt.Sprintf("this server is in no cluster yet: it is asking to join one through -join %s; retry", strings.Join(s.cfg.Join, ","))
 }
 
 // withServerToken adds the servers' shared secret to calls to other servers.

@@ -53,6 +53,9 @@ type Config struct {
 	// Live returns what the leader last heard from a node: when, and the
 	// host's load (the gateway keeps both in memory).
 	Live func(node string) (lastSeen time.Time, load *protocol.Metrics, ok bool)
+	// Unformed says, while this server is in no cluster yet, why and what
+	// to set; "" once it is a member.
+	Unformed func() string
 	// GatewayURL is the traffic gateways' base URL (scheme, -domain, port):
 	// instances' endpoints are made from it. None when nil.
 	GatewayURL *url.URL
@@ -221,7 +224,13 @@ func (a *API) forward(w http.ResponseWriter, r *http.Request, k kind) bool {
 	}
 	addr := a.leaderHTTP()
 	if addr == "" {
-		a.writeError(w, r, protocol.Errorf(protocol.CodeUnavailable, "no cluster leader known; retry"))
+		msg := "no cluster leader known; retry"
+		if a.cfg.Unformed != nil {
+			if hint := a.cfg.Unformed(); hint != "" {
+				msg = "no cluster leader known: " + hint
+			}
+		}
+		a.writeError(w, r, protocol.Errorf(protocol.CodeUnavailable, "%s", msg))
 		return true
 	}
 	target := &url.URL{Scheme: a.cfg.Scheme, Host: addr}

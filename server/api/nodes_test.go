@@ -1,10 +1,12 @@
 package api_test
 
 import (
+	"strings"
 	"testing"
 
 	"github.com/drover-dev/drover/protocol"
 	"github.com/drover-dev/drover/server"
+	"github.com/drover-dev/drover/server/clustertest"
 	"github.com/drover-dev/drover/server/state"
 )
 
@@ -55,5 +57,16 @@ func TestStatusCountsLiveReplicas(t *testing.T) {
 	must(t, 200, "GET", u+"/v1/status", nil, &st)
 	if st.Counts.Replicas != 1 {
 		t.Errorf("status counts %d replicas, want 1: r1 ended, r2 lives", st.Counts.Replicas)
+	}
+}
+
+// A server started with no way to form or join a cluster says what to set
+// when asked for its status, instead of "retry" forever.
+func TestUnformedServerSaysWhatToSet(t *testing.T) {
+	c := clustertest.New(t, clustertest.Config{Servers: 1, NoBootstrap: true})
+	var body protocol.ErrorBody
+	must(t, 503, "GET", c.Servers()[0].URL+"/v1/status", nil, &body)
+	if body.Error == nil || !strings.Contains(body.Error.Message, "-bootstrap-expect") || !strings.Contains(body.Error.Message, "-join") {
+		t.Errorf("status of a server in no cluster: %+v; want it to name -bootstrap-expect and -join", body.Error)
 	}
 }
