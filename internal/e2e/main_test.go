@@ -2,9 +2,12 @@ package e2e
 
 import (
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 )
 
@@ -36,4 +39,30 @@ func runMain(m *testing.M) int {
 		return 1
 	}
 	return m.Run()
+}
+
+// uncached keeps go test from answering this package from its cache
+// after the program changed: the results depend on the drover binary,
+// whose sources are not inputs of this package in go test's eyes. go test
+// records the files a test stats inside the module and reuses a result
+// only while they are unchanged: stat every source file of the module,
+// once, from the first test that starts a process (go test records only
+// what tests do, not what TestMain does before them).
+var uncached = sync.OnceFunc(statSources)
+
+func statSources() {
+	root := filepath.Join("..", "..")
+	_ = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return nil
+		}
+		if d.IsDir() && path != root && strings.HasPrefix(d.Name(), ".") {
+			return filepath.SkipDir // .git, .ci
+		}
+		if name := d.Name(); strings.HasSuffix(name, ".go") || name == "go.mod" || name == "go.sum" ||
+			strings.HasPrefix(path, filepath.Join(root, "server", "console")) {
+			_, _ = os.Stat(path)
+		}
+		return nil
+	})
 }

@@ -129,6 +129,7 @@ type launcher struct {
 }
 
 func newLauncher(t testing.TB) *launcher {
+	uncached()
 	l := &launcher{t: t}
 	t.Cleanup(l.cleanup)
 	return l
