@@ -324,6 +324,10 @@ func (r *Replica) Holds() bool {
 	return r.Node != "" && r.Desired == DesiredRun && !r.Terminal()
 }
 
+// Ended reports whether the replica is history: not wanted, and its
+// process gone for good. The state keeps a few for their exit messages.
+func (r *Replica) Ended() bool { return r.Desired == DesiredStop && r.Terminal() }
+
 // Terminal reports whether the replica's process is gone for good.
 func (r *Replica) Terminal() bool {
 	switch r.State {

@@ -261,12 +261,12 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		b.outstanding.Add(1)
 		resp, err := t.next.RoundTrip(out)
 		if err == nil {
-			resp.Body = &release{ReadCloser: resp.Body, b: b}
+			resp.Body = &release{ReadCloser: resp.Body, inFlight: inFlight{b: b}}
 			if resp.StatusCode == http.StatusSwitchingProtocols {
 				// An upgraded connection is a ReadWriteCloser the proxy
 				// writes to; keep that, and count it until it closes.
 				if rwc, ok := resp.Body.(*release).ReadCloser.(io.ReadWriteCloser); ok {
-					resp.Body = &releaseRW{ReadWriteCloser: rwc, b: b}
+					resp.Body = &releaseRW{ReadWriteCloser: rwc, inFlight: inFlight{b: b}}
 				}
 			}
 			return resp, nil
@@ -312,31 +312,38 @@ func isDial(err error) bool {
 	return errors.As(err, &op) && op.Op == "dial"
 }
 
-// release counts a request out of its backend when its answer is read.
-type release struct {
-	io.ReadCloser
+// inFlight counts a request out of its backend once, when its answer (or
+// upgraded connection) is closed.
+type inFlight struct {
 	b    *backend
 	done atomic.Bool
 }
 
-func (r *release) Close() error {
-	if r.done.CompareAndSwap(false, true) {
-		r.b.outstanding.Add(-1)
+func (f *inFlight) end() {
+	if f.done.CompareAndSwap(false, true) {
+		f.b.outstanding.Add(-1)
 	}
+}
+
+// release is an answer's body that counts its request out when closed.
+type release struct {
+	io.ReadCloser
+	inFlight
+}
+
+func (r *release) Close() error {
+	r.end()
 	return r.ReadCloser.Close()
 }
 
 // releaseRW is release for an upgraded connection.
 type releaseRW struct {
 	io.ReadWriteCloser
-	b    *backend
-	done atomic.Bool
+	inFlight
 }
 
 func (r *releaseRW) Close() error {
-	if r.done.CompareAndSwap(false, true) {
-		r.b.outstanding.Add(-1)
-	}
+	r.end()
 	return r.ReadWriteCloser.Close()
 }
 

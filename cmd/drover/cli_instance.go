@@ -303,7 +303,7 @@ func instanceStatusTable(w io.Writer, st *instanceStatus, now time.Time) {
 	// The live set first; replicas that ended are history, shown apart.
 	var live, ended []*protocol.Replica
 	for _, r := range st.Replicas {
-		if r.Desired == protocol.DesiredStop && r.Terminal() {
+		if r.Ended() {
 			ended = append(ended, r)
 		} else {
 			live = append(live, r)

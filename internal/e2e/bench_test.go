@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -171,12 +170,8 @@ func rssKB(b *testing.B, s *Server) int64 {
 }
 
 func reportLatency(b *testing.B, lat []time.Duration, elapsed time.Duration, unit string) {
-	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-	pct := func(p float64) float64 {
-		return float64(lat[int(float64(len(lat)-1)*p)].Microseconds()) / 1000
-	}
 	b.ReportMetric(float64(len(lat))/elapsed.Seconds(), unit)
-	b.ReportMetric(pct(0.5), "p50-ms")
-	b.ReportMetric(pct(0.99), "p99-ms")
+	b.ReportMetric(ms(pct(lat, 0.5)), "p50-ms")
+	b.ReportMetric(ms(pct(lat, 0.99)), "p99-ms")
 	b.ReportMetric(0, "ns/op")
 }

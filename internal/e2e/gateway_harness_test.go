@@ -45,10 +45,7 @@ func StartGateway(t testing.TB, c *Cluster, args ...string) *Gateway {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var servers []string
-	for _, s := range c.Servers() {
-		servers = append(servers, s.URL())
-	}
+	servers := serverURLs(c)
 	g := &Gateway{t: t, addr: "127.0.0.1:" + strconv.Itoa(ports[0]), metrics: "127.0.0.1:" + strconv.Itoa(ports[1]),
 		logPath: filepath.Join(t.TempDir(), "gateway.log")}
 	argv := append([]string{"gateway", "-servers", strings.Join(servers, ","), "-listen", g.addr,

@@ -107,7 +107,7 @@ func serve(h http.HandlerFunc) handlerFunc {
 func liveReplicas(snap *state.Snapshot) int {
 	n := 0
 	for _, r := range snap.AllReplicas() {
-		if !(r.Desired == protocol.DesiredStop && r.Terminal()) {
+		if !r.Ended() {
 			n++
 		}
 	}

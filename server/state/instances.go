@@ -188,7 +188,7 @@ func (w *writer) instanceDelete(c *InstanceRef) error {
 // stopReplica sets a replica's desired state to stop. A replica that never
 // reached a node is stopped at once.
 func (w *writer) stopReplica(r *protocol.Replica, why string) {
-	if r.Desired == protocol.DesiredStop && r.Terminal() {
+	if r.Ended() {
 		return
 	}
 	c := *r
@@ -207,7 +207,7 @@ func (w *writer) gcReplicas(instanceID string) {
 	exists := w.first(tableInstances, instanceID) != nil
 	var done []*protocol.Replica
 	for _, r := range w.snap().Replicas(instanceID) {
-		if r.Desired == protocol.DesiredStop && r.Terminal() {
+		if r.Ended() {
 			done = append(done, r)
 		}
 	}

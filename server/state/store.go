@@ -313,10 +313,7 @@ func sortReplicas(rs []*protocol.Replica) {
 
 // NodeUsage returns what the replicas on a node reserve there.
 func (s *Snapshot) NodeUsage(nodeID string) protocol.Reservation {
-	if raw := s.first(tableUsage, "id", nodeID); raw != nil {
-		return raw.(*NodeUsage).Reservation
-	}
-	return protocol.Reservation{}
+	return s.NodeUsageRow(nodeID).Reservation
 }
 
 // NodeUsageRow returns a node's usage row: what its replicas reserve and
@@ -330,10 +327,7 @@ func (s *Snapshot) NodeUsageRow(nodeID string) NodeUsage {
 
 // NodeReplicaCount returns how many replicas hold a place on a node.
 func (s *Snapshot) NodeReplicaCount(nodeID string) int {
-	if raw := s.first(tableUsage, "id", nodeID); raw != nil {
-		return raw.(*NodeUsage).Replicas
-	}
-	return 0
+	return s.NodeUsageRow(nodeID).Replicas
 }
 
 // Node returns a node, or nil.
