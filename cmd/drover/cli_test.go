@@ -158,6 +158,8 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"acl", "token", "create", "-role", "tenant-admin"}, "-tenant: is required"},
 		{[]string{"acl", "token", "create", "-role", "operator", "-tenant", "acme"}, "-tenant"},
 		{[]string{"audit", "list", "-since", "-1h"}, "-since"},
+		{[]string{"events", "-topic", "instance,bogus"}, `-topic "bogus": want one of instance, deployment`},
+		{[]string{"events", "-index", "12.x"}, `-index: "12.x" is not an event id`},
 		{[]string{"tenant", "create", "acme", "-label", "novalue"}, `-label "novalue": want key=value`},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {

@@ -15,6 +15,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -101,6 +102,8 @@ type API struct {
 	logger hclog.Logger
 	mux    *http.ServeMux
 	audit  *auditQueue
+	// streams counts the event streams being served (events.go).
+	streams atomic.Int64
 }
 
 // New returns the API handler.

@@ -62,6 +62,7 @@ func (a *API) routes() {
 	a.handle("GET /v1/acl/tokens/self", read, anyToken, a.tokenSelf)
 	a.handle("DELETE /v1/acl/tokens/{id}", write, management, a.deleteToken)
 	a.handle("GET /v1/audit", read, anyToken, a.listAudit)
+	a.handle("GET /v1/events", local, anyToken, a.streamEvents)
 
 	a.handle("GET /v1/operator/snapshot", write, management, a.saveSnapshot)
 	a.handle("PUT /v1/operator/snapshot", write, management, a.restoreSnapshot)

@@ -20,6 +20,8 @@ type writer struct {
 	touched []string
 	// nodes collects, for the batch, the nodes whose replicas changed.
 	nodes map[string]bool
+	// published counts the stream events the entry made (their Seq).
+	published uint64
 }
 
 // Entry is one Raft log entry's command, at its index.
@@ -377,6 +379,12 @@ func (w *writer) event(e protocol.Event) {
 	for i := 0; i < len(evs)-MaxEventsPerInstance; i++ {
 		w.delete(tableEvents, evs[i])
 	}
+	topic := protocol.TopicInstance
+	if e.Type == protocol.TopicDeployment || e.Type == protocol.TopicRollout {
+		topic = e.Type
+	}
+	w.publish(protocol.StreamEvent{Topic: topic, Type: e.Type, Time: e.Time, Tenant: e.Tenant,
+		Instance: e.Instance, Replica: e.Replica, Node: e.Node, Message: e.Message})
 }
 
 func (w *writer) audit(r protocol.AuditRecord, seq int) {
@@ -390,6 +398,7 @@ func (w *writer) audit(r protocol.AuditRecord, seq int) {
 	w.insert(tableAudit, &r)
 	w.next(metaAuditCount)
 	w.pruneAudit()
+	w.publish(protocol.StreamEvent{Topic: protocol.TopicAudit, Type: r.Action, Time: r.Time, Tenant: r.Tenant, Audit: &r})
 }
 
 // pruneAudit drops the oldest audit records past the retention's count or

@@ -1,6 +1,7 @@
 package state
 
 import (
+	"encoding/json"
 	"fmt"
 	"testing"
 	"time"
@@ -94,7 +95,11 @@ func rows(t *testing.T, s *Snapshot, table string) string {
 	}
 	out := ""
 	for raw := it.Next(); raw != nil; raw = it.Next() {
-		out += fmt.Sprintf("%+v\n", raw)
+		b, err := json.Marshal(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out += string(b) + "\n"
 	}
 	return out
 }

@@ -266,6 +266,8 @@ func newRow(table string) (any, error) {
 		return &protocol.Release{}, nil
 	case tableRollouts:
 		return &protocol.Rollout{}, nil
+	case tableFeed:
+		return &protocol.StreamEvent{}, nil
 	}
 	return nil, fmt.Errorf("read snapshot: unknown table %q", table)
 }

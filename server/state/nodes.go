@@ -31,6 +31,12 @@ func (w *writer) nodeRegister(c *NodeRegister) error {
 	n.LastSeen = w.cmd.Time
 	n.ModifyIndex = w.index
 	w.insert(tableNodes, &n)
+	switch {
+	case old == nil:
+		w.publishNode(&n, "node-registered", "registered (region %q)", n.Region)
+	case old.Status == protocol.NodeDown:
+		w.publishNode(&n, "node-up", "connected again")
+	}
 	if old == nil || old.Status == protocol.NodeDown || capacityChanged(old, &n) {
 		w.evalWaiting("")
 	}
@@ -97,6 +103,7 @@ func (w *writer) nodeStatus(c *NodeStatusUpdate) error {
 				continue
 			}
 			n.Status = protocol.NodeDown
+			w.publishNode(n, "node-down", "missed its heartbeat")
 			for _, r := range w.snap().NodeReplicas(n.ID) {
 				if r.Terminal() {
 					continue
@@ -117,6 +124,7 @@ func (w *writer) nodeStatus(c *NodeStatusUpdate) error {
 		}
 		w.insert(tableNodes, n)
 		if wasDown {
+			w.publishNode(n, "node-up", "heartbeats again")
 			w.evalWaiting("")
 			w.evalNode(n.ID, "node-up")
 		}
@@ -138,6 +146,11 @@ func (w *writer) nodeDrain(c *NodeDrain) error {
 		}
 	}
 	w.insert(tableNodes, n)
+	if n.Drain != nil {
+		w.publishNode(n, "node-drain", "draining")
+	} else {
+		w.publishNode(n, "node-drain", "drain ended")
+	}
 	w.evalNode(n.ID, "node-drain")
 	if ended && n.Status != protocol.NodeDown {
 		w.evalWaiting("")
@@ -152,6 +165,7 @@ func (w *writer) nodeEligibility(c *NodeEligibility) error {
 	}
 	n.Eligible = c.Eligible
 	w.insert(tableNodes, n)
+	w.publishNode(n, "node-eligibility", "eligible=%t", n.Eligible)
 	if c.Eligible {
 		w.evalWaiting("")
 	}
@@ -167,5 +181,6 @@ func (w *writer) nodeRevoke(c *NameBody) error {
 	n.Eligible = false
 	w.deleteAll(tableCredentials, "owner", CredentialNode, n.ID)
 	w.insert(tableNodes, n)
+	w.publishNode(n, "node-revoked", "revoked")
 	return nil
 }

@@ -16,6 +16,7 @@ func (w *writer) rolloutCreate(c *RolloutCreate) error {
 	}
 	r.CreateIndex, r.ModifyIndex = w.index, w.index
 	w.insert(tableRollouts, &r)
+	w.publishRollout(nil, &r)
 	for _, ri := range r.Instances {
 		w.rolloutEvent(&r, nil, &ri)
 	}
@@ -69,6 +70,7 @@ func (w *writer) rolloutStep(c *RolloutStep) error {
 		}
 	}
 	w.insert(tableRollouts, &r)
+	w.publishRollout(old, &r)
 	return nil
 }
 
@@ -136,5 +138,6 @@ func (w *writer) rolloutControl(c *RolloutControl) error {
 		w.rolloutEvent(&r, &old.Instances[i], &r.Instances[i])
 	}
 	w.insert(tableRollouts, &r)
+	w.publishRollout(old, &r)
 	return nil
 }

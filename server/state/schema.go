@@ -28,6 +28,7 @@ const (
 	tableProducts     = "products"
 	tableReleases     = "releases"
 	tableRollouts     = "rollouts"
+	tableFeed         = "feed"
 )
 
 // Tables lists the tables a snapshot holds, in restore order.
@@ -35,7 +36,7 @@ var Tables = []string{
 	tableTenants, tableEnvironments, tablePlans, tableInstances, tableVersions,
 	tableReplicas, tableNodes, tableTokens, tableCredentials, tableAudit,
 	tableEvents, tableEvals, tableServers, tableMeta, tableIndex, tableUsage,
-	tableProducts, tableReleases, tableRollouts,
+	tableProducts, tableReleases, tableRollouts, tableFeed,
 }
 
 // Exported table names for blocking queries.
@@ -52,6 +53,7 @@ const (
 	TableProducts  = tableProducts
 	TableReleases  = tableReleases
 	TableRollouts  = tableRollouts
+	TableFeed      = tableFeed
 )
 
 func stringIndex(name, field string) *memdb.IndexSchema {
@@ -98,6 +100,9 @@ func schema() *memdb.DBSchema {
 		table(tableUsage, stringIndex("id", "Node")),
 		table(tableProducts, stringIndex("id", "Name")),
 		table(tableRollouts, stringIndex("id", "ID")),
+		table(tableFeed, &memdb.IndexSchema{Name: "id", Unique: true, Indexer: &memdb.CompoundIndex{Indexes: []memdb.Indexer{
+			&memdb.UintFieldIndex{Field: "Index"}, &memdb.UintFieldIndex{Field: "Seq"},
+		}}}),
 		table(tableReleases, &memdb.IndexSchema{Name: "id", Unique: true, Indexer: &memdb.CompoundIndex{Indexes: []memdb.Indexer{
 			&memdb.StringFieldIndex{Field: "Product"}, &memdb.StringFieldIndex{Field: "Version"},
 		}}}),
