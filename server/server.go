@@ -208,7 +208,8 @@ func New(cfg Config) (*Server, error) {
 		}),
 		Mount: func(mux *http.ServeMux) {
 			mux.Handle("GET /v1/agent/connect", s.gateway)
-			mux.Handle("GET /{$}", console.Handler())
+			mux.Handle("GET /{$}", console.Redirect())
+			mux.Handle("GET "+console.Prefix, console.Handler())
 		},
 	})
 	s.http = &http.Server{Handler: s.api, TLSConfig: listenTLS, ReadHeaderTimeout: 10 * time.Second,
