@@ -27,7 +27,6 @@ var (
 	rolloutsDesc     = prometheus.NewDesc("drover_rollouts", "Rollouts by state.", []string{"state"}, nil)
 	rolloutInstsDesc = prometheus.NewDesc("drover_rollout_instances", "Instances of each rollout that has not ended, by their upgrade state.", []string{"rollout", "product", "state"}, nil)
 	instanceStates   = []string{protocol.InstanceRunning, protocol.InstanceDeploying, protocol.InstanceDegraded, protocol.InstanceStopped, protocol.InstanceFailed}
-	replicaStates    = []string{protocol.ReplicaPending, protocol.ReplicaStarting, protocol.ReplicaRunning, protocol.ReplicaHealthy, protocol.ReplicaUnhealthy, protocol.ReplicaStopping, protocol.ReplicaStopped, protocol.ReplicaFailed, protocol.ReplicaLost}
 	nodeStatuses     = []string{protocol.NodeReady, protocol.NodeDown, protocol.NodeDraining}
 	rolloutStates    = []string{protocol.RolloutScheduled, protocol.RolloutRunning, protocol.RolloutWaiting, protocol.RolloutPaused, protocol.RolloutSucceeded, protocol.RolloutFailed, protocol.RolloutCancelled}
 	tenantDescs      = []*prometheus.Desc{instancesDesc, replicasDesc, instanceInfoDesc}
@@ -72,7 +71,7 @@ func collectTenants(ch chan<- prometheus.Metric, snap *state.Snapshot, tenant st
 		k := envKey{in.Tenant, in.Environment}
 		if instances[k] == nil {
 			instances[k] = zeros(instanceStates)
-			replicas[k] = zeros(replicaStates)
+			replicas[k] = zeros(protocol.ReplicaStates)
 		}
 		instances[k][snap.InstanceStatus(in).State]++
 		for _, r := range snap.Replicas(in.ID) {
