@@ -23,6 +23,7 @@ import (
 
 	"github.com/drover-dev/drover/agent/conn"
 	"github.com/drover-dev/drover/agent/driver"
+	"github.com/drover-dev/drover/agent/metrics"
 	"github.com/drover-dev/drover/agent/store"
 	"github.com/drover-dev/drover/internal/buildinfo"
 	"github.com/drover-dev/drover/protocol"
@@ -44,6 +45,9 @@ type Config struct {
 	Logger  hclog.Logger
 	// CgroupParent names the cgroup holding the replicas' cgroups.
 	CgroupParent string
+	// MetricsAddr is where GET /metrics is served (agent/metrics); none
+	// when empty.
+	MetricsAddr string
 }
 
 // Default port range handed out to replicas.
@@ -59,6 +63,8 @@ type Agent struct {
 	store  *store.Store
 	driver *driver.Driver
 	client *conn.Client
+	// metrics are the replicas' usage and restarts (agent/metrics).
+	metrics *metrics.Metrics
 	// sup is what every replica's supervisor is given of the agent.
 	sup *supervisor
 
@@ -109,8 +115,10 @@ func New(cfg Config) (*Agent, error) {
 		a.store.Close()
 		return nil, err
 	}
+	a.metrics = metrics.New(metrics.Config{Replicas: a.metricReplicas, Usage: a.driver.Usage, Connected: a.client.Connected, Logger: a.logger})
 	a.sup = &supervisor{DataDir: cfg.DataDir, Procs: driverProcesses{a.driver}, Record: a.store.PutReplica,
-		Report: func(r protocol.ReplicaReport) { a.client.Report([]protocol.ReplicaReport{r}, 0) }, Logger: a.logger}
+		Report: func(r protocol.ReplicaReport) { a.client.Report([]protocol.ReplicaReport{r}, 0) }, Logger: a.logger,
+		Restarted: func(r protocol.AssignedReplica) { a.metrics.Restarted(r.Tenant, r.Instance, r.Environment) }}
 	return a, nil
 }
 
@@ -139,6 +147,13 @@ func nilIfErr(p *driver.Process, err error) (process, error) {
 func (a *Agent) Run(ctx context.Context) error {
 	if err := a.recover(ctx); err != nil {
 		return err
+	}
+	if a.cfg.MetricsAddr != "" {
+		stop, err := a.serveMetrics(ctx)
+		if err != nil {
+			return err
+		}
+		defer stop()
 	}
 	a.wg.Add(1)
 	go func() {

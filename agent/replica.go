@@ -51,7 +51,9 @@ type supervisor struct {
 	Record func(store.Replica) error
 	// Report sends a state change to the servers.
 	Report func(protocol.ReplicaReport)
-	Logger hclog.Logger
+	// Restarted, when set, counts a restart (the agent's metrics).
+	Restarted func(protocol.AssignedReplica)
+	Logger    hclog.Logger
 }
 
 // replica supervises one assigned replica on this node: it starts (or
@@ -441,6 +443,9 @@ func (r *replica) restartAfter(ctx context.Context, res driver.ExitResult) bool 
 	r.restarts++
 	r.proc = nil
 	r.mu.Unlock()
+	if r.sup.Restarted != nil {
+		r.sup.Restarted(r.spec)
+	}
 	r.set(protocol.ReplicaStarting, "", fmt.Sprintf("%s; restarting in %s", msg, delay))
 	select {
 	case <-ctx.Done():

@@ -276,6 +276,10 @@ const (
 	ReplicaLost      = "lost"
 )
 
+// ReplicaStates are the replica states, in their order of life.
+var ReplicaStates = []string{ReplicaPending, ReplicaStarting, ReplicaRunning, ReplicaHealthy, ReplicaUnhealthy,
+	ReplicaStopping, ReplicaStopped, ReplicaFailed, ReplicaLost}
+
 // Desired states of a replica, set by the scheduler.
 const (
 	DesiredRun  = "run"

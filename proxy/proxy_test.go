@@ -20,7 +20,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -32,6 +31,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
+	"github.com/drover-dev/drover/internal/promtest"
 	"github.com/drover-dev/drover/internal/testwait"
 	"github.com/drover-dev/drover/protocol"
 	"github.com/drover-dev/drover/proxy"
@@ -302,37 +302,10 @@ func (g *testGateway) get(t *testing.T, host string) answer {
 }
 
 // metric returns the samples of a metric family by their labels
-// ("code=2xx,instance=web,tenant=acme"): counters' and gauges' values,
-// histograms' counts.
+// ("code=2xx,instance=web,tenant=acme").
 func (g *testGateway) metric(t *testing.T, name string) map[string]float64 {
 	t.Helper()
-	mfs, err := g.reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	out := map[string]float64{}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			var labels []string
-			for _, l := range m.GetLabel() {
-				labels = append(labels, l.GetName()+"="+l.GetValue())
-			}
-			sort.Strings(labels)
-			key := strings.Join(labels, ",")
-			switch {
-			case m.GetCounter() != nil:
-				out[key] = m.GetCounter().GetValue()
-			case m.GetGauge() != nil:
-				out[key] = m.GetGauge().GetValue()
-			case m.GetHistogram() != nil:
-				out[key] = float64(m.GetHistogram().GetSampleCount())
-			}
-		}
-	}
-	return out
+	return promtest.Gather(t, g.reg).Series(name)
 }
 
 func instanceLabels(tenant, name string) string { return "instance=" + name + ",tenant=" + tenant }

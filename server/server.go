@@ -104,6 +104,7 @@ type Server struct {
 	cluster *cluster.Cluster
 	api     *api.API
 	gateway *gateway.Gateway
+	metrics *metrics.Metrics
 	http    *http.Server
 	ln      net.Listener
 
@@ -189,6 +190,10 @@ func New(cfg Config) (*Server, error) {
 		JoinToken: cfg.AgentJoinToken, RequireJoinToken: cfg.ACL,
 		MinTTL: cfg.HeartbeatTTL, Grace: cfg.HeartbeatGrace, MaxHeartbeatsPerSecond: cfg.MaxHeartbeatsPerSecond,
 	})
+	s.metrics = metrics.New(metrics.Config{
+		Store: s.store, IsLeader: s.cluster.IsLeader, AppliedIndex: s.cluster.AppliedIndex,
+		Sessions: s.gateway.Sessions, Connects: s.gateway.Connects,
+	})
 	gatewayURL := cfg.GatewayURL
 	if gatewayURL == nil {
 		gatewayURL, _ = api.ParseGatewayURL(api.DefaultGatewayURL)
@@ -202,17 +207,14 @@ func New(cfg Config) (*Server, error) {
 		}, Nodes: s.gateway,
 		ACL: cfg.ACL, ServerToken: serverToken, RequireServerAuth: caFingerprint != "",
 		AgentJoinToken: cfg.AgentJoinToken, CAFingerprint: caFingerprint, GatewayURL: gatewayURL, Pprof: cfg.Pprof, Unformed: s.unformed,
-		Metrics: metrics.Handler(metrics.Source{
-			Store: s.store, IsLeader: s.cluster.IsLeader, AppliedIndex: s.cluster.AppliedIndex,
-			Sessions: s.gateway.Sessions, Connects: s.gateway.Connects,
-		}),
+		Metrics: s.metrics.Handler(), TenantMetrics: s.metrics.TenantHandler,
 		Mount: func(mux *http.ServeMux) {
 			mux.Handle("GET /v1/agent/connect", s.gateway)
 			mux.Handle("GET /{$}", console.Redirect())
 			mux.Handle("GET "+console.Prefix, console.Handler())
 		},
 	})
-	s.http = &http.Server{Handler: s.api, TLSConfig: listenTLS, ReadHeaderTimeout: 10 * time.Second,
+	s.http = &http.Server{Handler: s.metrics.Instrument(s.api), TLSConfig: listenTLS, ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: cfg.Logger.Named("http").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true})}
 
 	s.wg.Add(3)
@@ -410,7 +412,7 @@ func (s *Server) leaderDuties(ctx context.Context) {
 	}()
 	if !s.cfg.NoScheduler {
 		worker := scheduler.NewWorker(scheduler.WorkerConfig{
-			Store: s.store, Logger: s.logger, Clock: s.cfg.Clock,
+			Store: s.store, Logger: s.logger, Clock: s.cfg.Clock, Observe: s.metrics.ObserveScheduler,
 			Propose: func(ctx context.Context, p *state.Plan) (uint64, error) {
 				return s.cluster.Propose(ctx, state.CmdPlanApply, p, nil)
 			},

@@ -155,6 +155,8 @@ func detectCgroups(root, parent string) (*cgroupFS, Capabilities) {
 		}
 		if !found {
 			reasons = []string{fmt.Sprintf("no cgroup filesystem with memory, cpu or pids controllers at %s", root)}
+		} else if dir, ok := accountingHierarchy(root, parent); ok {
+			fs.parents["cpuacct"] = dir
 		}
 		_, caps.Memory = fs.parents["memory"]
 		_, caps.CPU = fs.parents["cpu"]
@@ -166,6 +168,27 @@ func detectCgroups(root, parent string) (*cgroupFS, Capabilities) {
 	}
 	caps.Cgroup = fs.version
 	return fs, caps
+}
+
+// accountingHierarchy prepares the parent cgroup in v1's cpuacct
+// hierarchy, which limits nothing but counts the CPU time of the agent's
+// metrics, when it is a hierarchy of its own: mounted with cpu
+// ("cpu,cpuacct"), the cpu cgroup counts it already.
+func accountingHierarchy(root, parent string) (string, bool) {
+	h := filepath.Join(root, "cpuacct")
+	if !isFS(h, unix.CGROUP_SUPER_MAGIC) {
+		return "", false
+	}
+	acct, err1 := filepath.EvalSymlinks(h)
+	cpu, err2 := filepath.EvalSymlinks(filepath.Join(root, "cpu"))
+	if err1 != nil || (err2 == nil && acct == cpu) {
+		return "", false
+	}
+	dir := filepath.Join(h, parent)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", false
+	}
+	return dir, true
 }
 
 // enableControllers enables the driver's controllers for the children

@@ -79,6 +79,15 @@ func runHelper(mode string) {
 			fmt.Printf("tick %d\n", i)
 			time.Sleep(2 * time.Millisecond)
 		}
+	case "spin": // hold 32 MiB and burn CPU until killed
+		b := make([]byte, 32<<20)
+		for i := 0; i < len(b); i += 4096 {
+			b[i] = 1
+		}
+		fmt.Println("spinning")
+		for n := 0; ; n++ {
+			b[n%len(b)]++
+		}
 	case "hog": // use memory until killed
 		var chunks [][]byte
 		for range 1024 {

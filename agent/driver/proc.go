@@ -32,16 +32,9 @@ func readProcStat(pid int) (procStat, error) {
 
 // parseProcStat parses the content of /proc/PID/stat (proc(5)).
 func parseProcStat(b []byte) (procStat, error) {
-	// The command name (field 2) is in parentheses and may itself
-	// contain spaces and parentheses, so split after the last ')'.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return procStat{}, errors.New("malformed /proc stat: no command name")
-	}
-	f := strings.Fields(string(b[i+1:]))
-	// f[0] is field 3 (state), so field n is f[n-3].
-	if len(f) < 20 || len(f[0]) != 1 {
-		return procStat{}, fmt.Errorf("malformed /proc stat: %d fields", len(f)+2)
+	f, err := statFields(b)
+	if err != nil {
+		return procStat{}, err
 	}
 	pgrp, err := strconv.Atoi(f[2])
 	if err != nil {
@@ -56,6 +49,22 @@ func parseProcStat(b []byte) (procStat, error) {
 		return procStat{}, fmt.Errorf("malformed /proc stat: starttime: %w", err)
 	}
 	return procStat{state: f[0][0], pgrp: pgrp, session: session, startTime: start}, nil
+}
+
+// statFields splits /proc/PID/stat after the command name: field n of
+// proc(5) is at index n-3.
+func statFields(b []byte) ([]string, error) {
+	// The command name (field 2) is in parentheses and may itself
+	// contain spaces and parentheses, so split after the last ')'.
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return nil, errors.New("malformed /proc stat: no command name")
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 20 || len(f[0]) != 1 {
+		return nil, fmt.Errorf("malformed /proc stat: %d fields", len(f)+2)
+	}
+	return f, nil
 }
 
 // groupAlive reports whether process group pgid has a member that is

@@ -35,6 +35,7 @@ type agentFlags struct {
 	tlsKey     string
 	portRange  string
 	address    string
+	metrics    string
 	logLevel   string
 	logJSON    bool
 }
@@ -71,13 +72,14 @@ func newAgentCmd() *cobra.Command {
 	fs.StringVar(&f.tlsKey, "tls-key", "", "key of -tls-cert")
 	fs.StringVar(&f.address, "address", "", "IP address the gateways reach this host's replicas at (default: the address the servers see the agent connect from)")
 	fs.StringVar(&f.portRange, "port-range", fmt.Sprintf("%d-%d", agent.DefaultPortLo, agent.DefaultPortHi), "host ports handed to replicas, lo-hi")
+	fs.StringVar(&f.metrics, "metrics-addr", "", "address of GET /metrics, the replicas' CPU and memory, such as 127.0.0.1:4782 (default: none)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "trace, debug, info, warn or error")
 	fs.BoolVar(&f.logJSON, "log-json", false, "log JSON lines")
 	return cmd
 }
 
 func (f *agentFlags) agentConfig() (agent.Config, error) {
-	cfg := agent.Config{DataDir: f.dataDir, Name: f.name, Region: f.region, Address: f.address}
+	cfg := agent.Config{DataDir: f.dataDir, Name: f.name, Region: f.region, Address: f.address, MetricsAddr: f.metrics}
 	if f.address != "" && net.ParseIP(f.address) == nil {
 		return cfg, fmt.Errorf("-address %q: want an IP address", f.address)
 	}

@@ -87,6 +87,9 @@ type Config struct {
 	// Metrics serves GET /metrics; with ACL on it needs an operator or
 	// management token, as Prometheus can send.
 	Metrics http.Handler
+	// TenantMetrics serves GET /v1/tenants/{tenant}/metrics: the tenant's
+	// own series, to its tokens and to operators.
+	TenantMetrics func(tenant string) http.Handler
 }
 
 // NodeCloser ends a node's agent session.

@@ -81,6 +81,9 @@ func (a *API) routes() {
 			return nil
 		})
 	}
+	if a.cfg.TenantMetrics != nil {
+		a.handle("GET /v1/tenants/{tenant}/metrics", read, anyToken, a.tenantMetrics)
+	}
 
 	if a.cfg.Pprof {
 		// Go's profiles of this server (-pprof): management tokens only,

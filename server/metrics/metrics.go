@@ -1,20 +1,26 @@
-// Package metrics serves a server's Prometheus metrics (GET /metrics) in
-// the text exposition format, read from the state and the Raft member on
-// each scrape.
+// Package metrics is a server's Prometheus metrics (GET /metrics and
+// GET /v1/tenants/{tenant}/metrics) through prometheus/client_golang, on a
+// registry of the server's own: Raft's go-metrics bridged, the API's
+// requests, the scheduler's batches, and series read from the state at
+// each scrape (per tenant, rollouts, nodes).
 package metrics
 
 import (
-	"fmt"
-	"io"
 	"net/http"
-	"runtime"
-	"sort"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/drover-dev/drover/server/state"
 )
 
-// Source is what the metrics are read from.
-type Source struct {
+// namespace starts the name of every metric of Drover's own.
+const namespace = "drover"
+
+// Config says what a server's metrics are read from. Nil functions leave
+// their series out.
+type Config struct {
 	Store        *state.Store
 	IsLeader     func() bool
 	AppliedIndex func() uint64
@@ -22,60 +28,61 @@ type Source struct {
 	Connects     func() int64 // agents' connection attempts since start
 }
 
-// Handler serves the metrics.
-func Handler(src Source) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-		write(w, src)
-	})
+// Metrics is a server's registry and the instruments the server's parts
+// update.
+type Metrics struct {
+	store *state.Store
+	reg   *prometheus.Registry
+	http  *httpMetrics
+	sched *schedulerMetrics
 }
 
-func write(w io.Writer, src Source) {
-	snap := src.Store.Snapshot()
-	metric := func(kind, name, help string, v any) {
-		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s %s\n%s %v\n", name, help, name, kind, name, v)
+// New returns a server's metrics on a registry of its own.
+func New(cfg Config) *Metrics {
+	m := &Metrics{store: cfg.Store, reg: prometheus.NewRegistry(), http: newHTTPMetrics(), sched: newSchedulerMetrics()}
+	m.reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		raftCollector(),
+		&stateCollector{store: cfg.Store},
+		m.http.requests, m.http.duration,
+		m.sched.evaluations, m.sched.placements, m.sched.stops, m.sched.commit,
+	)
+	gauge := func(name, help string, f func() float64) {
+		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: namespace, Name: name, Help: help}, f))
 	}
-	gauge := func(name, help string, v any) { metric("gauge", name, help, v) }
-	counter := func(name, help string, v any) { metric("counter", name, help, v) }
-	labelled := func(name, help, label string, counts map[string]int) {
-		fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s gauge\n", name, help, name)
-		keys := make([]string, 0, len(counts))
-		for k := range counts {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		for _, k := range keys {
-			fmt.Fprintf(w, "%s{%s=%q} %d\n", name, label, k, counts[k])
-		}
+	if cfg.IsLeader != nil {
+		gauge("raft_leader", "1 when this server is the Raft leader.", func() float64 {
+			if cfg.IsLeader() {
+				return 1
+			}
+			return 0
+		})
 	}
-	leader := 0
-	if src.IsLeader() {
-		leader = 1
+	if cfg.AppliedIndex != nil {
+		gauge("raft_applied_index", "Last Raft index applied to this server's state.", func() float64 { return float64(cfg.AppliedIndex()) })
 	}
-	gauge("drover_raft_leader", "1 when this server is the Raft leader.", leader)
-	gauge("drover_raft_applied_index", "Last Raft index applied to this server's state.", src.AppliedIndex())
-	gauge("drover_state_index", "Highest index of the state's tables.", snap.Index())
-	gauge("drover_tenants", "Tenants in the state.", len(snap.Tenants()))
-	gauge("drover_instances", "Instances in the state.", len(snap.Instances(state.InstanceFilter{})))
-	replicas := map[string]int{}
-	for _, r := range snap.AllReplicas() {
-		replicas[r.State]++
+	if cfg.Sessions != nil {
+		gauge("agent_sessions", "Agents connected to this server.", func() float64 { return float64(cfg.Sessions()) })
 	}
-	labelled("drover_replicas", "Replicas by reported state.", "state", replicas)
-	nodes := map[string]int{}
-	for _, n := range snap.Nodes() {
-		nodes[n.Status]++
+	if cfg.Connects != nil {
+		m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: namespace, Name: "agent_connects_total",
+			Help: "Agent connection attempts to this server since it started."}, func() float64 { return float64(cfg.Connects()) }))
 	}
-	labelled("drover_nodes", "Nodes by status.", "status", nodes)
-	gauge("drover_evaluations_pending", "Evaluations waiting for the scheduler.", len(snap.Evals()))
-	if src.Sessions != nil {
-		gauge("drover_agent_sessions", "Agents connected to this server.", src.Sessions())
-	}
-	if src.Connects != nil {
-		counter("drover_agent_connects_total", "Agent connection attempts to this server since it started.", src.Connects())
-	}
-	var ms runtime.MemStats
-	runtime.ReadMemStats(&ms)
-	gauge("go_goroutines", "Goroutines.", runtime.NumGoroutine())
-	gauge("go_memstats_heap_alloc_bytes", "Heap bytes in use.", ms.HeapAlloc)
+	return m
+}
+
+// Handler serves every metric of the server in the Prometheus formats.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{})
+}
+
+// Gatherer gathers every metric of the server (for tests and checks).
+func (m *Metrics) Gatherer() prometheus.Gatherer { return m.reg }
+
+// TenantHandler serves the per-tenant series of one tenant only.
+func (m *Metrics) TenantHandler(tenant string) http.Handler {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(&stateCollector{store: m.store, tenant: tenant})
+	return promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 }

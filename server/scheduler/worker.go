@@ -30,6 +30,20 @@ type WorkerConfig struct {
 	// committed waits before it is tried again; it doubles with each
 	// failure in a row, up to a minute. One second by default.
 	ErrorBackoff time.Duration
+	// Observe, when set, is told what each batch came to (the server's
+	// metrics).
+	Observe func(Batch)
+}
+
+// Batch is what one batch of evaluations came to.
+type Batch struct {
+	Evaluated int // evaluations scheduled
+	Committed int // plans committed
+	Failed    int // plans that could not be committed, to be retried
+	Placed    int // replicas placed by the committed plans
+	Stopped   int // replicas stopped by the committed plans
+	// Commit is how long the batch's plans took from proposal to commit.
+	Commit time.Duration
 }
 
 // Committed is the outcome of one plan of ProposeAll.
@@ -156,12 +170,17 @@ func (w *Worker) evaluate(ctx context.Context, instances []string) (next time.Ti
 	}
 	var batch []made
 	var nodes *nodeTable // read once per batch, then refreshed after each plan
+	var stats Batch
+	if w.cfg.Observe != nil {
+		defer func() { w.cfg.Observe(stats) }()
+	}
 	for _, instance := range instances {
 		snap := fork.Snapshot()
 		e := snap.Eval(instance)
 		if e == nil {
 			continue
 		}
+		stats.Evaluated++
 		if nodes == nil {
 			nodes = newNodeTable(snap)
 		}
@@ -187,9 +206,13 @@ func (w *Worker) evaluate(ctx context.Context, instances []string) (next time.Ti
 	for i, m := range batch {
 		plans[i] = m.plan
 	}
-	for i, r := range w.cfg.ProposeAll(ctx, plans) {
+	start := time.Now()
+	committed := w.cfg.ProposeAll(ctx, plans)
+	stats.Commit = time.Since(start)
+	for i, r := range committed {
 		m := batch[i]
 		if r.Err != nil {
+			stats.Failed++
 			if ctx.Err() != nil {
 				return time.Time{}
 			}
@@ -199,6 +222,9 @@ func (w *Worker) evaluate(ctx context.Context, instances []string) (next time.Ti
 			next = earliest(next, w.deferUntil(m.instance, m.eval, now.Add(delay), now, failures))
 			continue
 		}
+		stats.Committed++
+		stats.Placed += len(m.plan.Place)
+		stats.Stopped += len(m.plan.Stop)
 		if w.logger.IsDebug() {
 			args := []any{"instance", m.instance, "index", r.Index, "place", len(m.plan.Place), "stop", len(m.plan.Stop)}
 			if m.plan.Retry {
