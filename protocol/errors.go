@@ -56,7 +56,19 @@ type Error struct {
 	Code    Code   `json:"code"`
 	Message string `json:"message"`
 	Field   string `json:"field,omitempty"`
+	// Outcome says, for a change answered `unavailable`, whether it was
+	// applied: OutcomeNotApplied (safe to send again) or OutcomeUnknown
+	// (it may have been: read the state, or send it again with the same
+	// Idempotency-Key).
+	Outcome string `json:"outcome,omitempty"`
 }
+
+// Outcomes of a change answered `unavailable` (Error.Outcome, and the
+// X-Drover-Outcome header).
+const (
+	OutcomeNotApplied = "not_applied"
+	OutcomeUnknown    = "unknown"
+)
 
 func (e *Error) Error() string {
 	if e.Field != "" {

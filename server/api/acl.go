@@ -26,10 +26,11 @@ func (a *API) aclBootstrap(w http.ResponseWriter, r *http.Request) error {
 		cmd.JoinTokenHash = secret.Hash(js)
 		join = secret.JoinToken{Secret: js, CAFingerprint: a.cfg.CAFingerprint}.String()
 	}
-	if _, err := a.propose(w, r, state.CmdACLBootstrap, "acl", cmd); err != nil {
+	made, err := change[protocol.Token](a, w, r, a.auditRecord(r, string(state.CmdACLBootstrap), "acl"), state.CmdACLBootstrap, cmd)
+	if err != nil {
 		return err
 	}
-	out := *a.store.Snapshot().Token(tok.ID)
+	out := *made
 	out.Secret, out.AgentJoinToken = sec, join
 	writeJSON(w, http.StatusOK, out)
 	return nil
@@ -52,10 +53,11 @@ func (a *API) createToken(w http.ResponseWriter, r *http.Request) error {
 		tok.ExpiresAt = now.Add(req.TTL.D())
 	}
 	sec := secret.New()
-	if _, err := a.propose(w, r, state.CmdTokenCreate, tok.ID, state.TokenCreate{Token: tok, SecretHash: secret.Hash(sec)}); err != nil {
+	made, err := change[protocol.Token](a, w, r, a.auditRecord(r, string(state.CmdTokenCreate), tok.ID), state.CmdTokenCreate, state.TokenCreate{Token: tok, SecretHash: secret.Hash(sec)})
+	if err != nil {
 		return err
 	}
-	out := *a.store.Snapshot().Token(tok.ID)
+	out := *made
 	out.Secret = sec
 	writeJSON(w, http.StatusCreated, out)
 	return nil
@@ -118,12 +120,13 @@ func (a *API) deleteToken(w http.ResponseWriter, r *http.Request) error {
 // join token as a new node.
 func (a *API) revokeNode(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
-	if _, err := a.propose(w, r, state.CmdNodeRevoke, id, state.NameBody{Name: id}); err != nil {
+	n, err := change[protocol.Node](a, w, r, a.auditRecord(r, string(state.CmdNodeRevoke), id), state.CmdNodeRevoke, state.NameBody{Name: id})
+	if err != nil {
 		return err
 	}
 	if a.cfg.Nodes != nil {
 		a.cfg.Nodes.CloseNode(id)
 	}
-	writeJSON(w, http.StatusOK, a.store.Snapshot().Node(id))
+	writeJSON(w, http.StatusOK, n)
 	return nil
 }

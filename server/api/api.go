@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -27,7 +28,10 @@ import (
 
 // Headers of the API.
 const (
-	HeaderIndex     = "X-Drover-Index"
+	HeaderIndex = "X-Drover-Index"
+	// HeaderOutcome says whether a change answered 503 was applied
+	// (protocol.Error's Outcome).
+	HeaderOutcome   = "X-Drover-Outcome"
 	headerForwarded = "X-Drover-Forwarded"
 )
 
@@ -219,13 +223,13 @@ func (a *API) forward(w http.ResponseWriter, r *http.Request, k kind) bool {
 	}
 	if a.c.IsLeader() {
 		if !a.cfg.Ready() {
-			a.writeError(w, r, protocol.Errorf(protocol.CodeUnavailable, "leader is catching up; retry"))
+			a.writeError(w, r, notApplied("leader is catching up; retry"))
 			return true
 		}
 		return false
 	}
 	if r.Header.Get(headerForwarded) != "" {
-		a.writeError(w, r, protocol.Errorf(protocol.CodeUnavailable, "no leader: the request was forwarded to a server that is not the leader; retry"))
+		a.writeError(w, r, notApplied("no leader: the request was forwarded to a server that is not the leader; retry"))
 		return true
 	}
 	addr := a.leaderHTTP()
@@ -236,7 +240,7 @@ func (a *API) forward(w http.ResponseWriter, r *http.Request, k kind) bool {
 				msg = "no cluster leader known: " + hint
 			}
 		}
-		a.writeError(w, r, protocol.Errorf(protocol.CodeUnavailable, "%s", msg))
+		a.writeError(w, r, notApplied("%s", msg))
 		return true
 	}
 	target := &url.URL{Scheme: a.cfg.Scheme, Host: addr}
@@ -256,7 +260,18 @@ func (a *API) forward(w http.ResponseWriter, r *http.Request, k kind) bool {
 		Transport:     a.cfg.Transport,
 		FlushInterval: -1, // stream log follows and blocking answers as they come
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			a.writeError(w, r, protocol.Errorf(protocol.CodeUnavailable, "forward to leader at %s: %v", addr, err))
+			var op *net.OpError
+			switch {
+			case k == read:
+				a.writeError(w, r, protocol.Errorf(protocol.CodeUnavailable, "forward to leader at %s: %v", addr, err))
+				return
+			case errors.As(err, &op) && op.Op == "dial":
+				a.writeError(w, r, notApplied("forward to leader at %s: %v", addr, err))
+				return
+			}
+			// The leader may have received the change: it may be applied.
+			a.writeError(w, r, &protocol.Error{Code: protocol.CodeUnavailable, Outcome: protocol.OutcomeUnknown,
+				Message: fmt.Sprintf("outcome unknown: forward to leader at %s: %v; read the state before retrying, or retry with the same Idempotency-Key", addr, err)})
 		},
 	}
 	proxy.ServeHTTP(w, r)
@@ -329,21 +344,52 @@ func (a *API) propose(w http.ResponseWriter, r *http.Request, typ state.CommandT
 // more closely than the command type does ("instance.stop") or its
 // arguments (Detail).
 func (a *API) proposeAudited(w http.ResponseWriter, r *http.Request, rec *protocol.AuditRecord, typ state.CommandType, body any) (uint64, error) {
-	target := rec.Target
+	idx, _, err := a.proposeValue(w, r, rec, typ, body)
+	return idx, err
+}
+
+// proposeValue is proposeAudited that also returns the object the command
+// wrote, as the FSM applied it: answers are built from it, not from a
+// second read of the state, which a later command may have changed.
+func (a *API) proposeValue(w http.ResponseWriter, r *http.Request, rec *protocol.AuditRecord, typ state.CommandType, body any) (uint64, any, error) {
 	if rec.Tenant == "" && typ == state.CmdTenantUpsert {
-		rec.Tenant = target // a tenant's creation is in its own trail
+		rec.Tenant = rec.Target // a tenant's creation is in its own trail
 	}
-	idx, err := a.c.Propose(r.Context(), typ, body, rec)
+	idx, v, err := a.c.ProposeValue(r.Context(), typ, body, rec)
+	switch {
+	case errors.Is(err, cluster.ErrNotLeader):
+		return 0, nil, notApplied("leadership changed before the change was proposed: nothing was applied; retry")
+	case errors.Is(err, cluster.ErrOutcomeUnknown):
+		markRecorded(r) // it may be in the log with its record
+		return 0, nil, &protocol.Error{Code: protocol.CodeUnavailable, Outcome: protocol.OutcomeUnknown,
+			Message: "outcome unknown: the server lost its leadership while the change was being committed, so it may or may not have been applied; read the state before retrying, or retry with the same Idempotency-Key"}
+	}
 	if idx != 0 {
 		markRecorded(r)
-	}
-	if errors.Is(err, cluster.ErrNotLeader) {
-		return 0, protocol.Errorf(protocol.CodeUnavailable, "leadership changed during the request; retry")
-	}
-	if idx != 0 {
 		w.Header().Set(HeaderIndex, strconv.FormatUint(idx, 10))
 	}
-	return idx, err
+	return idx, v, err
+}
+
+// notApplied is the answer to a change that surely changed nothing and may
+// be sent again.
+func notApplied(format string, args ...any) *protocol.Error {
+	e := protocol.Errorf(protocol.CodeUnavailable, format, args...)
+	e.Outcome = protocol.OutcomeNotApplied
+	return e
+}
+
+// change proposes a command with the request's audit record and returns
+// the object of type T it wrote, as the FSM applied it.
+func change[T any](a *API, w http.ResponseWriter, r *http.Request, rec *protocol.AuditRecord, typ state.CommandType, body any) (*T, error) {
+	_, v, err := a.proposeValue(w, r, rec, typ, body)
+	if err != nil {
+		return nil, err
+	}
+	if t, ok := v.(*T); ok {
+		return t, nil
+	}
+	return nil, protocol.Errorf(protocol.CodeInternal, "%s was applied without the %T it writes", typ, new(T))
 }
 
 func (a *API) auditRecord(r *http.Request, action, target string) *protocol.AuditRecord {
@@ -442,6 +488,9 @@ func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	e := protocol.AsError(err)
 	if e.Code == protocol.CodeInternal {
 		a.logger.Error("request failed", "method", r.Method, "path", r.URL.Path, "error", err)
+	}
+	if e.Outcome != "" {
+		w.Header().Set(HeaderOutcome, e.Outcome)
 	}
 	writeJSON(w, e.Code.HTTPStatus(), protocol.ErrorBody{Error: e})
 }

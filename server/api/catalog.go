@@ -87,10 +87,11 @@ func (a *API) putProduct(w http.ResponseWriter, r *http.Request) error {
 	if err := p.Validate(); err != nil {
 		return err
 	}
-	if _, err := a.propose(w, r, state.CmdProductUpsert, p.Name, state.ProductUpsert{Product: p}); err != nil {
+	out, err := change[protocol.Product](a, w, r, a.auditRecord(r, string(state.CmdProductUpsert), p.Name), state.CmdProductUpsert, state.ProductUpsert{Product: p})
+	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, a.store.Snapshot().Product(p.Name))
+	writeJSON(w, http.StatusOK, out)
 	return nil
 }
 
@@ -124,10 +125,11 @@ func (a *API) publishRelease(w http.ResponseWriter, r *http.Request) error {
 	if err := rel.Validate(); err != nil {
 		return err
 	}
-	if _, err := a.propose(w, r, state.CmdReleasePublish, name+"@"+rel.Version, state.ReleasePublish{Release: rel}); err != nil {
+	out, err := change[protocol.Release](a, w, r, a.auditRecord(r, string(state.CmdReleasePublish), name+"@"+rel.Version), state.CmdReleasePublish, state.ReleasePublish{Release: rel})
+	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusCreated, a.store.Snapshot().Release(name, rel.Version))
+	writeJSON(w, http.StatusCreated, out)
 	return nil
 }
 
@@ -173,10 +175,11 @@ func (a *API) patchRelease(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	cmd := state.ReleaseUpdate{Product: rel.Product, Version: rel.Version, Patch: p}
-	if _, err := a.propose(w, r, state.CmdReleaseUpdate, rel.Product+"@"+rel.Version, cmd); err != nil {
+	out, err := change[protocol.Release](a, w, r, a.auditRecord(r, string(state.CmdReleaseUpdate), rel.Product+"@"+rel.Version), state.CmdReleaseUpdate, cmd)
+	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, a.store.Snapshot().Release(rel.Product, rel.Version))
+	writeJSON(w, http.StatusOK, out)
 	return nil
 }
 
@@ -196,10 +199,11 @@ func (a *API) setChannel(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	cmd := state.ChannelSet{Product: name, Channel: channel, Release: req.Release}
-	if _, err := a.propose(w, r, state.CmdChannelSet, name+"/"+channel, cmd); err != nil {
+	p, err := change[protocol.Product](a, w, r, a.auditRecord(r, string(state.CmdChannelSet), name+"/"+channel), state.CmdChannelSet, cmd)
+	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, channelsOf(a.store.Snapshot().Product(name)))
+	writeJSON(w, http.StatusOK, channelsOf(p))
 	return nil
 }
 

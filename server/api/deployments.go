@@ -41,14 +41,10 @@ func (a *API) promoteDeployment(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	id := protocol.InstanceID(tenant, name)
-	if _, err := a.propose(w, r, state.CmdDeploymentPromote, id, state.DeploymentPromote{Tenant: tenant, Name: name, ID: req.ID}); err != nil {
+	in, err := change[protocol.Instance](a, w, r, a.auditRecord(r, string(state.CmdDeploymentPromote), id), state.CmdDeploymentPromote, state.DeploymentPromote{Tenant: tenant, Name: name, ID: req.ID})
+	if err != nil {
 		return err
 	}
-	snap := a.store.Snapshot()
-	in := snap.Instance(id)
-	if in == nil {
-		return protocol.NotFound("instance", id)
-	}
-	writeJSON(w, http.StatusOK, a.instanceView(snap, in))
+	writeJSON(w, http.StatusOK, a.instanceView(a.store.Snapshot(), in))
 	return nil
 }

@@ -131,6 +131,12 @@ func checkError(t testing.TB, r reply, status int, code protocol.Code, field str
 		t.Fatalf("error is not an object: %s", r.body)
 	}
 	for k, v := range inner {
+		if k == "outcome" && code == protocol.CodeUnavailable {
+			if v != protocol.OutcomeNotApplied && v != protocol.OutcomeUnknown || r.header.Get(api.HeaderOutcome) != v {
+				t.Fatalf("outcome %v (header %q): %s", v, r.header.Get(api.HeaderOutcome), r.body)
+			}
+			continue
+		}
 		if k != "code" && k != "message" && k != "field" {
 			t.Fatalf("error has an extra key %q: %s", k, r.body)
 		}

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/drover-dev/drover/protocol"
+	"github.com/drover-dev/drover/server/api"
 	"github.com/drover-dev/drover/server/state"
 )
 
@@ -187,7 +188,9 @@ func TestUnavailableWithoutLeader(t *testing.T) {
 	must(t, 200, "GET", u+"/v1/health", nil, nil)
 }
 
-// Without a quorum no server accepts writes or linearizable reads.
+// Without a quorum no server accepts writes or linearizable reads. Each
+// refused write says whether it may have been applied: one answered
+// "not_applied" never is, even after the cluster heals.
 func TestUnavailableWithoutQuorum(t *testing.T) {
 	e := newEnv(t, envConfig{Servers: 3})
 	must(t, 201, "POST", e.url()+"/v1/tenants", `{"name":"acme"}`, nil)
@@ -195,10 +198,17 @@ func TestUnavailableWithoutQuorum(t *testing.T) {
 	servers := e.c.Servers()
 	e.c.Partition(servers[0])
 	e.c.Partition(servers[1]) // now every server is alone
-	for _, s := range servers {
+	var notApplied []string
+	for i, s := range servers {
 		u := s.URL
+		attempt := 0
 		e.c.Eventually(s.ID+" to refuse writes with 503", func() error {
-			r := do(t, "POST", u+"/v1/tenants", `{"name":"x`+s.ID+`"}`)
+			attempt++
+			name := fmt.Sprintf("x%d-%d", i, attempt)
+			r := do(t, "POST", u+"/v1/tenants", `{"name":"`+name+`"}`)
+			if r.status == http.StatusServiceUnavailable && r.header.Get(api.HeaderOutcome) == protocol.OutcomeNotApplied {
+				notApplied = append(notApplied, name)
+			}
 			if r.status != http.StatusServiceUnavailable {
 				return errorf("got %s", r)
 			}
@@ -212,6 +222,14 @@ func TestUnavailableWithoutQuorum(t *testing.T) {
 	must(t, 201, "POST", e.url()+"/v1/tenants", `{"name":"after"}`, nil)
 	e.c.WaitForReplication()
 	e.c.EnsureSame()
+	if len(notApplied) == 0 {
+		t.Fatal("no write was answered not_applied: a server that knows no leader refuses before Raft")
+	}
+	for _, name := range notApplied {
+		if r := do(t, "GET", e.url()+"/v1/tenants/"+name, nil); r.status != http.StatusNotFound {
+			t.Errorf("tenant %s was answered not_applied, and exists after healing: %s", name, r)
+		}
+	}
 }
 
 func errorf(format string, args ...any) error { return fmt.Errorf(format, args...) }

@@ -166,11 +166,11 @@ func (a *API) createInstance(w http.ResponseWriter, r *http.Request) error {
 	}
 	in := protocol.Instance{Tenant: tenant, Name: req.Name, Environment: req.Environment, Plan: req.Plan, Replicas: replicas, Spec: spec, ProductRef: ref, Domains: req.Domains}
 	id := protocol.InstanceID(tenant, req.Name)
-	if _, err := a.propose(w, r, state.CmdInstanceCreate, id, state.InstanceCreate{Instance: in}); err != nil {
+	made, err := change[protocol.Instance](a, w, r, a.auditRecord(r, string(state.CmdInstanceCreate), id), state.CmdInstanceCreate, state.InstanceCreate{Instance: in})
+	if err != nil {
 		return err
 	}
-	snap = a.store.Snapshot()
-	writeJSON(w, http.StatusCreated, a.instanceView(snap, snap.Instance(id)))
+	writeJSON(w, http.StatusCreated, a.instanceView(a.store.Snapshot(), made))
 	return nil
 }
 
@@ -249,11 +249,11 @@ func (a *API) updateInstance(w http.ResponseWriter, r *http.Request) error {
 	if req.Domains != nil {
 		cmd.Domains = &req.Domains
 	}
-	if _, err := a.propose(w, r, state.CmdInstanceUpdate, cur.ID, cmd); err != nil {
+	updated, err := change[protocol.Instance](a, w, r, a.auditRecord(r, string(state.CmdInstanceUpdate), cur.ID), state.CmdInstanceUpdate, cmd)
+	if err != nil {
 		return err
 	}
-	snap = a.store.Snapshot()
-	writeJSON(w, http.StatusOK, a.instanceView(snap, snap.Instance(cur.ID)))
+	writeJSON(w, http.StatusOK, a.instanceView(a.store.Snapshot(), updated))
 	return nil
 }
 
@@ -346,11 +346,11 @@ func (a *API) scaleInstance(w http.ResponseWriter, r *http.Request) error {
 	}
 	rec := a.auditRecord(r, string(state.CmdInstanceScale), in.ID)
 	rec.Detail = fmt.Sprintf("replicas %d -> %d", in.Replicas, *req.Replicas)
-	if _, err := a.proposeAudited(w, r, rec, state.CmdInstanceScale, state.InstanceScale{Tenant: tenant, Name: name, Replicas: *req.Replicas}); err != nil {
+	scaled, err := change[protocol.Instance](a, w, r, rec, state.CmdInstanceScale, state.InstanceScale{Tenant: tenant, Name: name, Replicas: *req.Replicas})
+	if err != nil {
 		return err
 	}
-	snap = a.store.Snapshot()
-	writeJSON(w, http.StatusOK, a.instanceView(snap, snap.Instance(in.ID)))
+	writeJSON(w, http.StatusOK, a.instanceView(a.store.Snapshot(), scaled))
 	return nil
 }
 
@@ -368,11 +368,11 @@ func (a *API) lifecycle(action string) handlerFunc {
 		}
 		// The action itself, not the command type all three share.
 		rec := a.auditRecord(r, "instance."+action, id)
-		if _, err := a.proposeAudited(w, r, rec, state.CmdInstanceLifecycle, state.InstanceLifecycle{Tenant: tenant, Name: name, Action: action}); err != nil {
+		in, err := change[protocol.Instance](a, w, r, rec, state.CmdInstanceLifecycle, state.InstanceLifecycle{Tenant: tenant, Name: name, Action: action})
+		if err != nil {
 			return err
 		}
-		snap := a.store.Snapshot()
-		writeJSON(w, http.StatusOK, a.instanceView(snap, snap.Instance(id)))
+		writeJSON(w, http.StatusOK, a.instanceView(a.store.Snapshot(), in))
 		return nil
 	}
 }

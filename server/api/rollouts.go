@@ -44,10 +44,11 @@ func (a *API) createRollout(w http.ResponseWriter, r *http.Request) error {
 		writeJSON(w, http.StatusOK, ro)
 		return nil
 	}
-	if _, err := a.propose(w, r, state.CmdRolloutCreate, ro.ID, state.RolloutCreate{Rollout: *ro}); err != nil {
+	made, err := change[protocol.Rollout](a, w, r, a.auditRecord(r, string(state.CmdRolloutCreate), ro.ID), state.CmdRolloutCreate, state.RolloutCreate{Rollout: *ro})
+	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusCreated, a.store.Snapshot().Rollout(ro.ID))
+	writeJSON(w, http.StatusCreated, made)
 	return nil
 }
 
@@ -76,10 +77,11 @@ func (a *API) listRollouts(w http.ResponseWriter, r *http.Request) error {
 func (a *API) controlRollout(action string) handlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) error {
 		id := r.PathValue("id")
-		if _, err := a.propose(w, r, state.CmdRolloutControl, id, state.RolloutControl{ID: id, Action: action}); err != nil {
+		ro, err := change[protocol.Rollout](a, w, r, a.auditRecord(r, string(state.CmdRolloutControl), id), state.CmdRolloutControl, state.RolloutControl{ID: id, Action: action})
+		if err != nil {
 			return err
 		}
-		writeJSON(w, http.StatusOK, a.store.Snapshot().Rollout(id))
+		writeJSON(w, http.StatusOK, ro)
 		return nil
 	}
 }

@@ -148,11 +148,11 @@ func (a *API) createTenant(w http.ResponseWriter, r *http.Request) error {
 	if err := t.Validate(); err != nil {
 		return err
 	}
-	if _, err := a.propose(w, r, state.CmdTenantUpsert, t.Name, state.TenantUpsert{Tenant: t, Create: true}); err != nil {
+	made, err := change[protocol.Tenant](a, w, r, a.auditRecord(r, string(state.CmdTenantUpsert), t.Name), state.CmdTenantUpsert, state.TenantUpsert{Tenant: t, Create: true})
+	if err != nil {
 		return err
 	}
-	snap := a.store.Snapshot()
-	writeJSON(w, http.StatusCreated, tenantViewOf(snap, snap.Tenant(t.Name)))
+	writeJSON(w, http.StatusCreated, tenantViewOf(a.store.Snapshot(), made))
 	return nil
 }
 
@@ -238,11 +238,11 @@ func (a *API) patchTenant(w http.ResponseWriter, r *http.Request) error {
 	if err := c.Validate(); err != nil {
 		return err
 	}
-	if _, err := a.propose(w, r, state.CmdTenantUpsert, c.Name, state.TenantUpsert{Tenant: c}); err != nil {
+	changed, err := change[protocol.Tenant](a, w, r, a.auditRecord(r, string(state.CmdTenantUpsert), c.Name), state.CmdTenantUpsert, state.TenantUpsert{Tenant: c})
+	if err != nil {
 		return err
 	}
-	snap := a.store.Snapshot()
-	writeJSON(w, http.StatusOK, tenantViewOf(snap, snap.Tenant(c.Name)))
+	writeJSON(w, http.StatusOK, tenantViewOf(a.store.Snapshot(), changed))
 	return nil
 }
 
@@ -279,10 +279,11 @@ func (a *API) putEnvironment(w http.ResponseWriter, r *http.Request) error {
 	if err := protocol.ValidateLabels("constraints.labels", e.Constraints.Labels); err != nil {
 		return err
 	}
-	if _, err := a.propose(w, r, state.CmdEnvironmentUpsert, e.Name, state.EnvironmentUpsert{Environment: e}); err != nil {
+	out, err := change[protocol.Environment](a, w, r, a.auditRecord(r, string(state.CmdEnvironmentUpsert), e.Name), state.CmdEnvironmentUpsert, state.EnvironmentUpsert{Environment: e})
+	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, a.store.Snapshot().Environment(e.Name))
+	writeJSON(w, http.StatusOK, out)
 	return nil
 }
 
@@ -310,10 +311,11 @@ func (a *API) putPlan(w http.ResponseWriter, r *http.Request) error {
 	if err := protocol.ValidateReplicas("max_replicas", p.MaxReplicas); err != nil {
 		return err
 	}
-	if _, err := a.propose(w, r, state.CmdPlanUpsert, p.Name, state.PlanUpsert{Plan: p}); err != nil {
+	out, err := change[protocol.Plan](a, w, r, a.auditRecord(r, string(state.CmdPlanUpsert), p.Name), state.CmdPlanUpsert, state.PlanUpsert{Plan: p})
+	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, a.store.Snapshot().Plan(p.Name))
+	writeJSON(w, http.StatusOK, out)
 	return nil
 }
 
@@ -399,10 +401,11 @@ func (a *API) drainNode(w http.ResponseWriter, r *http.Request) error {
 		now := a.cfg.Clock().UTC()
 		cmd.Drain = &protocol.DrainSpec{StartedAt: now, Deadline: now.Add(d)}
 	}
-	if _, err := a.propose(w, r, state.CmdNodeDrain, id, cmd); err != nil {
+	n, err := change[protocol.Node](a, w, r, a.auditRecord(r, string(state.CmdNodeDrain), id), state.CmdNodeDrain, cmd)
+	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, a.store.Snapshot().Node(id))
+	writeJSON(w, http.StatusOK, n)
 	return nil
 }
 
@@ -415,10 +418,11 @@ func (a *API) nodeEligibility(w http.ResponseWriter, r *http.Request) error {
 		return protocol.FieldError("eligible", "is required: true or false")
 	}
 	id := r.PathValue("id")
-	if _, err := a.propose(w, r, state.CmdNodeEligibility, id, state.NodeEligibility{ID: id, Eligible: *req.Eligible}); err != nil {
+	n, err := change[protocol.Node](a, w, r, a.auditRecord(r, string(state.CmdNodeEligibility), id), state.CmdNodeEligibility, state.NodeEligibility{ID: id, Eligible: *req.Eligible})
+	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, a.store.Snapshot().Node(id))
+	writeJSON(w, http.StatusOK, n)
 	return nil
 }
 

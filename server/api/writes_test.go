@@ -2,6 +2,9 @@ package api_test
 
 import (
 	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
 	"strconv"
 	"strings"
 	"testing"
@@ -173,5 +176,36 @@ func TestStatus(t *testing.T) {
 	}
 	if leader.Store.Snapshot().Server(f.ID) != nil {
 		t.Fatal("removed server's record kept")
+	}
+}
+
+// An answer to a write is what the write did, even when another write
+// changes or deletes the object before the answer is built: a scale and a
+// delete racing each other both answer, neither drops its connection.
+func TestWriteAnswersWhatItApplied(t *testing.T) {
+	e := newEnv(t, envConfig{})
+	u := e.url()
+	must(t, 201, "POST", u+"/v1/tenants", `{"name":"acme"}`, nil)
+	for i := range 30 {
+		name := fmt.Sprintf("web%d", i)
+		must(t, 201, "POST", u+"/v1/tenants/acme/instances", instanceDoc(name), nil)
+		path := u + "/v1/tenants/acme/instances/" + name
+		scaled := make(chan reply, 1)
+		go func() { scaled <- do(t, "POST", path+"/scale", `{"replicas": 3}`) }()
+		deleted := do(t, "DELETE", path, nil)
+		s := <-scaled
+		if deleted.status != http.StatusNoContent {
+			t.Fatalf("delete: %s", deleted)
+		}
+		switch s.status {
+		case http.StatusOK:
+			var in protocol.Instance
+			if err := json.Unmarshal(s.body, &in); err != nil || in.Replicas != 3 || in.Name != name {
+				t.Fatalf("scale answered %s, want the instance with 3 replicas", s)
+			}
+		case http.StatusNotFound: // the delete came first
+		default:
+			t.Fatalf("scale: %s", s)
+		}
 	}
 }

@@ -38,8 +38,17 @@ const (
 	DefaultApplyTimeout       = 10 * time.Second
 )
 
-// ErrNotLeader is returned by Apply on a server that is not the leader.
+// ErrNotLeader is returned by Propose on a server that is not the leader,
+// or that lost its leadership before the command was in its log: the
+// command was not applied, and sending it again is safe.
 var ErrNotLeader = errors.New("not the leader")
+
+// ErrOutcomeUnknown is returned by Propose when the command was in the
+// log but this server stopped leading (or shut down) before it knew
+// whether the command committed: it may have been applied or not, and
+// only reading the state tells. hashicorp/raft's ErrLeadershipLost says the
+// same.
+var ErrOutcomeUnknown = errors.New("outcome unknown: leadership was lost while the change was being committed; it may have been applied")
 
 // Config configures a cluster member. Zero values take the defaults above.
 type Config struct {
@@ -303,11 +312,30 @@ func (c *Cluster) Bootstrap(servers []protocol.Member) error {
 // when this member does not lead. Callers keep requests concurrent: Raft
 // batches concurrent proposals into one disk write.
 func (c *Cluster) Propose(ctx context.Context, typ state.CommandType, body any, audit *protocol.AuditRecord) (uint64, error) {
+	idx, _, err := c.ProposeValue(ctx, typ, body, audit)
+	return idx, err
+}
+
+// ProposeValue is Propose that also returns what the command wrote, as
+// the FSM answered it (state.Applied's value; nil for commands that write
+// no object an answer shows).
+func (c *Cluster) ProposeValue(ctx context.Context, typ state.CommandType, body any, audit *protocol.AuditRecord) (uint64, any, error) {
 	cmd, err := state.Encode(typ, c.cfg.Clock(), body, audit)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
-	return c.propose(ctx, cmd)
+	f, err := c.start(ctx, cmd)
+	if err != nil {
+		return 0, nil, err
+	}
+	idx, err := c.result(f)
+	if err != nil {
+		return idx, nil, err
+	}
+	if a, ok := f.Response().(state.Applied); ok {
+		return idx, a.Value, nil
+	}
+	return idx, nil, nil
 }
 
 // Now returns the time of this member's clock, the one its proposals are
@@ -348,14 +376,6 @@ func (c *Cluster) ProposeAll(ctx context.Context, typ state.CommandType, bodies 
 	return out
 }
 
-func (c *Cluster) propose(ctx context.Context, cmd []byte) (uint64, error) {
-	f, err := c.start(ctx, cmd)
-	if err != nil {
-		return 0, err
-	}
-	return c.result(f)
-}
-
 // start hands a command to Raft.
 func (c *Cluster) start(ctx context.Context, cmd []byte) (raft.ApplyFuture, error) {
 	timeout := DefaultApplyTimeout
@@ -373,10 +393,14 @@ func (c *Cluster) start(ctx context.Context, cmd []byte) (raft.ApplyFuture, erro
 // answered, or why it was not committed.
 func (c *Cluster) result(f raft.ApplyFuture) (uint64, error) {
 	if err := c.wait(f); err != nil {
-		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) || errors.Is(err, raft.ErrLeadershipTransferInProgress) {
+		switch {
+		case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipTransferInProgress), errors.Is(err, raft.ErrEnqueueTimeout):
+			// Refused before the leader put it in its log.
 			return 0, ErrNotLeader
+		case errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrRaftShutdown), errors.Is(err, raft.ErrAbortedByRestore):
+			return 0, ErrOutcomeUnknown
 		}
-		return 0, protocol.Errorf(protocol.CodeUnavailable, "commit: %v", err)
+		return 0, fmt.Errorf("%w (%v)", ErrOutcomeUnknown, err)
 	}
 	if resp, ok := f.Response().(error); ok && resp != nil {
 		return f.Index(), resp

@@ -22,6 +22,29 @@ type writer struct {
 	nodes map[string]bool
 	// published counts the stream events the entry made (their Seq).
 	published uint64
+	// result is the object the command wrote last of those an API answer
+	// shows (answerTables): what the FSM answers for it (Applied).
+	result any
+}
+
+// answerTables are the tables whose rows API answers show: a command's
+// answer is the row of these it wrote last.
+var answerTables = map[string]bool{
+	tableTenants: true, tableEnvironments: true, tablePlans: true, tableInstances: true, tableNodes: true,
+	tableTokens: true, tableProducts: true, tableReleases: true, tableRollouts: true,
+}
+
+// Applied is the FSM's answer to a command that succeeded and wrote an
+// object of answerTables: that object as the command left it. API handlers
+// answer with it rather than reading the state again, when a later
+// command may have changed or removed it.
+type Applied struct{ Value any }
+
+// Outcome is the result of applying one entry: the error that made it
+// change nothing, or what it wrote.
+type Outcome struct {
+	Err   error
+	Value any
 }
 
 // Entry is one Raft log entry's command, at its index.
@@ -32,7 +55,7 @@ type Entry struct {
 
 // apply applies one command at Raft index.
 func (s *Store) apply(index uint64, cmd *Command) error {
-	return s.applyBatch([]Entry{{Index: index, Cmd: cmd}})[0]
+	return s.applyBatch([]Entry{{Index: index, Cmd: cmd}})[0].Err
 }
 
 // applyBatch applies entries in order, in one write transaction, with the
@@ -47,31 +70,35 @@ func (s *Store) apply(index uint64, cmd *Command) error {
 // be undone within the transaction, so the batch is started over without
 // it: the entries before it are applied again in a new transaction, which
 // gives the same result, since applying is deterministic.
-func (s *Store) applyBatch(entries []Entry) []error {
+func (s *Store) applyBatch(entries []Entry) []Outcome {
 	db := s.current().db
 	txn := db.Txn(true)
-	errs := make([]error, len(entries))
+	out := make([]Outcome, len(entries))
 	nodes := map[string]bool{}
 	for i, e := range entries {
 		w := &writer{txn: txn, index: e.Index, cmd: e.Cmd, nodes: nodes}
-		errs[i] = w.safely(func() error { return s.dispatch(w) })
-		if errs[i] != nil && len(w.touched) > 0 {
+		out[i].Err = w.safely(func() error { return s.dispatch(w) })
+		if out[i].Err != nil && len(w.touched) > 0 {
 			txn.Abort()
 			txn = db.Txn(true)
 			for j := range entries[:i] {
 				r := &writer{txn: txn, index: entries[j].Index, cmd: entries[j].Cmd, nodes: nodes}
-				if errs[j] == nil {
+				if out[j].Err == nil {
 					r.replay(s.dispatch)
+					out[j].Value = r.result
 				}
-				r.finish(errs[j])
+				r.finish(out[j].Err)
 			}
 			w = &writer{txn: txn, index: e.Index, cmd: e.Cmd, nodes: nodes}
 		}
-		w.finish(errs[i])
+		if out[i].Err == nil {
+			out[i].Value = w.result
+		}
+		w.finish(out[i].Err)
 	}
 	txn.Commit()
 	s.notifyNodes(nodes)
-	return errs
+	return out
 }
 
 // replay applies again a command that succeeded before in an aborted
@@ -242,6 +269,9 @@ func (w *writer) insert(table string, v any) {
 	w.touch(table) // first: a write that fails half-way still counts
 	if err := w.txn.Insert(table, v); err != nil {
 		abort("insert into %s: %v", table, err)
+	}
+	if answerTables[table] {
+		w.result = v
 	}
 }
 

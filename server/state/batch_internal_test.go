@@ -60,10 +60,10 @@ func TestApplyBatchIsApplyingOneByOne(t *testing.T) {
 	for i, c := range cmds {
 		entries = append(entries, Entry{Index: uint64(i + 1), Cmd: c})
 	}
-	batchErrs := batch.applyBatch(entries)
+	batchOut := batch.applyBatch(entries)
 	for i := range cmds {
-		if fmt.Sprint(oneErrs[i]) != fmt.Sprint(batchErrs[i]) {
-			t.Errorf("entry %d: one by one %v, in a batch %v", i+1, oneErrs[i], batchErrs[i])
+		if fmt.Sprint(oneErrs[i]) != fmt.Sprint(batchOut[i].Err) {
+			t.Errorf("entry %d: one by one %v, in a batch %v", i+1, oneErrs[i], batchOut[i].Err)
 		}
 	}
 	for i, want := range []bool{false, true, false, true, false, true, true, false} {

@@ -41,7 +41,8 @@ func BenchmarkApply(b *testing.B) {
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := 0; i < len(entries); i += batch {
-				for _, err := range s.applyBatch(entries[i:min(i+batch, len(entries))]) {
+				for _, o := range s.applyBatch(entries[i:min(i+batch, len(entries))]) {
+					err := o.Err
 					if err != nil {
 						b.Fatal(err)
 					}

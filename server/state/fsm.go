@@ -83,18 +83,21 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 	if len(entries) == 0 {
 		return out
 	}
-	errs := f.store.applyBatch(entries)
+	outcomes := f.store.applyBatch(entries)
 	fn := f.onApply.Load()
 	for k, e := range entries {
-		err := errs[k]
+		err := outcomes[k].Err
 		if err != nil && protocol.AsError(err).Code == protocol.CodeInternal {
 			f.logger.Error("entry changed nothing", "index", e.Index, "type", e.Cmd.Type, "error", err)
 		}
 		if fn != nil {
 			(*fn)(e.Cmd.Type, e.Index)
 		}
-		if err != nil {
+		switch {
+		case err != nil:
 			out[at[k]] = err
+		case outcomes[k].Value != nil:
+			out[at[k]] = Applied{Value: outcomes[k].Value}
 		}
 	}
 	return out

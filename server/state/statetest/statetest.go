@@ -128,23 +128,23 @@ func (h *Harness) Commit(typ state.CommandType, body any) (uint64, error) {
 		return 0, err
 	}
 	idx, resp := h.entry(&raft.Log{Type: raft.LogCommand, Data: b})
-	if resp == nil {
-		return idx, nil
+	if err, ok := resp.(error); ok {
+		return idx, err
 	}
-	return idx, resp.(error)
+	return idx, nil
 }
 
 // Raw applies the bytes of one command entry and returns the FSM's answer.
 func (h *Harness) Raw(b []byte) error {
-	resp := h.Entry(&raft.Log{Type: raft.LogCommand, Data: b})
-	if resp == nil {
+	switch resp := h.Entry(&raft.Log{Type: raft.LogCommand, Data: b}).(type) {
+	case nil, state.Applied:
+		return nil
+	case error:
+		return resp
+	default:
+		h.t.Fatalf("Apply answered %T %v, want nil, an error or state.Applied", resp, resp)
 		return nil
 	}
-	err, ok := resp.(error)
-	if !ok {
-		h.t.Fatalf("Apply answered %T %v, want nil or an error", resp, resp)
-	}
-	return err
 }
 
 // ApplyAudited applies a command carrying an audit record.
