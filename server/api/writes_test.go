@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -190,10 +191,26 @@ func TestWriteAnswersWhatItApplied(t *testing.T) {
 		name := fmt.Sprintf("web%d", i)
 		must(t, 201, "POST", u+"/v1/tenants/acme/instances", instanceDoc(name), nil)
 		path := u + "/v1/tenants/acme/instances/" + name
-		scaled := make(chan reply, 1)
-		go func() { scaled <- do(t, "POST", path+"/scale", `{"replicas": 3}`) }()
+		type answer struct {
+			reply
+			err error
+		}
+		scaled := make(chan answer, 1)
+		go func() {
+			resp, err := httpClient.Post(path+"/scale", "application/json", strings.NewReader(`{"replicas": 3}`))
+			if err != nil {
+				scaled <- answer{err: err}
+				return
+			}
+			defer resp.Body.Close()
+			b, err := io.ReadAll(resp.Body)
+			scaled <- answer{reply{status: resp.StatusCode, header: resp.Header, body: b}, err}
+		}()
 		deleted := do(t, "DELETE", path, nil)
 		s := <-scaled
+		if s.err != nil {
+			t.Fatalf("scale raced with a delete and got no answer: %v", s.err)
+		}
 		if deleted.status != http.StatusNoContent {
 			t.Fatalf("delete: %s", deleted)
 		}
