@@ -452,11 +452,19 @@ func newInstanceLogsCmd() *cobra.Command {
 	var o client.LogOptions
 	cmd := &cobra.Command{
 		Use:   "logs TENANT/NAME [-replica ID] [-f]",
-		Short: "Print a replica's output, and follow it with -f",
+		Short: "Print a replica's output, and follow the instance's with -f",
 		Long: `Print the last lines of a replica's output (stdout and stderr) as its agent
 keeps them. Without -replica the server picks a running replica of the
-instance. With -f the output is followed until interrupted.`,
+instance, or the last one that ran. A replica that ended prints its last
+output while its node keeps it.
+
+With -f the output is followed until interrupted. When the replica stops
+(a restart, an update, a scale down, a crash) the command says so on
+standard error and goes on with the instance's newest healthy replica; it
+ends (exit 0) once the instance is stopped, scaled to 0 or deleted. With
+-replica it follows that replica only, and ends when it stops.`,
 		Example: `  drover instance logs acme/crm
+  drover instance logs acme/crm -f
   drover instance logs acme/crm -replica 5f1c2a -tail 500 -f`,
 		Args:              argsExactly("TENANT/NAME"),
 		ValidArgsFunction: completeInstances,
@@ -471,12 +479,24 @@ instance. With -f the output is followed until interrupted.`,
 				}
 				o.Replica = id
 			}
-			body, err := c.api.Logs(c.ctx, tenant, name, o)
+			if o.Follow {
+				return c.api.FollowLogs(c.ctx, tenant, name, o, c.out, func(n client.LogNotice) {
+					fmt.Fprintln(c.errw, logNoticeLine(n, tenant, name))
+				})
+			}
+			s, err := c.api.Logs(c.ctx, tenant, name, o)
 			if err != nil {
 				return err
 			}
-			defer body.Close()
-			if _, err := io.Copy(c.out, body); err != nil && c.ctx.Err() == nil {
+			defer s.Close()
+			if reps, _, err := c.api.Replicas(c.ctx, tenant, name, nil); err == nil {
+				for _, r := range reps {
+					if r.ID == s.Replica && r.Ended() {
+						fmt.Fprintf(c.errw, "%s; its last output:\n", replicaEnded(r))
+					}
+				}
+			}
+			if _, err := io.Copy(c.out, s); err != nil && c.ctx.Err() == nil {
 				return fmt.Errorf("log stream of %s: %w", protocol.InstanceID(tenant, name), err)
 			}
 			return nil
@@ -484,9 +504,45 @@ instance. With -f the output is followed until interrupted.`,
 	}
 	fs := cmd.Flags()
 	fs.StringVar(&o.Replica, "replica", "", "replica id, or a unique prefix of one (default: a running replica of the instance)")
-	fs.BoolVarP(&o.Follow, "follow", "f", false, "keep printing new output until interrupted")
-	fs.IntVar(&o.Tail, "tail", 100, "lines of past output to print first")
+	fs.BoolVarP(&o.Follow, "follow", "f", false, "keep printing new output, of the instance's next replica when one stops, until interrupted")
+	fs.IntVar(&o.Tail, "tail", 100, "lines of past output to print first (of each replica followed)")
 	return cmd
+}
+
+// logNoticeLine words a change of the replica logs -f follows.
+func logNoticeLine(n client.LogNotice, tenant, name string) string {
+	var parts []string
+	if n.Ended != nil {
+		parts = append(parts, replicaEnded(n.Ended))
+	}
+	switch {
+	case n.Reconnect:
+		parts = append(parts, fmt.Sprintf("the log stream of replica %s ended while it runs; reconnecting", shortID(n.Next.ID)))
+	case n.Next != nil:
+		parts = append(parts, "following "+shortID(n.Next.ID))
+	case n.Waiting:
+		parts = append(parts, "waiting for a new replica of "+protocol.InstanceID(tenant, name))
+	case n.Over != "":
+		parts = append(parts, n.Over+": nothing more to follow")
+	}
+	return strings.Join(parts, "; ")
+}
+
+// replicaEnded says that a replica ended, and why: "replica 5f1c2a
+// stopped (restarted)".
+func replicaEnded(r *protocol.Replica) string {
+	how := "stopped"
+	if r.State == protocol.ReplicaFailed || r.State == protocol.ReplicaLost {
+		how = r.State
+	}
+	why := r.StopReason
+	if why == "" && r.Message != how {
+		why = r.Message
+	}
+	if why == "" {
+		return fmt.Sprintf("replica %s %s", shortID(r.ID), how)
+	}
+	return fmt.Sprintf("replica %s %s (%s)", shortID(r.ID), how, why)
 }
 
 // replicaID resolves a replica of an instance from its id or a unique

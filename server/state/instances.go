@@ -193,7 +193,7 @@ func (w *writer) stopReplica(r *protocol.Replica, why string) {
 	}
 	c := *r
 	c.Desired = protocol.DesiredStop
-	c.Message = why
+	c.Message, c.StopReason = why, why
 	if c.Node == "" || c.State == protocol.ReplicaPending && c.Node == "" {
 		c.State = protocol.ReplicaStopped
 	}
