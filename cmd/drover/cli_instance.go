@@ -328,11 +328,47 @@ func instanceStatusTable(w io.Writer, st *instanceStatus, now time.Time) {
 	}
 }
 
+// lifecycleWait are the flags of the verbs that may follow the change
+// they make: scale, stop, start, restart.
+type lifecycleWait struct {
+	wait    bool
+	timeout time.Duration
+}
+
+func (f *lifecycleWait) add(cmd *cobra.Command, until string) {
+	cmd.Flags().BoolVar(&f.wait, "wait", false, "show the replicas' progress and return once "+until)
+	cmd.Flags().DurationVar(&f.timeout, "timeout", DefaultWaitTimeout, "with -wait, how long to wait")
+}
+
+func (f *lifecycleWait) check() error {
+	if f.wait && f.timeout <= 0 {
+		return usageError{fmt.Errorf("-timeout %s: want a positive duration", f.timeout)}
+	}
+	return nil
+}
+
+// lifecycleDone ends a lifecycle verb: it prints the instance, or with
+// -wait follows it like create does.
+func (c *cli) lifecycleDone(in *protocol.Instance, f *lifecycleWait, line string) error {
+	if !f.wait {
+		return c.show(in, func(w io.Writer) { fmt.Fprintln(w, line) })
+	}
+	if !c.json {
+		fmt.Fprintln(c.out, line)
+	}
+	return c.waitRollout(in.Tenant, in.Name, in.Version, f.timeout)
+}
+
 func newInstanceScaleCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:               "scale TENANT/NAME N",
-		Short:             "Set the number of replicas of an instance",
-		Example:           `  drover instance scale acme/crm 3`,
+	var f lifecycleWait
+	cmd := &cobra.Command{
+		Use:   "scale TENANT/NAME N [-wait]",
+		Short: "Set the number of replicas of an instance",
+		Long: `Set the number of replicas of an instance. With -wait, show the replicas'
+progress and return once N replicas are healthy (or, for 0, none runs); the
+command fails (exit 1) like create when they cannot be, or -timeout passes.`,
+		Example: `  drover instance scale acme/crm 3
+  drover instance scale acme/crm 3 -wait`,
 		Args:              argsExactly("TENANT/NAME", "N"),
 		ValidArgsFunction: completeInstances,
 		RunE: verb(func(c *cli, args []string) error {
@@ -344,15 +380,18 @@ func newInstanceScaleCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if err := f.check(); err != nil {
+				return err
+			}
 			in, _, err := c.api.ScaleInstance(c.ctx, tenant, name, n)
 			if err != nil {
 				return err
 			}
-			return c.show(in, func(w io.Writer) {
-				fmt.Fprintf(w, "Scaled %s to %s (%s)\n", in.ID, count(in.Replicas, "replica"), instanceState(in))
-			})
+			return c.lifecycleDone(in, &f, fmt.Sprintf("Scaled %s to %s (%s)", in.ID, count(in.Replicas, "replica"), instanceState(in)))
 		}),
 	}
+	f.add(cmd, "the replicas are healthy")
+	return cmd
 }
 
 // actionDone words what a lifecycle action did.
@@ -382,24 +421,35 @@ func confirmError(err error, verb, tenant, name string) error {
 // confirmHelp is the help of -confirm.
 const confirmHelp = "the instance's name again: needed to stop or delete an instance of a protected environment"
 
+// actionWaits says what -wait waits for after each lifecycle action.
+var actionWaits = map[string]string{
+	client.ActionStop:    "no replica runs",
+	client.ActionStart:   "the replicas are healthy",
+	client.ActionRestart: "new replicas are healthy",
+}
+
 func newInstanceActionCmd(action string) *cobra.Command {
 	var confirm string
+	var f lifecycleWait
 	cmd := &cobra.Command{
-		Use:               action + " TENANT/NAME",
+		Use:               action + " TENANT/NAME [-wait]",
 		Short:             actionHelp[action],
-		Example:           "  drover instance " + action + " acme/crm",
+		Long:              actionHelp[action] + ". With -wait, show the replicas' progress and return once " + actionWaits[action] + ".",
+		Example:           "  drover instance " + action + " acme/crm\n  drover instance " + action + " acme/crm -wait",
 		Args:              argsExactly("TENANT/NAME"),
 		ValidArgsFunction: completeInstances,
 		RunE: onInstance(func(c *cli, tenant, name string) error {
+			if err := f.check(); err != nil {
+				return err
+			}
 			in, _, err := c.api.InstanceAction(c.ctx, tenant, name, action, confirm)
 			if err != nil {
 				return confirmError(err, "instance "+action, tenant, name)
 			}
-			return c.show(in, func(w io.Writer) {
-				fmt.Fprintf(w, "%s %s (%s)\n", actionDone[action], in.ID, instanceState(in))
-			})
+			return c.lifecycleDone(in, &f, fmt.Sprintf("%s %s (%s)", actionDone[action], in.ID, instanceState(in)))
 		}),
 	}
+	f.add(cmd, actionWaits[action])
 	if action == client.ActionStop {
 		cmd.Flags().StringVar(&confirm, "confirm", "", confirmHelp)
 	}

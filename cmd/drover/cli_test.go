@@ -148,6 +148,8 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"instance", "create", "-f", withTenant, "-timeout", "0s"}, "-timeout 0s"},
 		{[]string{"instance", "update", "other/crm", "-f", withTenant}, "names tenant acme, not other"},
 		{[]string{"instance", "logs", "acme/crm", "-tail", "-5"}, "-tail -5"},
+		{[]string{"instance", "restart", "acme/crm", "-wait", "-timeout", "0s"}, "-timeout 0s"},
+		{[]string{"instance", "scale", "acme/crm", "2", "-wait", "-timeout", "-1m"}, "-timeout -1m0s"},
 		{[]string{"node", "eligibility", "n1", "maybe"}, `"maybe": want on or off`},
 		{[]string{"node", "eligibility", "n1"}, "wants ID on|off"},
 		{[]string{"node", "drain", "n1", "-deadline", "-5m"}, "-deadline"},
