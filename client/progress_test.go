@@ -59,6 +59,9 @@ func TestNewRollout(t *testing.T) {
 			reps:   []*protocol.Replica{rep("a", 1, "n1", protocol.ReplicaHealthy, "")},
 			placed: 1, running: 1, healthy: 1, done: true},
 		{name: "scaled to zero", in: testInstance(1, 0, nil), done: true},
+		{name: "scaled down, before the scheduler stops the extra replica", in: testInstance(1, 1, nil),
+			reps:   []*protocol.Replica{rep("a", 1, "n1", protocol.ReplicaHealthy, ""), rep("b", 1, "n2", protocol.ReplicaHealthy, "")},
+			placed: 2, running: 2, healthy: 2},
 		{name: "scaled to zero, a replica still stopping", in: testInstance(1, 0, nil),
 			reps: []*protocol.Replica{func() *protocol.Replica {
 				r := rep("a", 1, "n1", protocol.ReplicaStopping, "")
