@@ -418,16 +418,28 @@ func (h handler) Logs(ctx context.Context, req protocol.LogRequest, send func(pr
 }
 
 // streamLogs sends a replica's output: the last lines of stdout and stderr,
-// then, when following, what both files get until ctx ends.
+// then, when following, what both files get until ctx ends or the
+// replica's process is gone for good (the servers stopped it, or it failed
+// for good). A replica that ended still has its files here: they are sent,
+// without following.
 func (a *Agent) streamLogs(ctx context.Context, req protocol.LogRequest, send func(protocol.LogData) error) {
 	a.mu.Lock()
 	r := a.replicas[req.Replica]
 	a.mu.Unlock()
-	if r == nil {
-		_ = send(protocol.LogData{Error: "replica " + req.Replica + " is not on this node", EOF: true})
+	var dir string
+	var done <-chan struct{}
+	if r != nil {
+		dir, done = filepath.Join(r.dir(), "logs"), r.done
+	} else if id := req.Replica; id != "" && filepath.Base(id) == id && id != "." && id != ".." {
+		dir = filepath.Join(a.sup.DataDir, "replicas", id, "logs")
+		if _, err := os.Stat(dir); err != nil {
+			dir = ""
+		}
+	}
+	if dir == "" {
+		_ = send(protocol.LogData{Error: "replica " + req.Replica + " has no output on this node: it does not run here, and its files are gone", EOF: true})
 		return
 	}
-	dir := filepath.Join(r.dir(), "logs")
 	w := &chunkWriter{send: send}
 	offsets := map[string]int64{}
 	for _, f := range []string{driver.StdoutFile, driver.StderrFile} {
@@ -443,19 +455,21 @@ func (a *Agent) streamLogs(ctx context.Context, req protocol.LogRequest, send fu
 			}
 		}
 	}
-	if !req.Follow {
-		_ = send(protocol.LogData{EOF: true})
-		return
+	if req.Follow && r != nil {
+		var wg sync.WaitGroup
+		for _, f := range []string{driver.StdoutFile, driver.StderrFile} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_ = driver.Follow(ctx, filepath.Join(dir, f), offsets[f], w, done)
+			}()
+		}
+		wg.Wait()
+		if ctx.Err() != nil {
+			return // cancelled: the server ended the stream
+		}
 	}
-	var wg sync.WaitGroup
-	for _, f := range []string{driver.StdoutFile, driver.StderrFile} {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_ = driver.Follow(ctx, filepath.Join(dir, f), offsets[f], w)
-		}()
-	}
-	wg.Wait()
+	_ = send(protocol.LogData{EOF: true})
 }
 
 // chunkWriter sends what is written as log chunks, one writer at a time.

@@ -157,30 +157,6 @@ func (c *Client) Events(ctx context.Context, tenant, name string, q *QueryOption
 	return call[[]*protocol.Event](ctx, c, Request{Method: http.MethodGet, Path: instancePath(tenant, name) + "/events", Query: q.values(nil)})
 }
 
-// LogOptions choose what Logs streams.
-type LogOptions struct {
-	Replica string // a replica id; the server picks a running one when empty
-	Tail    int    // lines of history; the server's default when negative
-	Follow  bool   // keep streaming new output until ctx ends
-}
-
-// Logs streams a replica's output as plain text. The caller closes it; with
-// Follow it ends when ctx does.
-func (c *Client) Logs(ctx context.Context, tenant, name string, o LogOptions) (io.ReadCloser, error) {
-	v := url.Values{}
-	if o.Replica != "" {
-		v.Set("replica", o.Replica)
-	}
-	if o.Tail >= 0 {
-		v.Set("tail", strconv.Itoa(o.Tail))
-	}
-	if o.Follow {
-		v.Set("follow", "true")
-	}
-	body, _, err := c.Stream(ctx, Request{Method: http.MethodGet, Path: instancePath(tenant, name) + "/logs", Query: v})
-	return body, err
-}
-
 // --- nodes ---
 
 // NodeDetail is a node with the replicas placed on it.

@@ -12,7 +12,8 @@ import (
 )
 
 // Progress is an instance's progress towards running one version of its
-// spec healthy: after a create, an update, a scale or a start.
+// spec healthy: after a create, an update, a scale, a start or a restart;
+// or, after a stop, towards running nothing.
 type Progress struct {
 	Instance *protocol.Instance
 	Replicas []*protocol.Replica
@@ -23,6 +24,9 @@ type Progress struct {
 	Placed  int // on a node
 	Running int // the process runs (healthy or not)
 	Healthy int
+	// Live counts the placed replicas, of any version, whose process
+	// has not ended: what still runs after a stop.
+	Live int
 	// Failed are the replicas of Version that failed; their Message says why.
 	Failed []*protocol.Replica
 
@@ -41,7 +45,7 @@ type ProgressError struct {
 func (e *ProgressError) Error() string { return e.Reason }
 
 // Done reports whether every desired replica of Version is healthy and no
-// deployment is running.
+// deployment is running; when none is desired, whether none runs.
 func (r *Progress) Done() bool { return r.done }
 
 // AwaitingPromotion reports whether the deployment's canaries are healthy
@@ -66,8 +70,17 @@ func NewProgress(in *protocol.Instance, reps []*protocol.Replica, version uint64
 	}
 	active := 0 // replicas of version that may still become healthy
 	healthyCanaries := 0
+	wanted := 0 // replicas of any version the scheduler still wants running
 	for _, rep := range reps {
-		if rep.Version != version || rep.Desired != protocol.DesiredRun {
+		if rep.Node != "" && !rep.Terminal() {
+			r.Live++
+		}
+		if rep.Desired == protocol.DesiredRun && !rep.Terminal() {
+			wanted++
+		}
+		// A restart replaces the replicas of earlier epochs, of the same
+		// version.
+		if rep.Version != version || rep.Desired != protocol.DesiredRun || rep.Epoch != in.RestartEpoch {
 			continue
 		}
 		if rep.Node != "" {
@@ -127,7 +140,10 @@ func NewProgress(in *protocol.Instance, reps []*protocol.Replica, version uint64
 			!in.Spec.Update.AutoPromote && healthyCanaries >= dep.Canaries
 		return r
 	}
-	if r.Healthy >= r.Desired {
+	// Done once the scheduler wants no more than Desired (a scale down
+	// or a restart has stopped the others), and, with none desired
+	// (stopped, or scaled to 0), once none runs.
+	if r.Healthy >= r.Desired && wanted <= r.Desired && (r.Desired > 0 || r.Live == 0) {
 		r.done = true
 		return r
 	}

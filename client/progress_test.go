@@ -59,6 +59,33 @@ func TestNewRollout(t *testing.T) {
 			reps:   []*protocol.Replica{rep("a", 1, "n1", protocol.ReplicaHealthy, "")},
 			placed: 1, running: 1, healthy: 1, done: true},
 		{name: "scaled to zero", in: testInstance(1, 0, nil), done: true},
+		{name: "scaled down, before the scheduler stops the extra replica", in: testInstance(1, 1, nil),
+			reps:   []*protocol.Replica{rep("a", 1, "n1", protocol.ReplicaHealthy, ""), rep("b", 1, "n2", protocol.ReplicaHealthy, "")},
+			placed: 2, running: 2, healthy: 2},
+		{name: "scaled to zero, a replica still stopping", in: testInstance(1, 0, nil),
+			reps: []*protocol.Replica{func() *protocol.Replica {
+				r := rep("a", 1, "n1", protocol.ReplicaStopping, "")
+				r.Desired = protocol.DesiredStop
+				return r
+			}()}},
+		{name: "stopped, none runs", in: func() *protocol.Instance {
+			in := testInstance(1, 2, nil)
+			in.Stopped = true
+			return in
+		}(), reps: []*protocol.Replica{func() *protocol.Replica {
+			r := rep("a", 1, "n1", protocol.ReplicaStopped, "")
+			r.Desired = protocol.DesiredStop
+			return r
+		}()}, done: true},
+		{name: "restarted: the earlier epoch's healthy replica does not count", in: func() *protocol.Instance {
+			in := testInstance(1, 1, nil)
+			in.RestartEpoch = 7
+			return in
+		}(), reps: []*protocol.Replica{rep("a", 1, "n1", protocol.ReplicaHealthy, ""), func() *protocol.Replica {
+			r := rep("b", 1, "n2", protocol.ReplicaRunning, "")
+			r.Epoch = 7
+			return r
+		}()}, placed: 1, running: 1},
 		{name: "deployment failed", in: testInstance(2, 1, failed),
 			reps:   []*protocol.Replica{rep("a", 2, "n1", protocol.ReplicaUnhealthy, "health check: HTTP 500")},
 			placed: 1, running: 1, err: "deployment d2 of version 2 failed: no healthy replica within 2m"},

@@ -310,9 +310,13 @@ type Replica struct {
 	StartedAt    time.Time   `json:"started_at,omitzero"`
 	HealthySince time.Time   `json:"healthy_since,omitzero"`
 	Message      string      `json:"message,omitempty"`
-	CreatedAt    time.Time   `json:"created_at"`
-	CreateIndex  uint64      `json:"create_index"`
-	ModifyIndex  uint64      `json:"modify_index"`
+	// StopReason is why the servers stopped the replica ("restarted",
+	// "replaced by version 3", "instance stopped"); the agent's reports
+	// keep it, where they overwrite Message.
+	StopReason  string    `json:"stop_reason,omitempty"`
+	CreatedAt   time.Time `json:"created_at"`
+	CreateIndex uint64    `json:"create_index"`
+	ModifyIndex uint64    `json:"modify_index"`
 }
 
 // Reservation is what a replica reserves on its node.

@@ -141,12 +141,14 @@ const followInterval = 200 * time.Millisecond
 // Follow copies to w what is appended to the log file at path from
 // offset on (from its current end when offset is negative), as the
 // file grows, until ctx is done or reading or writing fails; it then
-// returns ctx's error or the failure.
+// returns ctx's error or the failure. Once until is closed (the process
+// writing the file is gone for good), it copies what is left and
+// returns nil; a nil until never closes.
 //
 // Follow survives the driver's copy-and-truncate rotation: when the
 // file is rotated it first copies what it had not yet read from the
 // rotated copy, then continues from the start of the file.
-func Follow(ctx context.Context, path string, offset int64, w io.Writer) error {
+func Follow(ctx context.Context, path string, offset int64, w io.Writer, until <-chan struct{}) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return err
@@ -162,6 +164,7 @@ func Follow(ctx context.Context, path string, offset int64, w io.Writer) error {
 	rotated := path + RotatedSuffix
 	last, _ := os.Stat(rotated)
 	shrunk := false // seen smaller than offset once, rotation unconfirmed
+	over := false   // until is closed
 	t := time.NewTicker(followInterval)
 	defer t.Stop()
 	for {
@@ -195,9 +198,14 @@ func Follow(ctx context.Context, path string, offset int64, w io.Writer) error {
 				return err
 			}
 		}
+		if over {
+			return nil
+		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
+		case <-until:
+			over = true // one last look
 		case <-t.C:
 		}
 	}

@@ -155,7 +155,7 @@ func TestFollow(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var out syncBuffer
 	errc := make(chan error, 1)
-	go func() { errc <- Follow(ctx, path, end, &out) }()
+	go func() { errc <- Follow(ctx, path, end, &out, nil) }()
 
 	var want string
 	write := func(s string) {
@@ -184,5 +184,31 @@ func TestFollow(t *testing.T) {
 	cancel()
 	if err := <-errc; err != context.Canceled {
 		t.Errorf("Follow = %v, want context.Canceled", err)
+	}
+}
+
+// Follow ends once its until channel closes, with what was written last.
+func TestFollowUntil(t *testing.T) {
+	path := filepath.Join(t.TempDir(), StdoutFile)
+	w, err := openLog(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	until := make(chan struct{})
+	var out syncBuffer
+	errc := make(chan error, 1)
+	go func() { errc <- Follow(context.Background(), path, 0, &out, until) }()
+	fmt.Fprint(w, "first\n")
+	eventually(t, 10*time.Second, "Follow to deliver the first line", func() bool { return out.String() == "first\n" })
+	fmt.Fprint(w, "last words\n")
+	close(until)
+	select {
+	case err := <-errc:
+		if err != nil || out.String() != "first\nlast words\n" {
+			t.Errorf("Follow = %v with %q, want nil with both lines", err, out.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Follow did not end when until closed")
 	}
 }

@@ -62,7 +62,7 @@ spec:
   secrets: {TOKEN: "0x10"}
 `
 	// x-common is not a field: refused, like the server refuses it.
-	if _, _, err := parseInstanceDoc([]byte(doc)); err == nil || !strings.Contains(err.Error(), `unknown field "x-common"`) {
+	if _, _, err := parseInstanceDoc([]byte(doc)); err == nil || !strings.Contains(err.Error(), `x-common: unknown field`) {
 		t.Fatalf("err = %v, want the unknown field named", err)
 	}
 	doc = strings.Replace(doc, "x-common: &common\n  LOG_LEVEL: info\n  TZ: UTC\n", "", 1)
@@ -89,7 +89,7 @@ func TestParseInstanceDocErrors(t *testing.T) {
 		{"two JSON values", `{"name":"a"} {"name":"b"}`, "more than one JSON value"},
 		{"bad YAML", "name: [a\n", "invalid YAML"},
 		{"duplicate key", "name: a\nname: b\n", `key "name" is given twice`},
-		{"unknown field", "name: a\nspec: {comand: [x]}\n", `unknown field "comand"`},
+		{"unknown field", "name: a\nspec: {comand: [x]}\n", `spec.comand: unknown field (did you mean "command"?)`},
 		{"number for a string", "name: a\nspec: {version: 1.10}\n", "spec.version: must be a string, got number (quote the value"},
 		{"bad duration", "name: a\nspec: {stop: {timeout: soon}}\n", "spec.stop.timeout"},
 		{"tenant not a string", "tenant: [a]\nname: a\n", "tenant must be a string"},
@@ -100,6 +100,65 @@ func TestParseInstanceDocErrors(t *testing.T) {
 				t.Errorf("err = %v, want %q", err, tc.want)
 			}
 		})
+	}
+}
+
+// A file's error names the file, the line and the field at fault, the
+// way an operator finds it: instance, rollout and catalog files alike.
+func TestFileErrorsNameFileLineAndField(t *testing.T) {
+	const demo = `tenant: acme
+name: crm
+environment: staging
+spec:
+  version: "1.0"
+  command: [/bin/app]
+  health:
+    type: http
+    interval: 2s
+`
+	f := newFakeAPI(t)
+	for _, tc := range []struct {
+		name, verb, doc string
+		want            string // the error line after "Error: FILE"
+	}{
+		{"misspelt key", "instance", strings.Replace(demo, "  command:", "  comand:", 1),
+			`:6: spec.comand: unknown field (did you mean "command"?)`},
+		{"misspelt top key", "instance", strings.Replace(demo, "environment:", "enviroment:", 1),
+			`:3: enviroment: unknown field (did you mean "environment"?)`},
+		{"key of nothing known", "instance", demo + "  flavour: vanilla\n",
+			`:10: spec.flavour: unknown field`},
+		{"bad duration", "instance", strings.Replace(demo, "interval: 2s", "interval: 1sec", 1),
+			`:9: spec.health.interval: "1sec" is not a duration (use 1s, 500ms, 2m)`},
+		{"bad duration in a flow mapping", "instance", strings.Replace(demo, "  health:\n    type: http\n    interval: 2s\n", "  health: {type: http, interval: soon}\n", 1),
+			`:7: spec.health.interval: "soon" is not a duration (use 1s, 500ms, 2m)`},
+		{"number for a string", "instance", strings.Replace(demo, `"1.0"`, "1.10", 1),
+			`:5: spec.version: must be a string, got number (quote the value in YAML: "...")`},
+		{"mis-indented line", "instance", strings.Replace(demo, "    interval: 2s", "   interval: 2s", 1),
+			`:9: invalid YAML: did not find expected key (is the line indented like the others of its mapping?)`},
+		{"mis-indented line in the middle", "instance", strings.Replace(demo, "  command:", "    command:", 1),
+			`:6: invalid YAML:`},
+		{"duplicate key", "instance", demo + "name: other\n", `:10: key "name" is given twice`},
+		{"JSON", "instance", `{"tenant": "acme", "name": "crm",
+ "spec": {"comand": ["/bin/app"]}}`, `:2: spec.comand: unknown field (did you mean "command"?)`},
+		{"invalid JSON", "instance", "{\"name\": \"crm\",\n \"spec\": {,}}", `:2: invalid JSON:`},
+		{"rollout", "rollout", "product: crm\nrelease: \"2.0\"\nwaves:\n  - selector: {environments: [staging]}\n    bak: 10m\n",
+			`:5: waves[0].bak: unknown field (did you mean "bake"?)`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			path := writeFile(t, "demo.yaml", tc.doc)
+			args := []string{"instance", "create", "-f", path}
+			if tc.verb == "rollout" {
+				args = []string{"rollout", "create", "-f", path}
+			}
+			_, stderr, code := runCLI(t, append(args, "-addr", f.url)...)
+			first, _, _ := strings.Cut(stderr, "\n")
+			if code == 0 || !strings.HasPrefix(first, "Error: "+path+tc.want) {
+				t.Errorf("exit %d, stderr:\n%s\nwant a first line starting %q", code, stderr, "Error: "+path+tc.want)
+			}
+		})
+	}
+	if f.requests() != 0 {
+		t.Errorf("%d requests sent for files with errors", f.requests())
 	}
 }
 

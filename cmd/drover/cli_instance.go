@@ -328,11 +328,47 @@ func instanceStatusTable(w io.Writer, st *instanceStatus, now time.Time) {
 	}
 }
 
+// lifecycleWait are the flags of the verbs that may follow the change
+// they make: scale, stop, start, restart.
+type lifecycleWait struct {
+	wait    bool
+	timeout time.Duration
+}
+
+func (f *lifecycleWait) add(cmd *cobra.Command, until string) {
+	cmd.Flags().BoolVar(&f.wait, "wait", false, "show the replicas' progress and return once "+until)
+	cmd.Flags().DurationVar(&f.timeout, "timeout", DefaultWaitTimeout, "with -wait, how long to wait")
+}
+
+func (f *lifecycleWait) check() error {
+	if f.wait && f.timeout <= 0 {
+		return usageError{fmt.Errorf("-timeout %s: want a positive duration", f.timeout)}
+	}
+	return nil
+}
+
+// lifecycleDone ends a lifecycle verb: it prints the instance, or with
+// -wait follows it like create does.
+func (c *cli) lifecycleDone(in *protocol.Instance, f *lifecycleWait, line string) error {
+	if !f.wait {
+		return c.show(in, func(w io.Writer) { fmt.Fprintln(w, line) })
+	}
+	if !c.json {
+		fmt.Fprintln(c.out, line)
+	}
+	return c.waitRollout(in.Tenant, in.Name, in.Version, f.timeout)
+}
+
 func newInstanceScaleCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:               "scale TENANT/NAME N",
-		Short:             "Set the number of replicas of an instance",
-		Example:           `  drover instance scale acme/crm 3`,
+	var f lifecycleWait
+	cmd := &cobra.Command{
+		Use:   "scale TENANT/NAME N [-wait]",
+		Short: "Set the number of replicas of an instance",
+		Long: `Set the number of replicas of an instance. With -wait, show the replicas'
+progress and return once N replicas are healthy (or, for 0, none runs); the
+command fails (exit 1) like create when they cannot be, or -timeout passes.`,
+		Example: `  drover instance scale acme/crm 3
+  drover instance scale acme/crm 3 -wait`,
 		Args:              argsExactly("TENANT/NAME", "N"),
 		ValidArgsFunction: completeInstances,
 		RunE: verb(func(c *cli, args []string) error {
@@ -344,15 +380,18 @@ func newInstanceScaleCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			if err := f.check(); err != nil {
+				return err
+			}
 			in, _, err := c.api.ScaleInstance(c.ctx, tenant, name, n)
 			if err != nil {
 				return err
 			}
-			return c.show(in, func(w io.Writer) {
-				fmt.Fprintf(w, "Scaled %s to %s (%s)\n", in.ID, count(in.Replicas, "replica"), instanceState(in))
-			})
+			return c.lifecycleDone(in, &f, fmt.Sprintf("Scaled %s to %s (%s)", in.ID, count(in.Replicas, "replica"), instanceState(in)))
 		}),
 	}
+	f.add(cmd, "the replicas are healthy")
+	return cmd
 }
 
 // actionDone words what a lifecycle action did.
@@ -382,24 +421,35 @@ func confirmError(err error, verb, tenant, name string) error {
 // confirmHelp is the help of -confirm.
 const confirmHelp = "the instance's name again: needed to stop or delete an instance of a protected environment"
 
+// actionWaits says what -wait waits for after each lifecycle action.
+var actionWaits = map[string]string{
+	client.ActionStop:    "no replica runs",
+	client.ActionStart:   "the replicas are healthy",
+	client.ActionRestart: "new replicas are healthy",
+}
+
 func newInstanceActionCmd(action string) *cobra.Command {
 	var confirm string
+	var f lifecycleWait
 	cmd := &cobra.Command{
-		Use:               action + " TENANT/NAME",
+		Use:               action + " TENANT/NAME [-wait]",
 		Short:             actionHelp[action],
-		Example:           "  drover instance " + action + " acme/crm",
+		Long:              actionHelp[action] + ". With -wait, show the replicas' progress and return once " + actionWaits[action] + ".",
+		Example:           "  drover instance " + action + " acme/crm\n  drover instance " + action + " acme/crm -wait",
 		Args:              argsExactly("TENANT/NAME"),
 		ValidArgsFunction: completeInstances,
 		RunE: onInstance(func(c *cli, tenant, name string) error {
+			if err := f.check(); err != nil {
+				return err
+			}
 			in, _, err := c.api.InstanceAction(c.ctx, tenant, name, action, confirm)
 			if err != nil {
 				return confirmError(err, "instance "+action, tenant, name)
 			}
-			return c.show(in, func(w io.Writer) {
-				fmt.Fprintf(w, "%s %s (%s)\n", actionDone[action], in.ID, instanceState(in))
-			})
+			return c.lifecycleDone(in, &f, fmt.Sprintf("%s %s (%s)", actionDone[action], in.ID, instanceState(in)))
 		}),
 	}
+	f.add(cmd, actionWaits[action])
 	if action == client.ActionStop {
 		cmd.Flags().StringVar(&confirm, "confirm", "", confirmHelp)
 	}
@@ -452,11 +502,19 @@ func newInstanceLogsCmd() *cobra.Command {
 	var o client.LogOptions
 	cmd := &cobra.Command{
 		Use:   "logs TENANT/NAME [-replica ID] [-f]",
-		Short: "Print a replica's output, and follow it with -f",
+		Short: "Print a replica's output, and follow the instance's with -f",
 		Long: `Print the last lines of a replica's output (stdout and stderr) as its agent
 keeps them. Without -replica the server picks a running replica of the
-instance. With -f the output is followed until interrupted.`,
+instance, or the last one that ran. A replica that ended prints its last
+output while its node keeps it.
+
+With -f the output is followed until interrupted. When the replica stops
+(a restart, an update, a scale down, a crash) the command says so on
+standard error and goes on with the instance's newest healthy replica; it
+ends (exit 0) once the instance is stopped, scaled to 0 or deleted. With
+-replica it follows that replica only, and ends when it stops.`,
 		Example: `  drover instance logs acme/crm
+  drover instance logs acme/crm -f
   drover instance logs acme/crm -replica 5f1c2a -tail 500 -f`,
 		Args:              argsExactly("TENANT/NAME"),
 		ValidArgsFunction: completeInstances,
@@ -471,12 +529,24 @@ instance. With -f the output is followed until interrupted.`,
 				}
 				o.Replica = id
 			}
-			body, err := c.api.Logs(c.ctx, tenant, name, o)
+			if o.Follow {
+				return c.api.FollowLogs(c.ctx, tenant, name, o, c.out, func(n client.LogNotice) {
+					fmt.Fprintln(c.errw, logNoticeLine(n, tenant, name))
+				})
+			}
+			s, err := c.api.Logs(c.ctx, tenant, name, o)
 			if err != nil {
 				return err
 			}
-			defer body.Close()
-			if _, err := io.Copy(c.out, body); err != nil && c.ctx.Err() == nil {
+			defer s.Close()
+			if reps, _, err := c.api.Replicas(c.ctx, tenant, name, nil); err == nil {
+				for _, r := range reps {
+					if r.ID == s.Replica && r.Ended() {
+						fmt.Fprintf(c.errw, "%s; its last output:\n", replicaEnded(r))
+					}
+				}
+			}
+			if _, err := io.Copy(c.out, s); err != nil && c.ctx.Err() == nil {
 				return fmt.Errorf("log stream of %s: %w", protocol.InstanceID(tenant, name), err)
 			}
 			return nil
@@ -484,9 +554,45 @@ instance. With -f the output is followed until interrupted.`,
 	}
 	fs := cmd.Flags()
 	fs.StringVar(&o.Replica, "replica", "", "replica id, or a unique prefix of one (default: a running replica of the instance)")
-	fs.BoolVarP(&o.Follow, "follow", "f", false, "keep printing new output until interrupted")
-	fs.IntVar(&o.Tail, "tail", 100, "lines of past output to print first")
+	fs.BoolVarP(&o.Follow, "follow", "f", false, "keep printing new output, of the instance's next replica when one stops, until interrupted")
+	fs.IntVar(&o.Tail, "tail", 100, "lines of past output to print first (of each replica followed)")
 	return cmd
+}
+
+// logNoticeLine words a change of the replica logs -f follows.
+func logNoticeLine(n client.LogNotice, tenant, name string) string {
+	var parts []string
+	if n.Ended != nil {
+		parts = append(parts, replicaEnded(n.Ended))
+	}
+	switch {
+	case n.Reconnect:
+		parts = append(parts, fmt.Sprintf("the log stream of replica %s ended while it runs; reconnecting", shortID(n.Next.ID)))
+	case n.Next != nil:
+		parts = append(parts, "following "+shortID(n.Next.ID))
+	case n.Waiting:
+		parts = append(parts, "waiting for a new replica of "+protocol.InstanceID(tenant, name))
+	case n.Over != "":
+		parts = append(parts, n.Over+": nothing more to follow")
+	}
+	return strings.Join(parts, "; ")
+}
+
+// replicaEnded says that a replica ended, and why: "replica 5f1c2a
+// stopped (restarted)".
+func replicaEnded(r *protocol.Replica) string {
+	how := "stopped"
+	if r.State == protocol.ReplicaFailed || r.State == protocol.ReplicaLost {
+		how = r.State
+	}
+	why := r.StopReason
+	if why == "" && r.Message != how {
+		why = r.Message
+	}
+	if why == "" {
+		return fmt.Sprintf("replica %s %s", shortID(r.ID), how)
+	}
+	return fmt.Sprintf("replica %s %s (%s)", shortID(r.ID), how, why)
 }
 
 // replicaID resolves a replica of an instance from its id or a unique

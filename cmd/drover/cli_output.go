@@ -118,12 +118,7 @@ func shortID(id string) string {
 }
 
 // count says n of a noun: "1 replica", "2 replicas", "0 replicas".
-func count(n int, noun string) string {
-	if n == 1 {
-		return "1 " + noun
-	}
-	return strconv.Itoa(n) + " " + noun + "s"
-}
+func count(n int, noun string) string { return protocol.Count(n, noun) }
 
 func itoa(n int) string     { return strconv.Itoa(n) }
 func utoa(n uint64) string  { return strconv.FormatUint(n, 10) }

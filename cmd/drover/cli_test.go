@@ -148,6 +148,8 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"instance", "create", "-f", withTenant, "-timeout", "0s"}, "-timeout 0s"},
 		{[]string{"instance", "update", "other/crm", "-f", withTenant}, "names tenant acme, not other"},
 		{[]string{"instance", "logs", "acme/crm", "-tail", "-5"}, "-tail -5"},
+		{[]string{"instance", "restart", "acme/crm", "-wait", "-timeout", "0s"}, "-timeout 0s"},
+		{[]string{"instance", "scale", "acme/crm", "2", "-wait", "-timeout", "-1m"}, "-timeout -1m0s"},
 		{[]string{"node", "eligibility", "n1", "maybe"}, `"maybe": want on or off`},
 		{[]string{"node", "eligibility", "n1"}, "wants ID on|off"},
 		{[]string{"node", "drain", "n1", "-deadline", "-5m"}, "-deadline"},
@@ -701,5 +703,43 @@ func TestNodeByPrefixOrName(t *testing.T) {
 	_, stderr, code = runCLI(t, "node", "status", "nope", "-addr", f.url)
 	if code != exitFailed || !strings.Contains(stderr, `"nope"`) {
 		t.Errorf("node status nope: exit %d %q", code, stderr)
+	}
+}
+
+// Help lists flags with one dash, as the README and the examples write
+// them; both forms are accepted.
+func TestHelpFlagsSingleDash(t *testing.T) {
+	stdout, _, code := runCLI(t, "instance", "list", "-help")
+	if code != 0 || !strings.Contains(stdout, "\n      -tenant string ") || !strings.Contains(stdout, "\n  -o, -output string ") ||
+		strings.Contains(stdout, "--tenant") {
+		t.Errorf("exit %d, help:\n%s", code, stdout)
+	}
+}
+
+// A second server certificate in the same folder gets another name: the
+// command says where it goes, and -dir (made if missing) keeps one folder
+// per host.
+func TestTLSCertCreateSaysWhereASecondGoes(t *testing.T) {
+	dir := t.TempDir()
+	ca := []string{"-ca", filepath.Join(dir, "drover-ca.pem"), "-ca-key", filepath.Join(dir, "drover-ca-key.pem")}
+	if _, stderr, code := runCLI(t, "tls", "ca", "create", "-dir", dir); code != 0 {
+		t.Fatalf("tls ca create: exit %d: %s", code, stderr)
+	}
+	create := func(args ...string) string {
+		t.Helper()
+		stdout, stderr, code := runCLI(t, append(append([]string{"tls", "cert", "create", "-server"}, ca...), args...)...)
+		if code != 0 {
+			t.Fatalf("tls cert create %v: exit %d: %s", args, code, stderr)
+		}
+		return stdout
+	}
+	if out := create("-dir", filepath.Join(dir, "10.0.0.1")); strings.Contains(out, "exists") ||
+		!strings.Contains(out, filepath.Join(dir, "10.0.0.1", "drover-server.pem")) {
+		t.Errorf("first certificate:\n%s", out)
+	}
+	create("-dir", dir)
+	if out := create("-dir", dir); !strings.Contains(out, "drover-server-1.pem") ||
+		!strings.Contains(out, "copy these to their host as drover-server.pem and drover-server-key.pem") {
+		t.Errorf("second certificate in one folder:\n%s", out)
 	}
 }

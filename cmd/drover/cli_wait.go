@@ -50,6 +50,9 @@ func (p *progress) end() {
 
 // rolloutLine is one state of a rollout, for the progress display.
 func rolloutLine(r *client.Progress) string {
+	if r.Desired == 0 {
+		return fmt.Sprintf("%s: %s still running", r.Instance.ID, count(r.Live, "replica"))
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s version %d: %s placed, %s running, %s healthy",
 		r.Instance.ID, r.Version, ratio(r.Placed, r.Desired), ratio(r.Running, r.Desired), ratio(r.Healthy, r.Desired))
@@ -88,6 +91,11 @@ func (c *cli) waitRollout(tenant, name string, version uint64, timeout time.Dura
 	case err == nil && !r.Done():
 		if !c.json {
 			fmt.Fprintf(c.out, "The canaries of %s version %d are healthy; the deployment waits for them to be promoted\n", id, version)
+		}
+		return nil
+	case err == nil && r.Desired == 0:
+		if !c.json {
+			fmt.Fprintf(c.out, "Instance %s runs no replica (%s)\n", id, c.now().Sub(start).Round(time.Second))
 		}
 		return nil
 	case err == nil:

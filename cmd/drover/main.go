@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"regexp"
+	"strings"
 
 	"github.com/spf13/cobra"
 )
@@ -93,6 +94,22 @@ func normalizeArgs(args []string) []string {
 	return out
 }
 
+// helpLongFlag is a long flag's name at the start of a help line, after
+// its shorthand if it has one: "      --tenant string", "  -f, --file".
+var helpLongFlag = regexp.MustCompile(`(?m)^(\s+(?:-\w, )?)--(\w)`)
+
+// singleDashHelp lists the flags in help as the README and the examples
+// write them, with one dash (normalizeArgs takes either): every line loses
+// one character, so the columns stay aligned.
+func singleDashHelp(root *cobra.Command) {
+	cobra.AddTemplateFunc("singleDash", func(s string) string { return helpLongFlag.ReplaceAllString(s, "${1}-${2}") })
+	t := root.UsageTemplate()
+	for _, f := range []string{".LocalFlags.FlagUsages", ".InheritedFlags.FlagUsages"} {
+		t = strings.ReplaceAll(t, f, f+" | singleDash")
+	}
+	root.SetUsageTemplate(t)
+}
+
 func newRoot() *cobra.Command {
 	root := &cobra.Command{
 		Use:           "drover",
@@ -107,6 +124,7 @@ func newRoot() *cobra.Command {
 		}
 		return usageError{err}
 	})
+	singleDashHelp(root)
 	for _, setup := range rootSetup {
 		setup(root)
 	}

@@ -112,7 +112,13 @@ An agent certificate is a client certificate (agent -tls-cert).`,
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "Certificate: %s\nKey:         %s\n", certPath, keyPath)
+			out := cmd.OutOrStdout()
+			fmt.Fprintf(out, "Certificate: %s\nKey:         %s\n", certPath, keyPath)
+			if filepath.Base(certPath) != base+".pem" {
+				// The packaged configuration names base.pem: say where
+				// this one goes, and how to keep one name per host.
+				fmt.Fprintf(out, "(%s.pem exists here: copy these to their host as %s.pem and %s-key.pem, where the configuration expects them, or give each host its own -dir)\n", base, base, base)
+			}
 			return nil
 		},
 	}

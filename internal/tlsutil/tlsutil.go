@@ -356,10 +356,13 @@ func LoadRoots(file string) (*x509.CertPool, error) {
 	return pool, nil
 }
 
-// WritePair writes a certificate and its key into dir as NAME.pem and
+// WritePair writes a certificate and its key into dir (made if missing) as NAME.pem and
 // NAME-key.pem (the key readable by its owner only), where NAME is base, or
 // base-1, base-2, ... when those files exist: it never overwrites.
 func WritePair(dir, base string, p Pair) (certPath, keyPath string, err error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", "", err
+	}
 	for i := 0; ; i++ {
 		name := base
 		if i > 0 {

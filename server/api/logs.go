@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"strconv"
@@ -43,9 +44,13 @@ func (a *API) logs(w http.ResponseWriter, r *http.Request) error {
 			return protocol.NotFound("replica", id)
 		}
 	} else {
+		// A running replica, else the last that was placed: its output
+		// is the instance's last.
+		live := false
 		for _, c := range snap.Replicas(in.ID) {
-			if c.Node != "" && (rep == nil || c.Desired == protocol.DesiredRun && !c.Terminal()) {
-				rep = c
+			cLive := c.Desired == protocol.DesiredRun && !c.Terminal()
+			if c.Node != "" && (rep == nil || cLive || !live && c.CreateIndex > rep.CreateIndex) {
+				rep, live = c, live || cLive
 			}
 		}
 		if rep == nil {
@@ -65,5 +70,13 @@ func (a *API) logs(w http.ResponseWriter, r *http.Request) error {
 			f.Flush()
 		}
 	}
-	return a.cfg.Logs.StreamLogs(r.Context(), rep.Node, protocol.LogRequest{Replica: rep.ID, Tail: tail, Follow: follow}, w, flush)
+	err = a.cfg.Logs.StreamLogs(r.Context(), rep.Node, protocol.LogRequest{Replica: rep.ID, Tail: tail, Follow: follow}, w, flush)
+	if errors.Is(err, protocol.ErrNotFound) && rep.Ended() {
+		why := rep.State
+		if rep.StopReason != "" {
+			why += ": " + rep.StopReason
+		}
+		return protocol.Errorf(protocol.CodeNotFound, "replica %s ended (%s) and its output is gone from its node", rep.ID, why)
+	}
+	return err
 }

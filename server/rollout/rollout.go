@@ -274,7 +274,7 @@ func (c *step) advanceWave() {
 			r.State = protocol.RolloutSucceeded
 			r.Recount()
 			if f := r.Failures(); f > 0 {
-				r.State, r.Message = protocol.RolloutFailed, fmt.Sprintf("%d instances failed to upgrade", f)
+				r.State, r.Message = protocol.RolloutFailed, protocol.Count(f, "instance")+" failed to upgrade"
 			}
 			return
 		}

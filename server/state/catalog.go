@@ -33,7 +33,7 @@ func (w *writer) productDelete(c *NameBody) error {
 		return protocol.NotFound("product", c.Name)
 	}
 	if ins := w.snap().ProductInstances(c.Name); len(ins) > 0 {
-		return protocol.Errorf(protocol.CodeConflict, "product %q has %d instances (%s, ...); delete them first", c.Name, len(ins), ins[0].ID)
+		return protocol.Errorf(protocol.CodeConflict, "product %q has %s (%s, ...); delete them first", c.Name, protocol.Count(len(ins), "instance"), ins[0].ID)
 	}
 	for _, r := range w.snap().Releases(c.Name) {
 		w.delete(tableReleases, r)

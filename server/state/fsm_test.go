@@ -76,7 +76,7 @@ func TestDeleteTenantWithInstances(t *testing.T) {
 	h.tenant("acme")
 	h.instance("acme", "crm", 1)
 	e := h.fails(state.CmdTenantDelete, state.NameBody{Name: "acme"}, protocol.CodeConflict)
-	if !strings.Contains(e.Message, "1 instances") {
+	if !strings.Contains(e.Message, "still has 1 instance;") {
 		t.Fatalf("message: %s", e.Message)
 	}
 	h.Must(state.CmdInstanceDelete, state.InstanceRef{Tenant: "acme", Name: "crm"})

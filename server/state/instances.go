@@ -53,7 +53,7 @@ func (w *writer) instanceCreate(c *InstanceCreate) error {
 	in.CreatedAt, in.CreateIndex = w.cmd.Time, w.index
 	w.putInstance(&in)
 	w.putVersion(&in)
-	w.event(protocol.Event{Tenant: in.Tenant, Instance: in.Name, Type: "created", Message: fmt.Sprintf("created with %d replicas at version 1", in.Replicas)})
+	w.event(protocol.Event{Tenant: in.Tenant, Instance: in.Name, Type: "created", Message: "created with " + protocol.Count(in.Replicas, "replica") + " at version 1"})
 	w.eval(in.ID, "instance-create")
 	return nil
 }
@@ -194,7 +194,7 @@ func (w *writer) stopReplica(r *protocol.Replica, why string) {
 	}
 	c := *r
 	c.Desired = protocol.DesiredStop
-	c.Message = why
+	c.Message, c.StopReason = why, why
 	if c.Node == "" || c.State == protocol.ReplicaPending && c.Node == "" {
 		c.State = protocol.ReplicaStopped
 	}

@@ -42,7 +42,7 @@ func (w *writer) tenantDelete(c *NameBody) error {
 		return protocol.NotFound("tenant", c.Name)
 	}
 	if n := len(w.snap().Instances(InstanceFilter{Tenant: c.Name})); n > 0 {
-		return protocol.Errorf(protocol.CodeConflict, "tenant %q still has %d instances; delete them first", c.Name, n)
+		return protocol.Errorf(protocol.CodeConflict, "tenant %q still has %s; delete them first", c.Name, protocol.Count(n, "instance"))
 	}
 	// Its tokens go with it: a tenant created later with the same name
 	// must not be reachable with them.
