@@ -266,6 +266,10 @@ func newRow(table string) (any, error) {
 		return &protocol.Release{}, nil
 	case tableRollouts:
 		return &protocol.Rollout{}, nil
+	case tableFlags:
+		return &protocol.Flag{}, nil
+	case tableOverrides:
+		return &protocol.FlagOverride{}, nil
 	}
 	return nil, fmt.Errorf("read snapshot: unknown table %q", table)
 }

@@ -174,6 +174,7 @@ func (w *writer) instanceDelete(c *InstanceRef) error {
 		}
 	}
 	w.deleteAll(tableEvents, "instance", in.Tenant, in.Name)
+	w.dropOverrides(protocol.FlagScopeInstance, in.ID)
 	if raw := w.first(tableEvals, in.ID); raw != nil {
 		w.delete(tableEvals, raw)
 	}

@@ -28,6 +28,8 @@ const (
 	tableProducts     = "products"
 	tableReleases     = "releases"
 	tableRollouts     = "rollouts"
+	tableFlags        = "flags"
+	tableOverrides    = "flag_overrides"
 )
 
 // Tables lists the tables a snapshot holds, in restore order.
@@ -35,7 +37,7 @@ var Tables = []string{
 	tableTenants, tableEnvironments, tablePlans, tableInstances, tableVersions,
 	tableReplicas, tableNodes, tableTokens, tableCredentials, tableAudit,
 	tableEvents, tableEvals, tableServers, tableMeta, tableIndex, tableUsage,
-	tableProducts, tableReleases, tableRollouts,
+	tableProducts, tableReleases, tableRollouts, tableFlags, tableOverrides,
 }
 
 // Exported table names for blocking queries.
@@ -52,6 +54,8 @@ const (
 	TableProducts  = tableProducts
 	TableReleases  = tableReleases
 	TableRollouts  = tableRollouts
+	TableFlags     = tableFlags
+	TableOverrides = tableOverrides
 )
 
 func stringIndex(name, field string) *memdb.IndexSchema {
@@ -101,6 +105,12 @@ func schema() *memdb.DBSchema {
 		table(tableReleases, &memdb.IndexSchema{Name: "id", Unique: true, Indexer: &memdb.CompoundIndex{Indexes: []memdb.Indexer{
 			&memdb.StringFieldIndex{Field: "Product"}, &memdb.StringFieldIndex{Field: "Version"},
 		}}}),
+		table(tableFlags, &memdb.IndexSchema{Name: "id", Unique: true, Indexer: &memdb.CompoundIndex{Indexes: []memdb.Indexer{
+			&memdb.StringFieldIndex{Field: "Product"}, &memdb.StringFieldIndex{Field: "Key"},
+		}}}, stringIndex("key", "Key")),
+		table(tableOverrides, &memdb.IndexSchema{Name: "id", Unique: true, Indexer: &memdb.CompoundIndex{Indexes: []memdb.Indexer{
+			&memdb.StringFieldIndex{Field: "Scope"}, &memdb.StringFieldIndex{Field: "Target"}, &memdb.StringFieldIndex{Field: "Key"},
+		}}}, stringIndex("key", "Key")),
 	} {
 		s.Tables[t.Name] = t
 	}
