@@ -91,6 +91,9 @@ func (w *writer) flagOverride(c *FlagOverride) error {
 	if len(defs) == 0 {
 		return protocol.Errorf(protocol.CodeNotFound, "flag %q is not defined by any product %s runs", c.Key, protocol.FlagTarget(c.Scope, c.Target))
 	}
+	affected = slices.DeleteFunc(affected, func(in *protocol.Instance) bool {
+		return !slices.ContainsFunc(defs, func(f *protocol.Flag) bool { return f.Product == in.Product })
+	})
 	if c.ByTenant {
 		for _, f := range defs {
 			if !f.TenantEditable {
