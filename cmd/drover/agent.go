@@ -35,6 +35,7 @@ type agentFlags struct {
 	tlsKey     string
 	portRange  string
 	address    string
+	flagsAddr  string
 	logLevel   string
 	logJSON    bool
 }
@@ -70,6 +71,7 @@ func newAgentCmd() *cobra.Command {
 	fs.StringVar(&f.tlsCert, "tls-cert", "", "client certificate to present to the servers (drover tls cert create -agent)")
 	fs.StringVar(&f.tlsKey, "tls-key", "", "key of -tls-cert")
 	fs.StringVar(&f.address, "address", "", "IP address the gateways reach this host's replicas at (default: the address the servers see the agent connect from)")
+	fs.StringVar(&f.flagsAddr, "flags-addr", agent.DefaultFlagsAddr, "loopback address where replicas read their feature flags over OFREP (DROVER_FLAGS_URL; empty: none)")
 	fs.StringVar(&f.portRange, "port-range", fmt.Sprintf("%d-%d", agent.DefaultPortLo, agent.DefaultPortHi), "host ports handed to replicas, lo-hi")
 	fs.StringVar(&f.logLevel, "log-level", "info", "trace, debug, info, warn or error")
 	fs.BoolVar(&f.logJSON, "log-json", false, "log JSON lines")
@@ -77,7 +79,7 @@ func newAgentCmd() *cobra.Command {
 }
 
 func (f *agentFlags) agentConfig() (agent.Config, error) {
-	cfg := agent.Config{DataDir: f.dataDir, Name: f.name, Region: f.region, Address: f.address}
+	cfg := agent.Config{DataDir: f.dataDir, Name: f.name, Region: f.region, Address: f.address, FlagsAddr: f.flagsAddr}
 	if f.address != "" && net.ParseIP(f.address) == nil {
 		return cfg, fmt.Errorf("-address %q: want an IP address", f.address)
 	}
