@@ -94,13 +94,13 @@ var agentSeq atomic.Int64
 // Agent is one drover agent process started by a test. Its data dir, name
 // and port range stay the same across restarts.
 type Agent struct {
-	t       testing.TB
-	c       *Cluster
-	cfg     agentConfig
-	name    string
-	dir     string // holds the data dir and the log
-	dataDir string
-	logPath string
+	t        testing.TB
+	c        *Cluster
+	cfg      agentConfig
+	name     string
+	dir      string // holds the data dir and the log
+	dataDir  string
+	logPath  string
 	portLo   int
 	portHi   int
 	portArgs []string // -port-range and -flags-addr
