@@ -19,7 +19,10 @@ const (
 	MaxFlagsPerProduct = 200
 	MaxFlagVariants    = 50
 	MaxFlagValueBytes  = 1024 // one variant's value, as compact JSON
-	maxFlagKeyBytes    = 128
+	// MaxFlagBytesPerProduct bounds the sum over a product's flags of
+	// their largest value: what one replica's assignment carries of them.
+	MaxFlagBytesPerProduct = 32 << 10
+	maxFlagKeyBytes        = 128
 )
 
 // Flag types.
@@ -187,3 +190,12 @@ func (f *Flag) Resolve(chosen map[string]string) ResolvedFlag {
 
 // FlagTarget describes an override's target for messages: "tenant acme".
 func FlagTarget(scope, target string) string { return fmt.Sprintf("%s %s", scope, target) }
+
+// LargestValue is the size of the flag's largest value.
+func (f *Flag) LargestValue() int {
+	n := 0
+	for _, v := range f.Variants {
+		n = max(n, len(v))
+	}
+	return n
+}

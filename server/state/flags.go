@@ -19,13 +19,24 @@ func (w *writer) flagDefine(c *FlagDefine) error {
 	if w.snap().Product(f.Product) == nil {
 		return protocol.NotFound("product", f.Product)
 	}
+	others, size := 0, f.LargestValue()
+	for _, o := range w.snap().Flags(f.Product) {
+		if o.Key != f.Key {
+			others++
+			size += o.LargestValue()
+		}
+	}
+	if others >= protocol.MaxFlagsPerProduct {
+		return &protocol.Error{Code: protocol.CodeQuotaExceeded, Field: "key",
+			Message: fmt.Sprintf("product %s has %d flags, the most a product may have", f.Product, others)}
+	}
+	if size > protocol.MaxFlagBytesPerProduct {
+		return &protocol.Error{Code: protocol.CodeQuotaExceeded, Field: "variants",
+			Message: fmt.Sprintf("product %s's flags would hold %d bytes of values (each flag's largest), over %d", f.Product, size, protocol.MaxFlagBytesPerProduct)}
+	}
 	if old := w.snap().Flag(f.Product, f.Key); old != nil {
 		f.CreatedAt, f.CreateIndex = old.CreatedAt, old.CreateIndex
 	} else {
-		if n := len(w.snap().Flags(f.Product)); n >= protocol.MaxFlagsPerProduct {
-			return &protocol.Error{Code: protocol.CodeQuotaExceeded, Field: "key",
-				Message: fmt.Sprintf("product %s has %d flags, the most a product may have", f.Product, n)}
-		}
 		f.CreatedAt, f.CreateIndex = w.cmd.Time, w.index
 	}
 	f.ModifyIndex = w.index

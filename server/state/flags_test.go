@@ -3,6 +3,7 @@ package state_test
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/drover-dev/drover/protocol"
@@ -122,12 +123,25 @@ func TestFlagsPerProductAreBounded(t *testing.T) {
 	if n := len(h.Snapshot().Flags("crm2")); n != 1 {
 		t.Errorf("crm2 has %d flags, want 1 (crm's are not crm2's)", n)
 	}
+	// Values are bounded per product too: a 33rd flag of 1 KiB values
+	// passes the 32 KiB of a replica's share.
+	big := func(key string) protocol.Flag {
+		f := boolFlag("crm2", key)
+		f.Type, f.Variants = protocol.FlagString, map[string]json.RawMessage{"off": json.RawMessage(`"` + strings.Repeat("x", 1000) + `"`)}
+		return f
+	}
+	for i := range 32 {
+		h.Must(state.CmdFlagDefine, state.FlagDefine{Flag: big(fmt.Sprintf("big%d", i))})
+	}
+	if e := h.fails(state.CmdFlagDefine, state.FlagDefine{Flag: big("one-more")}, protocol.CodeQuotaExceeded); e.Field != "variants" {
+		t.Errorf("refusal names %q, want variants", e.Field)
+	}
 	// Deleting the product deletes its flags, not crm2's.
 	h.Must(state.CmdProductDelete, state.NameBody{Name: "crm"})
 	if n := len(h.Snapshot().Flags("crm")); n != 0 {
 		t.Errorf("crm's %d flags outlive it", n)
 	}
-	if n := len(h.Snapshot().Flags("crm2")); n != 1 {
-		t.Errorf("deleting crm took crm2's flags: %d left", n)
+	if n := len(h.Snapshot().Flags("crm2")); n != 33 {
+		t.Errorf("deleting crm took crm2's flags: %d left, want 33", n)
 	}
 }
