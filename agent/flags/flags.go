@@ -225,11 +225,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // authorize finds the replica whose token the request bears; it must be
 // of the instance the path names, if it names one.
 func (s *Server) authorize(r *http.Request, tenant, instance string) (*entry, int, string) {
-	h := r.Header.Get("Authorization")
-	tok := ""
-	if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
-		tok = strings.TrimSpace(h[7:])
-	}
+	tok := secret.FromBearer(r.Header.Get("Authorization"))
 	if tok == "" {
 		return nil, http.StatusUnauthorized, "a token is required: send Authorization: Bearer $DROVER_FLAGS_TOKEN"
 	}
