@@ -239,11 +239,13 @@ func (a *Agent) recover(ctx context.Context) error {
 		}
 		rs = append(rs, r)
 	}
+	for _, r := range rs {
+		a.publishFlags(r) // as last recorded: no server may answer for a while
+	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	for _, r := range rs {
 		a.replicas[r.spec.ID] = r
-		a.publishFlags(r)
 		if r.state == protocol.ReplicaStopped || r.state == protocol.ReplicaFailed {
 			a.parkLocked(ctx, r)
 		} else {

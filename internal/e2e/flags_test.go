@@ -178,11 +178,26 @@ func TestFlagsReachTheOpenFeatureSDKWithoutARestart(t *testing.T) {
 	eventually(t, waitTimeout, "the agent to notice the servers are gone", func() (bool, string) {
 		return a.LogContains("connection to server ended"), tail(a.LogPath(), 512)
 	})
-	for i := range 5 {
-		d, err := sdkFlag(web, "new-ui")
-		if err != nil || d.Value != false || d.FlagMetadata["source"] != "instance" || d.PID != first.PID {
-			t.Fatalf("read %d with every server down: %v, %v; want off from the instance, same pid %d", i, d, err, first.PID)
+	readsOff := func(when string) {
+		t.Helper()
+		for i := range 5 {
+			d, err := sdkFlag(web, "new-ui")
+			if err != nil || d.Value != false || d.FlagMetadata["source"] != "instance" || d.PID != first.PID {
+				t.Fatalf("read %d %s: %v, %v; want off from the instance, same pid %d", i, when, d, err, first.PID)
+			}
+			time.Sleep(200 * time.Millisecond) // reads spread over a second of the outage
 		}
-		time.Sleep(200 * time.Millisecond) // reads spread over a second of the outage
 	}
+	readsOff("with every server down")
+
+	// And so does an agent restarted meanwhile, from its record.
+	a.RestartNoWait()
+	eventually(t, waitTimeout, "the restarted agent to re-adopt acme/web's process and serve its flags", func() (bool, string) {
+		d, err := sdkFlag(web, "new-ui")
+		if err != nil {
+			return false, err.Error()
+		}
+		return d.Value == false && d.FlagMetadata["source"] == "instance", d.String()
+	})
+	readsOff("after the agent restarted with every server down")
 }
