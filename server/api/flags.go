@@ -140,13 +140,12 @@ func (a *API) override(scope string, set bool) handlerFunc {
 			w.WriteHeader(http.StatusNoContent)
 			return nil
 		}
-		for _, o := range a.store.Snapshot().FlagOverrides(scope, target) {
-			if o.Key == key {
-				writeJSON(w, http.StatusOK, o)
-				return nil
-			}
+		o := a.store.Snapshot().FlagOverride(scope, target, key)
+		if o == nil {
+			return protocol.Errorf(protocol.CodeConflict, "the override of %q was removed meanwhile", key)
 		}
-		return protocol.Errorf(protocol.CodeConflict, "the override of %q was removed meanwhile", key)
+		writeJSON(w, http.StatusOK, o)
+		return nil
 	}
 }
 

@@ -113,7 +113,7 @@ func (w *writer) flagOverride(c *FlagOverride) error {
 			}
 		}
 	}
-	old := one[protocol.FlagOverride](w.snap(), tableOverrides, c.Scope, c.Target, c.Key)
+	old := w.snap().FlagOverride(c.Scope, c.Target, c.Key)
 	if c.Variant == "" {
 		if old == nil {
 			return protocol.Errorf(protocol.CodeNotFound, "%s has no override of flag %q", protocol.FlagTarget(c.Scope, c.Target), c.Key)
@@ -169,6 +169,11 @@ func (s *Snapshot) Flags(product string) []*protocol.Flag {
 	// The empty key makes the prefix end with the product's terminator, so
 	// that crm's flags are not also crm2's.
 	return list[protocol.Flag](s, tableFlags, "id_prefix", product, "")
+}
+
+// FlagOverride returns one override, or nil.
+func (s *Snapshot) FlagOverride(scope, target, key string) *protocol.FlagOverride {
+	return one[protocol.FlagOverride](s, tableOverrides, scope, target, key)
 }
 
 // FlagOverrides returns the overrides of one target (an environment, a
