@@ -127,6 +127,10 @@ func New(cfg Config) (*Agent, error) {
 		Report: func(r protocol.ReplicaReport) { a.client.Report([]protocol.ReplicaReport{r}, 0) }, Logger: a.logger}
 	a.flags = flags.New()
 	if cfg.FlagsAddr != "" {
+		if err := loopback(cfg.FlagsAddr); err != nil {
+			a.store.Close()
+			return nil, fmt.Errorf("flags-addr: %w", err)
+		}
 		// Last: nothing after it fails, so the listener never leaks.
 		if a.flagsLn, err = net.Listen("tcp", cfg.FlagsAddr); err != nil {
 			a.store.Close()
@@ -135,6 +139,19 @@ func New(cfg Config) (*Agent, error) {
 		a.sup.FlagsURL = "http://" + a.flagsLn.Addr().String()
 	}
 	return a, nil
+}
+
+// loopback checks that addr is host:port of a loopback IP: replicas'
+// flags are for the processes of this host only.
+func loopback(addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+		return fmt.Errorf("%q is not a loopback address such as 127.0.0.1:4790: only this host's replicas read their flags", addr)
+	}
+	return nil
 }
 
 // driverProcesses gives replicas the driver's processes.
