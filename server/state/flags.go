@@ -100,7 +100,10 @@ func (w *writer) flagOverride(c *FlagOverride) error {
 		return protocol.FieldError("scope", "must be %s", strings.Join(protocol.FlagScopes, ", "))
 	}
 	if len(defs) == 0 {
-		return protocol.Errorf(protocol.CodeNotFound, "flag %q is not defined by any product %s runs", c.Key, protocol.FlagTarget(c.Scope, c.Target))
+		if c.Scope == protocol.FlagScopeInstance {
+			return protocol.Errorf(protocol.CodeNotFound, "the product of instance %s defines no flag %q", c.Target, c.Key)
+		}
+		return protocol.Errorf(protocol.CodeNotFound, "no product defines flag %q", c.Key)
 	}
 	affected = slices.DeleteFunc(affected, func(in *protocol.Instance) bool {
 		return !slices.ContainsFunc(defs, func(f *protocol.Flag) bool { return f.Product == in.Product })
