@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -23,6 +24,7 @@ import (
 
 	"github.com/drover-dev/drover/agent/conn"
 	"github.com/drover-dev/drover/agent/driver"
+	"github.com/drover-dev/drover/agent/flags"
 	"github.com/drover-dev/drover/agent/metrics"
 	"github.com/drover-dev/drover/agent/store"
 	"github.com/drover-dev/drover/internal/buildinfo"
@@ -48,6 +50,10 @@ type Config struct {
 	// MetricsAddr is where GET /metrics is served (agent/metrics); none
 	// when empty.
 	MetricsAddr string
+	// FlagsAddr is the loopback address where replicas read their feature
+	// flags over OFREP (DROVER_FLAGS_URL); none when empty (their flag
+	// files are still written).
+	FlagsAddr string
 }
 
 // Default port range handed out to replicas.
@@ -55,6 +61,11 @@ const (
 	DefaultPortLo = 20000
 	DefaultPortHi = 32000
 )
+
+// DefaultFlagsAddr is drover agent's -flags-addr: a fixed port, so that a
+// replica an agent re-adopts after a restart reaches its flags at the
+// address it was given.
+const DefaultFlagsAddr = "127.0.0.1:4790"
 
 // Agent runs one node's replicas.
 type Agent struct {
@@ -67,6 +78,9 @@ type Agent struct {
 	metrics *metrics.Metrics
 	// sup is what every replica's supervisor is given of the agent.
 	sup *supervisor
+	// flags serves the replicas' feature flags on flagsLn.
+	flags   *flags.Server
+	flagsLn net.Listener
 
 	// mu guards the in-memory maps only: no disk writes, port probes or
 	// reports happen under it.
@@ -119,7 +133,33 @@ func New(cfg Config) (*Agent, error) {
 	a.sup = &supervisor{DataDir: cfg.DataDir, Procs: driverProcesses{a.driver}, Record: a.store.PutReplica,
 		Report: func(r protocol.ReplicaReport) { a.client.Report([]protocol.ReplicaReport{r}, 0) }, Logger: a.logger,
 		Restarted: func(r protocol.AssignedReplica) { a.metrics.Restarted(r.Tenant, r.Instance, r.Environment) }}
+	a.flags = flags.New()
+	if cfg.FlagsAddr != "" {
+		if err := loopback(cfg.FlagsAddr); err != nil {
+			a.store.Close()
+			return nil, fmt.Errorf("flags-addr: %w", err)
+		}
+		// Last: nothing after it fails, so the listener never leaks.
+		if a.flagsLn, err = net.Listen("tcp", cfg.FlagsAddr); err != nil {
+			a.store.Close()
+			return nil, fmt.Errorf("flags-addr: %w", err)
+		}
+		a.sup.FlagsURL = "http://" + a.flagsLn.Addr().String()
+	}
 	return a, nil
+}
+
+// loopback checks that addr is host:port of a loopback IP: replicas'
+// flags are for the processes of this host only.
+func loopback(addr string) error {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	if ip := net.ParseIP(host); ip == nil || !ip.IsLoopback() {
+		return fmt.Errorf("%q is not a loopback address such as 127.0.0.1:4790: only this host's replicas read their flags", addr)
+	}
+	return nil
 }
 
 // driverProcesses gives replicas the driver's processes.
@@ -160,6 +200,22 @@ func (a *Agent) Run(ctx context.Context) error {
 		defer a.wg.Done()
 		a.reportLoad(ctx)
 	}()
+	if a.flagsLn != nil {
+		srv := &http.Server{Handler: a.flags, ReadHeaderTimeout: 10 * time.Second}
+		a.wg.Add(2)
+		go func() {
+			defer a.wg.Done()
+			if err := srv.Serve(a.flagsLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				a.logger.Error("serving feature flags ended", "error", err)
+			}
+		}()
+		go func() {
+			defer a.wg.Done()
+			<-ctx.Done()
+			srv.Close()
+		}()
+		a.logger.Info("serving feature flags to replicas", "url", a.sup.FlagsURL)
+	}
 	err := a.client.Run(ctx)
 	a.wg.Wait()
 	if cerr := a.store.Close(); err == nil {
@@ -201,6 +257,9 @@ func (a *Agent) recover(ctx context.Context) error {
 		}
 		r := newReplica(a.sup, spec, rec.Ports)
 		r.restarts, r.state = rec.Restarts, rec.State
+		if rec.FlagsToken != "" {
+			r.token = rec.FlagsToken // its process has it
+		}
 		r.confirmed = make(chan struct{})
 		if rec.PID > 0 {
 			r.adopt = &driver.Handle{PID: rec.PID, StartTime: rec.StartTime}
@@ -211,6 +270,9 @@ func (a *Agent) recover(ctx context.Context) error {
 			r.message = "ended before the agent restarted"
 		}
 		rs = append(rs, r)
+	}
+	for _, r := range rs {
+		a.publishFlags(r) // as last recorded: no server may answer for a while
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -256,6 +318,7 @@ func (a *Agent) finished(r *replica) {
 	a.mu.Lock()
 	if a.replicas[r.spec.ID] == r {
 		delete(a.replicas, r.spec.ID)
+		a.flags.Remove(r.spec.ID)
 	}
 	a.mu.Unlock()
 	if err := a.store.DeleteReplica(r.spec.ID); err != nil {
@@ -285,10 +348,14 @@ func (a *Agent) assign(ctx context.Context, as protocol.Assign) {
 			used[p] = true
 		}
 	}
+	var reflag []*replica
 	for _, spec := range as.Replicas {
 		want[spec.ID] = true
 		if r, ok := a.replicas[spec.ID]; ok {
 			r.confirm()
+			if r.updateFlags(spec) {
+				reflag = append(reflag, r)
+			}
 			continue
 		}
 		added = append(added, spec)
@@ -307,6 +374,10 @@ func (a *Agent) assign(ctx context.Context, as protocol.Assign) {
 		a.logger.Info("stopping replica no longer assigned", "replica", r.spec.ID)
 		r.stop()
 	}
+	for _, r := range reflag {
+		r.persist()
+		a.publishFlags(r)
+	}
 	var start, failed []*replica
 	for _, spec := range added {
 		ports, err := a.allocatePorts(spec, used)
@@ -320,6 +391,9 @@ func (a *Agent) assign(ctx context.Context, as protocol.Assign) {
 		}
 		a.logger.Info("starting replica", "replica", spec.ID, "instance", protocol.InstanceID(spec.Tenant, spec.Instance), "version", spec.Version)
 		start = append(start, r)
+	}
+	for _, r := range start {
+		a.publishFlags(r) // its flag file is there when it starts
 	}
 	a.mu.Lock()
 	for _, r := range failed {
@@ -512,5 +586,25 @@ func (a *Agent) StopAll(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		}
+	}
+}
+
+// publishFlags serves a replica's flags as last assigned and writes its
+// flag file.
+func (a *Agent) publishFlags(r *replica) {
+	spec := r.assigned()
+	version := spec.Release
+	if version == "" {
+		version = spec.Spec.Version
+	}
+	if version == "" {
+		version = strconv.FormatUint(spec.Version, 10)
+	}
+	err := a.flags.Set(flags.Replica{ID: spec.ID, Tenant: spec.Tenant, Instance: spec.Instance, Token: r.token,
+		Metadata: map[string]string{"tenant": spec.Tenant, "environment": spec.Environment, "plan": spec.Plan,
+			"instance": spec.Instance, "version": version},
+		Flags: spec.Flags, File: r.flagsFile()})
+	if err != nil {
+		a.logger.Warn("publish feature flags", "replica", spec.ID, "error", err)
 	}
 }

@@ -33,3 +33,11 @@ func TestEnvironmentAndExpansion(t *testing.T) {
 		t.Fatalf("expand = %q\nwant     %q", got, want)
 	}
 }
+
+func TestFlagsAddrIsLoopbackOnly(t *testing.T) {
+	for addr, ok := range map[string]bool{"127.0.0.1:4790": true, "[::1]:0": true, "0.0.0.0:4790": false, "10.0.0.1:4790": false, "localhost:4790": false, "4790": false} {
+		if err := loopback(addr); (err == nil) != ok {
+			t.Errorf("loopback(%q) = %v", addr, err)
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -14,9 +15,11 @@ import (
 	"time"
 
 	"github.com/drover-dev/drover/agent/driver"
+	"github.com/drover-dev/drover/agent/flags"
 	"github.com/drover-dev/drover/agent/health"
 	"github.com/drover-dev/drover/agent/store"
 	"github.com/drover-dev/drover/internal/backoff"
+	"github.com/drover-dev/drover/internal/secret"
 	"github.com/drover-dev/drover/protocol"
 	"github.com/hashicorp/go-hclog"
 )
@@ -54,15 +57,22 @@ type supervisor struct {
 	// Restarted, when set, counts a restart (the agent's metrics).
 	Restarted func(protocol.AssignedReplica)
 	Logger    hclog.Logger
+	// FlagsURL is where replicas read their flags (flags.PathPrefix
+	// follows); none when empty.
+	FlagsURL string
 }
 
 // replica supervises one assigned replica on this node: it starts (or
 // re-adopts) the process, health-checks it, restarts it per its policy and
 // reports every change.
 type replica struct {
-	sup   *supervisor
+	sup *supervisor
+	// spec is fixed for the replica's life but for its flags, plan and
+	// release (updateFlags), which are read and written under mu.
 	spec  protocol.AssignedReplica
 	ports map[string]int
+	// token is the replica's secret for reading its flags.
+	token string
 	// adopt is the process an earlier agent started, to recover instead of
 	// starting a new one.
 	adopt *driver.Handle
@@ -99,8 +109,40 @@ type replica struct {
 var errStopped = errors.New("stopped before it started")
 
 func newReplica(sup *supervisor, spec protocol.AssignedReplica, ports map[string]int) *replica {
-	return &replica{sup: sup, spec: spec, ports: ports, state: protocol.ReplicaPending,
+	return &replica{sup: sup, spec: spec, ports: ports, token: secret.New(), state: protocol.ReplicaPending,
 		stopCh: make(chan struct{}), undrainCh: make(chan struct{}), done: make(chan struct{})}
+}
+
+// assigned returns the replica's assignment as last updated.
+func (r *replica) assigned() protocol.AssignedReplica {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.spec
+}
+
+// updateFlags takes the flags (and plan and release) of a new assignment
+// of the replica, and reports whether they changed.
+func (r *replica) updateFlags(a protocol.AssignedReplica) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.spec.Plan == a.Plan && r.spec.Release == a.Release && reflect.DeepEqual(r.spec.Flags, a.Flags) {
+		return false
+	}
+	r.spec.Plan, r.spec.Release, r.spec.Flags = a.Plan, a.Release, a.Flags
+	return true
+}
+
+// flagsFile is where the replica's flagd flag file is kept.
+func (r *replica) flagsFile() string { return filepath.Join(r.dir(), "flags.json") }
+
+// flagsEnv tells the process where its flags are: the flag file, and
+// OFREP's address with the replica's token.
+func (r *replica) flagsEnv(env map[string]string) {
+	env["DROVER_FLAGS_FILE"] = r.flagsFile()
+	if r.sup.FlagsURL != "" {
+		env["DROVER_FLAGS_URL"] = r.sup.FlagsURL + flags.PathPrefix(r.spec.Tenant, r.spec.Instance)
+		env["DROVER_FLAGS_TOKEN"] = r.token
+	}
 }
 
 // stop asks the replica to stop; run then stops the process.
@@ -147,6 +189,7 @@ func (r *replica) dir() string { return filepath.Join(r.sup.DataDir, "replicas",
 
 func (r *replica) task() driver.Task {
 	env := environment(&r.spec, r.ports)
+	r.flagsEnv(env)
 	spec := r.spec.Spec
 	t := driver.Task{
 		ID: r.spec.ID, Argv: expand(spec.Command, variables(&r.spec, r.ports)), Env: envList(env),
@@ -208,9 +251,10 @@ func (r *replica) report() protocol.ReplicaReport {
 }
 
 func (r *replica) persist() {
-	spec, _ := json.Marshal(r.spec)
 	r.mu.Lock()
-	rec := store.Replica{ID: r.spec.ID, Restarts: r.restarts, Ports: r.ports, Spec: spec, State: r.state, UpdatedAt: time.Now()}
+	spec, _ := json.Marshal(r.spec)
+	rec := store.Replica{ID: r.spec.ID, Restarts: r.restarts, Ports: r.ports, Spec: spec, State: r.state,
+		FlagsToken: r.token, UpdatedAt: time.Now()}
 	if r.proc != nil {
 		h := r.proc.Handle()
 		rec.PID, rec.StartTime = h.PID, h.StartTime

@@ -8,6 +8,8 @@ package agent
 
 import (
 	"context"
+	"encoding/json"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"sync"
@@ -547,4 +549,38 @@ func TestStopUndrainedEndsADrainInProgress(t *testing.T) {
 			t.Fatalf("signalled %d times after StopAll, want 1 at once (state %+v)", n, f.last())
 		}
 	})
+}
+
+// A replica's process is told where its flags are, with a token of its
+// own that the record keeps; a new assignment's flags replace the
+// replica's, recorded, and an equal one changes nothing.
+func TestReplicaFlagsEnvironmentAndUpdates(t *testing.T) {
+	f, sup := newFakeAgent(t)
+	sup.FlagsURL = "http://127.0.0.1:4790"
+	a := protocol.AssignedReplica{ID: "r1", Tenant: "acme", Instance: "web", Spec: protocol.Spec{Command: []string{"/bin/app"}},
+		Flags: []protocol.ResolvedFlag{{Key: "new-ui", Variant: "on", Value: []byte("true"), Source: "tenant"}}}
+	r := newReplica(sup, a, nil)
+	other := newReplica(sup, a, nil)
+	env := map[string]string{}
+	for _, kv := range r.task().Env {
+		k, v, _ := strings.Cut(kv, "=")
+		env[k] = v
+	}
+	if env["DROVER_FLAGS_URL"] != "http://127.0.0.1:4790/instances/acme/web" || env["DROVER_FLAGS_TOKEN"] != r.token ||
+		len(r.token) < 32 || r.token == other.token || env["DROVER_FLAGS_FILE"] != filepath.Join(sup.DataDir, "replicas", "r1", "flags.json") {
+		t.Errorf("flag variables %v (token %q, another replica's %q)", env, r.token, other.token)
+	}
+	if r.updateFlags(a) {
+		t.Error("the same flags count as a change")
+	}
+	a.Flags = []protocol.ResolvedFlag{{Key: "new-ui", Variant: "off", Value: []byte("false"), Source: "instance"}}
+	if !r.updateFlags(a) || r.assigned().Flags[0].Variant != "off" {
+		t.Fatalf("new flags not taken: %+v", r.assigned().Flags)
+	}
+	r.persist()
+	rec := f.records[len(f.records)-1]
+	var spec protocol.AssignedReplica
+	if err := json.Unmarshal(rec.Spec, &spec); err != nil || rec.FlagsToken != r.token || len(spec.Flags) != 1 || spec.Flags[0].Variant != "off" {
+		t.Errorf("record %+v flags %+v, %v: want the token and the new flags", rec, spec.Flags, err)
+	}
 }

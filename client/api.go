@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/drover-dev/drover/protocol"
@@ -358,4 +359,54 @@ func (c *Client) Rollout(ctx context.Context, id string, q *QueryOptions) (*prot
 // ControlRollout pauses, resumes, cancels or approves a rollout.
 func (c *Client) ControlRollout(ctx context.Context, id, action string) (*protocol.Rollout, Meta, error) {
 	return call[*protocol.Rollout](ctx, c, Request{Method: http.MethodPost, Path: "/v1/rollouts/" + seg(id) + "/" + seg(action)})
+}
+
+// PutFlag creates or replaces a product's flag.
+func (c *Client) PutFlag(ctx context.Context, f *protocol.Flag) (*protocol.Flag, Meta, error) {
+	return call[*protocol.Flag](ctx, c, Request{Method: http.MethodPut, Path: "/v1/products/" + seg(f.Product) + "/flags/" + seg(f.Key), Body: f})
+}
+
+// Flags lists a product's flags.
+func (c *Client) Flags(ctx context.Context, product string, q *QueryOptions) ([]*protocol.Flag, Meta, error) {
+	return call[[]*protocol.Flag](ctx, c, Request{Method: http.MethodGet, Path: "/v1/products/" + seg(product) + "/flags", Query: q.values(nil)})
+}
+
+// DeleteFlag deletes a product's flag.
+func (c *Client) DeleteFlag(ctx context.Context, product, key string) (Meta, error) {
+	return c.Do(ctx, Request{Method: http.MethodDelete, Path: "/v1/products/" + seg(product) + "/flags/" + seg(key)}, nil)
+}
+
+// overridesPath is where the overrides of a scope's target live: target is
+// an environment, a tenant, or an instance's TENANT/NAME.
+func overridesPath(scope, target string) string {
+	switch scope {
+	case protocol.FlagScopeEnvironment:
+		return "/v1/environments/" + seg(target) + "/flags"
+	case protocol.FlagScopeTenant:
+		return "/v1/tenants/" + seg(target) + "/flags"
+	}
+	tenant, name, _ := strings.Cut(target, "/")
+	return "/v1/tenants/" + seg(tenant) + "/instances/" + seg(name) + "/flags"
+}
+
+// SetFlagOverride makes a flag's variant that of an environment, a tenant
+// or an instance (scope; target as overridesPath reads it).
+func (c *Client) SetFlagOverride(ctx context.Context, scope, target, key, variant string) (*protocol.FlagOverride, Meta, error) {
+	return call[*protocol.FlagOverride](ctx, c, Request{Method: http.MethodPut, Path: overridesPath(scope, target) + "/" + seg(key),
+		Body: protocol.FlagVariant{Variant: variant}})
+}
+
+// DeleteFlagOverride removes an override.
+func (c *Client) DeleteFlagOverride(ctx context.Context, scope, target, key string) (Meta, error) {
+	return c.Do(ctx, Request{Method: http.MethodDelete, Path: overridesPath(scope, target) + "/" + seg(key)}, nil)
+}
+
+// FlagOverrides lists the overrides of an environment or a tenant.
+func (c *Client) FlagOverrides(ctx context.Context, scope, target string, q *QueryOptions) ([]*protocol.FlagOverride, Meta, error) {
+	return call[[]*protocol.FlagOverride](ctx, c, Request{Method: http.MethodGet, Path: overridesPath(scope, target), Query: q.values(nil)})
+}
+
+// InstanceFlags reads an instance's resolved flags, each with its source.
+func (c *Client) InstanceFlags(ctx context.Context, tenant, name string, q *QueryOptions) ([]protocol.ResolvedFlag, Meta, error) {
+	return call[[]protocol.ResolvedFlag](ctx, c, Request{Method: http.MethodGet, Path: overridesPath(protocol.FlagScopeInstance, tenant+"/"+name), Query: q.values(nil)})
 }

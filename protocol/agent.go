@@ -140,6 +140,13 @@ type AssignedReplica struct {
 	Spec        Spec   `json:"spec"`
 	// Ports already chosen for this replica (kept across agent restarts).
 	Ports map[string]int `json:"ports,omitempty"`
+	// Plan and Release (of an instance of a product) are told to the
+	// replica with its flags.
+	Plan    string `json:"plan,omitempty"`
+	Release string `json:"release,omitempty"`
+	// Flags are the instance's resolved feature flags; unlike the rest of
+	// an assignment they change during the replica's life.
+	Flags []ResolvedFlag `json:"flags,omitempty"`
 }
 
 // Status reports replica changes and the generation the agent applied.

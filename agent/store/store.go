@@ -75,6 +75,9 @@ type Replica struct {
 	// Spec is the replica's assignment as the agent received it; the store
 	// does not look inside it. It must be valid JSON, and is stored compacted.
 	Spec json.RawMessage `json:"spec,omitempty"`
+	// FlagsToken is the replica's secret for reading its flags
+	// (DROVER_FLAGS_TOKEN): its process keeps it across agent restarts.
+	FlagsToken string `json:"flags_token,omitempty"`
 	// State is the replica's last observed state ("running", "stopped", ...).
 	State string `json:"state,omitempty"`
 	// UpdatedAt is when the record last changed.

@@ -36,6 +36,7 @@ type agentFlags struct {
 	portRange  string
 	address    string
 	metrics    string
+	flagsAddr  string
 	logLevel   string
 	logJSON    bool
 }
@@ -71,6 +72,7 @@ func newAgentCmd() *cobra.Command {
 	fs.StringVar(&f.tlsCert, "tls-cert", "", "client certificate to present to the servers (drover tls cert create -agent)")
 	fs.StringVar(&f.tlsKey, "tls-key", "", "key of -tls-cert")
 	fs.StringVar(&f.address, "address", "", "IP address the gateways reach this host's replicas at (default: the address the servers see the agent connect from)")
+	fs.StringVar(&f.flagsAddr, "flags-addr", agent.DefaultFlagsAddr, "loopback address where replicas read their feature flags over OFREP (DROVER_FLAGS_URL; empty: none)")
 	fs.StringVar(&f.portRange, "port-range", fmt.Sprintf("%d-%d", agent.DefaultPortLo, agent.DefaultPortHi), "host ports handed to replicas, lo-hi")
 	fs.StringVar(&f.metrics, "metrics-addr", "", "address of GET /metrics, the replicas' CPU and memory, such as 127.0.0.1:4782 (default: none)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "trace, debug, info, warn or error")
@@ -79,7 +81,7 @@ func newAgentCmd() *cobra.Command {
 }
 
 func (f *agentFlags) agentConfig() (agent.Config, error) {
-	cfg := agent.Config{DataDir: f.dataDir, Name: f.name, Region: f.region, Address: f.address, MetricsAddr: f.metrics}
+	cfg := agent.Config{DataDir: f.dataDir, Name: f.name, Region: f.region, Address: f.address, MetricsAddr: f.metrics, FlagsAddr: f.flagsAddr}
 	if f.address != "" && net.ParseIP(f.address) == nil {
 		return cfg, fmt.Errorf("-address %q: want an IP address", f.address)
 	}

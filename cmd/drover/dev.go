@@ -106,7 +106,8 @@ func runDev(cmd *cobra.Command, f devFlags) error {
 			return err
 		}
 	}
-	ag, err := agent.New(agent.Config{Servers: []string{base}, DataDir: dir + "/agent", Name: "dev", Logger: logger})
+	// Any free port for the flags: dev's replicas end with it.
+	ag, err := agent.New(agent.Config{Servers: []string{base}, DataDir: dir + "/agent", Name: "dev", Logger: logger, FlagsAddr: "127.0.0.1:0"})
 	if err != nil {
 		if gw != nil {
 			gw.Shutdown(context.Background())

@@ -243,16 +243,15 @@ func (ac *aclCluster) startAgent(joinToken string, extra ...string) *aclAgent {
 		urls = append(urls, ac.url(s))
 	}
 	a := &aclAgent{name: name, dataDir: filepath.Join(dir, "data"), logPath: filepath.Join(dir, name+".log")}
-	lo, err := reservePortRange(agentPorts)
+	_, portArgs, err := reserveAgentPorts()
 	if err != nil {
 		ac.t.Fatal(err)
 	}
 	// Its replicas run in sessions of their own: kill them after the agent,
 	// as StartAgent's cleanup does.
 	ac.t.Cleanup((&Agent{t: ac.t, name: name, dataDir: a.dataDir}).killReplicas)
-	args := append([]string{"agent", "-servers", strings.Join(urls, ","), "-join-token", joinToken,
-		"-data-dir", a.dataDir, "-name", "node-" + name, "-log-level", "debug",
-		"-port-range", fmt.Sprintf("%d-%d", lo, lo+agentPorts-1)}, extra...)
+	args := append(append([]string{"agent", "-servers", strings.Join(urls, ","), "-join-token", joinToken,
+		"-data-dir", a.dataDir, "-name", "node-" + name, "-log-level", "debug"}, portArgs...), extra...)
 	p, err := ac.launch.start(name, a.logPath, args)
 	if err != nil {
 		ac.t.Fatal(err)

@@ -94,24 +94,38 @@ var agentSeq atomic.Int64
 // Agent is one drover agent process started by a test. Its data dir, name
 // and port range stay the same across restarts.
 type Agent struct {
-	t       testing.TB
-	c       *Cluster
-	cfg     agentConfig
-	name    string
-	dir     string // holds the data dir and the log
-	dataDir string
-	logPath string
-	portLo  int
-	portHi  int
-	launch  *launcher
+	t        testing.TB
+	c        *Cluster
+	cfg      agentConfig
+	name     string
+	dir      string // holds the data dir and the log
+	dataDir  string
+	logPath  string
+	portLo   int
+	portHi   int
+	portArgs []string // -port-range and -flags-addr
+	launch   *launcher
 
 	mu     sync.Mutex
 	proc   *process
 	nodeID string
 }
 
-// agentPorts is the size of each agent's port range.
+// agentPorts is the size of each agent's port range; the port after it is
+// the agent's -flags-addr.
 const agentPorts = 16
+
+// reserveAgentPorts reserves an agent's ports and returns the first of its
+// range and the flags that give them to it. They stay the agent's across
+// restarts: its replicas keep their DROVER_FLAGS_URL.
+func reserveAgentPorts() (int, []string, error) {
+	lo, err := reservePortRange(agentPorts + 1)
+	if err != nil {
+		return 0, nil, err
+	}
+	return lo, []string{"-port-range", fmt.Sprintf("%d-%d", lo, lo+agentPorts-1),
+		"-flags-addr", fmt.Sprintf("127.0.0.1:%d", lo+agentPorts)}, nil
+}
 
 // StartAgent starts `drover agent -servers <every server's URL> -data-dir
 // <its own dir> -name ... -port-range <a free range of its own>` and, unless
@@ -131,7 +145,7 @@ func StartAgent(t testing.TB, c *Cluster, opts ...AgentOption) *Agent {
 			cfg.servers = append(cfg.servers, s.URL())
 		}
 	}
-	lo, err := reservePortRange(agentPorts)
+	lo, portArgs, err := reserveAgentPorts()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +156,7 @@ func StartAgent(t testing.TB, c *Cluster, opts ...AgentOption) *Agent {
 		t: t, c: c, cfg: cfg, name: cfg.name, dir: dir,
 		dataDir: filepath.Join(dir, "data"),
 		logPath: filepath.Join(dir, cfg.name+".log"),
-		portLo:  lo, portHi: lo + agentPorts - 1,
+		portLo:  lo, portHi: lo + agentPorts - 1, portArgs: portArgs,
 	}
 	// Replicas are killed after the agent (the launcher's cleanup, which
 	// runs first): a live agent would restart them.
@@ -185,9 +199,9 @@ func (a *Agent) args() []string {
 		"-servers", strings.Join(a.cfg.servers, ","),
 		"-data-dir", a.dataDir,
 		"-name", a.name,
-		"-port-range", fmt.Sprintf("%d-%d", a.portLo, a.portHi),
 		"-log-level", a.cfg.logLevel,
 	}
+	args = append(args, a.portArgs...)
 	if a.cfg.joinToken != "" {
 		args = append(args, "-join-token", a.cfg.joinToken)
 	}

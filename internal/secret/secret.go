@@ -34,6 +34,15 @@ func Equal(a, b string) bool {
 	return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1
 }
 
+// FromBearer returns the secret of an Authorization header of the form
+// "Bearer SECRET" (any case), or "".
+func FromBearer(header string) string {
+	if len(header) > 7 && strings.EqualFold(header[:7], "bearer ") {
+		return strings.TrimSpace(header[7:])
+	}
+	return ""
+}
+
 // JoinPrefix starts a join token string that carries the CA fingerprint.
 const JoinPrefix = "drover-join."
 

@@ -130,13 +130,7 @@ func (a *API) authenticate(r *http.Request) (identity, error) {
 	return identity{}, protocol.Errorf(protocol.CodeUnauthenticated, "unknown, revoked or expired token")
 }
 
-func bearer(r *http.Request) string {
-	h := r.Header.Get("Authorization")
-	if len(h) > 7 && strings.EqualFold(h[:7], "bearer ") {
-		return strings.TrimSpace(h[7:])
-	}
-	return ""
-}
+func bearer(r *http.Request) string { return secret.FromBearer(r.Header.Get("Authorization")) }
 
 // authorizeServer lets in other servers of the cluster (and management
 // tokens). It is open only when neither ACL nor a cluster CA is on, as in

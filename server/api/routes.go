@@ -31,6 +31,7 @@ func (a *API) routes() {
 	a.handle("PUT /v1/plans/{name}", write, operators, a.putPlan)
 
 	a.catalogRoutes()
+	a.flagRoutes()
 	a.rolloutRoutes()
 
 	a.handle("POST /v1/tenants/{tenant}/instances", write, tenantAdmin, a.createInstance)

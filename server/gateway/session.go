@@ -226,10 +226,11 @@ func (s *session) ping(told time.Duration) {
 }
 
 // pushAssignments sends the node's whole desired set whenever it changes:
-// when a replica placed on the node changes (Store.NodeWatch). A spec
-// change reaches a node as new replicas of a new version; the other fields
-// of an assignment are fixed for a replica's life, so a set is new when
-// its replicas, their versions or their ports are.
+// when a replica placed on the node changes, or the flags of one of its
+// instances (Store.NodeWatch). A spec change reaches a node as new
+// replicas of a new version; the other fields of an assignment but the
+// flags are fixed for a replica's life, so a set is new when its
+// replicas, their versions, their ports or their flags are.
 func (s *session) pushAssignments() {
 	last, sent := "", false
 	for s.ctx.Err() == nil {
@@ -237,7 +238,7 @@ func (s *session) pushAssignments() {
 		snap := s.g.cfg.Store.Snapshot()
 		a := Desired(snap, s.node)
 		if sig := assignmentKey(a); !sent || sig != last {
-			a.Generation = snap.Index(state.TableReplicas, state.TableInstances)
+			a.Generation = snap.Index(state.TableReplicas, state.TableInstances, state.TableFlags, state.TableOverrides)
 			if err := s.send(protocol.MsgAssign, a); err != nil {
 				s.c.CloseNow()
 				return
@@ -251,8 +252,8 @@ func (s *session) pushAssignments() {
 	}
 }
 
-// assignmentKey identifies a desired set: each replica's id, version and
-// ports, in order.
+// assignmentKey identifies a desired set: each replica's id, version,
+// ports and flags, in order.
 func assignmentKey(a protocol.Assign) string {
 	var b strings.Builder
 	for _, r := range a.Replicas {
@@ -266,6 +267,14 @@ func assignmentKey(a protocol.Assign) string {
 			b.WriteByte('=')
 			b.WriteString(strconv.Itoa(r.Ports[n]))
 		}
+		for _, f := range r.Flags {
+			b.WriteByte(' ')
+			b.WriteString(f.Key)
+			b.WriteByte('=')
+			b.WriteString(f.Source)
+			b.WriteByte(':')
+			b.Write(f.Value)
+		}
 		b.WriteByte(';')
 	}
 	return b.String()
@@ -275,6 +284,7 @@ func assignmentKey(a protocol.Assign) string {
 // scheduler wants running, each with the spec of its version.
 func Desired(snap *state.Snapshot, node string) protocol.Assign {
 	a := protocol.Assign{Replicas: []protocol.AssignedReplica{}}
+	flags := map[string][]protocol.ResolvedFlag{} // by instance: resolved once
 	for _, r := range snap.NodeReplicas(node) {
 		if r.Desired != protocol.DesiredRun {
 			continue
@@ -285,9 +295,15 @@ func Desired(snap *state.Snapshot, node string) protocol.Assign {
 		if in == nil || v == nil {
 			continue
 		}
+		fl, ok := flags[id]
+		if !ok {
+			fl = snap.InstanceFlags(in)
+			flags[id] = fl
+		}
 		a.Replicas = append(a.Replicas, protocol.AssignedReplica{
 			ID: r.ID, Tenant: r.Tenant, Instance: r.Instance, Environment: in.Environment,
 			Version: r.Version, Spec: v.Spec, Ports: r.Ports,
+			Plan: in.Plan, Release: in.Release, Flags: fl,
 		})
 	}
 	return a

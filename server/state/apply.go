@@ -243,6 +243,12 @@ func (w *writer) dispatch() error {
 		return run(w, (*writer).rolloutStep)
 	case CmdRolloutControl:
 		return run(w, (*writer).rolloutControl)
+	case CmdFlagDefine:
+		return run(w, (*writer).flagDefine)
+	case CmdFlagDelete:
+		return run(w, (*writer).flagDelete)
+	case CmdFlagOverride:
+		return run(w, (*writer).flagOverride)
 	}
 	return protocol.Errorf(protocol.CodeInvalidArgument, "unknown command %q", w.cmd.Type)
 }

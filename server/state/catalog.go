@@ -38,6 +38,9 @@ func (w *writer) productDelete(c *NameBody) error {
 	for _, r := range w.snap().Releases(c.Name) {
 		w.delete(tableReleases, r)
 	}
+	for _, f := range w.snap().Flags(c.Name) {
+		w.dropFlag(f)
+	}
 	w.delete(tableProducts, p)
 	return nil
 }

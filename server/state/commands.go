@@ -45,6 +45,9 @@ const (
 	CmdRolloutCreate     CommandType = "rollout.create"
 	CmdRolloutStep       CommandType = "rollout.step"
 	CmdRolloutControl    CommandType = "rollout.control"
+	CmdFlagDefine        CommandType = "flag.define"
+	CmdFlagDelete        CommandType = "flag.delete"
+	CmdFlagOverride      CommandType = "flag.override"
 	// CmdStateRestored follows a restore from a backup, whose indexes are
 	// older than those clients have seen: it marks every table changed, so
 	// that blocking queries wake, and appends its AuditAppend body.
@@ -326,4 +329,26 @@ const (
 type RolloutControl struct {
 	ID     string `json:"id"`
 	Action string `json:"action"`
+}
+
+// FlagDefine creates or replaces a product's flag.
+type FlagDefine struct {
+	Flag protocol.Flag `json:"flag"`
+}
+
+// FlagDelete removes a product's flag.
+type FlagDelete struct {
+	Product string `json:"product"`
+	Key     string `json:"key"`
+}
+
+// FlagOverride sets (Variant not empty) or removes an override. ByTenant
+// is set when a tenant token asks: the flag must then be tenant_editable
+// in every product that defines it, checked as the entry is applied.
+type FlagOverride struct {
+	Scope    string `json:"scope"`
+	Target   string `json:"target"`
+	Key      string `json:"key"`
+	Variant  string `json:"variant,omitempty"`
+	ByTenant bool   `json:"by_tenant,omitempty"`
 }

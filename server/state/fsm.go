@@ -271,6 +271,10 @@ func newRow(table string) (any, error) {
 		return &protocol.Rollout{}, nil
 	case tableFeed:
 		return &protocol.StreamEvent{}, nil
+	case tableFlags:
+		return &protocol.Flag{}, nil
+	case tableOverrides:
+		return &protocol.FlagOverride{}, nil
 	}
 	return nil, fmt.Errorf("read snapshot: unknown table %q", table)
 }

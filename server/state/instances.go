@@ -175,6 +175,7 @@ func (w *writer) instanceDelete(c *InstanceRef) error {
 	}
 	w.deleteAll(tableEvents, "instance", in.Tenant, in.Name)
 	w.publish(protocol.StreamEvent{Topic: protocol.TopicInstance, Type: "deleted", Tenant: in.Tenant, Instance: in.Name, Message: "deleted"})
+	w.dropOverrides(protocol.FlagScopeInstance, in.ID)
 	if raw := w.first(tableEvals, in.ID); raw != nil {
 		w.delete(tableEvals, raw)
 	}

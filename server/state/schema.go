@@ -29,6 +29,8 @@ const (
 	tableReleases     = "releases"
 	tableRollouts     = "rollouts"
 	tableFeed         = "feed"
+	tableFlags        = "flags"
+	tableOverrides    = "flag_overrides"
 )
 
 // Tables lists the tables a snapshot holds, in restore order.
@@ -36,7 +38,7 @@ var Tables = []string{
 	tableTenants, tableEnvironments, tablePlans, tableInstances, tableVersions,
 	tableReplicas, tableNodes, tableTokens, tableCredentials, tableAudit,
 	tableEvents, tableEvals, tableServers, tableMeta, tableIndex, tableUsage,
-	tableProducts, tableReleases, tableRollouts, tableFeed,
+	tableProducts, tableReleases, tableRollouts, tableFeed, tableFlags, tableOverrides,
 }
 
 // Exported table names for blocking queries.
@@ -54,6 +56,8 @@ const (
 	TableReleases  = tableReleases
 	TableRollouts  = tableRollouts
 	TableFeed      = tableFeed
+	TableFlags     = tableFlags
+	TableOverrides = tableOverrides
 )
 
 func stringIndex(name, field string) *memdb.IndexSchema {
@@ -106,6 +110,12 @@ func schema() *memdb.DBSchema {
 		table(tableReleases, &memdb.IndexSchema{Name: "id", Unique: true, Indexer: &memdb.CompoundIndex{Indexes: []memdb.Indexer{
 			&memdb.StringFieldIndex{Field: "Product"}, &memdb.StringFieldIndex{Field: "Version"},
 		}}}),
+		table(tableFlags, &memdb.IndexSchema{Name: "id", Unique: true, Indexer: &memdb.CompoundIndex{Indexes: []memdb.Indexer{
+			&memdb.StringFieldIndex{Field: "Product"}, &memdb.StringFieldIndex{Field: "Key"},
+		}}}, stringIndex("key", "Key")),
+		table(tableOverrides, &memdb.IndexSchema{Name: "id", Unique: true, Indexer: &memdb.CompoundIndex{Indexes: []memdb.Indexer{
+			&memdb.StringFieldIndex{Field: "Scope"}, &memdb.StringFieldIndex{Field: "Target"}, &memdb.StringFieldIndex{Field: "Key"},
+		}}}, stringIndex("key", "Key")),
 	} {
 		s.Tables[t.Name] = t
 	}

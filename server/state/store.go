@@ -481,7 +481,9 @@ func (s *Snapshot) Release(product, version string) *protocol.Release {
 
 // Releases returns a product's releases, oldest version first.
 func (s *Snapshot) Releases(product string) []*protocol.Release {
-	rs := list[protocol.Release](s, tableReleases, "id_prefix", product)
+	// The empty version ends the prefix with the product's terminator:
+	// crm's releases are not also crm2's.
+	rs := list[protocol.Release](s, tableReleases, "id_prefix", product, "")
 	sort.SliceStable(rs, func(i, j int) bool { return protocol.CompareVersions(rs[i].Version, rs[j].Version) < 0 })
 	return rs
 }

@@ -53,6 +53,7 @@ func (w *writer) tenantDelete(c *NameBody) error {
 			}
 		}
 	}
+	w.dropOverrides(protocol.FlagScopeTenant, c.Name)
 	w.delete(tableTenants, t)
 	return nil
 }
