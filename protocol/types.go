@@ -492,6 +492,9 @@ type ClusterStatus struct {
 	Members []Member `json:"members"`
 	Index   uint64   `json:"index"`
 	Counts  Counts   `json:"counts"`
+	// LogVersion is the cluster's Raft log version: the commands it may
+	// use, raised once every server runs a build that knows them.
+	LogVersion int `json:"log_version"`
 }
 
 // Counts are the numbers of objects in the state.

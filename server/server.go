@@ -107,6 +107,10 @@ type Server struct {
 	metrics *metrics.Metrics
 	http    *http.Server
 	ln      net.Listener
+	// peers calls other servers (joins, their builds' log versions) over
+	// scheme.
+	peers  *http.Client
+	scheme string
 
 	ready  atomic.Bool   // leader has applied everything before its term
 	joined chan struct{} // closed when this server is a registered member
@@ -185,6 +189,8 @@ func New(cfg Config) (*Server, error) {
 	}
 	peerTransport := &http.Transport{TLSClientConfig: dialTLS,
 		MaxIdleConnsPerHost: 16, IdleConnTimeout: 90 * time.Second}
+	s.peers = &http.Client{Timeout: 5 * time.Second, Transport: withServerToken{peerTransport, serverToken}}
+	s.scheme = scheme
 	s.gateway = gateway.New(gateway.Config{
 		Cluster: s.cluster, Store: s.store, Logger: cfg.Logger, Clock: cfg.Clock,
 		JoinToken: cfg.AgentJoinToken, RequireJoinToken: cfg.ACL,
@@ -239,8 +245,7 @@ func New(cfg Config) (*Server, error) {
 		if hint := s.unformed(); hint != "" && cfg.BootstrapExpect == 0 && len(cfg.Join) == 0 {
 			s.logger.Warn(hint)
 		}
-		j := &cluster.Joiner{Cluster: s.cluster, Peers: cfg.Join, Expect: cfg.BootstrapExpect, Scheme: scheme,
-			Client: &http.Client{Timeout: 5 * time.Second, Transport: withServerToken{peerTransport, serverToken}}}
+		j := &cluster.Joiner{Cluster: s.cluster, Peers: cfg.Join, Expect: cfg.BootstrapExpect, Scheme: scheme, Client: s.peers}
 		if err := j.Run(s.ctx); err == nil {
 			s.logger.Info("member of the cluster", "id", s.cluster.ID())
 			close(s.joined)
@@ -409,6 +414,11 @@ func (s *Server) leaderDuties(ctx context.Context) {
 	go func() {
 		defer wg.Done()
 		rollouts.Run(ctx)
+	}()
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		s.upgradeLog(ctx, s.peers, s.scheme)
 	}()
 	if !s.cfg.NoScheduler {
 		worker := scheduler.NewWorker(scheduler.WorkerConfig{

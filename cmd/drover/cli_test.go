@@ -160,6 +160,7 @@ func TestUsageErrors(t *testing.T) {
 		{[]string{"acl", "token", "create", "-role", "tenant-admin"}, "-tenant: is required"},
 		{[]string{"acl", "token", "create", "-role", "operator", "-tenant", "acme"}, "-tenant"},
 		{[]string{"audit", "list", "-since", "-1h"}, "-since"},
+		{[]string{"server", "-data-dir", "/nonexistent/drover", "-bootstrap-expect", "3"}, "-server-join-token is required"},
 		{[]string{"events", "-topic", "instance,bogus"}, `-topic "bogus": want one of instance, deployment`},
 		{[]string{"events", "-index", "12.x"}, `-index: "12.x" is not an event id`},
 		{[]string{"tenant", "create", "acme", "-label", "novalue"}, `-label "novalue": want key=value`},

@@ -112,6 +112,10 @@ func runServer(ctx context.Context, f serverFlags) error {
 	case f.tlsCA != "":
 		return usageError{fmt.Errorf("-tls-ca needs -tls-cert and -tls-key")}
 	}
+	if f.acl && tlsCfg == nil && f.serverJoinToken == "" && (f.bootstrapExpect > 1 || len(f.join) > 0) {
+		return usageError{fmt.Errorf("-server-join-token is required for servers that form a cluster (-bootstrap-expect above 1, or -join) with ACLs on and without TLS: " +
+			"servers prove to each other that they belong with it (or with -tls-cert certificates of -tls-ca); without it, the others' addresses are never recorded")}
+	}
 	if f.auditMaxRecords < 1 || f.auditMaxRecords > state.MaxAuditRecords {
 		return usageError{fmt.Errorf("-audit-max-records must be between 1 and %d", state.MaxAuditRecords)}
 	}

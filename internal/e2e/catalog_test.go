@@ -95,5 +95,5 @@ default_channel: stable
 	if out := cliOK(t, s, "release", "list", "hello"); !strings.Contains(out, "recalled") {
 		t.Errorf("release list after recall:\n%s", out)
 	}
-	cliFails(t, s, 1, "instances", "product", "delete", "hello")
+	cliFails(t, s, 1, "has 1 instance", "product", "delete", "hello")
 }

@@ -202,9 +202,10 @@ type apiError struct {
 }
 
 type apiStatus struct {
-	Leader  string      `json:"leader"`
-	Members []apiMember `json:"members"`
-	Index   uint64      `json:"index"`
+	Leader     string      `json:"leader"`
+	Members    []apiMember `json:"members"`
+	Index      uint64      `json:"index"`
+	LogVersion int         `json:"log_version"`
 }
 
 type apiMember struct {

@@ -14,6 +14,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/drover-dev/drover/server/state"
 )
 
 // Option changes how StartCluster starts its servers.
@@ -24,6 +26,15 @@ type clusterConfig struct {
 	heartbeat, election, leaderLease time.Duration
 	logLevel                         string
 	extraArgs                        []string
+	// bin is the drover binary the servers run; the build under test
+	// (binPath) when empty.
+	bin string
+}
+
+// WithBinary runs the servers from another drover binary (an older
+// release, for upgrade tests) until Server.Upgrade.
+func WithBinary(path string) Option {
+	return func(c *clusterConfig) { c.bin = path }
 }
 
 // WithRaftTimings passes -raft-heartbeat-timeout, -raft-election-timeout
@@ -136,6 +147,11 @@ func (c *Cluster) awaitFormed() {
 			sort.Strings(addrs)
 			if !slices.Equal(addrs, want) {
 				return false, fmt.Sprintf("%s lists voters at %v", s.name, addrs)
+			}
+			// Servers of this build raise the log to its version at once
+			// (server/upgrade.go); tests start after that.
+			if s.binary() == binPath && st.LogVersion != state.LogVersion {
+				return false, fmt.Sprintf("%s is at log version %d", s.name, st.LogVersion)
 			}
 		}
 		return true, ""
@@ -356,6 +372,30 @@ type Server struct {
 	id     string // learnt at the first start, checked at restarts
 	proc   *process
 	paused bool
+	bin    string // the binary it runs; the cluster's when empty
+}
+
+// Upgrade stops the server and starts it again from the build under test
+// (binPath), on the same data directory and addresses.
+func (s *Server) Upgrade() {
+	s.c.t.Helper()
+	s.mu.Lock()
+	s.bin = binPath
+	s.mu.Unlock()
+	s.Restart()
+}
+
+// binary is the drover binary the server runs.
+func (s *Server) binary() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case s.bin != "":
+		return s.bin
+	case s.c.cfg.bin != "":
+		return s.c.cfg.bin
+	}
+	return binPath
 }
 
 // Name is the server's name in the harness's messages: s0, s1, ...
@@ -432,7 +472,7 @@ func (s *Server) args() []string {
 
 // launch starts the process without waiting for it to serve.
 func (s *Server) launch() error {
-	p, err := s.c.launch.start(s.name, s.logPath, s.args())
+	p, err := s.c.launch.startArgv(s.name, s.logPath, append([]string{s.binary()}, s.args()...))
 	if err != nil {
 		return err
 	}

@@ -68,6 +68,7 @@ func (a *API) routes() {
 	a.handle("GET /v1/operator/snapshot", write, management, a.saveSnapshot)
 	a.handle("PUT /v1/operator/snapshot", write, management, a.restoreSnapshot)
 	a.handle("GET /v1/operator/raft", read, management, a.raftPeers)
+	a.handle("GET /v1/operator/state-hash", local, management, a.stateHash)
 	a.handle("DELETE /v1/operator/raft/peers/{id}", write, management, a.removePeer)
 
 	a.handle("GET /v1/internal/self", local, public, func(w http.ResponseWriter, r *http.Request) error {
@@ -130,7 +131,7 @@ func (a *API) status(w http.ResponseWriter, r *http.Request) error {
 	}
 	leader, _ := a.c.Leader()
 	writeJSON(w, http.StatusOK, protocol.ClusterStatus{
-		Leader: leader, Members: members, Index: snap.Index(),
+		Leader: leader, Members: members, Index: snap.Index(), LogVersion: snap.LogVersion(),
 		Counts: protocol.Counts{
 			Tenants: len(snap.Tenants()), Instances: len(snap.Instances(state.InstanceFilter{})),
 			Replicas: liveReplicas(snap), Nodes: len(snap.Nodes()),
@@ -461,6 +462,19 @@ func (a *API) restoreSnapshot(w http.ResponseWriter, r *http.Request) error {
 	markRecorded(r)
 	w.Header().Set(HeaderIndex, strconv.FormatUint(idx, 10))
 	writeJSON(w, http.StatusOK, map[string]any{"restored": true, "index": idx})
+	return nil
+}
+
+// stateHash answers the SHA-256 of this server's own state (its snapshot
+// bytes) and the index it is at: servers at the same index hold the same
+// state, so their hashes must be equal (the upgrade and fault tests compare
+// them).
+func (a *API) stateHash(w http.ResponseWriter, r *http.Request) error {
+	idx, sum, err := a.store.Hash()
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"id": a.c.ID(), "index": idx, "sha256": sum})
 	return nil
 }
 

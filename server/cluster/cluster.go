@@ -320,6 +320,9 @@ func (c *Cluster) Propose(ctx context.Context, typ state.CommandType, body any, 
 // the FSM answered it (state.Applied's value; nil for commands that write
 // no object an answer shows).
 func (c *Cluster) ProposeValue(ctx context.Context, typ state.CommandType, body any, audit *protocol.AuditRecord) (uint64, any, error) {
+	if err := c.checkVersion(typ); err != nil {
+		return 0, nil, err
+	}
 	cmd, err := state.Encode(typ, c.cfg.Clock(), body, audit)
 	if err != nil {
 		return 0, nil, err
@@ -354,6 +357,12 @@ type Result struct {
 // Raft writes most of them to disk together.
 func (c *Cluster) ProposeAll(ctx context.Context, typ state.CommandType, bodies []any) []Result {
 	out := make([]Result, len(bodies))
+	if err := c.checkVersion(typ); err != nil {
+		for i := range out {
+			out[i].Err = err
+		}
+		return out
+	}
 	futures := make([]raft.ApplyFuture, len(bodies))
 	now := c.cfg.Clock()
 	for i, body := range bodies {
@@ -374,6 +383,18 @@ func (c *Cluster) ProposeAll(ctx context.Context, typ state.CommandType, bodies 
 		}
 	}
 	return out
+}
+
+// checkVersion refuses a command newer than the cluster's log version:
+// some server would not know it (state/version.go). The entry that raises
+// the version is the leader's own business.
+func (c *Cluster) checkVersion(typ state.CommandType) error {
+	need, _ := state.CommandVersion(typ)
+	if typ == state.CmdLogVersion || need <= c.cfg.FSM.LogVersion() {
+		return nil
+	}
+	return &protocol.Error{Code: protocol.CodeUnavailable, Outcome: protocol.OutcomeNotApplied,
+		Message: fmt.Sprintf("%s needs log version %d, and the cluster is at %d until every server runs a build of version %d: finish upgrading the servers", typ, need, c.cfg.FSM.LogVersion(), need)}
 }
 
 // start hands a command to Raft.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/drover-dev/drover/internal/backoff"
 	"github.com/drover-dev/drover/protocol"
+	"github.com/drover-dev/drover/server/state"
 )
 
 // SelfInfo is what a server tells others about itself while a cluster forms
@@ -22,6 +23,9 @@ type SelfInfo struct {
 	HTTPAddr string `json:"http_addr"`
 	Leader   string `json:"leader,omitempty"`
 	HasState bool   `json:"has_state"`
+	// LogVersion is the newest log version this server's build knows
+	// (state.LogVersion); builds older than log versions send none.
+	LogVersion int `json:"log_version"`
 }
 
 // JoinRequest asks the leader to add a server (POST /v1/internal/join).
@@ -35,7 +39,7 @@ type JoinRequest struct {
 func (c *Cluster) Self() SelfInfo {
 	has, _ := c.HasState()
 	leader, _ := c.Leader()
-	return SelfInfo{ID: c.cfg.ID, RaftAddr: c.RaftAddr(), HTTPAddr: c.cfg.HTTPAddr, Leader: leader, HasState: has}
+	return SelfInfo{ID: c.cfg.ID, RaftAddr: c.RaftAddr(), HTTPAddr: c.cfg.HTTPAddr, Leader: leader, HasState: has, LogVersion: state.LogVersion}
 }
 
 // Joiner forms or joins a cluster through other servers' HTTP APIs.

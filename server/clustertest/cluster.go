@@ -138,6 +138,12 @@ func New(t testing.TB, cfg Config) *Cluster {
 			// and every address recorded so that followers forward.
 			c.Leader()
 			c.waitRecorded()
+			c.Eventually("the cluster at this build's log version", func() error {
+				if v := c.Leader().Store.Snapshot().LogVersion(); v != state.LogVersion {
+					return fmt.Errorf("log version %d", v)
+				}
+				return nil
+			})
 		}
 	}
 	return c

@@ -243,6 +243,8 @@ func (w *writer) dispatch() error {
 		return run(w, (*writer).rolloutStep)
 	case CmdRolloutControl:
 		return run(w, (*writer).rolloutControl)
+	case CmdLogVersion:
+		return run(w, (*writer).logVersionSet)
 	case CmdFlagDefine:
 		return run(w, (*writer).flagDefine)
 	case CmdFlagDelete:

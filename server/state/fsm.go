@@ -41,6 +41,10 @@ func NewFSM(store *Store, logger hclog.Logger) *FSM {
 	return &FSM{store: store, logger: logger.Named("fsm")}
 }
 
+// LogVersion returns the cluster's log version as of the entries applied
+// here.
+func (f *FSM) LogVersion() int { return f.store.Snapshot().LogVersion() }
+
 // StoreDB returns an immutable copy-on-write view of the current database,
 // for streaming backups.
 func (f *FSM) StoreDB() *memdb.MemDB { return f.store.current().db.Snapshot() }
@@ -76,6 +80,9 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 			f.logger.Error("skipping undecodable log entry", "index", l.Index, "error", err)
 			out[i] = protocol.Errorf(protocol.CodeInvalidArgument, "%v", err)
 			continue
+		}
+		if _, known := CommandVersion(cmd.Type); !known {
+			f.stop(&UnknownCommandError{Index: l.Index, Type: cmd.Type})
 		}
 		entries = append(entries, Entry{Index: l.Index, Cmd: cmd})
 		at = append(at, i)
@@ -277,4 +284,15 @@ func newRow(table string) (any, error) {
 		return &protocol.FlagOverride{}, nil
 	}
 	return nil, fmt.Errorf("read snapshot: unknown table %q", table)
+}
+
+// stop ends the server with err: one that cannot apply an entry of the log
+// must not go on with a state that differs from the other servers'. Raft
+// runs the FSM in its own goroutine, so the panic ends the process, with
+// err as the first thing it prints (as Consul does with an unknown
+// message type); the same happens at each restart until the server is
+// upgraded.
+func (f *FSM) stop(err error) {
+	f.logger.Error("stopping: cannot apply the Raft log", "error", err)
+	panic(err)
 }

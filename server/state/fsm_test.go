@@ -794,7 +794,7 @@ func TestUnknownAndUndecodableCommands(t *testing.T) {
 	h := newHarness(t)
 	h.tenant("acme")
 	before := h.Bytes()
-	for _, b := range []string{`not json`, `{"type":""}`, `{"type":"launch.missiles","body":{}}`, `{"type":"tenant.upsert","body":"x"}`, `{"type":"tenant.upsert","body":{"tenant":{"name":1}}}`} {
+	for _, b := range []string{`not json`, `{"type":""}`, `{"type":"tenant.upsert","body":"x"}`, `{"type":"tenant.upsert","body":{"tenant":{"name":1}}}`} {
 		err := h.Raw([]byte(b))
 		if e := protocol.AsError(err); err == nil || e.Code != protocol.CodeInvalidArgument {
 			t.Fatalf("%s: %v", b, err)
@@ -813,13 +813,53 @@ func TestUnknownAndUndecodableCommands(t *testing.T) {
 	}
 }
 
+// A server that meets a command type it does not know (written by a newer
+// Drover) stops with an error that says so, rather than skip the entry and
+// go on with a state that differs from the other servers'.
+func TestUnknownCommandStopsTheServer(t *testing.T) {
+	h := newHarness(t)
+	h.tenant("acme")
+	defer func() {
+		e, ok := recover().(*state.UnknownCommandError)
+		if !ok || e.Type != "launch.missiles" || !strings.Contains(e.Error(), "does not know") || !strings.Contains(e.Error(), "Upgrade this server") {
+			t.Fatalf("the FSM stopped with %v, want an UnknownCommandError naming the type and what to do", e)
+		}
+	}()
+	_ = h.Raw([]byte(`{"type":"launch.missiles","body":{}}`))
+	t.Fatal("an entry of an unknown type was applied")
+}
+
+// The cluster's log version starts at 1 (a cluster older than log
+// versions) and only rises; what came with version 2, such as the event
+// stream, happens only from the entry that raised it on.
+func TestLogVersion(t *testing.T) {
+	h := newBareHarness(t)
+	if v := h.Snapshot().LogVersion(); v != 1 {
+		t.Fatalf("an empty state is at log version %d, want 1", v)
+	}
+	h.tenant("acme")
+	if evs := h.Snapshot().FeedAfter(protocol.EventID{}, 10); len(evs) != 0 {
+		t.Fatalf("events at log version 1: %+v", evs)
+	}
+	h.Must(state.CmdLogVersion, state.LogVersionSet{Version: 2})
+	h.instance("acme", "web", 1)
+	if evs := h.Snapshot().FeedAfter(protocol.EventID{}, 10); len(evs) == 0 {
+		t.Fatal("no events after log version 2")
+	}
+	h.Must(state.CmdLogVersion, state.LogVersionSet{Version: 1})
+	if v := h.Snapshot().LogVersion(); v != 2 {
+		t.Fatalf("log version lowered to %d", v)
+	}
+	h.fails(state.CmdLogVersion, state.LogVersionSet{Version: state.LogVersion + 1}, protocol.CodeInvalidArgument)
+}
+
 func TestOnApply(t *testing.T) {
 	h := newHarness(t)
 	var got []string
 	h.FSM.OnApply(func(typ state.CommandType, index uint64) { got = append(got, fmt.Sprintf("%s@%d", typ, index)) })
 	h.tenant("acme")
 	h.Apply(state.CmdTenantDelete, state.NameBody{Name: "nope"})
-	if want := []string{"tenant.upsert@1", "tenant.delete@2"}; !reflect.DeepEqual(got, want) {
+	if want := []string{"tenant.upsert@2", "tenant.delete@3"}; !reflect.DeepEqual(got, want) {
 		t.Fatalf("OnApply calls: %v", got)
 	}
 }

@@ -24,6 +24,14 @@ func newHarness(t testing.TB) *harness {
 	return h
 }
 
+// newBareHarness is newHarness over an empty state at log version 1, as
+// a server starts before its log's first entry.
+func newBareHarness(t testing.TB) *harness {
+	h := &harness{Harness: statetest.Over(t, state.NewStore()), t: t}
+	h.SetNow(t0)
+	return h
+}
+
 // fails applies a command that must be refused with code, and checks that
 // it changed nothing but the index and the audit trail.
 func (h *harness) fails(typ state.CommandType, body any, code protocol.Code) *protocol.Error {

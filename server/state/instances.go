@@ -53,7 +53,11 @@ func (w *writer) instanceCreate(c *InstanceCreate) error {
 	in.CreatedAt, in.CreateIndex = w.cmd.Time, w.index
 	w.putInstance(&in)
 	w.putVersion(&in)
-	w.event(protocol.Event{Tenant: in.Tenant, Instance: in.Name, Type: "created", Message: "created with " + protocol.Count(in.Replicas, "replica") + " at version 1"})
+	msg := fmt.Sprintf("created with %d replicas at version 1", in.Replicas) // log version 1's words
+	if w.since(2) {
+		msg = "created with " + protocol.Count(in.Replicas, "replica") + " at version 1"
+	}
+	w.event(protocol.Event{Tenant: in.Tenant, Instance: in.Name, Type: "created", Message: msg})
 	w.eval(in.ID, "instance-create")
 	return nil
 }
@@ -195,7 +199,10 @@ func (w *writer) stopReplica(r *protocol.Replica, why string) {
 	}
 	c := *r
 	c.Desired = protocol.DesiredStop
-	c.Message, c.StopReason = why, why
+	c.Message = why
+	if w.since(2) {
+		c.StopReason = why
+	}
 	if c.Node == "" || c.State == protocol.ReplicaPending && c.Node == "" {
 		c.State = protocol.ReplicaStopped
 	}

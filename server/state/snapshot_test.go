@@ -172,7 +172,7 @@ func TestRestoreRefusesBadSnapshots(t *testing.T) {
 func TestDeterminism(t *testing.T) {
 	a := richState(t)
 	half := len(a.Entries()) / 2
-	b := newHarness(t)
+	b := newBareHarness(t)
 	for _, e := range a.Entries()[:half] {
 		b.Raw(e)
 	}

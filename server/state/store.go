@@ -7,6 +7,8 @@ package state
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"sort"
 	"strings"
@@ -509,4 +511,17 @@ func (s *Snapshot) Rollouts() []*protocol.Rollout {
 	rs := list[protocol.Rollout](s, tableRollouts, "id")
 	sort.SliceStable(rs, func(i, j int) bool { return rs[i].CreateIndex < rs[j].CreateIndex })
 	return rs
+}
+
+// Hash returns the index of the current state and the SHA-256 of its
+// snapshot bytes, both of one view of it: two servers at the same index
+// must answer the same hash.
+func (s *Store) Hash() (uint64, string, error) {
+	db := s.current().db.Snapshot()
+	idx := (&Snapshot{txn: db.Txn(false)}).Index()
+	h := sha256.New()
+	if err := WriteSnapshot(h, db); err != nil {
+		return 0, "", err
+	}
+	return idx, hex.EncodeToString(h.Sum(nil)), nil
 }

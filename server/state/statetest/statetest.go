@@ -39,8 +39,14 @@ type Harness struct {
 	entries [][]byte
 }
 
-// New returns a harness over an empty state, its clock at Epoch.
-func New(t TB) *Harness { return Over(t, state.NewStore()) }
+// New returns a harness over an empty state at this build's log version
+// (its first entry, as a new cluster's leader proposes it), its clock at
+// Epoch.
+func New(t TB) *Harness {
+	h := Over(t, state.NewStore())
+	h.Must(state.CmdLogVersion, state.LogVersionSet{Version: state.LogVersion})
+	return h
+}
 
 // Over returns a harness over st (a Fork of a prepared state, say).
 func Over(t TB, st *state.Store) *Harness {
