@@ -676,6 +676,16 @@ func TestFailedReplicaRescheduledWithBackoff(t *testing.T) {
 	if len(live) != 1 || live[0].ID == first.ID || live[0].Node != "" || !strings.Contains(live[0].Message, "backoff of 5s") {
 		t.Fatalf("want a replacement waiting 5s, got %+v", live)
 	}
+	// The agent stops the failed replica it was told to stop and says so:
+	// it stays a failure, and the replacement keeps waiting.
+	h.report(protocol.ReplicaStopped, first.ID)
+	h.settle()
+	if r := h.Snapshot().Replica(first.ID); r.State != protocol.ReplicaFailed {
+		t.Fatalf("the failed replica became %s once stopped", r.State)
+	}
+	if r := h.live(id)[0]; r.Node != "" {
+		t.Fatalf("replacement placed on %s at once after the failed replica stopped", r.Node)
+	}
 	h.Advance(4 * time.Second)
 	h.settle()
 	if h.live(id)[0].Node != "" {

@@ -32,6 +32,11 @@ func (w *writer) replicaReports(c *ReplicaReports) error {
 			}
 			r := *old
 			r.State, r.Health, r.Restarts, r.Message = rep.State, rep.Health, rep.Restarts, rep.Message
+			if old.State == protocol.ReplicaFailed && rep.State == protocol.ReplicaStopped && w.since(2) {
+				// The agent stopping a failed replica, as told: it stays a
+				// failure, which the scheduler's backoff counts.
+				r.State, r.Message = old.State, old.Message
+			}
 			if rep.Ports != nil {
 				r.Ports = rep.Ports
 			}
