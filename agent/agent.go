@@ -86,6 +86,8 @@ type Agent struct {
 	// reports happen under it.
 	mu       sync.Mutex
 	replicas map[string]*replica
+	// exiting is set by StopAll: assignments start nothing from then on.
+	exiting bool
 	gen      uint64
 	wg       sync.WaitGroup
 }
@@ -335,6 +337,10 @@ func (a *Agent) assign(ctx context.Context, as protocol.Assign) {
 	// Decide under the lock; probe ports, write the record and report
 	// outside it.
 	a.mu.Lock()
+	if a.exiting {
+		a.mu.Unlock()
+		return
+	}
 	if as.Generation < a.gen {
 		a.mu.Unlock()
 		a.logger.Warn("ignoring an assignment older than the one applied", "generation", as.Generation, "applied", a.gen)
@@ -396,6 +402,10 @@ func (a *Agent) assign(ctx context.Context, as protocol.Assign) {
 		a.publishFlags(r) // its flag file is there when it starts
 	}
 	a.mu.Lock()
+	if a.exiting {
+		a.mu.Unlock()
+		return // StopAll began meanwhile: start nothing it would not stop
+	}
 	for _, r := range failed {
 		a.replicas[r.spec.ID] = r
 		a.parkLocked(ctx, r)
@@ -570,6 +580,9 @@ func (w *chunkWriter) Write(p []byte) (int, error) {
 // outlive it.
 func (a *Agent) StopAll(ctx context.Context) {
 	a.mu.Lock()
+	// The servers see these replicas stop and may assign replacements;
+	// none must start behind this exit.
+	a.exiting = true
 	rs := make([]*replica, 0, len(a.replicas))
 	for _, r := range a.replicas {
 		rs = append(rs, r)

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -115,11 +116,25 @@ func TestDevMode(t *testing.T) {
 		t.Fatalf("found %d demo processes, want 2", len(pids))
 	}
 
-	if err := p.signal(syscall.SIGTERM); err != nil {
+	// Ctrl-C right after a scale to 4, while replicas start: as its
+	// replicas stop, the server would replace them, and no replacement
+	// may start behind the exit.
+	r := runCLI(t, server, "instance", "scale", "demo/hello", "4")
+	if r.code != 0 {
+		t.Fatal(r)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if err := p.signal(syscall.SIGINT); err != nil {
 		t.Fatal(err)
 	}
 	if !p.waitExit(40 * time.Second) {
-		t.Fatalf("dev mode did not exit after SIGTERM")
+		t.Fatalf("dev mode did not exit after SIGINT")
+	}
+	if left := processesUnder(devDataDir(t, log)); len(left) > 0 {
+		for _, pid := range left {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+		t.Errorf("processes %v of dev mode's replicas still run after it exited", left)
 	}
 	for _, pid := range pids {
 		if syscall.Kill(pid, 0) == nil {
@@ -129,4 +144,37 @@ func TestDevMode(t *testing.T) {
 			}
 		}
 	}
+}
+
+// devDataDir is the data folder dev mode printed.
+func devDataDir(t *testing.T, log string) string {
+	t.Helper()
+	b, _ := os.ReadFile(log)
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(strings.TrimSpace(line), "Data:"); ok {
+			return strings.Fields(rest)[0]
+		}
+	}
+	t.Fatalf("dev mode printed no data folder:\n%s", b)
+	return ""
+}
+
+// processesUnder lists the live processes whose working folder is in dir.
+func processesUnder(dir string) []int {
+	var out []int
+	entries, _ := os.ReadDir("/proc")
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		cwd, err := os.Readlink(fmt.Sprintf("/proc/%d/cwd", pid))
+		if err != nil || !strings.HasPrefix(cwd, dir+"/") {
+			continue
+		}
+		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); err == nil && !strings.Contains(string(b), ") Z ") {
+			out = append(out, pid)
+		}
+	}
+	return out
 }
