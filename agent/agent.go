@@ -88,8 +88,8 @@ type Agent struct {
 	replicas map[string]*replica
 	// exiting is set by StopAll: assignments start nothing from then on.
 	exiting bool
-	gen      uint64
-	wg       sync.WaitGroup
+	gen     uint64
+	wg      sync.WaitGroup
 }
 
 // New opens the agent's record and re-adopts the replicas an earlier agent
