@@ -33,7 +33,15 @@ const (
 	// (protocol.Error's Outcome).
 	HeaderOutcome   = "X-Drover-Outcome"
 	headerForwarded = "X-Drover-Forwarded"
+	// HeaderIdempotencyKey names a change so that sending it again answers
+	// the first one's outcome (state/idempotency.go); HeaderReplayed marks
+	// such an answer.
+	HeaderIdempotencyKey = "Idempotency-Key"
+	HeaderReplayed       = "Idempotent-Replayed"
 )
+
+// MaxIdempotencyKey bounds an Idempotency-Key's length.
+const MaxIdempotencyKey = 255
 
 // MaxWait bounds the wait of a blocking query.
 const MaxWait = 5 * time.Minute
@@ -195,7 +203,17 @@ func (a *API) handle(pattern string, k kind, acc access, h handlerFunc) {
 			return
 		}
 		st := &request{id: id}
-		r = r.WithContext(context.WithValue(r.Context(), requestKey{}, st))
+		ctx := context.WithValue(r.Context(), requestKey{}, st)
+		if key := r.Header.Get(HeaderIdempotencyKey); key != "" && isChange(r) {
+			if err := checkIdempotencyKey(key); err != nil {
+				a.writeError(w, r, err)
+				return
+			}
+			// Scoped to the caller, so that one client's key never
+			// answers another's request.
+			ctx = cluster.WithIdempotencyKey(ctx, id.TokenID+"|"+r.Method+" "+r.URL.Path+"|"+key)
+		}
+		r = r.WithContext(ctx)
 		if err := h(w, r); err != nil {
 			if isChange(r) && !st.recorded {
 				a.audit.add(a.auditRecord(r, actionOf(r), targetOf(r)), protocol.AsError(err).Code)
@@ -364,6 +382,11 @@ func (a *API) proposeValue(w http.ResponseWriter, r *http.Request, rec *protocol
 		return 0, nil, &protocol.Error{Code: protocol.CodeUnavailable, Outcome: protocol.OutcomeUnknown,
 			Message: "outcome unknown: the server lost its leadership while the change was being committed, so it may or may not have been applied; read the state before retrying, or retry with the same Idempotency-Key"}
 	}
+	if rp, ok := v.(state.Replayed); ok {
+		// A repeated Idempotency-Key: the first request's outcome.
+		idx, v = rp.Index, rp.Value
+		w.Header().Set(HeaderReplayed, "true")
+	}
 	if idx != 0 {
 		markRecorded(r)
 		w.Header().Set(HeaderIndex, strconv.FormatUint(idx, 10))
@@ -528,4 +551,17 @@ func markRecorded(r *http.Request) {
 	if st, ok := r.Context().Value(requestKey{}).(*request); ok {
 		st.recorded = true
 	}
+}
+
+// checkIdempotencyKey checks an Idempotency-Key header.
+func checkIdempotencyKey(key string) error {
+	if len(key) > MaxIdempotencyKey {
+		return protocol.FieldError(HeaderIdempotencyKey, "at most %d characters", MaxIdempotencyKey)
+	}
+	for _, c := range key {
+		if c < 0x21 || c > 0x7e {
+			return protocol.FieldError(HeaderIdempotencyKey, "printable ASCII without spaces only")
+		}
+	}
+	return nil
 }

@@ -220,7 +220,12 @@ func (a *API) updateInstance(w http.ResponseWriter, r *http.Request) error {
 	if req.Spec.User == "" && req.Product == "" {
 		req.Spec.User = cur.Spec.User // an operator's choice stays
 	}
-	if req.Replicas == nil {
+	// Without replicas the update keeps the count the instance has when it
+	// is applied: a scale committed meanwhile must not be undone by the
+	// count read here (found by the fault-injection suite). The count
+	// read here still checks the plan's limits.
+	keepReplicas := req.Replicas == nil
+	if keepReplicas {
 		n := cur.Replicas
 		req.Replicas = &n
 	}
@@ -246,6 +251,9 @@ func (a *API) updateInstance(w http.ResponseWriter, r *http.Request) error {
 		}
 	}
 	cmd := state.InstanceUpdate{Tenant: tenant, Name: name, Spec: spec, Plan: req.Plan, Environment: req.Environment, Replicas: &replicas, IfVersion: ifVersion, ProductRef: ref}
+	if keepReplicas {
+		cmd.Replicas = nil
+	}
 	if req.Domains != nil {
 		cmd.Domains = &req.Domains
 	}

@@ -226,3 +226,39 @@ func TestWriteAnswersWhatItApplied(t *testing.T) {
 		}
 	}
 }
+
+// A change sent again with the same Idempotency-Key (a client that never
+// learnt the first outcome) answers the first outcome and changes nothing
+// more: a create is not a 409, an update makes no second version.
+func TestIdempotencyKey(t *testing.T) {
+	e := newEnv(t, envConfig{})
+	u := e.url()
+	must(t, 201, "POST", u+"/v1/tenants", `{"name":"acme"}`, nil)
+
+	first := must(t, 201, "POST", u+"/v1/tenants/acme/instances", instanceDoc("web"), nil, api.HeaderIdempotencyKey, "create-web-1")
+	again := must(t, 201, "POST", u+"/v1/tenants/acme/instances", instanceDoc("web"), nil, api.HeaderIdempotencyKey, "create-web-1")
+	if again.header.Get(api.HeaderReplayed) != "true" || again.index() != first.index() {
+		t.Fatalf("repeated create answered index %d (replayed %q), want the first's %d", again.index(), again.header.Get(api.HeaderReplayed), first.index())
+	}
+	var in protocol.Instance
+	if err := json.Unmarshal(again.body, &in); err != nil || in.Name != "web" || in.Version != 1 {
+		t.Fatalf("repeated create answered %s", again)
+	}
+	// Without the key, the same create is what it is: a conflict.
+	checkError(t, do(t, "POST", u+"/v1/tenants/acme/instances", instanceDoc("web")), 409, protocol.CodeConflict, "")
+
+	doc := instanceDoc("web")
+	spec(doc)["version"] = "2.0.0"
+	for range 2 {
+		must(t, 200, "PUT", u+"/v1/tenants/acme/instances/web", doc, &in, api.HeaderIdempotencyKey, "update-web-2")
+	}
+	if in.Version != 2 {
+		t.Fatalf("an update sent twice with one key made version %d, want 2", in.Version)
+	}
+	// A failed change fails again the same way.
+	for range 2 {
+		checkError(t, do(t, "POST", u+"/v1/tenants", `{"name":"acme"}`, api.HeaderIdempotencyKey, "tenant-again"), 409, protocol.CodeConflict, "")
+	}
+	checkError(t, do(t, "POST", u+"/v1/tenants", `{"name":"x"}`, api.HeaderIdempotencyKey, "has space"), 400, protocol.CodeInvalidArgument, api.HeaderIdempotencyKey)
+	checkError(t, do(t, "POST", u+"/v1/tenants", `{"name":"x"}`, api.HeaderIdempotencyKey, strings.Repeat("k", api.MaxIdempotencyKey+1)), 400, protocol.CodeInvalidArgument, api.HeaderIdempotencyKey)
+}

@@ -323,7 +323,8 @@ func (c *Cluster) ProposeValue(ctx context.Context, typ state.CommandType, body 
 	if err := c.checkVersion(typ); err != nil {
 		return 0, nil, err
 	}
-	cmd, err := state.Encode(typ, c.cfg.Clock(), body, audit)
+	key, _ := ctx.Value(idempotencyKey{}).(string)
+	cmd, err := state.EncodeKeyed(typ, c.cfg.Clock(), body, audit, key)
 	if err != nil {
 		return 0, nil, err
 	}
@@ -335,10 +336,22 @@ func (c *Cluster) ProposeValue(ctx context.Context, typ state.CommandType, body 
 	if err != nil {
 		return idx, nil, err
 	}
-	if a, ok := f.Response().(state.Applied); ok {
+	switch a := f.Response().(type) {
+	case state.Applied:
 		return idx, a.Value, nil
+	case state.Replayed:
+		return idx, a, nil
 	}
 	return idx, nil, nil
+}
+
+type idempotencyKey struct{}
+
+// WithIdempotencyKey makes the commands proposed with ctx carry key (a
+// request's Idempotency-Key, scoped to its caller): a command with the key
+// of an earlier one answers that one's outcome, as a state.Replayed value.
+func WithIdempotencyKey(ctx context.Context, key string) context.Context {
+	return context.WithValue(ctx, idempotencyKey{}, key)
 }
 
 // Now returns the time of this member's clock, the one its proposals are

@@ -23,8 +23,13 @@ type writer struct {
 	// published counts the stream events the entry made (their Seq).
 	published uint64
 	// result is the object the command wrote last of those an API answer
-	// shows (answerTables): what the FSM answers for it (Applied).
-	result any
+	// shows (answerTables), and its table: what the FSM answers for it
+	// (Applied).
+	result      any
+	resultTable string
+	// replayed is the answer of an entry whose idempotency key an earlier
+	// entry had (idempotency.go).
+	replayed *Replayed
 }
 
 // answerTables are the tables whose rows API answers show: a command's
@@ -77,22 +82,22 @@ func (s *Store) applyBatch(entries []Entry) []Outcome {
 	nodes := map[string]bool{}
 	for i, e := range entries {
 		w := &writer{txn: txn, index: e.Index, cmd: e.Cmd, nodes: nodes}
-		out[i].Err = w.safely(func() error { return s.dispatch(w) })
+		out[i].Err = w.safely(func() error { return w.apply(s.dispatch) })
 		if out[i].Err != nil && len(w.touched) > 0 {
 			txn.Abort()
 			txn = db.Txn(true)
 			for j := range entries[:i] {
 				r := &writer{txn: txn, index: entries[j].Index, cmd: entries[j].Cmd, nodes: nodes}
 				if out[j].Err == nil {
-					r.replay(s.dispatch)
-					out[j].Value = r.result
+					r.again(s.dispatch)
+					out[j].Value = r.answer()
 				}
 				r.finish(out[j].Err)
 			}
 			w = &writer{txn: txn, index: e.Index, cmd: e.Cmd, nodes: nodes}
 		}
 		if out[i].Err == nil {
-			out[i].Value = w.result
+			out[i].Value = w.answer()
 		}
 		w.finish(out[i].Err)
 	}
@@ -101,10 +106,28 @@ func (s *Store) applyBatch(entries []Entry) []Outcome {
 	return out
 }
 
-// replay applies again a command that succeeded before in an aborted
+// apply applies the entry's command with dispatch, or answers the outcome
+// of the earlier entry of its idempotency key.
+func (w *writer) apply(dispatch func(*writer) error) error {
+	if rec := w.idempotent(); rec != nil {
+		return w.replay(rec)
+	}
+	return dispatch(w)
+}
+
+// answer is what the FSM answers for an entry that succeeded: Replayed, or
+// the object it wrote (nil for none).
+func (w *writer) answer() any {
+	if w.replayed != nil {
+		return *w.replayed
+	}
+	return w.result
+}
+
+// again applies again a command that succeeded before in an aborted
 // transaction; it succeeds again, applying being deterministic.
-func (w *writer) replay(dispatch func(*writer) error) {
-	if err := w.safely(func() error { return dispatch(w) }); err != nil {
+func (w *writer) again(dispatch func(*writer) error) {
+	if err := w.safely(func() error { return w.apply(dispatch) }); err != nil {
 		panic(fmt.Sprintf("state: entry %d (%s) failed when applied again: %v", w.index, w.cmd.Type, err))
 	}
 }
@@ -122,6 +145,7 @@ func (w *writer) finish(err error) {
 		}
 		w.audit(rec, 0)
 	}
+	w.recordKey(err)
 	w.touch(tableMeta)
 	for _, t := range w.touched {
 		if err := w.txn.Insert(tableIndex, &indexEntry{Table: t, Value: w.index}); err != nil {
@@ -279,7 +303,7 @@ func (w *writer) insert(table string, v any) {
 		abort("insert into %s: %v", table, err)
 	}
 	if answerTables[table] {
-		w.result = v
+		w.result, w.resultTable = v, table
 	}
 }
 

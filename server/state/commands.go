@@ -67,15 +67,24 @@ type Command struct {
 	// Audit, when set, is recorded in the same entry as the change, with
 	// the result of applying it.
 	Audit *protocol.AuditRecord `json:"audit,omitempty"`
+	// Idempotency is the request's Idempotency-Key, scoped to its caller:
+	// an entry with the key of an earlier one answers that one's outcome
+	// (idempotency.go).
+	Idempotency string `json:"idempotency,omitempty"`
 }
 
 // Encode builds the bytes of a command.
 func Encode(typ CommandType, now time.Time, body any, audit *protocol.AuditRecord) ([]byte, error) {
+	return EncodeKeyed(typ, now, body, audit, "")
+}
+
+// EncodeKeyed is Encode for a request with an idempotency key.
+func EncodeKeyed(typ CommandType, now time.Time, body any, audit *protocol.AuditRecord, key string) ([]byte, error) {
 	b, err := json.Marshal(body)
 	if err != nil {
 		return nil, fmt.Errorf("encode %s: %w", typ, err)
 	}
-	out, err := json.Marshal(Command{Type: typ, Time: now.UTC(), Body: b, Audit: audit})
+	out, err := json.Marshal(Command{Type: typ, Time: now.UTC(), Body: b, Audit: audit, Idempotency: key})
 	if err != nil {
 		return nil, fmt.Errorf("encode %s: %w", typ, err)
 	}

@@ -104,7 +104,11 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []any {
 		case err != nil:
 			out[at[k]] = err
 		case outcomes[k].Value != nil:
-			out[at[k]] = Applied{Value: outcomes[k].Value}
+			if r, ok := outcomes[k].Value.(Replayed); ok {
+				out[at[k]] = r
+			} else {
+				out[at[k]] = Applied{Value: outcomes[k].Value}
+			}
 		}
 	}
 	return out
@@ -278,6 +282,8 @@ func newRow(table string) (any, error) {
 		return &protocol.Rollout{}, nil
 	case tableFeed:
 		return &protocol.StreamEvent{}, nil
+	case tableIdempotency:
+		return &IdempotencyRecord{}, nil
 	case tableFlags:
 		return &protocol.Flag{}, nil
 	case tableOverrides:

@@ -29,6 +29,7 @@ const (
 	tableReleases     = "releases"
 	tableRollouts     = "rollouts"
 	tableFeed         = "feed"
+	tableIdempotency  = "idempotency"
 	tableFlags        = "flags"
 	tableOverrides    = "flag_overrides"
 )
@@ -38,7 +39,7 @@ var Tables = []string{
 	tableTenants, tableEnvironments, tablePlans, tableInstances, tableVersions,
 	tableReplicas, tableNodes, tableTokens, tableCredentials, tableAudit,
 	tableEvents, tableEvals, tableServers, tableMeta, tableIndex, tableUsage,
-	tableProducts, tableReleases, tableRollouts, tableFeed, tableFlags, tableOverrides,
+	tableProducts, tableReleases, tableRollouts, tableFeed, tableIdempotency, tableFlags, tableOverrides,
 }
 
 // Exported table names for blocking queries.
@@ -104,6 +105,8 @@ func schema() *memdb.DBSchema {
 		table(tableUsage, stringIndex("id", "Node")),
 		table(tableProducts, stringIndex("id", "Name")),
 		table(tableRollouts, stringIndex("id", "ID")),
+		table(tableIdempotency, stringIndex("id", "Key"),
+			&memdb.IndexSchema{Name: "index", Indexer: &memdb.UintFieldIndex{Field: "Index"}}),
 		table(tableFeed, &memdb.IndexSchema{Name: "id", Unique: true, Indexer: &memdb.CompoundIndex{Indexes: []memdb.Indexer{
 			&memdb.UintFieldIndex{Field: "Index"}, &memdb.UintFieldIndex{Field: "Seq"},
 		}}}),

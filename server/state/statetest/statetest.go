@@ -143,7 +143,7 @@ func (h *Harness) Commit(typ state.CommandType, body any) (uint64, error) {
 // Raw applies the bytes of one command entry and returns the FSM's answer.
 func (h *Harness) Raw(b []byte) error {
 	switch resp := h.Entry(&raft.Log{Type: raft.LogCommand, Data: b}).(type) {
-	case nil, state.Applied:
+	case nil, state.Applied, state.Replayed:
 		return nil
 	case error:
 		return resp
@@ -192,7 +192,8 @@ func (h *Harness) Bytes() []byte {
 
 // Diff compares two states as snapshot bytes, leaving out what every
 // entry may change even when its command is refused: the table indexes,
-// the audit trail (also as events of the stream) and their counters. It
+// the audit trail (also as events of the stream), the outcomes of
+// idempotency keys and their counters. It
 // returns "" when they hold the same state, else the first row that
 // differs.
 func Diff(a, b []byte) string {
@@ -228,11 +229,11 @@ func keptRows(snap []byte) []string {
 		}
 		_ = json.Unmarshal(line, &row)
 		switch {
-		case row.T == "index", row.T == "audit":
+		case row.T == "index", row.T == "audit", row.T == "idempotency": // kept for refused entries too
 			continue
 		case row.T == "feed" && row.V.Topic == "audit": // the audit record, streamed
 			continue
-		case row.T == "meta" && (row.V.Key == "audit_count" || row.V.Key == "feed_count" || row.V.Key == "feed_dropped"):
+		case row.T == "meta" && (row.V.Key == "audit_count" || row.V.Key == "feed_count" || row.V.Key == "feed_dropped" || row.V.Key == "idempotency_count"):
 			continue
 		}
 		out = append(out, string(line))

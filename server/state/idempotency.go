@@ -1,0 +1,118 @@
+package state
+
+// Idempotency keys: a client that sends a change again with the same
+// Idempotency-Key, because it never learnt whether the first attempt was
+// applied, gets the first attempt's outcome instead of a second change.
+// The key travels in the command (Command.Idempotency, scoped to the
+// caller's token by the API); the FSM records each keyed entry's outcome
+// and answers a repeated key with it, writing nothing else.
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/drover-dev/drover/protocol"
+)
+
+// Limits of the records of idempotency keys: the newest
+// MaxIdempotencyRecords, none older than IdempotencyRetention (measured
+// from each command's time, so that every server drops the same ones).
+const (
+	MaxIdempotencyRecords = 10000
+	IdempotencyRetention  = 24 * time.Hour
+	// maxIdempotencyAnswer bounds the answer kept for a key; a larger one
+	// is replayed as a conflict naming the index it was applied at.
+	maxIdempotencyAnswer = 256 << 10
+)
+
+const metaIdempotencyCount = "idempotency_count"
+
+// IdempotencyRecord is the outcome of the first entry with a key.
+type IdempotencyRecord struct {
+	Key   string
+	Index uint64
+	Time  time.Time
+	Type  CommandType
+	// Err is the error the entry failed with; nil when it was applied.
+	Err *protocol.Error `json:",omitempty"`
+	// Table and Answer are the object the entry wrote (Applied), when it
+	// wrote one of answerTables.
+	Table  string          `json:",omitempty"`
+	Answer json.RawMessage `json:",omitempty"`
+}
+
+// Replayed is the FSM's answer to an entry whose idempotency key an
+// earlier entry had: that entry's index, and in Value the object it
+// wrote (Applied's).
+type Replayed struct {
+	Index uint64
+	Value any
+}
+
+// idempotent returns the record of the entry's key, when an earlier entry
+// had it.
+func (w *writer) idempotent() *IdempotencyRecord {
+	if w.cmd.Idempotency == "" || !w.since(2) {
+		return nil
+	}
+	if raw := w.first(tableIdempotency, w.cmd.Idempotency); raw != nil {
+		return raw.(*IdempotencyRecord)
+	}
+	return nil
+}
+
+// replay answers an entry with the outcome of the earlier one of its key.
+func (w *writer) replay(rec *IdempotencyRecord) error {
+	if rec.Type != w.cmd.Type {
+		return protocol.Errorf(protocol.CodeConflict, "Idempotency-Key was used for another request (%s at index %d)", rec.Type, rec.Index)
+	}
+	if rec.Err != nil {
+		return rec.Err
+	}
+	out := Replayed{Index: rec.Index}
+	if rec.Table != "" {
+		if rec.Answer == nil {
+			return protocol.Errorf(protocol.CodeConflict, "this change was applied at index %d; its answer was too large to keep: read the object", rec.Index)
+		}
+		v, err := newRow(rec.Table)
+		if err != nil || json.Unmarshal(rec.Answer, v) != nil {
+			abort("idempotency record %s: bad answer", rec.Key)
+		}
+		out.Value = v
+	}
+	w.replayed = &out
+	return nil
+}
+
+// recordKey records the outcome of a keyed entry, dropping the oldest
+// records past the limits.
+func (w *writer) recordKey(err error) {
+	if w.cmd.Idempotency == "" || w.replayed != nil || !w.since(2) {
+		return
+	}
+	rec := &IdempotencyRecord{Key: w.cmd.Idempotency, Index: w.index, Time: w.cmd.Time, Type: w.cmd.Type}
+	if err != nil {
+		rec.Err = protocol.AsError(err)
+	} else if w.result != nil {
+		rec.Table = w.resultTable
+		if b, err := json.Marshal(w.result); err == nil && len(b) <= maxIdempotencyAnswer {
+			rec.Answer = b
+		}
+	}
+	w.insert(tableIdempotency, rec)
+	count := w.next(metaIdempotencyCount)
+	cutoff := w.cmd.Time.Add(-IdempotencyRetention)
+	for count > 0 {
+		raw, err := w.txn.First(tableIdempotency, "index")
+		if err != nil || raw == nil {
+			break
+		}
+		old := raw.(*IdempotencyRecord)
+		if count <= MaxIdempotencyRecords && !old.Time.Before(cutoff) {
+			break
+		}
+		w.delete(tableIdempotency, old)
+		count--
+	}
+	w.insert(tableMeta, &Meta{Key: metaIdempotencyCount, N: count})
+}
