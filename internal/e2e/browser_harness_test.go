@@ -253,13 +253,6 @@ func (b *browser) waitVisible(sel string) {
 		return {ok: e.visible, state: e.found ? "present, not visible" : "absent"}; })()`)
 }
 
-// waitGone waits until no element matching sel is visible.
-func (b *browser) waitGone(sel string) {
-	b.t.Helper()
-	b.waitJS(waitTimeout, sel+" gone", `(() => { const e = `+jsElement+`(`+jsString(sel)+`);
-		return {ok: !e.visible, state: e.text}; })()`)
-}
-
 // waitText waits until the text of the element matching sel contains want.
 func (b *browser) waitText(timeout time.Duration, sel, want string) string {
 	b.t.Helper()
@@ -290,12 +283,6 @@ func (b *browser) text(sel string) string {
 func (b *browser) count(sel string) int {
 	b.t.Helper()
 	return mustEval[int](b, `document.querySelectorAll(`+jsString(sel)+`).length`)
-}
-
-// pageText is the visible text of the whole page.
-func (b *browser) pageText() string {
-	b.t.Helper()
-	return mustEval[string](b, `document.body ? document.body.innerText : ""`)
 }
 
 // click waits until the element matching sel is visible and enabled, then
@@ -331,7 +318,8 @@ func (b *browser) fill(sel, value string) {
 
 // selectOption chooses the option of value in the <select> sel, waiting
 // for the page to offer it, and fires input and change as a user's choice
-// does.
+// does; like a user, it leaves a select that shows value already alone
+// (a change can make the page reload what depends on the choice).
 func (b *browser) selectOption(sel, value string) {
 	b.t.Helper()
 	b.waitJS(waitTimeout, fmt.Sprintf("%s to offer %q", sel, value), `(() => {
@@ -339,7 +327,8 @@ func (b *browser) selectOption(sel, value string) {
 		if (!e) return {ok: false, state: "absent"};
 		const vals = [...e.options].map(o => o.value);
 		return {ok: vals.includes(`+jsString(value)+`), state: "options " + JSON.stringify(vals)}; })()`)
-	mustEval[bool](b, `(() => { const e = document.querySelector(`+jsString(sel)+`); e.focus(); e.value = `+jsString(value)+`;
+	mustEval[bool](b, `(() => { const e = document.querySelector(`+jsString(sel)+`); if (e.value === `+jsString(value)+`) return true;
+		e.focus(); e.value = `+jsString(value)+`;
 		e.dispatchEvent(new Event("input", {bubbles: true})); e.dispatchEvent(new Event("change", {bubbles: true})); return true; })()`)
 }
 
@@ -440,8 +429,8 @@ func (b *browser) setViewport(v viewport) {
 	b.size = v
 }
 
+// desktop goes back to the desktop viewport.
 func (b *browser) desktop() { b.t.Helper(); b.setViewport(desktopViewport) }
-func (b *browser) phone()   { b.t.Helper(); b.setViewport(phoneViewport) }
 
 // screenshotDir is where the test's screenshots go: $DROVER_SCREENSHOTS or
 // drover-screenshots in the temporary folder, then a folder named after
