@@ -4,8 +4,9 @@ package e2e
 // tested in a real browser" (issue 13): an operator, a tenant's admin and a
 // tenant's viewer use the app at /ui/ in headless Chromium against a real
 // server with ACLs on and a real agent, and the tests check what they see
-// against the API. The app's DOM contract (ids, data-* attributes, routes)
-// is in server/console's notes; browser_harness_test.go drives the browser.
+// against the API. The DOM the tests rely on (routes, ids, data-*
+// attributes) is listed in README.md, "Browser tests";
+// browser_harness_test.go drives the browser.
 
 import (
 	"fmt"
