@@ -361,27 +361,29 @@ func ownInstanceDocs(s *Server, index uint64) ([]json.RawMessage, error) {
 func checkSameState(t *testing.T, c *Cluster, report *chaosReportDoc) {
 	t.Helper()
 	var digests []string
+	var differ []string
 	ok, state := waitUntil(waitTimeout, func() (bool, string) {
 		index := leaderIndex(t, c)
-		digests = digests[:0]
-		for _, s := range c.Servers() {
+		digests, differ = digests[:0], differ[:0]
+		var first []json.RawMessage
+		for i, s := range c.Servers() {
 			ins, err := ownInstanceDocs(s, index)
 			if err != nil {
 				return false, err.Error()
 			}
 			digests = append(digests, s.Name()+"="+specDigest(ins))
-		}
-		first := strings.SplitN(digests[0], "=", 2)[1]
-		for _, d := range digests[1:] {
-			if strings.SplitN(d, "=", 2)[1] != first {
-				return false, strings.Join(digests, " ")
+			if i == 0 {
+				first = ins
+			} else if specDigest(ins) != specDigest(first) {
+				differ = append(differ, docDiff(c.Server(0).Name(), first, s.Name(), ins)...)
 			}
 		}
-		return true, strings.Join(digests, " ")
+		return len(differ) == 0, strings.Join(digests, " ")
 	})
 	var found []string
 	if !ok {
 		found = append(found, "state digests differ: "+state)
+		found = append(found, differ...)
 	}
 	t.Logf("state digests: %s", state)
 	report.addCheck(t, "equal state on every server", found)
@@ -403,6 +405,45 @@ func specDigest(ins []json.RawMessage) string {
 	sort.Strings(docs)
 	h := sha256.Sum256([]byte(strings.Join(docs, "\n")))
 	return hex.EncodeToString(h[:8])
+}
+
+// docDiff names the fields, other than status, in which two servers'
+// instance documents differ.
+func docDiff(nameA string, a []json.RawMessage, nameB string, b []json.RawMessage) []string {
+	byID := func(docs []json.RawMessage) map[string]map[string]any {
+		out := map[string]map[string]any{}
+		for _, raw := range docs {
+			var m map[string]any
+			if json.Unmarshal(raw, &m) == nil {
+				delete(m, "status")
+				out[fmt.Sprint(m["id"])] = m
+			}
+		}
+		return out
+	}
+	da, db := byID(a), byID(b)
+	var out []string
+	for id, ma := range da {
+		mb, ok := db[id]
+		if !ok {
+			out = append(out, fmt.Sprintf("%s has %s, %s does not", nameA, id, nameB))
+			continue
+		}
+		for k, va := range ma {
+			ja, _ := json.Marshal(va)
+			jb, _ := json.Marshal(mb[k])
+			if string(ja) != string(jb) {
+				out = append(out, fmt.Sprintf("%s.%s: %s on %s, %s on %s", id, k, shorten(ja), nameA, shorten(jb), nameB))
+			}
+		}
+	}
+	for id := range db {
+		if _, ok := da[id]; !ok {
+			out = append(out, fmt.Sprintf("%s has %s, %s does not", nameB, id, nameA))
+		}
+	}
+	sort.Strings(out)
+	return out
 }
 
 // checkCanaries checks that each canary still runs its first replica, in
