@@ -26,6 +26,7 @@ type clusterConfig struct {
 	heartbeat, election, leaderLease time.Duration
 	logLevel                         string
 	extraArgs                        []string
+	netns                            bool
 	// bin is the drover binary the servers run; the build under test
 	// (binPath) when empty.
 	bin string
@@ -55,6 +56,15 @@ func WithServerArgs(args ...string) Option {
 	return func(c *clusterConfig) { c.extraArgs = append(c.extraArgs, args...) }
 }
 
+// WithNetns runs each server in a network namespace of its own, attached
+// to one bridge (NewBridge): servers listen on their namespace's address,
+// which the test and agents on the host reach through the bridge, and
+// traffic between two servers can be cut (Server.Netns().Refuse). It skips
+// the test where namespaces cannot be made.
+func WithNetns() Option {
+	return func(c *clusterConfig) { c.netns = true }
+}
+
 // Cluster is a set of drover server processes started by one test.
 type Cluster struct {
 	t         testing.TB
@@ -64,6 +74,7 @@ type Cluster struct {
 	launch    *launcher
 	transport *http.Transport
 	servers   []*Server
+	nets      []*Netns // each server's namespace, with WithNetns
 }
 
 // startAttempts bounds how often StartCluster retries with new ports when
@@ -106,6 +117,14 @@ func newCluster(t testing.TB, opts ...Option) *Cluster {
 func (c *Cluster) launchAll(n int) {
 	t := c.t
 	t.Helper()
+	if c.cfg.netns {
+		// Before the launcher: cleanups run last-in first-out, so every
+		// process is dead before its namespace is removed.
+		br := NewBridge(t)
+		for range n {
+			c.nets = append(c.nets, br.Attach())
+		}
+	}
 	c.launch = newLauncher(t)
 	for attempt := 1; ; attempt++ {
 		err := c.start(n, attempt)
@@ -173,10 +192,16 @@ func (c *Cluster) start(n, attempt int) error {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return err
 		}
+		host := "127.0.0.1"
+		var ns *Netns
+		if c.nets != nil {
+			ns = c.nets[i]
+			host = ns.NsIP
+		}
 		c.servers[i] = &Server{
-			c: c, i: i, name: name,
-			httpAddr: "127.0.0.1:" + strconv.Itoa(ports[2*i]),
-			raftAddr: "127.0.0.1:" + strconv.Itoa(ports[2*i+1]),
+			c: c, i: i, name: name, ns: ns,
+			httpAddr: host + ":" + strconv.Itoa(ports[2*i]),
+			raftAddr: host + ":" + strconv.Itoa(ports[2*i+1]),
 			dataDir:  filepath.Join(dir, "data"),
 			logPath:  filepath.Join(dir, name+".log"),
 		}
@@ -367,6 +392,7 @@ type Server struct {
 	raftAddr string
 	dataDir  string
 	logPath  string
+	ns       *Netns // with WithNetns
 
 	mu     sync.Mutex
 	id     string // learnt at the first start, checked at restarts
@@ -414,6 +440,9 @@ func (s *Server) URL() string {
 
 // RaftAddr is the server's Raft address, host:port.
 func (s *Server) RaftAddr() string { return s.raftAddr }
+
+// Netns is the server's network namespace, nil unless WithNetns.
+func (s *Server) Netns() *Netns { return s.ns }
 
 // DataDir is the server's data directory.
 func (s *Server) DataDir() string { return s.dataDir }
@@ -472,7 +501,11 @@ func (s *Server) args() []string {
 
 // launch starts the process without waiting for it to serve.
 func (s *Server) launch() error {
-	p, err := s.c.launch.startArgv(s.name, s.logPath, append([]string{s.binary()}, s.args()...))
+	argv := append([]string{s.binary()}, s.args()...)
+	if s.ns != nil {
+		argv = append(s.ns.ExecPrefix(), argv...)
+	}
+	p, err := s.c.launch.startArgv(s.name, s.logPath, argv)
 	if err != nil {
 		return err
 	}

@@ -5,6 +5,7 @@ package e2e
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -232,3 +233,33 @@ document.getElementById("login").addEventListener("submit", (e) => {
 	start();
 });
 `
+
+// Servers in network namespaces form a cluster, and Refuse cuts one off:
+// the two others elect a leader without it; AcceptAll heals.
+func TestHarnessNetnsCut(t *testing.T) {
+	c := StartCluster(t, 3, WithNetns())
+	old := c.WaitForLeader()
+	others := except(c.Servers(), old)
+	for _, o := range others {
+		cutBetween(old, o)
+	}
+	eventually(t, waitTimeout, "the servers cut from "+old.Name()+" to elect another leader", func() (bool, string) {
+		var views []string
+		for _, o := range others {
+			st, err := o.status(true)
+			if err != nil {
+				return false, err.Error()
+			}
+			if st.Leader == "" || st.Leader == old.ID() {
+				return false, fmt.Sprintf("%s names %s", o.Name(), c.nameOf(st.Leader))
+			}
+			views = append(views, st.Leader)
+		}
+		return views[0] == views[1], fmt.Sprint(views)
+	})
+	for _, s := range c.Servers() {
+		s.Netns().AcceptAll()
+	}
+	createTenant(t, c.WaitForLeader(), "healed")
+	awaitTenants(t, old, []string{"healed"})
+}

@@ -23,6 +23,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -216,6 +217,8 @@ type Netns struct {
 	HostIP string
 	NsIP   string
 	table  string // nftables table of Drop
+
+	refused []string // rules of Refuse
 }
 
 // NewNetns creates a namespace and its veth pair, removed when the test
@@ -223,40 +226,115 @@ type Netns struct {
 // create one.
 func NewNetns(t testing.TB) *Netns {
 	t.Helper()
+	skipUnlessNetns(t)
+	var b [3]byte
+	_, _ = rand.Read(b[:])
+	// 10.213.X.Y/30: X and Y from the tag, Y a multiple of 4.
+	subnet := fmt.Sprintf("10.213.%d.%d", b[0], b[1]&0xfc)
+	base := net.ParseIP(subnet).To4()
+	hostIP := net.IPv4(base[0], base[1], base[2], base[3]+1).String()
+	nsIP := net.IPv4(base[0], base[1], base[2], base[3]+2).String()
+	n := newNetns(t, hex.EncodeToString(b[:]), hostIP, nsIP)
+	n.setUp([]string{"addr", "add", hostIP + "/30", "dev", n.HostIf}, "/30")
+	return n
+}
+
+// skipUnlessNetns skips the test where network namespaces cannot be made.
+func skipUnlessNetns(t testing.TB) {
+	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("network namespaces need root (ip netns add)")
 	}
 	if _, err := exec.LookPath("ip"); err != nil {
 		t.Skip("network namespaces need the ip command (iproute2): ", err)
 	}
-	var b [3]byte
-	_, _ = rand.Read(b[:])
-	tag := hex.EncodeToString(b[:])
-	// 10.213.X.Y/30: X and Y from the tag, Y a multiple of 4.
-	subnet := fmt.Sprintf("10.213.%d.%d", b[0], b[1]&0xfc)
-	base := net.ParseIP(subnet).To4()
-	hostIP := net.IPv4(base[0], base[1], base[2], base[3]+1).String()
-	nsIP := net.IPv4(base[0], base[1], base[2], base[3]+2).String()
+}
+
+// newNetns creates the namespace of tag, removed when the test ends; its
+// veth pair is made by setUp.
+func newNetns(t testing.TB, tag, hostIP, nsIP string) *Netns {
+	t.Helper()
 	n := &Netns{t: t, Name: "drover-e2e-" + tag, HostIf: "drvh" + tag, NsIf: "drvn" + tag,
 		HostIP: hostIP, NsIP: nsIP, table: "drover_e2e_" + tag}
 	if out, err := runIP("netns", "add", n.Name); err != nil {
 		t.Skipf("cannot create a network namespace here: ip netns add: %v: %s", err, out)
 	}
 	t.Cleanup(n.remove)
+	return n
+}
+
+// setUp makes the veth pair, gives the namespace's end NsIP/prefix and
+// joins the host's end to the host with hostStep (an address, or a
+// bridge to be a port of).
+func (n *Netns) setUp(hostStep []string, prefix string) {
+	n.t.Helper()
 	steps := [][]string{
 		{"link", "add", n.HostIf, "type", "veth", "peer", "name", n.NsIf},
 		{"link", "set", n.NsIf, "netns", n.Name},
-		{"addr", "add", hostIP + "/30", "dev", n.HostIf},
+		hostStep,
 		{"link", "set", n.HostIf, "up"},
-		{"-n", n.Name, "addr", "add", nsIP + "/30", "dev", n.NsIf},
+		{"-n", n.Name, "addr", "add", n.NsIP + prefix, "dev", n.NsIf},
 		{"-n", n.Name, "link", "set", n.NsIf, "up"},
 		{"-n", n.Name, "link", "set", "lo", "up"},
 	}
 	for _, s := range steps {
 		if out, err := runIP(s...); err != nil {
-			t.Skipf("cannot set up the veth pair of a network namespace here: ip %s: %v: %s", strings.Join(s, " "), err, out)
+			n.t.Skipf("cannot set up the veth pair of a network namespace here: ip %s: %v: %s", strings.Join(s, " "), err, out)
 		}
 	}
+}
+
+// Bridge is a Linux bridge in the host with an address of its own
+// (HostIP, a /24): namespaces attached to it reach each other and the host
+// directly, as machines on one switch, and the host reaches them.
+type Bridge struct {
+	t      testing.TB
+	Name   string
+	HostIP string
+	prefix string // the /24's first three octets and a dot
+
+	mu   sync.Mutex
+	next int // last octet of the next namespace
+}
+
+// NewBridge creates a bridge, removed when the test ends. It skips the
+// test where it cannot.
+func NewBridge(t testing.TB) *Bridge {
+	t.Helper()
+	skipUnlessNetns(t)
+	var b [2]byte
+	_, _ = rand.Read(b[:])
+	br := &Bridge{t: t, Name: "drvb" + hex.EncodeToString(b[:]), prefix: fmt.Sprintf("10.214.%d.", b[0]), next: 2}
+	br.HostIP = br.prefix + "1"
+	if out, err := runIP("link", "add", br.Name, "type", "bridge"); err != nil {
+		t.Skipf("cannot create a bridge here: ip link add: %v: %s", err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := runIP("link", "del", br.Name); err != nil {
+			t.Errorf("remove bridge %s: %v: %s", br.Name, err, out)
+		}
+	})
+	for _, s := range [][]string{{"addr", "add", br.HostIP + "/24", "dev", br.Name}, {"link", "set", br.Name, "up"}} {
+		if out, err := runIP(s...); err != nil {
+			t.Skipf("cannot set up bridge %s: ip %s: %v: %s", br.Name, strings.Join(s, " "), err, out)
+		}
+	}
+	return br
+}
+
+// Attach creates a network namespace whose veth pair is a port of the
+// bridge. Its HostIP is the bridge's; CutLink cuts it from the bridge (the
+// host and every other namespace), Drop from the host alone.
+func (br *Bridge) Attach() *Netns {
+	br.t.Helper()
+	br.mu.Lock()
+	last := br.next
+	br.next++
+	br.mu.Unlock()
+	var b [3]byte
+	_, _ = rand.Read(b[:])
+	n := newNetns(br.t, hex.EncodeToString(b[:]), br.HostIP, br.prefix+strconv.Itoa(last))
+	n.setUp([]string{"link", "set", n.HostIf, "master", br.Name}, "/24")
 	return n
 }
 
@@ -266,7 +344,13 @@ func runIP(args ...string) (string, error) {
 }
 
 func runNft(stdin string, args ...string) (string, error) {
-	cmd := exec.Command("nft", args...)
+	return runWithInput(stdin, append([]string{"nft"}, args...)...)
+}
+
+// runWithInput runs the command line argv with stdin as its input and
+// returns its output.
+func runWithInput(stdin string, argv ...string) (string, error) {
+	cmd := exec.Command(argv[0], argv[1:]...)
 	if stdin != "" {
 		cmd.Stdin = strings.NewReader(stdin)
 	}
@@ -330,6 +414,52 @@ func (n *Netns) Undrop() {
 	n.t.Helper()
 	if out, err := runNft("", "delete", "table", "inet", n.table); err != nil {
 		n.t.Fatalf("nft: delete table %s: %v: %s", n.table, err, out)
+	}
+}
+
+// Refuse makes the namespace drop what comes in from the addresses from:
+// every packet, or with ports only those to these local ports, that is
+// the connections the peers open to it (those it opens to them still
+// work: a one-way cut). Calls add up until AcceptAll.
+func (n *Netns) Refuse(from []string, ports ...int) {
+	n.t.Helper()
+	rule := fmt.Sprintf("ip saddr { %s }", strings.Join(from, ", "))
+	if len(ports) > 0 {
+		var ps []string
+		for _, p := range ports {
+			ps = append(ps, strconv.Itoa(p))
+		}
+		rule += fmt.Sprintf(" tcp dport { %s }", strings.Join(ps, ", "))
+	}
+	n.refused = append(n.refused, rule+" drop")
+	n.applyRefused()
+}
+
+// AcceptAll removes every Refuse.
+func (n *Netns) AcceptAll() {
+	n.t.Helper()
+	n.refused = nil
+	n.applyRefused()
+}
+
+// cutTable is the nftables table of Refuse inside a namespace.
+const cutTable = "drover_e2e_cut"
+
+// applyRefused replaces the namespace's cut table with one of the rules
+// of Refuse ("table; delete table" first, so that it need not exist).
+func (n *Netns) applyRefused() {
+	n.t.Helper()
+	if _, err := exec.LookPath("nft"); err != nil {
+		n.t.Skip("cutting traffic needs nft (nftables): ", err)
+	}
+	script := fmt.Sprintf("table inet %[1]s\ndelete table inet %[1]s\n", cutTable)
+	if len(n.refused) > 0 {
+		script += fmt.Sprintf("table inet %s {\n\tchain in { type filter hook input priority -10; policy accept;\n\t\t%s;\n\t}\n}\n",
+			cutTable, strings.Join(n.refused, ";\n\t\t"))
+	}
+	argv := append(n.ExecPrefix(), "nft", "-f", "-")
+	if out, err := runWithInput(script, argv...); err != nil {
+		n.t.Fatalf("nft in namespace %s: %v: %s\n%s", n.Name, err, out, script)
 	}
 }
 
