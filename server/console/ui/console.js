@@ -144,11 +144,11 @@ async function instances(_, ctx) {
     h('h1', {}, 'Instances'),
     h('div', {class: 'toolbar', role: 'search'}, field('Tenant', f.tenant), field('Environment', f.environment), field('State', f.state),
       field('Product', f.product), field('Version', f.version), field('Search', f.search)),
-    ctx.live(async () => {
+    h('section', {class: 'card'}, ctx.live(async () => {
       list = await get('/v1/instances', {signal: ctx.signal});
       render();
       return body;
-    }));
+    })));
 }
 
 export function instanceTable(list) {
@@ -383,7 +383,7 @@ export function maintenanceLine(tn) {
 // --- nodes ---
 
 async function nodes(_, ctx) {
-  return h('div', {}, h('h1', {}, 'Nodes'), ctx.live(async () => {
+  return h('div', {}, h('h1', {}, 'Nodes'), h('section', {class: 'card'}, ctx.live(async () => {
     const list = await get('/v1/nodes', {signal: ctx.signal});
     return table('nodes', [
       ['node', (n) => h('a', {href: '#/nodes/' + seg(n.id)}, n.name || shortID(n.id))],
@@ -397,7 +397,7 @@ async function nodes(_, ctx) {
       ['seen', (n) => ago(n.last_seen), 'hide-narrow'],
       ['', (n) => nodeActions(n)],
     ], list, (n) => ({'data-node': n.id}));
-  }));
+  })));
 }
 
 function nodeActions(n) {
@@ -487,7 +487,7 @@ function channelForm(p, c, rels) {
 async function rollouts(_, ctx) {
   return h('div', {}, h('h1', {}, 'Rollouts'),
     h('p', {}, h('a', {href: '#/rollouts/new', id: 'rollout-new-link'}, 'New rollout')),
-    ctx.live(async () => {
+    h('section', {class: 'card'}, ctx.live(async () => {
       const list = await get('/v1/rollouts', {signal: ctx.signal});
       list.sort((a, b) => (b.create_index || 0) - (a.create_index || 0));
       return table('rollouts', [
@@ -497,7 +497,7 @@ async function rollouts(_, ctx) {
         ['progress', (r) => progress(r)],
         ['created', (r) => ago(r.created_at), 'hide-narrow'],
       ], list, (r) => ({'data-rollout': r.id}));
-    }));
+    })));
 }
 
 function progress(r) {
