@@ -10,10 +10,12 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/drover-dev/drover/protocol"
+	"github.com/drover-dev/drover/server/api"
 )
 
 // chaosTenant is the tenant of every instance of the chaos suite.
@@ -200,16 +202,6 @@ func errorMessage(r *Response) string {
 	return e.Error.Message
 }
 
-// headerOutcome is the answer header that says whether a failed write may
-// have been applied: "unknown" or "not-applied".
-const headerOutcome = "X-Drover-Outcome"
-
-// notAppliedMessages are the 503 messages of requests refused before
-// they reached Raft (server/api: no leader to forward to, or a leader not
-// ready), for servers that do not send headerOutcome.
-var notAppliedMessages = []string{"not applied", "no cluster leader known",
-	"forwarded to a server that is not the leader", "leader is catching up"}
-
 // outcomeOf classifies an answer: ok, failed (it did not happen), or
 // unknown (it may have, now or later).
 func outcomeOf(r *Response, err error) string {
@@ -223,17 +215,10 @@ func outcomeOf(r *Response, err error) string {
 	case r.OK():
 		return outcomeOK
 	case r.Status == http.StatusServiceUnavailable:
-		switch r.Header.Get(headerOutcome) {
-		case "not-applied":
+		// The server says whether the change may have been applied
+		// (server/api: X-Drover-Outcome); a read changes nothing either way.
+		if r.Header.Get(api.HeaderOutcome) == protocol.OutcomeNotApplied {
 			return outcomeFailed
-		case "unknown":
-			return outcomeUnknown
-		}
-		msg := errorMessage(r)
-		for _, m := range notAppliedMessages {
-			if strings.Contains(msg, m) {
-				return outcomeFailed
-			}
 		}
 		return outcomeUnknown
 	case r.Status >= 400 && r.Status < 500:
