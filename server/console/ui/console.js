@@ -314,7 +314,7 @@ async function instance({tenant, name}, ctx) {
         ['message', (r) => r.message || '', 'hide-narrow'],
       ], live, (r) => ({'data-replica': r.id}));
     })),
-    flagsSection(path, ctx),
+    flagsSection(path, ctx, () => current),
     h('section', {class: 'card'}, h('h2', {}, 'Events'), ctx.live(async () => {
       const evs = await get(path + '/events', {signal: ctx.signal});
       return eventList(evs.slice(-50).reverse());
@@ -325,25 +325,53 @@ async function instance({tenant, name}, ctx) {
   return view;
 }
 
-// flagsSection shows an instance's resolved flags, when the server has
-// feature flags.
-function flagsSection(path, ctx) {
+// flagsSection shows an instance's resolved flags, and lets whoever may
+// change them (operators; tenant admins the tenant_editable ones) set the
+// instance's own override.
+function flagsSection(path, ctx, instance) {
   return h('section', {class: 'card'}, h('h2', {}, 'Feature flags'), ctx.live(async () => {
-    let flags;
+    const in_ = instance() || await get(path, {signal: ctx.signal});
+    let flags = [];
+    let defs = [];
     try {
-      flags = await get(path + '/flags', {signal: ctx.signal});
+      [flags, defs] = await Promise.all([
+        get(path + '/flags', {signal: ctx.signal}),
+        in_ && in_.product ? get(`/v1/products/${seg(in_.product)}/flags`, {signal: ctx.signal}) : [],
+      ]);
     } catch (err) {
       if (err.status === 404) return h('p', {class: 'muted'}, 'none');
       throw err;
     }
-    const list = Array.isArray(flags) ? flags : Object.entries(flags || {}).map(([key, v]) => ({key, ...v}));
+    const variants = new Map(defs.map((d) => [d.key, Object.keys(d.variants || {}).sort()]));
+    const editable = (f) => session.canChange && (session.operator || f.tenant_editable);
     return table('flags', [
       ['flag', (f) => h('code', {}, f.key)],
       ['variant', (f) => f.variant || ''],
       ['value', (f) => JSON.stringify(f.value)],
       ['source', (f) => f.source || ''],
-    ], list);
+      ['', (f) => editable(f) && variants.has(f.key) ? flagForm(path, f, variants.get(f.key)) : ''],
+    ], flags || [], (f) => ({'data-flag': f.key}));
   }));
+}
+
+function flagForm(path, f, variants) {
+  const sel = select('', variants, f.variant, {'aria-label': `variant of flag ${f.key}`});
+  const run = (fn) => async (ev) => {
+    ev.preventDefault();
+    showError(null);
+    try { await fn(); } catch (err) { showError(err); }
+  };
+  return h('form', {class: 'inline', onsubmit: run(async () => {
+    const ok = await confirmPlan(`Set flag ${f.key} of this instance to ${sel.value}`, [
+      `the instance's override: ${f.variant} -> ${sel.value}`,
+      'replicas read it within seconds, without a restart']);
+    if (ok) await api('PUT', `${path}/flags/${seg(f.key)}`, {variant: sel.value});
+  })}, sel, h('button', {type: 'submit', class: 'action'}, 'Set'),
+  f.source === 'instance' ? h('button', {type: 'button', class: 'action', onclick: run(async () => {
+    if (await confirmPlan(`Remove the override of flag ${f.key}`, ['the tenant\'s, environment\'s or default value applies again'])) {
+      await api('DELETE', `${path}/flags/${seg(f.key)}`);
+    }
+  })}, 'Clear') : null);
 }
 
 // requestOf is the instance request that keeps an instance as it is.
