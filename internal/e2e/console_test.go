@@ -96,6 +96,11 @@ func startConsoleFleet(t *testing.T) *consoleFleet {
 			"env":     map[string]string{"HELLO_VERSION": v}, "upgrade_from": ">=1.0.0"}, nil)
 	}
 	api.JSON(http.MethodPut, "/v1/products/hello/channels/stable", map[string]string{"release": "1.0.0"}, nil)
+	// Flags: one a tenant may change, one only operators may.
+	for key, editable := range map[string]bool{"new-ui": true, "billing-v2": false} {
+		api.JSON(http.MethodPut, "/v1/products/hello/flags/"+key, map[string]any{"type": "boolean",
+			"variants": map[string]bool{"on": true, "off": false}, "default_variant": "off", "tenant_editable": editable}, nil)
+	}
 	for _, tenant := range []string{"acme", "globex"} {
 		api.JSON(http.MethodPost, "/v1/tenants", map[string]any{"name": tenant}, nil)
 	}
@@ -544,6 +549,27 @@ func TestConsolePortalTenantAdminCreatesAndRestarts(t *testing.T) {
 	if e := b.element("#error"); e.Visible && e.Text != "" {
 		t.Errorf("#error after the restart: %s", e.Text)
 	}
+
+	// Flags: the tenant_editable one can be set from the page (after its
+	// plan), the other offers no control.
+	b.waitVisible(`tr[data-flag="new-ui"] select`)
+	if n := b.count(`tr[data-flag="billing-v2"] .action`); n != 0 {
+		t.Errorf("the tenant admin is offered %d controls for billing-v2, which is not tenant_editable", n)
+	}
+	b.selectOption(`tr[data-flag="new-ui"] select`, "on")
+	b.click(`tr[data-flag="new-ui"] button[type=submit]`)
+	b.confirmPlan(func() {}, "new-ui")
+	eventually(t, waitTimeout, "acme/web's flag new-ui on, from the instance", func() (bool, string) {
+		var flags []struct{ Key, Variant, Source string }
+		f.mgmt.JSON(http.MethodGet, instancePath("acme", "web")+"/flags", nil, &flags)
+		for _, fl := range flags {
+			if fl.Key == "new-ui" {
+				return fl.Variant == "on" && fl.Source == "instance", fmt.Sprint(fl)
+			}
+		}
+		return false, fmt.Sprint(flags)
+	})
+	b.waitText(waitTimeout, `tr[data-flag="new-ui"]`, "instance")
 
 	b.tour([]page{
 		{"portal", "#/portal", "portal"},
