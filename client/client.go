@@ -6,11 +6,14 @@ package client
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/tls"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -42,13 +45,17 @@ type Config struct {
 	// the blocking queries and log streams it serves: requests are bounded
 	// by their context instead.
 	HTTPClient *http.Client
+	// OnResend, when set, is told each time a change is sent again because
+	// the outcome of the attempt before was unknown (send).
+	OnResend func(msg string)
 }
 
 // Client talks to a Drover server. It is safe for concurrent use.
 type Client struct {
-	base  *url.URL
-	token string
-	hc    *http.Client
+	base     *url.URL
+	token    string
+	hc       *http.Client
+	onResend func(string)
 }
 
 // New returns a client of the server at cfg.Address.
@@ -76,7 +83,7 @@ func New(cfg Config) (*Client, error) {
 		}
 		hc = &http.Client{Transport: t}
 	}
-	return &Client{base: u, token: cfg.Token, hc: hc}, nil
+	return &Client{base: u, token: cfg.Token, hc: hc, onResend: cfg.OnResend}, nil
 }
 
 // Address is the base address the client sends requests to.
@@ -164,8 +171,74 @@ func (c *Client) Stream(ctx context.Context, r Request) (io.ReadCloser, Meta, er
 	return resp.Body, metaOf(resp), nil
 }
 
-// send does the round trip and turns non-2xx answers into errors.
+// Resending changes of unknown outcome: a change (any method but GET and
+// HEAD) carries an Idempotency-Key, the caller's or a new one; when its
+// answer says the outcome is unknown (503 with outcome unknown, or a
+// connection that broke after the request was sent), it is sent again
+// with the same key, which the servers answer with the first attempt's
+// outcome if it was applied (API.md, "Write outcomes").
+const (
+	maxResends  = 4
+	resendPause = 500 * time.Millisecond
+)
+
+// send does the round trip, resending a change whose outcome is unknown,
+// and turns non-2xx answers into errors.
 func (c *Client) send(ctx context.Context, r Request) (*http.Response, error) {
+	_, replayable := r.Body.(io.Reader)
+	if r.Method == http.MethodGet || r.Method == http.MethodHead || replayable {
+		return c.sendOnce(ctx, r)
+	}
+	r.Header = r.Header.Clone()
+	if r.Header == nil {
+		r.Header = http.Header{}
+	}
+	if r.Header.Get(HeaderIdempotencyKey) == "" {
+		r.Header.Set(HeaderIdempotencyKey, newKey())
+	}
+	for attempt := 1; ; attempt++ {
+		resp, err := c.sendOnce(ctx, r)
+		if err == nil || attempt > maxResends || !unknownOutcome(err) || ctx.Err() != nil {
+			return resp, err
+		}
+		if c.onResend != nil {
+			c.onResend(fmt.Sprintf("%s %s: %v; sending it again with the same Idempotency-Key", r.Method, r.Path, err))
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(time.Duration(attempt) * resendPause):
+		}
+	}
+}
+
+// HeaderIdempotencyKey is the request header that makes a change
+// idempotent.
+const HeaderIdempotencyKey = "Idempotency-Key"
+
+// unknownOutcome reports whether a change that failed with err may have
+// been applied.
+func unknownOutcome(err error) bool {
+	var e *protocol.Error
+	if errors.As(err, &e) {
+		return e.Code == protocol.CodeUnavailable && e.Outcome == protocol.OutcomeUnknown
+	}
+	var op *net.OpError
+	if errors.As(err, &op) && op.Op == "dial" {
+		return false // nothing was sent
+	}
+	return !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
+}
+
+// newKey returns a random idempotency key.
+func newKey() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// sendOnce does one round trip and turns non-2xx answers into errors.
+func (c *Client) sendOnce(ctx context.Context, r Request) (*http.Response, error) {
 	// r.Path has its segments escaped already (seg).
 	target := c.base.String() + r.Path
 	if len(r.Query) > 0 {

@@ -425,3 +425,43 @@ func TestDoDecodesIntoOut(t *testing.T) {
 		t.Error("a malformed answer decoded without error")
 	}
 }
+
+// A change whose outcome the server says is unknown is sent again with
+// the same Idempotency-Key (which the server answers with the first
+// attempt's outcome); one refused before Raft is not.
+func TestChangeOfUnknownOutcomeIsSentAgainWithItsKey(t *testing.T) {
+	var keys []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		keys = append(keys, r.Header.Get(HeaderIdempotencyKey))
+		if len(keys) == 1 {
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			io.WriteString(w, `{"error":{"code":"unavailable","message":"outcome unknown","outcome":"unknown"}}`)
+			return
+		}
+		w.WriteHeader(http.StatusCreated)
+		io.WriteString(w, `{"name":"acme"}`)
+	}))
+	defer srv.Close()
+	var notes []string
+	c, err := New(Config{Address: srv.URL, OnResend: func(m string) { notes = append(notes, m) }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := c.CreateTenant(context.Background(), &protocol.Tenant{Name: "acme"}); err != nil {
+		t.Fatalf("create: %v", err)
+	}
+	if len(keys) != 2 || keys[0] == "" || keys[0] != keys[1] || len(notes) != 1 {
+		t.Fatalf("keys %q, notes %q: want one resend with the same key, said once", keys, notes)
+	}
+
+	keys = nil
+	srv.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		keys = append(keys, r.Header.Get(HeaderIdempotencyKey))
+		w.WriteHeader(http.StatusServiceUnavailable)
+		io.WriteString(w, `{"error":{"code":"unavailable","message":"no leader","outcome":"not_applied"}}`)
+	})
+	if _, _, err := c.CreateTenant(context.Background(), &protocol.Tenant{Name: "acme"}); err == nil || len(keys) != 1 {
+		t.Fatalf("a change refused before Raft: %v after %d attempts, want the error after 1", err, len(keys))
+	}
+}

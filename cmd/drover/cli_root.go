@@ -82,7 +82,8 @@ func newCLI(cmd *cobra.Command) (*cli, error) {
 	default:
 		return nil, usageError{fmt.Errorf("-o %q: want table, json or yaml", o)}
 	}
-	cfg := client.Config{Address: flag(flagAddr), Token: flag(flagToken)}
+	cfg := client.Config{Address: flag(flagAddr), Token: flag(flagToken),
+		OnResend: func(msg string) { fmt.Fprintf(c.errw, "Note: %s\n", msg) }}
 	if ca := flag(flagCAFile); ca != "" {
 		pem, err := os.ReadFile(ca)
 		if err != nil {
