@@ -597,8 +597,13 @@ func (s *Server) Stop() int {
 		s.c.t.Fatalf("stop %s: %v", s.name, err)
 	}
 	if !p.waitExit(stopTimeout) {
-		_ = p.kill()
-		s.c.t.Fatalf("stop %s: still running %v after SIGTERM; killed it", s.name, stopTimeout)
+		// SIGQUIT first: Go prints every goroutine's stack to the log,
+		// which the test prints, to show where the shutdown hangs.
+		_ = p.signal(syscall.SIGQUIT)
+		if !p.waitExit(5 * time.Second) {
+			_ = p.kill()
+		}
+		s.c.t.Fatalf("stop %s: still running %v after SIGTERM; killed it with SIGQUIT (its goroutines are in its log)", s.name, stopTimeout)
 	}
 	return p.exitCode()
 }
