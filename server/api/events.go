@@ -43,9 +43,9 @@ type eventsQuery struct {
 	tenant string   // "": every tenant (operators only)
 	// instance is the name of one of tenant's instances: only its events.
 	instance string
-	after  protocol.EventID
-	resume bool // after was given: events before the stream's oldest are lost
-	follow bool
+	after    protocol.EventID
+	resume   bool // after was given: events before the stream's oldest are lost
+	follow   bool
 }
 
 func (a *API) parseEventsQuery(r *http.Request) (eventsQuery, error) {
