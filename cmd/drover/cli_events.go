@@ -17,8 +17,8 @@ func init() { extraCommands = append(extraCommands, newEventsCmd) }
 
 func newEventsCmd() *cobra.Command {
 	var (
-		follow bool
-		topics []string
+		follow   bool
+		topics   []string
 		tenant   string
 		instance string
 		index    string
