@@ -1,13 +1,9 @@
 package e2e
 
 import (
-	"bufio"
-	"context"
 	"net/http"
-	"os/exec"
 	"strings"
 	"testing"
-	"time"
 )
 
 // TestCLITenantEnvPlanHistoryRollbackEvents covers the verbs for what only
@@ -123,46 +119,8 @@ func TestCLITenantEnvPlanHistoryRollbackEvents(t *testing.T) {
 	if out := cliOK(t, s, "instance", "events", "acme/web"); !strings.Contains(out, "spec changed: version 3") {
 		t.Fatalf("instance events:\n%s", out)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), cliTimeout)
-	defer cancel()
-	follow := exec.CommandContext(ctx, binPath, "instance", "events", "acme/web", "-f", "-addr", s.URL())
-	follow.Env = childEnv()
-	stdout, err := follow.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := follow.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { cancel(); _ = follow.Wait() }()
-	got := make(chan string, 100)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		for sc.Scan() {
-			got <- sc.Text()
-		}
-		close(got)
-	}()
-	var seen []string
-	wait := func(want string) {
-		t.Helper()
-		deadline := time.After(waitTimeout)
-		for {
-			select {
-			case line, ok := <-got:
-				if !ok {
-					t.Fatalf("instance events -f ended before %q; printed:\n%s", want, strings.Join(seen, "\n"))
-				}
-				seen = append(seen, line)
-				if strings.Contains(line, want) {
-					return
-				}
-			case <-deadline:
-				t.Fatalf("instance events -f printed no %q:\n%s", want, strings.Join(seen, "\n"))
-			}
-		}
-	}
-	wait("spec changed: version 3")
+	want, _ := followCLI(t, s, "instance", "events", "acme/web", "-f")
+	want("acme/web", "spec changed: version 3")
 	cliOK(t, s, "instance", "scale", "acme/web", "2")
-	wait("replicas 1 -> 2")
+	want("acme/web", "scaled", "replicas 1 -> 2")
 }
