@@ -115,6 +115,8 @@ func (a *API) rollbackInstance(w http.ResponseWriter, r *http.Request) error {
 	}
 	rec := a.auditRecord(r, "instance.rollback", cur.ID)
 	rec.Detail = fmt.Sprintf("to version %d", to)
+	// No replica count: the instance keeps the one it has when the
+	// change is applied, were it scaled meanwhile.
 	return a.proposeUpdate(w, r, rec, state.InstanceUpdate{Tenant: cur.Tenant, Name: cur.Name, Spec: spec, Plan: cur.Plan,
-		Environment: cur.Environment, Replicas: &replicas, IfVersion: cur.Version, ProductRef: ref})
+		Environment: cur.Environment, IfVersion: cur.Version, ProductRef: ref})
 }
