@@ -60,6 +60,28 @@ func (c *Client) DeleteTenant(ctx context.Context, name string) (Meta, error) {
 	return c.Do(ctx, Request{Method: http.MethodDelete, Path: "/v1/tenants/" + seg(name)}, nil)
 }
 
+// --- environments and plans ---
+
+// Environments lists the environments.
+func (c *Client) Environments(ctx context.Context, q *QueryOptions) ([]*protocol.Environment, Meta, error) {
+	return call[[]*protocol.Environment](ctx, c, Request{Method: http.MethodGet, Path: "/v1/environments", Query: q.values(nil)})
+}
+
+// PutEnvironment creates or replaces an environment.
+func (c *Client) PutEnvironment(ctx context.Context, e *protocol.Environment) (*protocol.Environment, Meta, error) {
+	return call[*protocol.Environment](ctx, c, Request{Method: http.MethodPut, Path: "/v1/environments/" + seg(e.Name), Body: e})
+}
+
+// Plans lists the plans.
+func (c *Client) Plans(ctx context.Context, q *QueryOptions) ([]*protocol.Plan, Meta, error) {
+	return call[[]*protocol.Plan](ctx, c, Request{Method: http.MethodGet, Path: "/v1/plans", Query: q.values(nil)})
+}
+
+// PutPlan creates or replaces a plan.
+func (c *Client) PutPlan(ctx context.Context, p *protocol.Plan) (*protocol.Plan, Meta, error) {
+	return call[*protocol.Plan](ctx, c, Request{Method: http.MethodPut, Path: "/v1/plans/" + seg(p.Name), Body: p})
+}
+
 // --- instances ---
 
 func instancePath(tenant, name string) string {
@@ -156,6 +178,20 @@ func (c *Client) Replicas(ctx context.Context, tenant, name string, q *QueryOpti
 // Events lists an instance's recent events, oldest first.
 func (c *Client) Events(ctx context.Context, tenant, name string, q *QueryOptions) ([]*protocol.Event, Meta, error) {
 	return call[[]*protocol.Event](ctx, c, Request{Method: http.MethodGet, Path: instancePath(tenant, name) + "/events", Query: q.values(nil)})
+}
+
+// InstanceVersions lists the versions of an instance's spec the servers
+// keep, oldest first.
+func (c *Client) InstanceVersions(ctx context.Context, tenant, name string, q *QueryOptions) ([]protocol.InstanceVersion, Meta, error) {
+	return call[[]protocol.InstanceVersion](ctx, c, Request{Method: http.MethodGet, Path: instancePath(tenant, name) + "/versions", Query: q.values(nil)})
+}
+
+// RollbackInstance gives an instance the spec (and release) of an earlier
+// version, as a new version rolled out by a deployment; version 0 picks
+// the last stable one (protocol.RollbackRequest).
+func (c *Client) RollbackInstance(ctx context.Context, tenant, name string, version uint64) (*protocol.Instance, Meta, error) {
+	return call[*protocol.Instance](ctx, c, Request{Method: http.MethodPost, Path: instancePath(tenant, name) + "/rollback",
+		Body: protocol.RollbackRequest{Version: version}})
 }
 
 // --- nodes ---

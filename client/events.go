@@ -17,6 +17,8 @@ import (
 type EventsOptions struct {
 	Topics []string // none: every topic
 	Tenant string   // a tenant token's own tenant when empty
+	// Instance keeps the events of one instance of Tenant (by name).
+	Instance string
 	// After resumes after an event (Last-Event-ID); nil starts with the
 	// oldest event the server keeps.
 	After *protocol.EventID
@@ -47,6 +49,9 @@ func (c *Client) EventStream(ctx context.Context, o EventsOptions, fn func(*prot
 	}
 	if o.Tenant != "" {
 		v.Set("tenant", o.Tenant)
+	}
+	if o.Instance != "" {
+		v.Set("instance", o.Instance)
 	}
 	if !o.Follow {
 		v.Set("follow", "false")

@@ -68,6 +68,14 @@ func NewProgress(in *protocol.Instance, reps []*protocol.Replica, version uint64
 	if in.Stopped {
 		r.Desired = 0
 	}
+	dep := in.Deployment
+	if in.Status != nil && in.Status.Deployment != nil {
+		dep = in.Status.Deployment
+	}
+	// Once the deployment of version succeeded, the replicas the scheduler
+	// keeps run its spec, even those of an older version with the same
+	// spec (after a rollback to it), which it did not replace.
+	succeeded := in.Version == version && dep != nil && dep.ToVersion == version && dep.State == protocol.DeploymentSuccessful
 	active := 0 // replicas of version that may still become healthy
 	healthyCanaries := 0
 	wanted := 0 // replicas of any version the scheduler still wants running
@@ -80,7 +88,7 @@ func NewProgress(in *protocol.Instance, reps []*protocol.Replica, version uint64
 		}
 		// A restart replaces the replicas of earlier epochs, of the same
 		// version.
-		if rep.Version != version || rep.Desired != protocol.DesiredRun || rep.Epoch != in.RestartEpoch {
+		if rep.Version != version && !succeeded || rep.Desired != protocol.DesiredRun || rep.Epoch != in.RestartEpoch {
 			continue
 		}
 		if rep.Node != "" {
@@ -111,10 +119,6 @@ func NewProgress(in *protocol.Instance, reps []*protocol.Replica, version uint64
 			strings.HasPrefix(rep.Message, protocol.NoNodeLargeEnough) {
 			return fail("replica %s cannot be placed: %s; it stays pending until a node large enough joins (or give it less)", rep.ID, rep.Message)
 		}
-	}
-	dep := in.Deployment
-	if in.Status != nil && in.Status.Deployment != nil {
-		dep = in.Status.Deployment
 	}
 	if in.Version != version {
 		// The rollback is a new version: the deployment read is the one

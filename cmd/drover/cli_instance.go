@@ -41,7 +41,8 @@ optional "tenant" key saying where to create it:
   drover instance scale acme/crm 3`,
 	},
 		newInstanceCreateCmd(), newInstanceListCmd(), newInstanceStatusCmd(), newInstanceUpdateCmd(),
-		newInstanceScaleCmd(), newInstanceLogsCmd(), newInstanceDeleteCmd(), newInstancePromoteCmd())
+		newInstanceScaleCmd(), newInstanceLogsCmd(), newInstanceDeleteCmd(), newInstancePromoteCmd(),
+		newInstanceEventsCmd(), newInstanceHistoryCmd(), newInstanceRollbackCmd())
 	for _, action := range []string{client.ActionStop, client.ActionStart, client.ActionRestart} {
 		cmd.AddCommand(newInstanceActionCmd(action))
 	}

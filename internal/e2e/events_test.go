@@ -27,47 +27,7 @@ func TestEventsCLIFollowsAnInstance(t *testing.T) {
 	leader := c.Leader()
 	follower := c.Followers()[0]
 
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	cmd := exec.CommandContext(ctx, binPath, "events", "-f", "-topic", "instance,deployment", "-addr", follower.URL())
-	cmd.Env = childEnv()
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { cancel(); _ = cmd.Wait() }()
-	lines := make(chan string, 256)
-	go func() {
-		defer close(lines)
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			lines <- sc.Text()
-		}
-	}()
-	// want waits for a line with every part, and returns it.
-	var seen []string
-	want := func(parts ...string) string {
-		t.Helper()
-		deadline := time.After(60 * time.Second)
-		for {
-			select {
-			case l, ok := <-lines:
-				if !ok {
-					t.Fatalf("drover events ended; printed:\n%s", strings.Join(seen, "\n"))
-				}
-				seen = append(seen, l)
-				if containsAll(l, parts...) {
-					return l
-				}
-			case <-deadline:
-				t.Fatalf("no line with %q within 60s; printed:\n%s", parts, strings.Join(seen, "\n"))
-			}
-		}
-	}
-
+	want, seen := followCLI(t, follower, "events", "-f", "-topic", "instance,deployment")
 	createInstance(t, leader, "acme", demoInstance("web", 1))
 	want("instance", "created", "acme/web", "created with 1 replica")
 	want("instance", "replica-healthy", "acme/web")
@@ -76,11 +36,58 @@ func TestEventsCLIFollowsAnInstance(t *testing.T) {
 	want("instance", "scaled", "acme/web", "replicas 1 -> 2")
 	want("instance", "replica-placed", "acme/web")
 	want("instance", "replica-healthy", "acme/web")
-	for _, l := range seen { // ID DATE TIME TOPIC ...
+	for _, l := range *seen { // ID DATE TIME TOPIC ...
 		if f := strings.Fields(l); len(f) < 4 || f[3] != "instance" && f[3] != "deployment" {
 			t.Fatalf("asked for instance and deployment events, got %q", l)
 		}
 	}
+}
+
+// followCLI starts a CLI command that follows (drover events -f, say)
+// against s, ended with the test. want waits for a line holding every
+// part and returns it; seen holds the lines printed so far.
+func followCLI(t *testing.T, s *Server, args ...string) (want func(parts ...string) string, seen *[]string) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	cmd := exec.CommandContext(ctx, binPath, append(args, "-addr", s.URL())...)
+	cmd.Env = childEnv()
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cancel(); _ = cmd.Wait() })
+	lines := make(chan string, 256)
+	go func() {
+		defer close(lines)
+		sc := bufio.NewScanner(out)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+	}()
+	seen = new([]string)
+	what := "drover " + strings.Join(args, " ")
+	want = func(parts ...string) string {
+		t.Helper()
+		deadline := time.After(60 * time.Second)
+		for {
+			select {
+			case l, ok := <-lines:
+				if !ok {
+					t.Fatalf("%s ended; printed:\n%s", what, strings.Join(*seen, "\n"))
+				}
+				*seen = append(*seen, l)
+				if containsAll(l, parts...) {
+					return l
+				}
+			case <-deadline:
+				t.Fatalf("%s printed no line with %q within 60s; printed:\n%s", what, parts, strings.Join(*seen, "\n"))
+			}
+		}
+	}
+	return want, seen
 }
 
 func containsAll(s string, parts ...string) bool {

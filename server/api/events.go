@@ -41,9 +41,11 @@ const (
 type eventsQuery struct {
 	topics []string // nil: every topic
 	tenant string   // "": every tenant (operators only)
-	after  protocol.EventID
-	resume bool // after was given: events before the stream's oldest are lost
-	follow bool
+	// instance is the name of one of tenant's instances: only its events.
+	instance string
+	after    protocol.EventID
+	resume   bool // after was given: events before the stream's oldest are lost
+	follow   bool
 }
 
 func (a *API) parseEventsQuery(r *http.Request) (eventsQuery, error) {
@@ -67,6 +69,16 @@ func (a *API) parseEventsQuery(r *http.Request) (eventsQuery, error) {
 	if eq.tenant != "" && a.store.Snapshot().Tenant(eq.tenant) == nil {
 		return eq, protocol.NotFound("tenant", eq.tenant)
 	}
+	if eq.instance = q.Get("instance"); eq.instance != "" {
+		if eq.tenant == "" {
+			return eq, protocol.FieldError("instance", "names an instance of a tenant: give tenant too")
+		}
+		// The instance need not exist (yet, or still): its events are
+		// those that name it.
+		if err := protocol.ValidateName("instance", eq.instance); err != nil {
+			return eq, err
+		}
+	}
 	from, field := r.Header.Get("Last-Event-ID"), "Last-Event-ID"
 	if from == "" {
 		from, field = q.Get("index"), "index"
@@ -89,7 +101,8 @@ func (a *API) parseEventsQuery(r *http.Request) (eventsQuery, error) {
 }
 
 func (eq *eventsQuery) wants(e *protocol.StreamEvent) bool {
-	return (eq.tenant == "" || e.Tenant == eq.tenant) && (eq.topics == nil || slices.Contains(eq.topics, e.Topic))
+	return (eq.tenant == "" || e.Tenant == eq.tenant) && (eq.instance == "" || e.Instance == eq.instance) &&
+		(eq.topics == nil || slices.Contains(eq.topics, e.Topic))
 }
 
 func (a *API) streamEvents(w http.ResponseWriter, r *http.Request) error {

@@ -136,6 +136,8 @@ func TestEventStreamTenantScope(t *testing.T) {
 		{mgmt, "?tenant=nobody", nil, 404, ""},
 		{mgmt, "?topic=instance,bogus", nil, 400, "topic"},
 		{mgmt, "?follow=maybe", nil, 400, "follow"},
+		{mgmt, "?instance=web", nil, 400, "instance"},
+		{mgmt, "?tenant=acme&instance=Web", nil, 400, "instance"},
 		{mgmt, "?index=x", nil, 400, "index"},
 		{mgmt, "", []string{"Last-Event-ID", "12.x"}, 400, "Last-Event-ID"},
 		{"", "", nil, 401, ""},
@@ -148,6 +150,27 @@ func TestEventStreamTenantScope(t *testing.T) {
 		if c.field != "" && !strings.Contains(string(r.body), `"field":"`+c.field+`"`) {
 			t.Errorf("GET /v1/events%s %v: %s does not name field %s", c.query, c.header, r.body, c.field)
 		}
+	}
+}
+
+// ?instance=NAME (with the tenant) keeps the events of one instance.
+func TestEventStreamOfOneInstance(t *testing.T) {
+	e := newEnv(t, envConfig{})
+	must(t, 201, "POST", e.url()+"/v1/tenants", map[string]any{"name": "acme"}, nil)
+	for _, name := range []string{"web", "web2"} {
+		must(t, 201, "POST", e.url()+"/v1/tenants/acme/instances", instanceDoc(name), nil)
+	}
+	must(t, 200, "POST", e.url()+"/v1/tenants/acme/instances/web/scale", map[string]any{"replicas": 2}, nil)
+	evs := collect(t, newClient(t, e.url(), ""), client.EventsOptions{Tenant: "acme", Instance: "web"})
+	types := map[string]bool{}
+	for _, ev := range evs {
+		if ev.Tenant != "acme" || ev.Instance != "web" {
+			t.Fatalf("an event of another instance: %+v", ev)
+		}
+		types[ev.Type] = true
+	}
+	if !types["created"] || !types["scaled"] {
+		t.Fatalf("events of acme/web: %s; want its creation and its scaling", ids(evs))
 	}
 }
 

@@ -257,7 +257,13 @@ func (a *API) updateInstance(w http.ResponseWriter, r *http.Request) error {
 	if req.Domains != nil {
 		cmd.Domains = &req.Domains
 	}
-	updated, err := change[protocol.Instance](a, w, r, a.auditRecord(r, string(state.CmdInstanceUpdate), cur.ID), state.CmdInstanceUpdate, cmd)
+	return a.proposeUpdate(w, r, a.auditRecord(r, string(state.CmdInstanceUpdate), cur.ID), cmd)
+}
+
+// proposeUpdate proposes a new version of an instance (an update or a
+// rollback) and answers the instance as the FSM applied it.
+func (a *API) proposeUpdate(w http.ResponseWriter, r *http.Request, rec *protocol.AuditRecord, cmd state.InstanceUpdate) error {
+	updated, err := change[protocol.Instance](a, w, r, rec, state.CmdInstanceUpdate, cmd)
 	if err != nil {
 		return err
 	}

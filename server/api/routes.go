@@ -47,6 +47,7 @@ func (a *API) routes() {
 	}
 	a.handle("GET /v1/tenants/{tenant}/instances/{name}/replicas", read, anyToken, a.listReplicas)
 	a.handle("GET /v1/tenants/{tenant}/instances/{name}/events", read, anyToken, a.listEvents)
+	a.versionRoutes()
 
 	a.handle("GET /v1/tenants/{tenant}/instances/{name}/logs", read, tenantAdmin, a.logs)
 

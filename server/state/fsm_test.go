@@ -853,6 +853,34 @@ func TestLogVersion(t *testing.T) {
 	h.fails(state.CmdLogVersion, state.LogVersionSet{Version: state.LogVersion + 1}, protocol.CodeInvalidArgument)
 }
 
+// Since log version 3 each version records when it was made and the
+// instance's product reference (what a rollback restores); versions made
+// before lack both and are stored as they were.
+func TestVersionsRecordTimeAndProduct(t *testing.T) {
+	h := newBareHarness(t)
+	h.Must(state.CmdLogVersion, state.LogVersionSet{Version: 2})
+	h.tenant("acme")
+	h.instance("acme", "web", 1)
+	h.instance("acme", "web2", 1)
+	v1 := h.Snapshot().Version("acme/web", 1)
+	if !v1.CreatedAt.IsZero() || v1.ProductRef != nil {
+		t.Fatalf("version made at log version 2: %+v", v1)
+	}
+	h.Must(state.CmdLogVersion, state.LogVersionSet{Version: 3})
+	h.SetNow(t0.Add(time.Hour))
+	h.Must(state.CmdProductUpsert, state.ProductUpsert{Product: protocol.Product{Name: "crm"}})
+	h.Must(state.CmdReleasePublish, state.ReleasePublish{Release: protocol.Release{Product: "crm", Version: "1.0.0", Command: []string{"/bin/crm"}}})
+	ref := protocol.ProductRef{Product: "crm", Release: "1.0.0", Parameters: map[string]string{"SEATS": "5"}}
+	h.Must(state.CmdInstanceUpdate, state.InstanceUpdate{Tenant: "acme", Name: "web", Spec: testSpec("2"), ProductRef: ref})
+	vs := h.Snapshot().Versions("acme/web")
+	if len(vs) != 2 || vs[0].Version != 1 || vs[1].Version != 2 {
+		t.Fatalf("versions of acme/web (not acme/web2's): %+v", vs)
+	}
+	if v := vs[1]; !v.CreatedAt.Equal(h.Now()) || v.ProductRef == nil || !reflect.DeepEqual(*v.ProductRef, ref) {
+		t.Fatalf("version 2: %+v", v)
+	}
+}
+
 func TestOnApply(t *testing.T) {
 	h := newHarness(t)
 	var got []string

@@ -9,7 +9,12 @@ import (
 )
 
 func (w *writer) putVersion(in *protocol.Instance) {
-	w.insert(tableVersions, &Version{InstanceID: in.ID, Version: in.Version, Spec: in.Spec})
+	v := &Version{InstanceID: in.ID, Version: in.Version, Spec: in.Spec}
+	if w.since(3) {
+		ref := in.ProductRef
+		v.CreatedAt, v.ProductRef = w.cmd.Time, &ref
+	}
+	w.insert(tableVersions, v)
 	// Keep the newest versions, and the stable one and those replicas still run.
 	keep := map[uint64]bool{in.StableVersion: true}
 	for _, r := range w.snap().Replicas(in.ID) {
@@ -170,12 +175,8 @@ func (w *writer) instanceDelete(c *InstanceRef) error {
 		return err
 	}
 	w.delete(tableInstances, w.first(tableInstances, in.ID))
-	// A prefix scan of the versions' id would also match acme/crm2 for
-	// acme/crm: delete the exact matches only.
-	for _, v := range list[Version](w.snap(), tableVersions, "id_prefix", in.ID) {
-		if v.InstanceID == in.ID {
-			w.delete(tableVersions, v)
-		}
+	for _, v := range w.snap().Versions(in.ID) {
+		w.delete(tableVersions, v)
 	}
 	w.deleteAll(tableEvents, "instance", in.Tenant, in.Name)
 	w.publish(protocol.StreamEvent{Topic: protocol.TopicInstance, Type: "deleted", Tenant: in.Tenant, Instance: in.Name, Message: "deleted"})

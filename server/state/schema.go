@@ -1,6 +1,8 @@
 package state
 
 import (
+	"time"
+
 	"github.com/hashicorp/go-memdb"
 
 	"github.com/drover-dev/drover/protocol"
@@ -127,10 +129,16 @@ func schema() *memdb.DBSchema {
 
 // Version is a stored spec of an instance at one version, kept for rollback
 // and for agents running replicas of older versions during a deployment.
+//
+// CreatedAt and ProductRef are recorded since log version 3; versions made
+// before lack them (and encode as they did, so that servers of both builds
+// hold the same state).
 type Version struct {
 	InstanceID string
 	Version    uint64
 	Spec       protocol.Spec
+	CreatedAt  time.Time            `json:",omitzero"`
+	ProductRef *protocol.ProductRef `json:",omitempty"`
 }
 
 // Credential maps the hash of a secret to its owner: a token or a node.

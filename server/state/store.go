@@ -279,6 +279,21 @@ func (s *Snapshot) Version(instanceID string, version uint64) *Version {
 	return one[Version](s, tableVersions, instanceID, version)
 }
 
+// Versions returns the versions of an instance's spec the state keeps,
+// oldest first.
+func (s *Snapshot) Versions(instanceID string) []*Version {
+	var out []*Version
+	// A prefix scan of the versions' id would also match acme/crm2 for
+	// acme/crm: keep the exact matches only.
+	for _, v := range list[Version](s, tableVersions, "id_prefix", instanceID) {
+		if v.InstanceID == instanceID {
+			out = append(out, v)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Version < out[j].Version })
+	return out
+}
+
 // Replica returns a replica, or nil.
 func (s *Snapshot) Replica(id string) *protocol.Replica {
 	return one[protocol.Replica](s, tableReplicas, id)

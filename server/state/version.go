@@ -23,8 +23,10 @@ import (
 	"github.com/drover-dev/drover/protocol"
 )
 
-// LogVersion is the newest log version this build knows.
-const LogVersion = 2
+// LogVersion is the newest log version this build knows. Version 2 brought
+// the event stream and the flag commands; version 3 records when each
+// instance version was made, and its product reference (Version).
+const LogVersion = 3
 
 // CmdLogVersion raises the cluster's log version.
 const CmdLogVersion CommandType = "log.version"
