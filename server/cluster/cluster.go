@@ -219,7 +219,13 @@ func (c *Cluster) openStores() error {
 		if addr.IP == nil || addr.IP.IsUnspecified() {
 			return fmt.Errorf("raft advertise address %q: must be a routable IP, not a wildcard; set -advertise", cfg.Advertise)
 		}
-		t, err := raft.NewTCPTransportWithLogger(cfg.RaftAddr, addr, 3, 10*time.Second, cfg.Logger.Named("raft-net"))
+		// Pipelined replication off (MaxRPCsInFlight 1): hashicorp/raft's
+		// netPipeline can deadlock when a follower stops answering (seen
+		// here as a leader that never finishes its shutdown after a one-way
+		// partition; hashicorp/raft#612, grafana/pyroscope#5518), and
+		// raft's own docs say it helps little with batching.
+		t, err := raft.NewTCPTransportWithConfig(cfg.RaftAddr, addr, &raft.NetworkTransportConfig{
+			MaxPool: 3, Timeout: 10 * time.Second, Logger: cfg.Logger.Named("raft-net"), MaxRPCsInFlight: 1})
 		if err != nil {
 			return fmt.Errorf("listen for raft on %s: %w", cfg.RaftAddr, err)
 		}
