@@ -223,6 +223,16 @@ async function instance({tenant, name}, ctx) {
         ]);
         if (ok) await api('PUT', path, {...requestOf(current), release: to, channel: ''});
       })}, field('Release', releaseSelect), h('button', {id: 'action-release', type: 'submit', class: 'action'}, 'Change release')),
+      h('button', {id: 'action-rollback', type: 'button', class: 'action', onclick: act(async () => {
+        const to = current.stable_version !== current.version ? current.stable_version : current.version - 1;
+        if (to < 1) throw {message: `${current.id} has no earlier version to roll back to`};
+        const u = (current.spec && current.spec.update) || {};
+        const ok = await confirmPlan(`Roll back ${current.id}`, [
+          `a new version with the spec of version ${to}: a rolling deployment, ${u.max_parallel || 1} replica at a time`,
+          maintenanceLine(tn),
+        ]);
+        if (ok) await api('POST', path + '/rollback', {version: to});
+      })}, 'Roll back'),
       h('button', {id: 'action-delete', type: 'button', class: 'action danger', onclick: act(async () => {
         const ok = await confirmPlan(`Delete ${current.id}`, [`stops all replicas and removes ${current.id} for good`,
           'type the instance name in the next prompt if its environment is protected']);
