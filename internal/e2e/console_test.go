@@ -437,6 +437,20 @@ func TestConsoleOperatorScalesFollowsLogsAndRollsOut(t *testing.T) {
 		t.Errorf("acme/web runs release %q after the rollout, want 1.1.0", in.Release)
 	}
 
+	// Roll acme/web back from its page: a new version with the spec of
+	// the version before, release 1.0.0 again.
+	b.route("#/instances/acme/web", "instance")
+	b.click("#action-rollback")
+	b.confirmPlan(func() {
+		if in := f.instance("acme", "web"); in.Release != "1.1.0" {
+			t.Errorf("acme/web rolled back before the plan was confirmed: %s", in.Release)
+		}
+	}, "roll")
+	eventually(t, replicaTimeout, "acme/web back on release 1.0.0, healthy", func() (bool, string) {
+		in := f.instance("acme", "web")
+		return in.Release == "1.0.0" && in.Status != nil && in.Status.State == "running" && in.Status.Replicas.Healthy == in.Status.Replicas.Desired, in.String()
+	})
+
 	b.tour([]page{
 		{"fleet", "#/fleet", "fleet"},
 		{"instances", "#/instances", "instances"},
