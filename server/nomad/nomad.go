@@ -8,7 +8,6 @@ package nomad
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -22,6 +21,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/drover-dev/drover/protocol"
+	"github.com/drover-dev/drover/server/api"
 	"github.com/drover-dev/drover/server/cluster"
 	"github.com/drover-dev/drover/server/state"
 )
@@ -148,23 +148,8 @@ func (c caller) sees(tenant string) bool { return c.tenant == "" || c.tenant == 
 // read blocks while ?index=N&wait=D asks to, sets Nomad's query headers and
 // returns the state to answer from.
 func (h *Handler) read(w http.ResponseWriter, r *http.Request, tables ...string) (*state.Snapshot, error) {
-	q := r.URL.Query()
-	if s := q.Get("index"); s != "" {
-		after, err := strconv.ParseUint(s, 10, 64)
-		if err != nil {
-			return nil, protocol.FieldError("index", "must be a non-negative integer")
-		}
-		wait := 5 * time.Minute
-		if s := q.Get("wait"); s != "" {
-			d, err := time.ParseDuration(s)
-			if err != nil || d < 0 {
-				return nil, protocol.FieldError("wait", "must be a duration like 30s")
-			}
-			wait = min(d, maxWait)
-		}
-		ctx, cancel := context.WithTimeout(r.Context(), wait)
-		h.cfg.Store.Wait(ctx, after, tables...)
-		cancel()
+	if err := api.Block(r, h.cfg.Store, 5*time.Minute, maxWait, tables...); err != nil {
+		return nil, err
 	}
 	snap := h.cfg.Store.Snapshot()
 	idx := snap.Index(tables...)

@@ -394,12 +394,18 @@ func (h *Handler) deploymentInstance(snap *state.Snapshot, c caller, id string) 
 	return nil, protocol.Errorf(protocol.CodeNotFound, "deployment not found")
 }
 
-func (h *Handler) getDeployment(w http.ResponseWriter, r *http.Request, c caller) error {
+// readDeployment reads the instance of the deployment in the path.
+func (h *Handler) readDeployment(w http.ResponseWriter, r *http.Request, c caller) (*state.Snapshot, *protocol.Instance, error) {
 	snap, err := h.read(w, r, jobTables...)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	in, err := h.deploymentInstance(snap, c, r.PathValue("id"))
+	return snap, in, err
+}
+
+func (h *Handler) getDeployment(w http.ResponseWriter, r *http.Request, c caller) error {
+	snap, in, err := h.readDeployment(w, r, c)
 	if err != nil {
 		return err
 	}
@@ -407,11 +413,7 @@ func (h *Handler) getDeployment(w http.ResponseWriter, r *http.Request, c caller
 }
 
 func (h *Handler) deploymentAllocations(w http.ResponseWriter, r *http.Request, c caller) error {
-	snap, err := h.read(w, r, jobTables...)
-	if err != nil {
-		return err
-	}
-	in, err := h.deploymentInstance(snap, c, r.PathValue("id"))
+	snap, in, err := h.readDeployment(w, r, c)
 	if err != nil {
 		return err
 	}
