@@ -27,6 +27,7 @@ import (
 	"github.com/drover-dev/drover/server/console"
 	"github.com/drover-dev/drover/server/gateway"
 	"github.com/drover-dev/drover/server/metrics"
+	"github.com/drover-dev/drover/server/nomad"
 	"github.com/drover-dev/drover/server/rollout"
 	"github.com/drover-dev/drover/server/scheduler"
 	"github.com/drover-dev/drover/server/state"
@@ -78,6 +79,12 @@ type Config struct {
 	// TLS serves HTTPS when set, and calls other servers with it.
 	TLS *tlsutil.Server
 
+	// NomadAddr, when set, is the listen address of the Nomad API
+	// (server/nomad); NomadDefaultTenant is the tenant of its "default"
+	// namespace ("default" when empty).
+	NomadAddr          string
+	NomadDefaultTenant string
+
 	Logger hclog.Logger
 	// Clock is this server's time: commands, tokens, heartbeat deadlines
 	// and the scheduler read it. time.Now when nil.
@@ -107,6 +114,8 @@ type Server struct {
 	metrics *metrics.Metrics
 	http    *http.Server
 	ln      net.Listener
+	nomad   *http.Server // the Nomad API's, when NomadAddr is set
+	nomadLn net.Listener
 	// peers calls other servers (joins, their builds' log versions) over
 	// scheme.
 	peers  *http.Client
@@ -146,6 +155,12 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("listen on http-addr %s: %w", cfg.HTTPAddr, err)
 	}
 	s.ln = ln
+	if cfg.NomadAddr != "" {
+		if s.nomadLn, err = net.Listen("tcp", cfg.NomadAddr); err != nil {
+			ln.Close()
+			return nil, fmt.Errorf("listen on nomad-addr %s: %w", cfg.NomadAddr, err)
+		}
+	}
 	httpAdv, err := advertised(cfg.Advertise, ln.Addr().String())
 	if err != nil {
 		ln.Close()
@@ -223,6 +238,9 @@ func New(cfg Config) (*Server, error) {
 	s.http = &http.Server{Handler: s.metrics.Instrument(s.api), TLSConfig: listenTLS, ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog: cfg.Logger.Named("http").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true})}
 
+	if s.nomadLn != nil {
+		s.serveNomad(listenTLS)
+	}
 	s.wg.Add(3)
 	go func() {
 		defer s.wg.Done()
@@ -253,6 +271,36 @@ func New(cfg Config) (*Server, error) {
 	}()
 	s.logger.Info("server started", "id", s.cluster.ID(), "http", httpAdv, "raft", raftAdv)
 	return s, nil
+}
+
+// serveNomad serves the Nomad API (server/nomad) on its own listener.
+func (s *Server) serveNomad(tlsConfig *tls.Config) {
+	h := nomad.New(nomad.Config{API: s.api, Caller: s.api.Caller, Store: s.store, Cluster: s.cluster,
+		DefaultTenant: s.cfg.NomadDefaultTenant, Logger: s.cfg.Logger})
+	s.nomad = &http.Server{Handler: h, TLSConfig: tlsConfig, ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: s.cfg.Logger.Named("nomad").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true})}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		var err error
+		if tlsConfig != nil {
+			err = s.nomad.ServeTLS(s.nomadLn, "", "")
+		} else {
+			err = s.nomad.Serve(s.nomadLn)
+		}
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.logger.Error("nomad api server stopped", "error", err)
+		}
+	}()
+	s.logger.Info("nomad api listening", "addr", s.nomadLn.Addr().String())
+}
+
+// NomadAddr returns the address the Nomad API listens on, or "".
+func (s *Server) NomadAddr() string {
+	if s.nomadLn == nil {
+		return ""
+	}
+	return s.nomadLn.Addr().String()
 }
 
 // unformed says, while this server is in no cluster yet, why and what to
@@ -489,6 +537,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.http.Close()
 	}
 	cancel()
+	if s.nomad != nil {
+		s.nomad.Close()
+	}
 	s.api.Close()
 	err := s.cluster.Shutdown(true)
 	s.cancel()

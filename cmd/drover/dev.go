@@ -33,6 +33,8 @@ type devFlags struct {
 	gwAddr   string
 	logLevel string
 	noDemo   bool
+
+	nomadAddr string
 }
 
 func newDevCmd() *cobra.Command {
@@ -55,6 +57,7 @@ the binary. It is for trying Drover, never for production.`,
 	fs.StringVar(&f.httpAddr, "http-addr", "127.0.0.1:4700", "address of the API, the console and the agent channel")
 	fs.StringVar(&f.raftAddr, "raft-addr", "127.0.0.1:4701", "address of Raft")
 	fs.StringVar(&f.gwAddr, "gateway-addr", "127.0.0.1:4780", "address of the traffic gateway (empty: none)")
+	fs.StringVar(&f.nomadAddr, "nomad-addr", "127.0.0.1:4646", "address of the Nomad API compatibility listener (empty: none)")
 	fs.StringVar(&f.logLevel, "log-level", "warn", "trace, debug, info, warn or error")
 	fs.BoolVar(&f.noDemo, "no-demo", false, "do not create the demo instance")
 	return cmd
@@ -91,7 +94,7 @@ func runDev(cmd *cobra.Command, f devFlags) error {
 	}
 	srv, err := server.New(server.Config{
 		DataDir: dir + "/server", HTTPAddr: f.httpAddr, RaftAddr: f.raftAddr, BootstrapExpect: 1,
-		Logger: logger, GatewayURL: gwURL,
+		Logger: logger, GatewayURL: gwURL, NomadAddr: f.nomadAddr,
 	})
 	if err != nil {
 		return err
@@ -123,6 +126,9 @@ func runDev(cmd *cobra.Command, f devFlags) error {
 
 	fmt.Fprintf(out, "Drover dev mode: one server and one agent in this process.\n\n")
 	fmt.Fprintf(out, "  API and console:  %s\n", base)
+	if a := srv.NomadAddr(); a != "" {
+		fmt.Fprintf(out, "  Nomad API:        http://%s (NOMAD_ADDR)\n", a)
+	}
 	if gw != nil {
 		fmt.Fprintf(out, "  Gateway:          %s (instances at http://{instance}.{tenant}.%s:%s/)\n", gw.Addr(), proxy.DefaultDomain, gwURL.Port())
 	}

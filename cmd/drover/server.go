@@ -47,6 +47,8 @@ type serverFlags struct {
 	snapshotThresh  uint64
 	heartbeatTTL    time.Duration
 	heartbeatGrace  time.Duration
+
+	nomadAddr, nomadDefaultTenant string
 }
 
 func newServerCmd() *cobra.Command {
@@ -84,6 +86,8 @@ func newServerCmd() *cobra.Command {
 	fs.DurationVar(&f.auditMaxAge, "audit-max-age", 0, "drop audit records older than this (0 keeps them until -audit-max-records)")
 	fs.BoolVar(&f.pprof, "pprof", false, "serve Go's profiles at /debug/pprof/ (management tokens only)")
 	fs.StringVar(&f.gatewayURL, "gateway-url", api.DefaultGatewayURL, "the traffic gateways' base URL (scheme, their -domain, port): instances' endpoints are made from it")
+	fs.StringVar(&f.nomadAddr, "nomad-addr", "", "address of the Nomad API compatibility listener (docs/NOMAD.md; empty: none)")
+	fs.StringVar(&f.nomadDefaultTenant, "nomad-default-tenant", "default", "tenant of the Nomad API's \"default\" namespace")
 	fs.StringVar(&f.logLevel, "log-level", "info", "trace, debug, info, warn or error")
 	fs.BoolVar(&f.logJSON, "log-json", false, "log JSON lines")
 	fs.DurationVar(&f.heartbeat, "raft-heartbeat-timeout", cluster.DefaultHeartbeatTimeout, "Raft heartbeat timeout")
@@ -138,6 +142,7 @@ func runServer(ctx context.Context, f serverFlags) error {
 		HeartbeatTimeout: f.heartbeat, ElectionTimeout: f.election, LeaderLeaseTimeout: f.leaderLease,
 		SnapshotThreshold: f.snapshotThresh, Logger: logger,
 		ACL: f.acl, AgentJoinToken: f.agentJoinToken, ServerJoinToken: f.serverJoinToken, TLS: tlsCfg,
+		NomadAddr: f.nomadAddr, NomadDefaultTenant: f.nomadDefaultTenant,
 		AuditRetention: state.AuditRetention{MaxRecords: f.auditMaxRecords, MaxAge: f.auditMaxAge},
 		HeartbeatTTL:   f.heartbeatTTL, HeartbeatGrace: f.heartbeatGrace, GatewayURL: gatewayURL, Pprof: f.pprof,
 	})

@@ -31,7 +31,7 @@ func TestDevMode(t *testing.T) {
 	gwAddr := fmt.Sprintf("127.0.0.1:%d", ports[2])
 	log := filepath.Join(t.TempDir(), "dev.log")
 	l := newLauncher(t)
-	p, err := l.start("dev", log, []string{"dev", "-http-addr", addr, "-raft-addr", fmt.Sprintf("127.0.0.1:%d", ports[1]), "-gateway-addr", gwAddr})
+	p, err := l.start("dev", log, []string{"dev", "-http-addr", addr, "-raft-addr", fmt.Sprintf("127.0.0.1:%d", ports[1]), "-gateway-addr", gwAddr, "-nomad-addr", ""})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -322,23 +322,8 @@ func (a *API) consistentRead(r *http.Request) error {
 // read serves a read: it blocks while ?index=N&wait=D asks to, checks
 // consistency, sets X-Drover-Index and returns the state to read.
 func (a *API) read(w http.ResponseWriter, r *http.Request, tables ...string) (*state.Snapshot, error) {
-	q := r.URL.Query()
-	if s := q.Get("index"); s != "" {
-		after, err := strconv.ParseUint(s, 10, 64)
-		if err != nil {
-			return nil, protocol.FieldError("index", "must be a non-negative integer")
-		}
-		wait := 30 * time.Second
-		if s := q.Get("wait"); s != "" {
-			d, err := time.ParseDuration(s)
-			if err != nil || d < 0 {
-				return nil, protocol.FieldError("wait", "must be a duration like 30s")
-			}
-			wait = min(d, MaxWait)
-		}
-		ctx, cancel := context.WithTimeout(r.Context(), wait)
-		a.store.Wait(ctx, after, tables...)
-		cancel()
+	if err := Block(r, a.store, 30*time.Second, MaxWait, tables...); err != nil {
+		return nil, err
 	}
 	if err := a.consistentRead(r); err != nil {
 		return nil, err
@@ -350,6 +335,32 @@ func (a *API) read(w http.ResponseWriter, r *http.Request, tables ...string) (*s
 	}
 	w.Header().Set(HeaderIndex, strconv.FormatUint(idx, 10))
 	return snap, nil
+}
+
+// Block waits as a blocking query's ?index=N&wait=D asks: until one of
+// tables passes N, or the wait (def when absent, at most max) ends.
+func Block(r *http.Request, store *state.Store, def, max time.Duration, tables ...string) error {
+	q := r.URL.Query()
+	s := q.Get("index")
+	if s == "" {
+		return nil
+	}
+	after, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		return protocol.FieldError("index", "must be a non-negative integer")
+	}
+	wait := def
+	if s := q.Get("wait"); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil || d < 0 {
+			return protocol.FieldError("wait", "must be a duration like 30s")
+		}
+		wait = min(d, max)
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), wait)
+	store.Wait(ctx, after, tables...)
+	cancel()
+	return nil
 }
 
 // propose proposes a command with the audit record of the request and sets

@@ -92,6 +92,15 @@ func (a *API) authorize(r *http.Request, acc access) (identity, error) {
 	return id, nil
 }
 
+// Caller returns the role and tenant of the token r carries, checked as
+// the API's read routes check it (management with ACL off; 401 without a
+// valid token; agent tokens refused). Listeners that serve other APIs on
+// the same state, such as server/nomad, authenticate with it.
+func (a *API) Caller(r *http.Request) (role, tenant string, err error) {
+	id, err := a.authorize(r, anyToken)
+	return id.Role, id.Tenant, err
+}
+
 // hiddenNotFound is the answer to a tenant token naming another tenant's
 // objects: the same 404 a name that does not exist gets.
 func hiddenNotFound(r *http.Request) error {
