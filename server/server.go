@@ -155,22 +155,28 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("listen on http-addr %s: %w", cfg.HTTPAddr, err)
 	}
 	s.ln = ln
+	started := false
+	defer func() {
+		if !started { // an error below: close what was opened
+			ln.Close()
+			if s.nomadLn != nil {
+				s.nomadLn.Close()
+			}
+		}
+	}()
 	if cfg.NomadAddr != "" {
 		if s.nomadLn, err = net.Listen("tcp", cfg.NomadAddr); err != nil {
-			ln.Close()
 			return nil, fmt.Errorf("listen on nomad-addr %s: %w", cfg.NomadAddr, err)
 		}
 	}
 	httpAdv, err := advertised(cfg.Advertise, ln.Addr().String())
 	if err != nil {
-		ln.Close()
 		return nil, fmt.Errorf("advertise: %w", err)
 	}
 	var raftAdv string
 	if cfg.Raft.Transport != nil {
 		raftAdv = string(cfg.Raft.Transport.LocalAddr())
 	} else if raftAdv, err = advertised(cfg.Advertise, cfg.RaftAddr); err != nil {
-		ln.Close()
 		return nil, fmt.Errorf("advertise: %w", err)
 	}
 
@@ -183,7 +189,6 @@ func New(cfg Config) (*Server, error) {
 		FSM: s.fsm, Logger: cfg.Logger, Clock: cfg.Clock, Stores: cfg.Raft,
 	})
 	if err != nil {
-		ln.Close()
 		return nil, err
 	}
 	scheme := "http"
@@ -270,6 +275,7 @@ func New(cfg Config) (*Server, error) {
 		}
 	}()
 	s.logger.Info("server started", "id", s.cluster.ID(), "http", httpAdv, "raft", raftAdv)
+	started = true
 	return s, nil
 }
 
