@@ -24,6 +24,15 @@ func newSerialFSM(t *testing.T) *serialFSM {
 	return &serialFSM{statetest.New(t).WithClock(time.Now)}
 }
 
+// tenantAndTwoNodes adds tenant acme and nodes n1 and n2 (4 CPUs, 4 GB).
+func (f *serialFSM) tenantAndTwoNodes() {
+	f.Must(state.CmdTenantUpsert, state.TenantUpsert{Tenant: protocol.Tenant{Name: "acme"}, Create: true})
+	for _, n := range []string{"n1", "n2"} {
+		f.Must(state.CmdNodeRegister, state.NodeRegister{SecretHash: "h" + n, Node: protocol.Node{ID: n,
+			Resources: protocol.NodeResources{CPUMillis: 4000, MemoryMB: 4096}, PortRange: protocol.PortRange{Lo: 1, Hi: 100}}})
+	}
+}
+
 type testLogWriter struct{ t *testing.T }
 
 func (w testLogWriter) Write(p []byte) (int, error) {
@@ -114,17 +123,7 @@ func (f *serialFSM) makeHealthy(t *testing.T, rs []*protocol.Replica) {
 func TestWorkerRunsDeployment(t *testing.T) {
 	f := newSerialFSM(t)
 	store := f.Store
-	must := func(typ state.CommandType, body any) {
-		t.Helper()
-		if _, err := f.Commit(typ, body); err != nil {
-			t.Fatalf("%s: %v", typ, err)
-		}
-	}
-	must(state.CmdTenantUpsert, state.TenantUpsert{Tenant: protocol.Tenant{Name: "acme"}, Create: true})
-	for _, n := range []string{"n1", "n2"} {
-		must(state.CmdNodeRegister, state.NodeRegister{SecretHash: "h" + n, Node: protocol.Node{ID: n,
-			Resources: protocol.NodeResources{CPUMillis: 4000, MemoryMB: 4096}, PortRange: protocol.PortRange{Lo: 1, Hi: 100}}})
-	}
+	f.tenantAndTwoNodes()
 	sp := func(cmd string) protocol.Spec {
 		return spec(func(s *protocol.Spec) {
 			s.Command = []string{"/bin/app", cmd}
@@ -133,7 +132,7 @@ func TestWorkerRunsDeployment(t *testing.T) {
 	}
 	// The evaluation is pending before the worker starts, as when a new
 	// leader takes over.
-	must(state.CmdInstanceCreate, state.InstanceCreate{Instance: protocol.Instance{Tenant: "acme", Name: "crm", Replicas: 2, Spec: sp("v1")}})
+	f.Must(state.CmdInstanceCreate, state.InstanceCreate{Instance: protocol.Instance{Tenant: "acme", Name: "crm", Replicas: 2, Spec: sp("v1")}})
 	id := "acme/crm"
 
 	var plans atomic.Int64
@@ -154,7 +153,7 @@ func TestWorkerRunsDeployment(t *testing.T) {
 
 	// The deployment waits for min_healthy_time between steps: the
 	// worker's own timer moves it on.
-	must(state.CmdInstanceUpdate, state.InstanceUpdate{Tenant: "acme", Name: "crm", Spec: sp("v2")})
+	f.Must(state.CmdInstanceUpdate, state.InstanceUpdate{Tenant: "acme", Name: "crm", Spec: sp("v2")})
 	waitFor(t, store, "deployment successful", func(snap *state.Snapshot) (bool, string) {
 		in := snap.Instance(id)
 		live := liveOf(snap, id)
@@ -210,20 +209,10 @@ func TestWorkerRetriesFailedCommits(t *testing.T) {
 // different nodes, and their plans are committed together, in order.
 func TestWorkerBatchSeesItsOwnPlans(t *testing.T) {
 	f := newSerialFSM(t)
-	must := func(typ state.CommandType, body any) {
-		t.Helper()
-		if _, err := f.Commit(typ, body); err != nil {
-			t.Fatalf("%s: %v", typ, err)
-		}
-	}
-	must(state.CmdTenantUpsert, state.TenantUpsert{Tenant: protocol.Tenant{Name: "acme"}, Create: true})
-	for _, n := range []string{"n1", "n2"} {
-		must(state.CmdNodeRegister, state.NodeRegister{SecretHash: "h" + n, Node: protocol.Node{ID: n,
-			Resources: protocol.NodeResources{CPUMillis: 4000, MemoryMB: 4096}, PortRange: protocol.PortRange{Lo: 1, Hi: 100}}})
-	}
+	f.tenantAndTwoNodes()
 	big := spec(func(s *protocol.Spec) { s.Resources = protocol.Resources{CPUMillis: 3000, MemoryMB: 1024} })
 	for _, name := range []string{"a", "b"} {
-		must(state.CmdInstanceCreate, state.InstanceCreate{Instance: protocol.Instance{
+		f.Must(state.CmdInstanceCreate, state.InstanceCreate{Instance: protocol.Instance{
 			Tenant: "acme", Name: name, Environment: protocol.DefaultEnvironment, Replicas: 1, Spec: big}})
 	}
 	var batches [][]*state.Plan
