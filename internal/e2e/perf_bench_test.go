@@ -127,6 +127,11 @@ func BenchmarkPerf(b *testing.B) {
 // the server at url (started with -pprof) until the returned func is
 // called, into that folder as name.pprof.
 func profileLeader(tb testing.TB, url, name string) func() {
+	return profileServer(tb, url, name, 60)
+}
+
+// profileServer is profileLeader for any server, over seconds.
+func profileServer(tb testing.TB, url, name string, seconds int) func() {
 	dir := os.Getenv("DROVER_PERF_PROFILE")
 	if dir == "" {
 		return func() {}
@@ -134,7 +139,7 @@ func profileLeader(tb testing.TB, url, name string) func() {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		resp, err := http.Get(url + "/debug/pprof/profile?seconds=60")
+		resp, err := http.Get(fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", url, seconds))
 		if err != nil {
 			tb.Logf("profile %s: %v", name, err)
 			return
@@ -179,12 +184,21 @@ var perfScenarios = []struct {
 // majority) on 3 servers, each worker on one server (2 of 3 go through a
 // follower), at concurrency 1 and 64; then etcd's peer script the same.
 func perfWrites(tb testing.TB, p *perfRun, sz perfSizes) {
-	c := StartCluster(tb, 3)
+	c := StartCluster(tb, 3, WithServerArgs("-pprof"))
 	c.WaitForLeader()
 	urls := serverURLs(c)
 	createTenantAt(tb, urls[0], "bench")
 	for _, w := range []struct{ conc, n int }{{1, sz.writesC1}, {64, sz.writesC64}} {
+		var stops []func()
+		if w.conc == 64 {
+			for i, u := range urls {
+				stops = append(stops, profileServer(tb, u, fmt.Sprintf("writes-%d", i), 8))
+			}
+		}
 		lat, elapsed, failed := perfCreate(urls, "bench", fmt.Sprintf("w%d-", w.conc), w.conc, w.n, `"replicas":0`)
+		for _, stop := range stops {
+			stop()
+		}
 		if failed > 0 {
 			tb.Fatalf("c=%d: %d of %d creates failed", w.conc, failed, w.n)
 		}
