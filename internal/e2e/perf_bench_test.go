@@ -190,12 +190,12 @@ func perfWrites(tb testing.TB, p *perfRun, sz perfSizes) {
 	createTenantAt(tb, urls[0], "bench")
 	for _, w := range []struct{ conc, n int }{{1, sz.writesC1}, {64, sz.writesC64}} {
 		var stops []func()
-		if w.conc == 64 {
-			for i, u := range urls {
-				stops = append(stops, profileServer(tb, u, fmt.Sprintf("writes-%d", i), 8))
-			}
+		for i, u := range urls {
+			stops = append(stops, profileServer(tb, u, fmt.Sprintf("writes-c%d-%d", w.conc, i), 3))
 		}
+		cpu0 := clusterCPU(tb, c)
 		lat, elapsed, failed := perfCreate(urls, "bench", fmt.Sprintf("w%d-", w.conc), w.conc, w.n, `"replicas":0`)
+		cpu := clusterCPU(tb, c) - cpu0
 		for _, stop := range stops {
 			stop()
 		}
@@ -222,7 +222,18 @@ func perfWrites(tb testing.TB, p *perfRun, sz perfSizes) {
 			p99Target = "<= etcd's"
 		}
 		p.add("writes", fmt.Sprintf("c=%d p99", w.conc), ms(pct(lat, 0.99)), "ms", p99Target, etcd.get("p99_ms"))
+		p.add("writes", fmt.Sprintf("c=%d server CPU per write", w.conc), 1000*cpu/float64(w.n), "ms", "", nil)
 	}
+}
+
+// clusterCPU is the CPU time, in seconds, the cluster's server processes
+// have used.
+func clusterCPU(tb testing.TB, c *Cluster) float64 {
+	var ticks uint64
+	for _, s := range c.Servers() {
+		ticks += benchCPUTicks(tb, s.running("cpu").pid())
+	}
+	return float64(ticks) / benchClockTicks()
 }
 
 // perfCreate creates n instances of tenant named prefix0..., with conc
@@ -271,7 +282,7 @@ func perfCreate(urls []string, tenant, prefix string, conc, n int, extra string)
 // survivors, and measures from the kill to the first write issued after it
 // that is accepted; then etcd's failover script the same.
 func perfFailover(tb testing.TB, p *perfRun, sz perfSizes) {
-	c := StartCluster(tb, 3)
+	c := StartCluster(tb, 3, WithServerArgs(strings.Fields(os.Getenv("XRAFT"))...))
 	client := &http.Client{Timeout: 500 * time.Millisecond}
 	var times []time.Duration
 	for trial := range sz.failovers {

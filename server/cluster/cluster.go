@@ -25,14 +25,19 @@ import (
 	"github.com/drover-dev/drover/server/state"
 )
 
-// Default Raft timings, chosen for servers on one LAN: a dead leader is
-// noticed after 0.5 to 1 s without heartbeats and a new one elected within
-// about another second. hashicorp/raft's own defaults (1 s) are made for
-// WANs and slower disks. Raise them together for servers across regions.
+// Default Raft timings, chosen for servers on one LAN or in one region: a
+// follower that hears nothing from the leader for 0.3 to 0.6 s stands for
+// election (the leader sends a heartbeat every 30 ms, so that is ten
+// missed in a row), and a split vote is retried after another 0.3 to
+// 0.6 s. A dead leader is replaced in under a second (BENCHMARKS.md,
+// failover). hashicorp/raft's own defaults (1 s) are made for WANs and
+// slower disks; raise the three together (-raft-*-timeout) for servers
+// across regions, or on hosts so loaded that the servers log elections
+// nobody asked for ("heartbeat timeout reached").
 const (
-	DefaultHeartbeatTimeout   = 500 * time.Millisecond
-	DefaultElectionTimeout    = 500 * time.Millisecond
-	DefaultLeaderLeaseTimeout = 250 * time.Millisecond
+	DefaultHeartbeatTimeout   = 300 * time.Millisecond
+	DefaultElectionTimeout    = 300 * time.Millisecond
+	DefaultLeaderLeaseTimeout = 150 * time.Millisecond
 	DefaultSnapshotThreshold  = 8192
 	DefaultSnapshotInterval   = 30 * time.Second
 	DefaultApplyTimeout       = 10 * time.Second

@@ -16,10 +16,10 @@ type writer struct {
 	index uint64
 	cmd   *Command
 	// touched are the tables the entry changed: their rows of the index
-	// table move to the entry's index once, at its end.
+	// table move to the entry's index at its end.
 	touched []string
-	// nodes collects, for the batch, the nodes whose replicas changed.
-	nodes map[string]bool
+	// batch is what the entries of the transaction share.
+	batch *batch
 	// published counts the stream events the entry made (their Seq).
 	published uint64
 	// result is the object the command wrote last of those an API answer
@@ -80,30 +80,64 @@ func (s *Store) applyBatch(entries []Entry) []Outcome {
 	txn := db.Txn(true)
 	out := make([]Outcome, len(entries))
 	nodes := map[string]bool{}
+	b := newBatch(nodes)
 	for i, e := range entries {
-		w := &writer{txn: txn, index: e.Index, cmd: e.Cmd, nodes: nodes}
+		w := &writer{txn: txn, index: e.Index, cmd: e.Cmd, batch: b}
 		out[i].Err = w.safely(func() error { return w.apply(s.dispatch) })
 		if out[i].Err != nil && len(w.touched) > 0 {
 			txn.Abort()
 			txn = db.Txn(true)
+			b = newBatch(nodes)
 			for j := range entries[:i] {
-				r := &writer{txn: txn, index: entries[j].Index, cmd: entries[j].Cmd, nodes: nodes}
+				r := &writer{txn: txn, index: entries[j].Index, cmd: entries[j].Cmd, batch: b}
 				if out[j].Err == nil {
 					r.again(s.dispatch)
 					out[j].Value = r.answer()
 				}
 				r.finish(out[j].Err)
 			}
-			w = &writer{txn: txn, index: e.Index, cmd: e.Cmd, nodes: nodes}
+			w = &writer{txn: txn, index: e.Index, cmd: e.Cmd, batch: b}
 		}
 		if out[i].Err == nil {
 			out[i].Value = w.answer()
 		}
 		w.finish(out[i].Err)
 	}
+	b.flush(txn)
 	txn.Commit()
 	s.notifyNodes(nodes)
 	return out
+}
+
+// batch is what the entries of one transaction share. The rows that
+// nearly every entry rewrites, the index table's row of each table it
+// changed and the counters of the meta table, are kept here and written
+// once, when the batch ends: the transaction commits the same state as if
+// each entry had written them, for a fraction of the tree updates. Nothing
+// reads them from the transaction before it commits but through the
+// batch (meta, setMeta).
+type batch struct {
+	nodes   map[string]bool   // nodes whose replicas changed (NodeWatch)
+	indexes map[string]uint64 // table -> index of the last entry that changed it
+	meta    map[string]*Meta  // meta rows written through setMeta
+}
+
+func newBatch(nodes map[string]bool) *batch {
+	return &batch{nodes: nodes, indexes: map[string]uint64{}, meta: map[string]*Meta{}}
+}
+
+// flush writes the rows the batch kept.
+func (b *batch) flush(txn *memdb.Txn) {
+	for t, idx := range b.indexes {
+		if err := txn.Insert(tableIndex, &indexEntry{Table: t, Value: idx}); err != nil {
+			panic(err) // the schema is a constant
+		}
+	}
+	for _, m := range b.meta {
+		if err := txn.Insert(tableMeta, m); err != nil {
+			panic(err)
+		}
+	}
 }
 
 // apply applies the entry's command with dispatch, or answers the outcome
@@ -148,9 +182,7 @@ func (w *writer) finish(err error) {
 	w.recordKey(err)
 	w.touch(tableMeta)
 	for _, t := range w.touched {
-		if err := w.txn.Insert(tableIndex, &indexEntry{Table: t, Value: w.index}); err != nil {
-			panic(err)
-		}
+		w.batch.indexes[t] = w.index
 	}
 }
 
@@ -357,8 +389,8 @@ func (w *writer) account(r *protocol.Replica) {
 
 // nodeChanged records that a replica of node changes (NodeWatch).
 func (w *writer) nodeChanged(node string) {
-	if node != "" && w.nodes != nil {
-		w.nodes[node] = true
+	if node != "" {
+		w.batch.nodes[node] = true
 	}
 }
 
@@ -400,13 +432,31 @@ func (w *writer) snap() *Snapshot { return &Snapshot{txn: w.txn} }
 // next returns a counter that grows by one with each call: deterministic
 // ids for rows the FSM creates itself.
 func (w *writer) next(key string) uint64 {
+	m := w.meta(key)
+	m.N++
+	w.setMeta(m)
+	return m.N
+}
+
+// meta returns a copy of a counter row of the meta table (zero when there
+// is none), as the batch left it.
+func (w *writer) meta(key string) *Meta {
+	if m, ok := w.batch.meta[key]; ok {
+		c := *m
+		return &c
+	}
 	m := &Meta{Key: key}
 	if raw := w.first(tableMeta, key); raw != nil {
 		*m = *raw.(*Meta)
 	}
-	m.N++
-	w.insert(tableMeta, m)
-	return m.N
+	return m
+}
+
+// setMeta writes a counter row of the meta table when the batch ends.
+// Counters are read only through meta.
+func (w *writer) setMeta(m *Meta) {
+	w.touch(tableMeta)
+	w.batch.meta[m.Key] = m
 }
 
 func (w *writer) instance(tenant, name string) (*protocol.Instance, error) {
@@ -468,7 +518,7 @@ func (w *writer) audit(r protocol.AuditRecord, seq int) {
 // the same records.
 func (w *writer) pruneAudit() {
 	ret := w.snap().AuditRetention()
-	count := *w.first(tableMeta, metaAuditCount).(*Meta)
+	count := w.meta(metaAuditCount)
 	cutoff := w.cmd.Time.Add(-ret.MaxAge)
 	dropped := uint64(0)
 	for count.N-dropped > 0 {
@@ -489,6 +539,6 @@ func (w *writer) pruneAudit() {
 	}
 	if dropped > 0 {
 		count.N -= dropped
-		w.insert(tableMeta, &count)
+		w.setMeta(count)
 	}
 }

@@ -50,7 +50,7 @@ func (w *writer) auditRetention(c *AuditRetention) error {
 	r := c.WithDefaults()
 	m := &Meta{Key: metaAuditRetention, N: uint64(r.MaxRecords), Value: strconv.FormatInt(int64(r.MaxAge), 10)}
 	w.insert(tableMeta, m)
-	if w.first(tableMeta, metaAuditCount) != nil {
+	if w.meta(metaAuditCount).N > 0 {
 		w.pruneAudit()
 	}
 	return nil

@@ -40,10 +40,10 @@ func (w *writer) publish(e protocol.StreamEvent) {
 	}
 	oldest := raw.(*protocol.StreamEvent)
 	w.delete(tableFeed, oldest)
-	w.insert(tableMeta, &Meta{Key: metaFeedDropped, Value: oldest.ID().String()})
-	count := *w.first(tableMeta, metaFeedCount).(*Meta)
+	w.setMeta(&Meta{Key: metaFeedDropped, Value: oldest.ID().String()})
+	count := w.meta(metaFeedCount)
 	count.N--
-	w.insert(tableMeta, &count)
+	w.setMeta(count)
 }
 
 // publishNode adds a node's event to the stream.

@@ -114,5 +114,5 @@ func (w *writer) recordKey(err error) {
 		w.delete(tableIdempotency, old)
 		count--
 	}
-	w.insert(tableMeta, &Meta{Key: metaIdempotencyCount, N: count})
+	w.setMeta(&Meta{Key: metaIdempotencyCount, N: count})
 }
