@@ -282,7 +282,7 @@ func perfCreate(urls []string, tenant, prefix string, conc, n int, extra string)
 // survivors, and measures from the kill to the first write issued after it
 // that is accepted; then etcd's failover script the same.
 func perfFailover(tb testing.TB, p *perfRun, sz perfSizes) {
-	c := StartCluster(tb, 3, WithServerArgs(strings.Fields(os.Getenv("XRAFT"))...))
+	c := StartCluster(tb, 3)
 	client := &http.Client{Timeout: 500 * time.Millisecond}
 	var times []time.Duration
 	for trial := range sz.failovers {
