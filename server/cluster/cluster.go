@@ -19,6 +19,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"go.etcd.io/bbolt"
 
 	"github.com/drover-dev/drover/internal/uid"
 	"github.com/drover-dev/drover/protocol"
@@ -198,7 +199,14 @@ func (c *Cluster) openStores() error {
 	}
 	if cfg.LogStore == nil {
 		path := filepath.Join(cfg.DataDir, "raft", "raft.db")
-		bs, err := raftboltdb.New(raftboltdb.Options{Path: path})
+		// Every commit is fsync'ed (NoSync is never set). The list of free
+		// pages is not written at each commit but rebuilt from the pages
+		// when the file is opened, as etcd runs bbolt (Consul and Nomad
+		// offer it as raft_boltdb no_freelist_sync): a log truncated after
+		// each snapshot frees many pages, and writing their list made each
+		// commit write more than its entries.
+		bs, err := raftboltdb.New(raftboltdb.Options{Path: path, BoltOptions: &bbolt.Options{
+			NoFreelistSync: true, FreelistType: bbolt.FreelistMapType}})
 		if err != nil {
 			return fmt.Errorf("open raft log %s: %w", path, err)
 		}
