@@ -33,7 +33,19 @@ type WorkerConfig struct {
 	// Observe, when set, is told what each batch came to (the server's
 	// metrics).
 	Observe func(Batch)
+	// Gather is how long the worker waits, when evaluations arrive after
+	// it was idle and after a batch smaller than the largest, for more to
+	// come before it schedules: the plans of those that came together are
+	// committed in one Raft round, where one round each would delay every
+	// write queued behind them (a create, its plan, the next create, its
+	// plan...). Under load, batches are full and nothing waits.
+	// DefaultGather when zero; negative for none.
+	Gather time.Duration
 }
+
+// DefaultGather is WorkerConfig.Gather's default: small beside the time
+// to start a process, and a few Raft rounds long.
+const DefaultGather = 10 * time.Millisecond
 
 // Batch is what one batch of evaluations came to.
 type Batch struct {
@@ -92,6 +104,9 @@ func NewWorker(cfg WorkerConfig) *Worker {
 	if cfg.ErrorBackoff <= 0 {
 		cfg.ErrorBackoff = time.Second
 	}
+	if cfg.Gather == 0 {
+		cfg.Gather = DefaultGather
+	}
 	if cfg.ProposeAll == nil {
 		propose := cfg.Propose
 		cfg.ProposeAll = func(ctx context.Context, ps []*state.Plan) []Committed {
@@ -111,23 +126,40 @@ func (w *Worker) Run(ctx context.Context) {
 	defer w.logger.Debug("scheduler stopped")
 	for ctx.Err() == nil {
 		seen := w.cfg.Store.Snapshot().Index(state.TableEvals)
-		next := w.round(ctx)
+		next, n := w.round(ctx)
+		if n > 0 && n < maxBatch {
+			w.gather(ctx) // a small batch: let the next one grow
+		}
 		d := rescan
 		if !next.IsZero() {
 			d = min(d, next.Sub(w.cfg.Clock()))
 		}
-		if d <= 0 {
+		if d <= 0 || w.cfg.Store.Snapshot().Index(state.TableEvals) > seen {
 			continue
 		}
 		wctx, cancel := context.WithTimeout(ctx, d)
 		w.cfg.Store.Wait(wctx, seen, state.TableEvals)
 		cancel()
+		w.gather(ctx)
+	}
+}
+
+// gather waits Gather for more evaluations to arrive.
+func (w *Worker) gather(ctx context.Context) {
+	if w.cfg.Gather <= 0 {
+		return
+	}
+	t := time.NewTimer(w.cfg.Gather)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
 	}
 }
 
 // round evaluates every pending evaluation that is due, in batches, and
-// returns when the next deferred one is.
-func (w *Worker) round(ctx context.Context) (next time.Time) {
+// returns when the next deferred one is, and how many it evaluated.
+func (w *Worker) round(ctx context.Context) (next time.Time, evaluated int) {
 	pending := map[string]bool{}
 	var due []string
 	for _, e := range w.cfg.Store.Snapshot().Evals() {
@@ -138,6 +170,7 @@ func (w *Worker) round(ctx context.Context) (next time.Time) {
 		}
 		due = append(due, e.Instance)
 	}
+	evaluated = len(due)
 	for len(due) > 0 && ctx.Err() == nil {
 		n := min(len(due), maxBatch)
 		if at := w.evaluate(ctx, due[:n]); !at.IsZero() {
@@ -151,9 +184,9 @@ func (w *Worker) round(ctx context.Context) (next time.Time) {
 		}
 	}
 	if ctx.Err() != nil {
-		return time.Time{}
+		return time.Time{}, evaluated
 	}
-	return next
+	return next, evaluated
 }
 
 // evaluate schedules a batch of instances on a fork of the current state,
