@@ -23,10 +23,10 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/drover-dev/drover/internal/bufpool"
 	"github.com/drover-dev/drover/protocol"
 	"github.com/hashicorp/go-hclog"
 	"github.com/prometheus/client_golang/prometheus"
@@ -120,7 +120,7 @@ func New(cfg Config) *Gateway {
 			pr.SetXForwarded()
 		},
 		Transport:    &transport{g: g, next: upstream},
-		BufferPool:   bufferPool{},
+		BufferPool:   bufpool.Pool{},
 		ErrorHandler: g.proxyError,
 		ErrorLog:     cfg.Logger.Named("proxy").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
 	}
@@ -346,15 +346,6 @@ func (r *releaseRW) Close() error {
 	r.end()
 	return r.ReadWriteCloser.Close()
 }
-
-// bufferPool lends the proxy its 32 KiB copy buffers, which it would
-// otherwise allocate for every answer.
-type bufferPool struct{}
-
-var buffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
-
-func (bufferPool) Get() []byte  { return *buffers.Get().(*[]byte) }
-func (bufferPool) Put(b []byte) { buffers.Put(&b) }
 
 // recorder remembers the status an answer was given.
 type recorder struct {

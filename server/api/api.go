@@ -21,6 +21,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/drover-dev/drover/internal/bufpool"
 	"github.com/drover-dev/drover/protocol"
 	"github.com/drover-dev/drover/server/cluster"
 	"github.com/drover-dev/drover/server/state"
@@ -276,6 +277,7 @@ func (a *API) forward(w http.ResponseWriter, r *http.Request, k kind) bool {
 			}
 		},
 		Transport:     a.cfg.Transport,
+		BufferPool:    bufpool.Pool{},
 		FlushInterval: -1, // stream log follows and blocking answers as they come
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			var op *net.OpError
