@@ -234,3 +234,43 @@ func TestWorkerBatchSeesItsOwnPlans(t *testing.T) {
 		t.Fatalf("plans committed in %d batches, want both in one", len(batches))
 	}
 }
+
+// Instances created one after another while the worker is idle have their
+// plans committed together, in one batch, not one Raft round each between
+// the creates.
+func TestWorkerGathersEvaluationsThatArriveTogether(t *testing.T) {
+	f := newSerialFSM(t)
+	f.tenantAndTwoNodes()
+	batches := make(chan int, 16)
+	w := NewWorker(WorkerConfig{Store: f.Store, Gather: 300 * time.Millisecond,
+		ProposeAll: func(_ context.Context, ps []*state.Plan) []Committed {
+			out := make([]Committed, len(ps))
+			for i, p := range ps {
+				out[i].Index, out[i].Err = f.Commit(state.CmdPlanApply, p)
+			}
+			batches <- len(ps)
+			return out
+		}})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); w.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	time.Sleep(50 * time.Millisecond) // the worker is idle, waiting for evaluations
+	for _, name := range []string{"a", "b", "c"} {
+		f.Must(state.CmdInstanceCreate, state.InstanceCreate{Instance: protocol.Instance{
+			Tenant: "acme", Name: name, Environment: protocol.DefaultEnvironment, Replicas: 1, Spec: spec()}})
+		time.Sleep(20 * time.Millisecond) // one create after another, as a client sends them
+	}
+	select {
+	case n := <-batches:
+		if n != 3 {
+			t.Fatalf("the first batch committed %d plans, want the 3 created together", n)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no plan committed")
+	}
+	waitFor(t, f.Store, "every replica placed", func(snap *state.Snapshot) (bool, string) {
+		n := len(liveOf(snap, "acme/a")) + len(liveOf(snap, "acme/b")) + len(liveOf(snap, "acme/c"))
+		return n == 3, fmt.Sprintf("%d replicas", n)
+	})
+}
