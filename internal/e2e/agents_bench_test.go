@@ -509,7 +509,7 @@ func benchAppliedIndex(b *testing.B, api *Client) uint64 {
 
 // benchCPUTicks is a process's utime+stime (all its threads) in clock ticks,
 // from /proc/PID/stat.
-func benchCPUTicks(b *testing.B, pid int) uint64 {
+func benchCPUTicks(b testing.TB, pid int) uint64 {
 	b.Helper()
 	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {

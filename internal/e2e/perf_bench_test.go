@@ -48,14 +48,21 @@ type perfSizes struct {
 	readInstances       int  // instances GET /v1/instances lists
 	reads, wakes        int  // timed reads and blocking-query wakes
 	peer                bool // run etcd's scripts beside, when installed
+	// fleet: simulated hosts, instances of fleetReplicas, hosts vanishing
+	// at once, and the idle window the leader's heartbeat cost is
+	// measured over (perf_fleet_bench_test.go)
+	fleetAgents, fleetInstances, fleetReplicas, fleetLost int
+	fleetWindow                                           time.Duration
 }
 
 // perfFull are the sizes; perfSmoke the suite's.
 var (
 	perfFull = perfSizes{writesC1: 1000, writesC64: 20000, failovers: 10, agents: 1000, instances: 1000, perReplicas: 10,
-		lost: 100, starts: 200, readInstances: 10000, reads: 200, wakes: 50, peer: true}
+		lost: 100, starts: 200, readInstances: 10000, reads: 200, wakes: 50, peer: true,
+		fleetAgents: 10000, fleetInstances: 1000, fleetReplicas: 10, fleetLost: 1000, fleetWindow: 20 * time.Second}
 	perfSmoke = perfSizes{writesC1: 20, writesC64: 200, failovers: 1, agents: 12, instances: 6, perReplicas: 2,
-		lost: 2, starts: 3, readInstances: 50, reads: 5, wakes: 3}
+		lost: 2, starts: 3, readInstances: 50, reads: 5, wakes: 3,
+		fleetAgents: 12, fleetInstances: 4, fleetReplicas: 2, fleetLost: 2, fleetWindow: time.Second}
 )
 
 // perfFigure is one measured figure, with its target and etcd's figure
@@ -174,6 +181,7 @@ var perfScenarios = []struct {
 	{"writes", perfWrites},
 	{"failover", perfFailover},
 	{"placement", perfPlacement},
+	{"fleet", perfFleet},
 	{"start", perfStart},
 	{"reads", perfReads},
 }
