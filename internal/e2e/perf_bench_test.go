@@ -34,6 +34,7 @@ import (
 	"time"
 
 	"github.com/drover-dev/drover/agent/conn"
+	"github.com/drover-dev/drover/internal/backoff"
 	"github.com/drover-dev/drover/protocol"
 )
 
@@ -491,6 +492,13 @@ func (c *freezableConn) Close() error {
 // startSimFleet connects n simulated hosts to the servers; they stop at the
 // test's end.
 func startSimFleet(tb testing.TB, urls []string, n int) []*simAgent {
+	return startSimFleetAt(tb, urls, n, 0)
+}
+
+// startSimFleetAt is startSimFleet with the hosts starting perSecond a
+// second, as a fleet of hosts that boot over a while; 0 starts them all
+// at once.
+func startSimFleetAt(tb testing.TB, urls []string, n, perSecond int) []*simAgent {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	tb.Cleanup(func() { cancel(); wg.Wait() })
@@ -503,9 +511,21 @@ func startSimFleet(tb testing.TB, urls []string, n int) []*simAgent {
 		}
 		a.client = cl
 		fleet[i] = a
-		wg.Add(1)
-		go func() { defer wg.Done(); _ = cl.Run(ctx) }()
 	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		start := time.Now()
+		for i, a := range fleet {
+			if perSecond > 0 {
+				if d := time.Until(start.Add(time.Duration(i) * time.Second / time.Duration(perSecond))); d > 0 && !backoff.Sleep(ctx, d) {
+					return
+				}
+			}
+			wg.Add(1)
+			go func() { defer wg.Done(); _ = a.client.Run(ctx) }()
+		}
+	}()
 	return fleet
 }
 

@@ -300,11 +300,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// the TTL (three intervals) must run from its last ping that arrived,
 	// not from the last pong of the server's own pings, which may be an
 	// interval older.
-	var nodeID atomic.Pointer[string]
+	var sess atomic.Pointer[session]
 	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{
 		OnPingReceived: func(context.Context, []byte) bool {
-			if id := nodeID.Load(); id != nil {
-				g.touch(*id)
+			if s := sess.Load(); s != nil {
+				s.heard()
 			}
 			return true
 		},
@@ -350,8 +350,8 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.refuse(ctx, c, r, e.Code, e.Message)
 		return
 	}
-	nodeID.Store(&node.ID)
 	s := newSession(g, c, node, r.RemoteAddr)
+	sess.Store(s)
 	if !g.addSession(s) {
 		g.redirect(ctx, c)
 		return
