@@ -59,8 +59,9 @@ const maxBatch = 64
 // Worker runs the scheduler on the leader. It reads the pending
 // evaluations from the store and schedules them one at a time, so that
 // plans never race: each on a fork of the state where the plans made
-// before it in the same batch are played already, so that it sees them.
-// Then it commits the batch's plans, in that order. It wakes when
+// before it (in the same batch, and in the batch still committing) are
+// played already, so that it sees them. Then it commits the batch's
+// plans, in that order, while it schedules the next batch. It wakes when
 // the evaluations change and when a plan's retry time comes. What it keeps
 // in memory (retry times) a new leader does not need: the evaluations stay
 // in the state until done, and a new worker evaluates them all at once.
@@ -127,6 +128,15 @@ func (w *Worker) Run(ctx context.Context) {
 
 // round evaluates every pending evaluation that is due, in batches, and
 // returns when the next deferred one is.
+//
+// Batches are pipelined: while one batch's plans commit, the next is
+// scheduled on the same fork, where the plans in flight are played
+// already, so that it sees them as it would once they are committed. The
+// fork is taken afresh every maxChain batches (waiting for the plans in
+// flight first), so that what the scheduler reads is never older than a
+// few batches: a plan made on an older state is still safe (the FSM checks
+// that a node can still take a replica as it places it), but may need
+// another evaluation.
 func (w *Worker) round(ctx context.Context) (next time.Time) {
 	pending := map[string]bool{}
 	var due []string
@@ -138,13 +148,39 @@ func (w *Worker) round(ctx context.Context) (next time.Time) {
 		}
 		due = append(due, e.Instance)
 	}
-	for len(due) > 0 && ctx.Err() == nil {
-		n := min(len(due), maxBatch)
-		if at := w.evaluate(ctx, due[:n]); !at.IsZero() {
-			next = earliest(next, at)
+	var (
+		fork     *state.Fork
+		chained  int
+		inflight *batch
+	)
+	settle := func() {
+		if inflight != nil {
+			next = earliest(next, w.finish(ctx, inflight))
+			inflight = nil
 		}
-		due = due[n:]
 	}
+	for len(due) > 0 && ctx.Err() == nil {
+		if fork == nil || chained == maxChain {
+			settle()
+			fork, chained = w.cfg.Store.Fork(), 0
+		}
+		n := min(len(due), maxBatch)
+		b := w.prepare(fork, due[:n])
+		due = due[n:]
+		chained++
+		next = earliest(next, b.next)
+		// The batch before must be proposed first: plans are committed
+		// in the order they were made.
+		settle()
+		switch {
+		case len(b.made) > 0:
+			b.start(ctx, w.cfg.ProposeAll)
+			inflight = b
+		case w.cfg.Observe != nil:
+			w.cfg.Observe(b.stats)
+		}
+	}
+	settle()
 	for id := range w.deferred {
 		if !pending[id] {
 			delete(w.deferred, id)
@@ -156,31 +192,57 @@ func (w *Worker) round(ctx context.Context) (next time.Time) {
 	return next
 }
 
-// evaluate schedules a batch of instances on a fork of the current state,
-// each seeing the plans of the ones before, and commits the plans in that
-// order. It returns when one of them wants to be evaluated again, or zero.
-func (w *Worker) evaluate(ctx context.Context, instances []string) (next time.Time) {
-	fork := w.cfg.Store.Fork()
-	now := w.cfg.Clock()
-	type made struct {
-		instance string
-		eval     uint64
-		failures int
-		plan     *state.Plan
+// maxChain bounds the batches scheduled on one fork.
+const maxChain = 4
+
+// batch is the plans of a batch of evaluations, made on a fork, and their
+// commit once started.
+type batch struct {
+	now   time.Time
+	made  []made
+	next  time.Time // when an evaluation that made no plan wants to be evaluated again
+	stats Batch
+	// done is closed when the commit started by start has returned, with
+	// its outcome in committed.
+	done      chan struct{}
+	started   time.Time
+	committed []Committed
+}
+
+type made struct {
+	instance string
+	eval     uint64
+	failures int
+	plan     *state.Plan
+}
+
+// start commits the batch's plans, in order, in the background.
+func (b *batch) start(ctx context.Context, proposeAll func(context.Context, []*state.Plan) []Committed) {
+	plans := make([]*state.Plan, len(b.made))
+	for i, m := range b.made {
+		plans[i] = m.plan
 	}
-	var batch []made
+	b.done = make(chan struct{})
+	b.started = time.Now()
+	go func() {
+		defer close(b.done)
+		b.committed = proposeAll(ctx, plans)
+	}()
+}
+
+// prepare schedules a batch of instances on fork, each seeing the plans of
+// the ones before, and plays each plan on it.
+func (w *Worker) prepare(fork *state.Fork, instances []string) *batch {
+	b := &batch{now: w.cfg.Clock()}
+	now := b.now
 	var nodes *nodeTable // read once per batch, then refreshed after each plan
-	var stats Batch
-	if w.cfg.Observe != nil {
-		defer func() { w.cfg.Observe(stats) }()
-	}
 	for _, instance := range instances {
 		snap := fork.Snapshot()
 		e := snap.Eval(instance)
 		if e == nil {
 			continue
 		}
-		stats.Evaluated++
+		b.stats.Evaluated++
 		if nodes == nil {
 			nodes = newNodeTable(snap)
 		}
@@ -190,27 +252,30 @@ func (w *Worker) evaluate(ctx context.Context, instances []string) (next time.Ti
 		if p.Retry && empty(p) {
 			// Nothing to write: the evaluation stays in the state, and
 			// waits here for its time.
-			next = earliest(next, w.deferUntil(instance, e.Index, p.RetryAt, now, 0))
+			b.next = earliest(b.next, w.deferUntil(instance, e.Index, p.RetryAt, now, 0))
 			continue
 		}
 		// The FSM answers the same when the plan is committed; what it
 		// refuses changes nothing, here as there.
 		_ = fork.Play(state.CmdPlanApply, now, p)
 		nodes.refresh(fork.Snapshot(), p)
-		batch = append(batch, made{instance: instance, eval: e.Index, failures: failures, plan: p})
+		b.made = append(b.made, made{instance: instance, eval: e.Index, failures: failures, plan: p})
 	}
-	if len(batch) == 0 {
-		return next
+	return b
+}
+
+// finish waits for a batch's commit and records its outcome. It returns
+// when one of its evaluations wants to be evaluated again, or zero.
+func (w *Worker) finish(ctx context.Context, b *batch) (next time.Time) {
+	<-b.done
+	stats := b.stats
+	stats.Commit = time.Since(b.started)
+	if w.cfg.Observe != nil {
+		defer func() { w.cfg.Observe(stats) }()
 	}
-	plans := make([]*state.Plan, len(batch))
-	for i, m := range batch {
-		plans[i] = m.plan
-	}
-	start := time.Now()
-	committed := w.cfg.ProposeAll(ctx, plans)
-	stats.Commit = time.Since(start)
-	for i, r := range committed {
-		m := batch[i]
+	now := b.now
+	for i, r := range b.committed {
+		m := b.made[i]
 		if r.Err != nil {
 			stats.Failed++
 			if ctx.Err() != nil {
