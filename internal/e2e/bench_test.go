@@ -153,7 +153,7 @@ func indexOf(c *Cluster, s *Server) int {
 }
 
 // rssKB reads a server's resident set size from /proc.
-func rssKB(b *testing.B, s *Server) int64 {
+func rssKB(b testing.TB, s *Server) int64 {
 	b.Helper()
 	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.running("rss").pid()))
 	if err != nil {

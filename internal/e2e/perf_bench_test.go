@@ -34,6 +34,7 @@ import (
 	"time"
 
 	"github.com/drover-dev/drover/agent/conn"
+	"github.com/drover-dev/drover/internal/backoff"
 	"github.com/drover-dev/drover/protocol"
 )
 
@@ -48,14 +49,21 @@ type perfSizes struct {
 	readInstances       int  // instances GET /v1/instances lists
 	reads, wakes        int  // timed reads and blocking-query wakes
 	peer                bool // run etcd's scripts beside, when installed
+	// fleet: simulated hosts, instances of fleetReplicas, hosts vanishing
+	// at once, and the idle window the leader's heartbeat cost is
+	// measured over (perf_fleet_bench_test.go)
+	fleetAgents, fleetInstances, fleetReplicas, fleetLost int
+	fleetWindow                                           time.Duration
 }
 
 // perfFull are the sizes; perfSmoke the suite's.
 var (
 	perfFull = perfSizes{writesC1: 1000, writesC64: 20000, failovers: 10, agents: 1000, instances: 1000, perReplicas: 10,
-		lost: 100, starts: 200, readInstances: 10000, reads: 200, wakes: 50, peer: true}
+		lost: 100, starts: 200, readInstances: 10000, reads: 200, wakes: 50, peer: true,
+		fleetAgents: 10000, fleetInstances: 1000, fleetReplicas: 10, fleetLost: 1000, fleetWindow: 20 * time.Second}
 	perfSmoke = perfSizes{writesC1: 20, writesC64: 200, failovers: 1, agents: 12, instances: 6, perReplicas: 2,
-		lost: 2, starts: 3, readInstances: 50, reads: 5, wakes: 3}
+		lost: 2, starts: 3, readInstances: 50, reads: 5, wakes: 3,
+		fleetAgents: 12, fleetInstances: 4, fleetReplicas: 2, fleetLost: 2, fleetWindow: time.Second}
 )
 
 // perfFigure is one measured figure, with its target and etcd's figure
@@ -174,6 +182,7 @@ var perfScenarios = []struct {
 	{"writes", perfWrites},
 	{"failover", perfFailover},
 	{"placement", perfPlacement},
+	{"fleet", perfFleet},
 	{"start", perfStart},
 	{"reads", perfReads},
 }
@@ -494,6 +503,13 @@ func (c *freezableConn) Close() error {
 // startSimFleet connects n simulated hosts to the servers; they stop at the
 // test's end.
 func startSimFleet(tb testing.TB, urls []string, n int) []*simAgent {
+	return startSimFleetAt(tb, urls, n, 0)
+}
+
+// startSimFleetAt is startSimFleet with the hosts starting perSecond a
+// second, as a fleet of hosts that boot over a while; 0 starts them all
+// at once.
+func startSimFleetAt(tb testing.TB, urls []string, n, perSecond int) []*simAgent {
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	tb.Cleanup(func() { cancel(); wg.Wait() })
@@ -506,9 +522,21 @@ func startSimFleet(tb testing.TB, urls []string, n int) []*simAgent {
 		}
 		a.client = cl
 		fleet[i] = a
-		wg.Add(1)
-		go func() { defer wg.Done(); _ = cl.Run(ctx) }()
 	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		start := time.Now()
+		for i, a := range fleet {
+			if perSecond > 0 {
+				if d := time.Until(start.Add(time.Duration(i) * time.Second / time.Duration(perSecond))); d > 0 && !backoff.Sleep(ctx, d) {
+					return
+				}
+			}
+			wg.Add(1)
+			go func() { defer wg.Done(); _ = a.client.Run(ctx) }()
+		}
+	}()
 	return fleet
 }
 

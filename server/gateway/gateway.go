@@ -5,9 +5,12 @@
 package gateway
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"sync"
@@ -300,11 +303,11 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// the TTL (three intervals) must run from its last ping that arrived,
 	// not from the last pong of the server's own pings, which may be an
 	// interval older.
-	var nodeID atomic.Pointer[string]
-	c, err := websocket.Accept(w, r, &websocket.AcceptOptions{
+	var sess atomic.Pointer[session]
+	c, err := websocket.Accept(smallBuffers{w}, r, &websocket.AcceptOptions{
 		OnPingReceived: func(context.Context, []byte) bool {
-			if id := nodeID.Load(); id != nil {
-				g.touch(*id)
+			if s := sess.Load(); s != nil {
+				s.heard()
 			}
 			return true
 		},
@@ -350,16 +353,62 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.refuse(ctx, c, r, e.Code, e.Message)
 		return
 	}
-	nodeID.Store(&node.ID)
 	s := newSession(g, c, node, r.RemoteAddr)
+	sess.Store(s)
 	if !g.addSession(s) {
 		g.redirect(ctx, c)
 		return
 	}
-	defer g.removeSession(s)
 	g.logger.Info("agent connected", "node", node.ID, "name", node.Name, "remote", r.RemoteAddr)
-	s.run(ctx, nodeSecret)
-	g.logger.Info("agent disconnected", "node", node.ID, "name", node.Name)
+	// The session goes on in a goroutine of its own and this one ends,
+	// with its request: the stack that registered the node, as deep as a
+	// Raft proposal from under the HTTP server's middleware, is not kept
+	// for the session's life, and neither is the request. The hijacked
+	// connection's request context would end now; the session ends with
+	// its connection or the leadership (Lead).
+	go func() {
+		defer g.removeSession(s)
+		s.run(context.Background(), nodeSecret)
+		g.logger.Info("agent disconnected", "node", node.ID, "name", node.Name)
+	}()
+}
+
+// sessionBuffer is the size of each agent connection's read and write
+// buffers. Agents' messages are small (pings, status batches); a larger
+// one (an assignment) is read or written through the buffer in a few
+// system calls. net/http's are 4 KiB each, which at 10,000 agents is
+// 80 MB of the leader's memory.
+const sessionBuffer = 512
+
+// smallBuffers is the agent endpoint's ResponseWriter: the connection it
+// hijacks comes with buffers of sessionBuffer bytes.
+type smallBuffers struct{ http.ResponseWriter }
+
+func (w smallBuffers) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+func (w smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := brw.Writer.Flush(); err != nil {
+		c.Close()
+		return nil, nil, err
+	}
+	// Bytes the agent sent after its request are in net/http's reader:
+	// they go into the new one's buffer, where the WebSocket library
+	// looks for them.
+	n := brw.Reader.Buffered()
+	br := bufio.NewReaderSize(c, sessionBuffer)
+	if n > 0 {
+		b, _ := brw.Reader.Peek(n)
+		br = bufio.NewReaderSize(io.MultiReader(bytes.NewReader(bytes.Clone(b)), c), max(n, sessionBuffer))
+		if _, err := br.Peek(n); err != nil {
+			c.Close()
+			return nil, nil, err
+		}
+	}
+	return c, bufio.NewReadWriter(br, bufio.NewWriterSize(c, sessionBuffer)), nil
 }
 
 func (g *Gateway) isLeading() bool {

@@ -34,6 +34,14 @@ type session struct {
 	// on a slow connection.
 	acked atomic.Uint64
 	ackCh chan struct{}
+	// spoke is set whenever the agent sends something of its own (a
+	// message or a ping): the server pings only an agent that was silent
+	// for an interval, so that a fleet's heartbeats are the agents' pings
+	// alone, not those and the server's.
+	spoke atomic.Bool
+	// probes are the server's pings in flight (one at most).
+	probes  sync.WaitGroup
+	probing atomic.Bool
 }
 
 // logStream is one log stream in flight. Its data channel is never closed:
@@ -67,16 +75,12 @@ func (s *session) close(code websocket.StatusCode, reason string) {
 	s.cancel()
 }
 
-// run serves the session until the connection ends.
+// run serves the session until the connection ends. Two goroutines
+// serve it, whatever the fleet's size: this one reads, and write sends.
 func (s *session) run(parent context.Context, secret string) {
 	defer s.cancel()
-	go func() {
-		select {
-		case <-parent.Done():
-			s.cancel()
-		case <-s.ctx.Done():
-		}
-	}()
+	stop := context.AfterFunc(parent, s.cancel)
+	defer stop()
 	interval := s.g.interval()
 	welcome := protocol.Welcome{NodeID: s.node, NodeSecret: secret,
 		HeartbeatInterval: protocol.Duration(interval), Servers: s.servers()}
@@ -84,15 +88,13 @@ func (s *session) run(parent context.Context, secret string) {
 		s.g.warn.Warn("send welcome", "node", s.node, "error", err)
 		return
 	}
-	var wg sync.WaitGroup
-	wg.Add(3)
-	go func() { defer wg.Done(); s.pushAssignments() }()
-	go func() { defer wg.Done(); s.ping(interval) }()
-	go func() { defer wg.Done(); s.sendAcks() }()
+	written := make(chan struct{})
+	go func() { defer close(written); s.write(interval) }()
 	s.read()
 	s.cancel()
 	s.c.CloseNow()
-	wg.Wait()
+	<-written
+	s.probes.Wait()
 	s.mu.Lock()
 	for id, l := range s.logs {
 		l.end()
@@ -123,7 +125,7 @@ func (s *session) read() {
 			}
 			return
 		}
-		s.g.touch(s.node)
+		s.heard()
 		switch env.Type {
 		case protocol.MsgStatus:
 			var st protocol.Status
@@ -175,64 +177,28 @@ func (s *session) ack(seq uint64) {
 	}
 }
 
-// sendAcks tells the agent which status messages are committed.
-func (s *session) sendAcks() {
-	var sent uint64
-	for {
-		select {
-		case <-s.ctx.Done():
-			return
-		case <-s.ackCh:
-		}
-		if seq := s.acked.Load(); seq > sent {
-			if err := s.send(protocol.MsgAck, protocol.Ack{Seq: seq}); err != nil {
-				s.c.CloseNow()
-				return
-			}
-			sent = seq
-		}
-	}
+// heard records that the agent sent something of its own.
+func (s *session) heard() {
+	s.spoke.Store(true)
+	s.g.touch(s.node)
 }
 
-// ping checks the agent answers; a missed pong ends the session so that a
-// half-open connection is noticed.
-func (s *session) ping(told time.Duration) {
-	for {
-		iv := s.g.interval()
-		if iv != told {
-			if err := s.send(protocol.MsgHeartbeat, protocol.Heartbeat{Interval: protocol.Duration(iv)}); err != nil {
-				s.c.CloseNow()
-				return
-			}
-			told = iv
-		}
-		select {
-		case <-s.ctx.Done():
-			return
-		case <-time.After(iv):
-		}
-		ctx, cancel := context.WithTimeout(s.ctx, 2*iv)
-		err := s.c.Ping(ctx)
-		cancel()
-		if err != nil {
-			if s.ctx.Err() == nil {
-				s.g.warn.Warn("agent did not answer ping; closing", "node", s.node, "error", err)
-				s.c.CloseNow()
-			}
-			return
-		}
-		s.g.touch(s.node)
-	}
-}
-
-// pushAssignments sends the node's whole desired set whenever it changes:
-// when a replica placed on the node changes, or the flags of one of its
-// instances (Store.NodeWatch). A spec change reaches a node as new
-// replicas of a new version; the other fields of an assignment but the
-// flags are fixed for a replica's life, so a set is new when its
-// replicas, their versions, their ports or their flags are.
-func (s *session) pushAssignments() {
+// write sends the agent what it must know, from one goroutine: the node's
+// whole desired set whenever it changes, which status messages are
+// committed, and a new heartbeat interval when the fleet's TTL changes.
+// Once an interval it checks that an agent that said nothing still
+// answers a ping.
+//
+// The desired set changes when a replica placed on the node changes, or
+// the flags of one of its instances (Store.NodeWatch). A spec change
+// reaches a node as new replicas of a new version; the other fields of an
+// assignment but the flags are fixed for a replica's life, so a set is new
+// when its replicas, their versions, their ports or their flags are.
+func (s *session) write(told time.Duration) {
+	tick := time.NewTicker(told)
+	defer tick.Stop()
 	last, sent := "", false
+	var ackSent uint64
 	for s.ctx.Err() == nil {
 		changed := s.g.cfg.Store.NodeWatch(s.node)
 		snap := s.g.cfg.Store.Snapshot()
@@ -245,11 +211,61 @@ func (s *session) pushAssignments() {
 			}
 			last, sent = sig, true
 		}
-		select {
-		case <-changed:
-		case <-s.ctx.Done():
+	wait:
+		for {
+			select {
+			case <-changed:
+				break wait
+			case <-s.ctx.Done():
+				return
+			case <-s.ackCh:
+				if seq := s.acked.Load(); seq > ackSent {
+					if err := s.send(protocol.MsgAck, protocol.Ack{Seq: seq}); err != nil {
+						s.c.CloseNow()
+						return
+					}
+					ackSent = seq
+				}
+			case <-tick.C:
+				if iv := s.g.interval(); iv != told {
+					if err := s.send(protocol.MsgHeartbeat, protocol.Heartbeat{Interval: protocol.Duration(iv)}); err != nil {
+						s.c.CloseNow()
+						return
+					}
+					told = iv
+					tick.Reset(iv)
+				}
+				if !s.spoke.Swap(false) {
+					s.probe(told)
+				}
+			}
 		}
 	}
+}
+
+// probe pings an agent that was silent for an interval, unless a ping is
+// in flight already; a pong missing for two intervals ends the session, so
+// that a half-open connection is noticed.
+func (s *session) probe(iv time.Duration) {
+	if !s.probing.CompareAndSwap(false, true) {
+		return
+	}
+	s.probes.Add(1)
+	go func() {
+		defer s.probes.Done()
+		defer s.probing.Store(false)
+		ctx, cancel := context.WithTimeout(s.ctx, 2*iv)
+		err := s.c.Ping(ctx)
+		cancel()
+		if err != nil {
+			if s.ctx.Err() == nil {
+				s.g.warn.Warn("agent did not answer ping; closing", "node", s.node, "error", err)
+				s.c.CloseNow()
+			}
+			return
+		}
+		s.g.touch(s.node)
+	}()
 }
 
 // assignmentKey identifies a desired set: each replica's id, version,
