@@ -4,6 +4,8 @@
 package api
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -16,6 +18,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -516,6 +519,45 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
+}
+
+// listWriters buffer the answers of writeJSONList: written to the
+// connection in large chunks, not one per element.
+var listWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 64<<10) }}
+
+// writeJSONList answers items as JSON, each as view makes it, byte for byte
+// as writeJSON answers the slice of views. Each element is made, encoded
+// and written before the next: a list of thousands is never held whole,
+// neither as answers nor as JSON.
+func writeJSONList[T any](w http.ResponseWriter, status int, items []T, view func(T) any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	bw := listWriters.Get().(*bufio.Writer)
+	bw.Reset(w)
+	defer func() {
+		bw.Reset(nil)
+		listWriters.Put(bw)
+	}()
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	bw.WriteByte('[')
+	for i, it := range items {
+		buf.Reset()
+		if err := enc.Encode(view(it)); err != nil {
+			// The status is sent: break the connection, so that the
+			// client cannot take the list cut short for the whole.
+			panic(http.ErrAbortHandler)
+		}
+		if i > 0 {
+			bw.WriteByte(',')
+		}
+		// Without the newline Encode ends each value with.
+		if _, err := bw.Write(buf.Bytes()[:buf.Len()-1]); err != nil {
+			return // the client is gone
+		}
+	}
+	bw.WriteString("]\n")
+	bw.Flush()
 }
 
 func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
