@@ -450,13 +450,11 @@ func (s *Snapshot) InstanceStatus(in *protocol.Instance) *protocol.InstanceStatu
 }
 
 // Statuses derives the status of many instances, for lists: it reads the
-// replicas in one scan (of one tenant's, or of all) and each tenant once,
-// where InstanceStatus looks up both for every instance. It is for one
-// goroutine.
+// replicas in one scan (of one tenant's, or of all) and the tenants once,
+// where InstanceStatus looks up both for every instance.
 type Statuses struct {
 	suspended map[string]bool
 	counts    map[replicaOwner]protocol.ReplicaCounts
-	snap      *Snapshot
 }
 
 // replicaOwner is the instance a replica belongs to, as the replica names it.
@@ -466,11 +464,20 @@ type replicaOwner struct{ tenant, name string }
 // instance when tenant is "". Ask it of those only: it reads no other
 // tenant's replicas.
 func (s *Snapshot) Statuses(tenant string) *Statuses {
+	st := &Statuses{suspended: map[string]bool{}, counts: map[replicaOwner]protocol.ReplicaCounts{}}
 	var it memdb.ResultIterator
 	var err error
 	if tenant == "" {
+		for _, t := range s.Tenants() {
+			if t.State == protocol.TenantSuspended {
+				st.suspended[t.Name] = true
+			}
+		}
 		it, err = s.txn.Get(tableReplicas, "id")
 	} else {
+		if s.tenantSuspended(tenant) {
+			st.suspended[tenant] = true
+		}
 		// The empty name ends the tenant's part of the key, so that the
 		// prefix is acme's replicas only, not acme2's.
 		it, err = s.txn.Get(tableReplicas, "instance_prefix", tenant, "")
@@ -478,7 +485,6 @@ func (s *Snapshot) Statuses(tenant string) *Statuses {
 	if err != nil {
 		panic(fmt.Sprintf("state: %s: %v", tableReplicas, err))
 	}
-	st := &Statuses{suspended: map[string]bool{}, counts: map[replicaOwner]protocol.ReplicaCounts{}, snap: s}
 	for raw := it.Next(); raw != nil; raw = it.Next() {
 		r := raw.(*protocol.Replica)
 		k := replicaOwner{r.Tenant, r.Instance}
@@ -491,12 +497,7 @@ func (s *Snapshot) Statuses(tenant string) *Statuses {
 
 // Of returns an instance's status.
 func (st *Statuses) Of(in *protocol.Instance) *protocol.InstanceStatus {
-	suspended, ok := st.suspended[in.Tenant]
-	if !ok {
-		suspended = st.snap.tenantSuspended(in.Tenant)
-		st.suspended[in.Tenant] = suspended
-	}
-	return deriveStatus(in, suspended, st.counts[replicaOwner{in.Tenant, in.Name}])
+	return deriveStatus(in, st.suspended[in.Tenant], st.counts[replicaOwner{in.Tenant, in.Name}])
 }
 
 func (s *Snapshot) tenantSuspended(name string) bool {
