@@ -5,7 +5,6 @@ package api
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -525,11 +524,12 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // connection in large chunks, not one per element.
 var listWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 64<<10) }}
 
-// writeJSONList answers items as JSON, each as view makes it, byte for byte
-// as writeJSON answers the slice of views. Each element is made, encoded
-// and written before the next: a list of thousands is never held whole,
-// neither as answers nor as JSON.
-func writeJSONList[T any](w http.ResponseWriter, status int, items []T, view func(T) any) {
+// writeJSONList answers items as a JSON array, each element as appendJSON
+// appends it, byte for byte as writeJSON answers the slice when appendJSON
+// writes what encoding/json does. Each element is made and written before
+// the next: a list of thousands is never held whole, neither as answers
+// nor as JSON.
+func writeJSONList[T any](w http.ResponseWriter, status int, items []T, appendJSON func([]byte, T) ([]byte, error)) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	bw := listWriters.Get().(*bufio.Writer)
@@ -538,12 +538,11 @@ func writeJSONList[T any](w http.ResponseWriter, status int, items []T, view fun
 		bw.Reset(nil)
 		listWriters.Put(bw)
 	}()
-	var buf bytes.Buffer
-	enc := json.NewEncoder(&buf)
+	var buf []byte
 	bw.WriteByte('[')
 	for i, it := range items {
-		buf.Reset()
-		if err := enc.Encode(view(it)); err != nil {
+		var err error
+		if buf, err = appendJSON(buf[:0], it); err != nil {
 			// The status is sent: break the connection, so that the
 			// client cannot take the list cut short for the whole.
 			panic(http.ErrAbortHandler)
@@ -551,8 +550,7 @@ func writeJSONList[T any](w http.ResponseWriter, status int, items []T, view fun
 		if i > 0 {
 			bw.WriteByte(',')
 		}
-		// Without the newline Encode ends each value with.
-		if _, err := bw.Write(buf.Bytes()[:buf.Len()-1]); err != nil {
+		if _, err := bw.Write(buf); err != nil {
 			return // the client is gone
 		}
 	}

@@ -31,10 +31,9 @@ func (a *API) view(in *protocol.Instance, st *protocol.InstanceStatus) protocol.
 // is made.
 func (a *API) writeInstances(w http.ResponseWriter, snap *state.Snapshot, tenant string, ins []*protocol.Instance) {
 	st := snap.Statuses(tenant)
-	var v protocol.Instance // one for all: each is encoded before the next is made
-	writeJSONList(w, http.StatusOK, ins, func(in *protocol.Instance) any {
-		v = a.view(in, st.Of(in))
-		return &v
+	writeJSONList(w, http.StatusOK, ins, func(b []byte, in *protocol.Instance) ([]byte, error) {
+		v := a.view(in, st.Of(in))
+		return protocol.AppendInstanceJSON(b, &v)
 	})
 }
 
