@@ -11,13 +11,14 @@ import (
 	"github.com/drover-dev/drover/server/state"
 )
 
-// instanceView is an instance as answered: secrets redacted, status
-// derived, endpoints added.
+// instanceView is an instance as answered, its status read from snap.
 func (a *API) instanceView(snap *state.Snapshot, in *protocol.Instance) *protocol.Instance {
 	v := a.view(in, snap.InstanceStatus(in))
 	return &v
 }
 
+// view is an instance as answered: secrets redacted, status st, endpoints
+// added.
 func (a *API) view(in *protocol.Instance, st *protocol.InstanceStatus) protocol.Instance {
 	c := *in
 	c.Spec = in.Spec.Redacted()
