@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -290,7 +291,9 @@ func (o *jsonObject) time(n string, t time.Time) {
 func appendJSONString(b []byte, s string) []byte {
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; c < 0x20 || c >= 0x80 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			q, _ := json.Marshal(s) // a string always marshals
+			// A copy, so that s (and the instance it is in) does not
+			// escape to the heap through the interface.
+			q, _ := json.Marshal(strings.Clone(s)) // a string always marshals
 			return append(b, q...)
 		}
 	}

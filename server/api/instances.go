@@ -33,7 +33,8 @@ func (a *API) view(in *protocol.Instance, st *protocol.InstanceStatus) protocol.
 func (a *API) writeInstances(w http.ResponseWriter, snap *state.Snapshot, tenant string, ins []*protocol.Instance) {
 	st := snap.Statuses(tenant)
 	writeJSONList(w, http.StatusOK, ins, func(b []byte, in *protocol.Instance) ([]byte, error) {
-		v := a.view(in, st.Of(in))
+		status := st.Of(in)
+		v := a.view(in, &status)
 		return protocol.AppendInstanceJSON(b, &v)
 	})
 }

@@ -131,7 +131,7 @@ func FuzzFSMApply(f *testing.F) {
 		snap := h.Snapshot()
 		all := snap.Statuses("")
 		for _, in := range snap.Instances(state.InstanceFilter{}) {
-			one := snap.InstanceStatus(in)
+			one := *snap.InstanceStatus(in)
 			if got := all.Of(in); !reflect.DeepEqual(got, one) {
 				t.Fatalf("Statuses of %s: %+v, InstanceStatus: %+v", in.ID, got, one)
 			}

@@ -446,7 +446,8 @@ func (s *Snapshot) InstanceStatus(in *protocol.Instance) *protocol.InstanceStatu
 	for _, r := range s.Replicas(in.ID) {
 		countReplica(&c, r)
 	}
-	return deriveStatus(in, s.tenantSuspended(in.Tenant), c)
+	st := deriveStatus(in, s.tenantSuspended(in.Tenant), c)
+	return &st
 }
 
 // Statuses derives the status of many instances, for lists: it reads the
@@ -495,8 +496,9 @@ func (s *Snapshot) Statuses(tenant string) *Statuses {
 	return st
 }
 
-// Of returns an instance's status.
-func (st *Statuses) Of(in *protocol.Instance) *protocol.InstanceStatus {
+// Of returns an instance's status: a value, so that a list of thousands
+// makes no garbage of them.
+func (st *Statuses) Of(in *protocol.Instance) protocol.InstanceStatus {
 	return deriveStatus(in, st.suspended[in.Tenant], st.counts[replicaOwner{in.Tenant, in.Name}])
 }
 
@@ -525,8 +527,8 @@ func countReplica(c *protocol.ReplicaCounts, r *protocol.Replica) {
 
 // deriveStatus is an instance's status from its replicas' counts (Desired
 // aside) and whether its tenant is suspended.
-func deriveStatus(in *protocol.Instance, suspended bool, counts protocol.ReplicaCounts) *protocol.InstanceStatus {
-	st := &protocol.InstanceStatus{Deployment: in.Deployment, Replicas: counts}
+func deriveStatus(in *protocol.Instance, suspended bool, counts protocol.ReplicaCounts) protocol.InstanceStatus {
+	st := protocol.InstanceStatus{Deployment: in.Deployment, Replicas: counts}
 	// The scheduler runs nothing of a suspended tenant.
 	stopped := in.Stopped || suspended
 	desired := in.Replicas

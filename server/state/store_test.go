@@ -171,8 +171,8 @@ func TestInstanceStatus(t *testing.T) {
 
 			snap := h.Snapshot()
 			in := snap.Instance("acme/crm")
-			for name, st := range map[string]*protocol.InstanceStatus{
-				"InstanceStatus": snap.InstanceStatus(in), "Statuses of all": snap.Statuses("").Of(in), "Statuses of acme": snap.Statuses("acme").Of(in),
+			for name, st := range map[string]protocol.InstanceStatus{
+				"InstanceStatus": *snap.InstanceStatus(in), "Statuses of all": snap.Statuses("").Of(in), "Statuses of acme": snap.Statuses("acme").Of(in),
 			} {
 				if st.State != tc.want || st.Replicas != tc.counts {
 					t.Fatalf("%s: status %s %+v, want %s %+v", name, st.State, st.Replicas, tc.want, tc.counts)
@@ -216,8 +216,8 @@ func TestStatusesKeepInstancesApart(t *testing.T) {
 	for id, w := range want {
 		in := snap.Instance(id)
 		tenant, _, _ := strings.Cut(id, "/")
-		for name, st := range map[string]*protocol.InstanceStatus{
-			"InstanceStatus": snap.InstanceStatus(in), "Statuses of all": all.Of(in), "Statuses of " + tenant: snap.Statuses(tenant).Of(in),
+		for name, st := range map[string]protocol.InstanceStatus{
+			"InstanceStatus": *snap.InstanceStatus(in), "Statuses of all": all.Of(in), "Statuses of " + tenant: snap.Statuses(tenant).Of(in),
 		} {
 			if st.State != w.State || st.Replicas != w.Replicas {
 				t.Errorf("%s of %s: %s %+v, want %s %+v", name, id, st.State, st.Replicas, w.State, w.Replicas)
