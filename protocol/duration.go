@@ -20,7 +20,17 @@ func (d Duration) String() string { return time.Duration(d).String() }
 
 // MarshalJSON writes d as a duration string.
 func (d Duration) MarshalJSON() ([]byte, error) {
-	return json.Marshal(time.Duration(d).String())
+	return d.appendJSON(make([]byte, 0, 24)), nil
+}
+
+// appendJSON appends d as a JSON string. It quotes the string itself,
+// which needs no escaping (digits, '.', '-' and unit letters, µ among
+// them): lists of instances hold several durations each, and json.Marshal
+// was a fair share of their encoding.
+func (d Duration) appendJSON(b []byte) []byte {
+	b = append(b, '"')
+	b = append(b, time.Duration(d).String()...)
+	return append(b, '"')
 }
 
 // UnmarshalJSON reads a duration string or a number of nanoseconds; null

@@ -3,6 +3,7 @@ package protocol_test
 import (
 	"encoding/json"
 	"errors"
+	"math"
 	"testing"
 	"time"
 
@@ -44,6 +45,22 @@ func TestDurationJSON(t *testing.T) {
 	}
 	if s := protocol.Duration(1500 * time.Millisecond).String(); s != "1.5s" {
 		t.Fatalf("String() = %q", s)
+	}
+}
+
+// A duration marshals as json.Marshal marshals its string, whatever the
+// unit: MarshalJSON quotes it itself.
+func TestDurationJSONIsQuotedString(t *testing.T) {
+	for _, d := range []time.Duration{0, 1, 1500, time.Microsecond, 1500 * time.Microsecond, -90 * time.Minute,
+		2*time.Hour + 3*time.Second + 4, math.MaxInt64, math.MinInt64} {
+		got, err := json.Marshal(protocol.Duration(d))
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, _ := json.Marshal(d.String())
+		if string(got) != string(want) {
+			t.Fatalf("%v marshals as %s, want %s", d, got, want)
+		}
 	}
 }
 

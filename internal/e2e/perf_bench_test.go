@@ -623,7 +623,7 @@ func perfStart(tb testing.TB, p *perfRun, sz perfSizes) {
 // perfReads lists many instances, and measures how soon a blocking query
 // wakes after a write is answered.
 func perfReads(tb testing.TB, p *perfRun, sz perfSizes) {
-	c := StartCluster(tb, 1)
+	c := StartCluster(tb, 1, WithServerArgs("-pprof"))
 	s := c.WaitForLeader()
 	url := s.URL()
 	createTenantAt(tb, url, "read")
@@ -632,6 +632,7 @@ func perfReads(tb testing.TB, p *perfRun, sz perfSizes) {
 	}
 	client := &http.Client{Timeout: time.Minute}
 	var lat []time.Duration
+	stop := profileServer(tb, url, "reads", 8)
 	for range sz.reads {
 		t0 := time.Now()
 		resp, err := client.Get(url + "/v1/instances")
@@ -645,6 +646,7 @@ func perfReads(tb testing.TB, p *perfRun, sz perfSizes) {
 		}
 		lat = append(lat, time.Since(t0))
 	}
+	stop()
 	p.add("reads", fmt.Sprintf("GET /v1/instances (%d) p99", sz.readInstances), ms(pct(lat, 0.99)), "ms", "<= 50 ms", nil)
 
 	var wakes []time.Duration

@@ -4,6 +4,7 @@
 package api
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -16,6 +17,7 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -518,6 +520,44 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	_ = json.NewEncoder(w).Encode(v)
+}
+
+// listWriters buffer the answers of writeJSONList: written to the
+// connection in large chunks, not one per element.
+var listWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 64<<10) }}
+
+// writeJSONList answers items as a JSON array, each element as appendJSON
+// appends it, byte for byte as writeJSON answers the slice when appendJSON
+// writes what encoding/json does. Each element is made and written before
+// the next: a list of thousands is never held whole, neither as answers
+// nor as JSON.
+func writeJSONList[T any](w http.ResponseWriter, status int, items []T, appendJSON func([]byte, T) ([]byte, error)) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	bw := listWriters.Get().(*bufio.Writer)
+	bw.Reset(w)
+	defer func() {
+		bw.Reset(nil)
+		listWriters.Put(bw)
+	}()
+	var buf []byte
+	bw.WriteByte('[')
+	for i, it := range items {
+		var err error
+		if buf, err = appendJSON(buf[:0], it); err != nil {
+			// The status is sent: break the connection, so that the
+			// client cannot take the list cut short for the whole.
+			panic(http.ErrAbortHandler)
+		}
+		if i > 0 {
+			bw.WriteByte(',')
+		}
+		if _, err := bw.Write(buf); err != nil {
+			return // the client is gone
+		}
+	}
+	bw.WriteString("]\n")
+	bw.Flush()
 }
 
 func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {

@@ -11,22 +11,32 @@ import (
 	"github.com/drover-dev/drover/server/state"
 )
 
-// instanceView is an instance as answered: secrets redacted, status
-// derived, endpoints added.
+// instanceView is an instance as answered, its status read from snap.
 func (a *API) instanceView(snap *state.Snapshot, in *protocol.Instance) *protocol.Instance {
-	c := *in
-	c.Spec = in.Spec.Redacted()
-	c.Status = snap.InstanceStatus(in)
-	c.Endpoints = a.endpoints(in)
-	return &c
+	v := a.view(in, snap.InstanceStatus(in))
+	return &v
 }
 
-func (a *API) instanceViews(snap *state.Snapshot, ins []*protocol.Instance) []*protocol.Instance {
-	out := make([]*protocol.Instance, 0, len(ins))
-	for _, in := range ins {
-		out = append(out, a.instanceView(snap, in))
-	}
-	return out
+// view is an instance as answered: secrets redacted, status st, endpoints
+// added.
+func (a *API) view(in *protocol.Instance, st *protocol.InstanceStatus) protocol.Instance {
+	c := *in
+	c.Spec = in.Spec.Redacted()
+	c.Status = st
+	c.Endpoints = a.endpoints(in)
+	return c
+}
+
+// writeInstances answers a list of instances of tenant (of any tenant when
+// ""), their statuses read in one scan of the replicas, each encoded as it
+// is made.
+func (a *API) writeInstances(w http.ResponseWriter, snap *state.Snapshot, tenant string, ins []*protocol.Instance) {
+	st := snap.Statuses(tenant)
+	writeJSONList(w, http.StatusOK, ins, func(b []byte, in *protocol.Instance) ([]byte, error) {
+		status := st.Of(in)
+		v := a.view(in, &status)
+		return protocol.AppendInstanceJSON(b, &v)
+	})
 }
 
 // pathInstance validates {tenant}/{name} and returns the instance id.
@@ -280,7 +290,7 @@ func (a *API) listTenantInstances(w http.ResponseWriter, r *http.Request) error 
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, a.instanceViews(snap, snap.Instances(state.InstanceFilter{Tenant: t.Name})))
+	a.writeInstances(w, snap, t.Name, snap.Instances(state.InstanceFilter{Tenant: t.Name}))
 	return nil
 }
 
@@ -298,7 +308,7 @@ func (a *API) listInstances(w http.ResponseWriter, r *http.Request) error {
 		}
 		f.Tenant = id.Tenant
 	}
-	writeJSON(w, http.StatusOK, a.instanceViews(snap, snap.Instances(f)))
+	a.writeInstances(w, snap, f.Tenant, snap.Instances(f))
 	return nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"io"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -127,8 +128,16 @@ func FuzzFSMApply(f *testing.F) {
 			t.Fatalf("snapshot round trip changed the state: %s", statetest.Diff(after, again))
 		}
 		// Reads must work on what was written.
-		for _, in := range h.Snapshot().Instances(state.InstanceFilter{}) {
-			_ = h.Snapshot().InstanceStatus(in)
+		snap := h.Snapshot()
+		all := snap.Statuses("")
+		for _, in := range snap.Instances(state.InstanceFilter{}) {
+			one := *snap.InstanceStatus(in)
+			if got := all.Of(in); !reflect.DeepEqual(got, one) {
+				t.Fatalf("Statuses of %s: %+v, InstanceStatus: %+v", in.ID, got, one)
+			}
+			if got := snap.Statuses(in.Tenant).Of(in); !reflect.DeepEqual(got, one) {
+				t.Fatalf("Statuses(%q) of %s: %+v, InstanceStatus: %+v", in.Tenant, in.ID, got, one)
+			}
 		}
 		if resp := h.Entry(&raft.Log{Type: raft.LogCommand, Data: fuzzSeeds[0]}); resp != nil {
 			if _, ok := resp.(error); !ok {

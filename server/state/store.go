@@ -260,12 +260,16 @@ func (s *Snapshot) Instances(f InstanceFilter) []*protocol.Instance {
 	} else {
 		all = list[protocol.Instance](s, tableInstances, "id")
 	}
+	var st *Statuses
+	if f.State != "" {
+		st = s.Statuses(f.Tenant)
+	}
 	out := all[:0:0]
 	for _, in := range all {
 		if f.Environment != "" && in.Environment != f.Environment {
 			continue
 		}
-		if f.State != "" && s.InstanceStatus(in).State != f.State {
+		if st != nil && st.Of(in).State != f.State {
 			continue
 		}
 		out = append(out, in)
@@ -438,32 +442,100 @@ func (s *Snapshot) Server(id string) *protocol.Member {
 
 // InstanceStatus derives an instance's status from its replicas.
 func (s *Snapshot) InstanceStatus(in *protocol.Instance) *protocol.InstanceStatus {
-	st := &protocol.InstanceStatus{Deployment: in.Deployment}
-	stopped := in.Stopped
-	if t := s.Tenant(in.Tenant); t != nil && t.State == protocol.TenantSuspended {
-		stopped = true // the scheduler runs nothing of a suspended tenant
+	var c protocol.ReplicaCounts
+	for _, r := range s.Replicas(in.ID) {
+		countReplica(&c, r)
 	}
+	st := deriveStatus(in, s.tenantSuspended(in.Tenant), c)
+	return &st
+}
+
+// Statuses derives the status of many instances, for lists: it reads the
+// replicas in one scan (of one tenant's, or of all) and the tenants once,
+// where InstanceStatus looks up both for every instance.
+type Statuses struct {
+	suspended map[string]bool
+	counts    map[replicaOwner]protocol.ReplicaCounts
+}
+
+// replicaOwner is the instance a replica belongs to, as the replica names it.
+type replicaOwner struct{ tenant, name string }
+
+// Statuses returns the statuses of tenant's instances, or of every
+// instance when tenant is "". Ask it of those only: it reads no other
+// tenant's replicas.
+func (s *Snapshot) Statuses(tenant string) *Statuses {
+	st := &Statuses{suspended: map[string]bool{}, counts: map[replicaOwner]protocol.ReplicaCounts{}}
+	var it memdb.ResultIterator
+	var err error
+	if tenant == "" {
+		for _, t := range s.Tenants() {
+			if t.State == protocol.TenantSuspended {
+				st.suspended[t.Name] = true
+			}
+		}
+		it, err = s.txn.Get(tableReplicas, "id")
+	} else {
+		if s.tenantSuspended(tenant) {
+			st.suspended[tenant] = true
+		}
+		// The empty name ends the tenant's part of the key, so that the
+		// prefix is acme's replicas only, not acme2's.
+		it, err = s.txn.Get(tableReplicas, "instance_prefix", tenant, "")
+	}
+	if err != nil {
+		panic(fmt.Sprintf("state: %s: %v", tableReplicas, err))
+	}
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		r := raw.(*protocol.Replica)
+		k := replicaOwner{r.Tenant, r.Instance}
+		c := st.counts[k]
+		countReplica(&c, r)
+		st.counts[k] = c
+	}
+	return st
+}
+
+// Of returns an instance's status: a value, so that a list of thousands
+// makes no garbage of them.
+func (st *Statuses) Of(in *protocol.Instance) protocol.InstanceStatus {
+	return deriveStatus(in, st.suspended[in.Tenant], st.counts[replicaOwner{in.Tenant, in.Name}])
+}
+
+func (s *Snapshot) tenantSuspended(name string) bool {
+	t := s.Tenant(name)
+	return t != nil && t.State == protocol.TenantSuspended
+}
+
+// countReplica counts a replica the scheduler wants running by its state.
+func countReplica(c *protocol.ReplicaCounts, r *protocol.Replica) {
+	if r.Desired != protocol.DesiredRun {
+		return
+	}
+	switch r.State {
+	case protocol.ReplicaPending, protocol.ReplicaStarting:
+		c.Pending++
+	case protocol.ReplicaRunning, protocol.ReplicaUnhealthy:
+		c.Running++
+	case protocol.ReplicaHealthy:
+		c.Running++
+		c.Healthy++
+	case protocol.ReplicaFailed, protocol.ReplicaLost:
+		c.Failed++
+	}
+}
+
+// deriveStatus is an instance's status from its replicas' counts (Desired
+// aside) and whether its tenant is suspended.
+func deriveStatus(in *protocol.Instance, suspended bool, counts protocol.ReplicaCounts) protocol.InstanceStatus {
+	st := protocol.InstanceStatus{Deployment: in.Deployment, Replicas: counts}
+	// The scheduler runs nothing of a suspended tenant.
+	stopped := in.Stopped || suspended
 	desired := in.Replicas
 	if stopped {
 		desired = 0
 	}
 	st.Replicas.Desired = desired
-	for _, r := range s.Replicas(in.ID) {
-		if r.Desired != protocol.DesiredRun {
-			continue
-		}
-		switch r.State {
-		case protocol.ReplicaPending, protocol.ReplicaStarting:
-			st.Replicas.Pending++
-		case protocol.ReplicaRunning, protocol.ReplicaUnhealthy:
-			st.Replicas.Running++
-		case protocol.ReplicaHealthy:
-			st.Replicas.Running++
-			st.Replicas.Healthy++
-		case protocol.ReplicaFailed, protocol.ReplicaLost:
-			st.Replicas.Failed++
-		}
-	}
 	switch {
 	case stopped && st.Replicas.Running == 0:
 		st.State = protocol.InstanceStopped

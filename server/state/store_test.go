@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"strings"
 	"testing"
 	"time"
 
@@ -168,14 +169,60 @@ func TestInstanceStatus(t *testing.T) {
 			h.place("acme/crm", "n1", 1, "z")
 			h.Must(state.CmdPlanApply, state.Plan{Instance: "acme/crm", Stop: []state.ReplicaStop{{ID: "z"}}})
 
-			st := h.Snapshot().InstanceStatus(h.Snapshot().Instance("acme/crm"))
-			if st.State != tc.want || st.Replicas != tc.counts {
-				t.Fatalf("status %s %+v, want %s %+v", st.State, st.Replicas, tc.want, tc.counts)
+			snap := h.Snapshot()
+			in := snap.Instance("acme/crm")
+			for name, st := range map[string]protocol.InstanceStatus{
+				"InstanceStatus": *snap.InstanceStatus(in), "Statuses of all": snap.Statuses("").Of(in), "Statuses of acme": snap.Statuses("acme").Of(in),
+			} {
+				if st.State != tc.want || st.Replicas != tc.counts {
+					t.Fatalf("%s: status %s %+v, want %s %+v", name, st.State, st.Replicas, tc.want, tc.counts)
+				}
 			}
 			if got := h.Snapshot().Instances(state.InstanceFilter{State: tc.want}); len(got) != 1 {
 				t.Fatalf("filter by state %s found %d", tc.want, len(got))
 			}
 		})
+	}
+}
+
+// Statuses counts each instance's replicas only, by tenant and name, and
+// of one tenant only the replicas of that tenant: not those of another
+// whose name it begins.
+func TestStatusesKeepInstancesApart(t *testing.T) {
+	h := newHarness(t)
+	h.node("n1")
+	for _, tenant := range []string{"acme", "acme2", "frozen"} {
+		h.tenant(tenant)
+		h.instance(tenant, "web", 2)
+	}
+	h.instance("acme", "web2", 1)
+	h.place("acme/web", "n1", 1, "a1", "a2")
+	h.place("acme2/web", "n1", 1, "b1")
+	h.place("acme/web2", "n1", 1, "c1")
+	h.place("frozen/web", "n1", 1, "f1")
+	h.report("n1", protocol.ReplicaReport{ID: "a1", State: "healthy"}, protocol.ReplicaReport{ID: "a2", State: "healthy"},
+		protocol.ReplicaReport{ID: "b1", State: "failed"}, protocol.ReplicaReport{ID: "c1", State: "starting"},
+		protocol.ReplicaReport{ID: "f1", State: "healthy"})
+	h.Must(state.CmdTenantUpsert, state.TenantUpsert{Tenant: protocol.Tenant{Name: "frozen", State: protocol.TenantSuspended}})
+
+	snap := h.Snapshot()
+	want := map[string]protocol.InstanceStatus{
+		"acme/web":   {State: protocol.InstanceRunning, Replicas: protocol.ReplicaCounts{Desired: 2, Running: 2, Healthy: 2}},
+		"acme/web2":  {State: protocol.InstanceDegraded, Replicas: protocol.ReplicaCounts{Desired: 1, Pending: 1}},
+		"acme2/web":  {State: protocol.InstanceFailed, Replicas: protocol.ReplicaCounts{Desired: 2, Failed: 1}},
+		"frozen/web": {State: protocol.InstanceStopped, Replicas: protocol.ReplicaCounts{Running: 1, Healthy: 1}},
+	}
+	all := snap.Statuses("")
+	for id, w := range want {
+		in := snap.Instance(id)
+		tenant, _, _ := strings.Cut(id, "/")
+		for name, st := range map[string]protocol.InstanceStatus{
+			"InstanceStatus": *snap.InstanceStatus(in), "Statuses of all": all.Of(in), "Statuses of " + tenant: snap.Statuses(tenant).Of(in),
+		} {
+			if st.State != w.State || st.Replicas != w.Replicas {
+				t.Errorf("%s of %s: %s %+v, want %s %+v", name, id, st.State, st.Replicas, w.State, w.Replicas)
+			}
+		}
 	}
 }
 
