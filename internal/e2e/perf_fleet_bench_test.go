@@ -120,6 +120,27 @@ func perfFleet(tb testing.TB, p *perfRun, sz perfSizes) {
 	for _, a := range fleet[:sz.fleetLost] {
 		a.vanish()
 	}
+	eventually(tb, 5*time.Minute, "every vanished host marked down", func() (bool, string) {
+		r, err := api.Try(http.MethodGet, "/v1/nodes", nil)
+		if err != nil || !r.OK() {
+			return false, fmt.Sprint(err, r)
+		}
+		var nodes []struct {
+			ID     string `json:"id"`
+			Status string `json:"status"`
+		}
+		if err := r.Decode(&nodes); err != nil {
+			return false, err.Error()
+		}
+		down := 0
+		for _, nd := range nodes {
+			if gone[nd.ID] && nd.Status == "down" {
+				down++
+			}
+		}
+		return down == len(gone), fmt.Sprintf("%d of %d vanished hosts down", down, len(gone))
+	})
+	p.add("fleet", fmt.Sprintf("%d of %d hosts vanish: all marked down after", sz.fleetLost, n), time.Since(lost).Seconds(), "s", "", nil)
 	// Replacements reach the surviving hosts, which report them; every
 	// host reports each replica once, so the survivors have reported them
 	// all when they hold the vanished hosts' share too.
