@@ -140,27 +140,36 @@ func profileLeader(tb testing.TB, url, name string) func() {
 
 // profileServer is profileLeader for any server, over seconds.
 func profileServer(tb testing.TB, url, name string, seconds int) func() {
-	dir := os.Getenv("DROVER_PERF_PROFILE")
-	if dir == "" {
+	if os.Getenv("DROVER_PERF_PROFILE") == "" {
 		return func() {}
 	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		resp, err := http.Get(fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", url, seconds))
-		if err != nil {
-			tb.Logf("profile %s: %v", name, err)
-			return
-		}
-		defer resp.Body.Close()
-		f, err := os.Create(filepath.Join(dir, name+".pprof"))
-		if err != nil {
-			return
-		}
-		defer f.Close()
-		io.Copy(f, resp.Body)
+		saveProfile(tb, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", url, seconds), name)
 	}()
 	return func() { <-done }
+}
+
+// saveProfile, with DROVER_PERF_PROFILE set, saves the profile a server
+// started with -pprof answers at url there as name.pprof.
+func saveProfile(tb testing.TB, url, name string) {
+	dir := os.Getenv("DROVER_PERF_PROFILE")
+	if dir == "" {
+		return
+	}
+	resp, err := http.Get(url)
+	if err != nil {
+		tb.Logf("profile %s: %v", name, err)
+		return
+	}
+	defer resp.Body.Close()
+	f, err := os.Create(filepath.Join(dir, name+".pprof"))
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	io.Copy(f, resp.Body)
 }
 
 // TestPerfSmoke runs every scenario at tiny sizes: the harness works, and

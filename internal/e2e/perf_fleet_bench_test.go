@@ -7,10 +7,7 @@ package e2e
 
 import (
 	"fmt"
-	"io"
 	"net/http"
-	"os"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -84,7 +81,7 @@ func perfFleet(tb testing.TB, p *perfRun, sz perfSizes) {
 	cpu1, t1 := benchCPUTicks(tb, pid), time.Now()
 	stopProfile()
 	rss1 := rssKB(tb, leader)
-	saveHeapProfile(tb, leader.URL(), "fleet-heap")
+	saveProfile(tb, leader.URL()+"/debug/pprof/heap", "fleet-heap")
 	if k := simConnected(fleet); k != n {
 		tb.Fatalf("%d of %d hosts connected after the steady window", k, n)
 	}
@@ -168,25 +165,4 @@ func simReported(fleet []*simAgent) int {
 		k += a.reportedCount()
 	}
 	return k
-}
-
-// saveHeapProfile, with DROVER_PERF_PROFILE set, saves the heap profile of
-// the server at url (started with -pprof) there as name.pprof.
-func saveHeapProfile(tb testing.TB, url, name string) {
-	dir := os.Getenv("DROVER_PERF_PROFILE")
-	if dir == "" {
-		return
-	}
-	resp, err := http.Get(url + "/debug/pprof/heap")
-	if err != nil {
-		tb.Logf("heap profile %s: %v", name, err)
-		return
-	}
-	defer resp.Body.Close()
-	f, err := os.Create(filepath.Join(dir, name+".pprof"))
-	if err != nil {
-		return
-	}
-	defer f.Close()
-	io.Copy(f, resp.Body)
 }
