@@ -99,7 +99,7 @@ func perfFleet(tb testing.TB, p *perfRun, sz perfSizes) {
 	}
 	eventually(tb, 5*time.Minute, "every replica reported healthy by its host", func() (bool, string) {
 		k := simReported(fleet)
-		return k >= total, fmt.Sprintf("%d of %d replicas reported", k, total)
+		return k >= total, fmt.Sprintf("%d of %d replicas reported; %d of %d hosts connected", k, total, simConnected(fleet), n)
 	})
 	perfWaitHealthy(tb, api, "fleet", sz.fleetInstances, sz.fleetReplicas, nil, "every replica healthy")
 	p.add("fleet", fmt.Sprintf("%d replicas on %d hosts: all healthy", total, n), time.Since(placing).Seconds(), "s", "", nil)
