@@ -140,10 +140,13 @@ func TestAgentHealthChecks(t *testing.T) {
 			if r.Node != nodeID || port < lo || port > hi {
 				t.Fatalf("replica %s: node %s port %d, want node %s and a port in %d-%d", r.ID, r.Node, port, nodeID, lo, hi)
 			}
+			// An exec check passes without the port: the app may still be
+			// starting to listen.
+			eventually(t, waitTimeout, fmt.Sprintf("an answer on the replica's port %d", port), func() (bool, string) {
+				err := reachable("127.0.0.1:"+strconv.Itoa(port), 2*time.Second)
+				return err == nil, fmt.Sprint(err)
+			})
 			if !tc.speaksHTP {
-				if err := reachable("127.0.0.1:"+strconv.Itoa(port), 2*time.Second); err != nil {
-					t.Fatalf("nothing answers on the replica's port %d: %v", port, err)
-				}
 				return
 			}
 			info := mustInfo(t, port)
