@@ -573,25 +573,38 @@ func perfWaitHealthy(tb testing.TB, api *Client, tenant string, n, per int, avoi
 			return false, fmt.Sprintf("%d of %d instances have %d healthy replicas", ready, n, per)
 		}
 		if len(avoid) > 0 {
-			r, err := api.Try(http.MethodGet, "/v1/nodes", nil)
-			if err != nil || !r.OK() {
-				return false, fmt.Sprint(err, r)
+			down, err := nodesDown(api, avoid)
+			if err != "" {
+				return false, err
 			}
-			var nodes []struct {
-				ID     string `json:"id"`
-				Status string `json:"status"`
-			}
-			if err := r.Decode(&nodes); err != nil {
-				return false, err.Error()
-			}
-			for _, nd := range nodes {
-				if avoid[nd.ID] && nd.Status != "down" {
-					return false, "node " + nd.ID + " not down yet"
-				}
+			if down < len(avoid) {
+				return false, fmt.Sprintf("%d of %d nodes down yet", down, len(avoid))
 			}
 		}
 		return true, ""
 	})
+}
+
+// nodesDown counts the nodes of set marked down, or says why it could not.
+func nodesDown(api *Client, set map[string]bool) (int, string) {
+	r, err := api.Try(http.MethodGet, "/v1/nodes", nil)
+	if err != nil || !r.OK() {
+		return 0, fmt.Sprint(err, r)
+	}
+	var nodes []struct {
+		ID     string `json:"id"`
+		Status string `json:"status"`
+	}
+	if err := r.Decode(&nodes); err != nil {
+		return 0, err.Error()
+	}
+	down := 0
+	for _, nd := range nodes {
+		if set[nd.ID] && nd.Status == "down" {
+			down++
+		}
+	}
+	return down, ""
 }
 
 // --- start latency --------------------------------------------------------------

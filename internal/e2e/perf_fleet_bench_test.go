@@ -7,7 +7,6 @@ package e2e
 
 import (
 	"fmt"
-	"net/http"
 	"sync"
 	"testing"
 	"time"
@@ -118,22 +117,9 @@ func perfFleet(tb testing.TB, p *perfRun, sz perfSizes) {
 		a.vanish()
 	}
 	eventually(tb, 5*time.Minute, "every vanished host marked down", func() (bool, string) {
-		r, err := api.Try(http.MethodGet, "/v1/nodes", nil)
-		if err != nil || !r.OK() {
-			return false, fmt.Sprint(err, r)
-		}
-		var nodes []struct {
-			ID     string `json:"id"`
-			Status string `json:"status"`
-		}
-		if err := r.Decode(&nodes); err != nil {
-			return false, err.Error()
-		}
-		down := 0
-		for _, nd := range nodes {
-			if gone[nd.ID] && nd.Status == "down" {
-				down++
-			}
+		down, err := nodesDown(api, gone)
+		if err != "" {
+			return false, err
 		}
 		return down == len(gone), fmt.Sprintf("%d of %d vanished hosts down", down, len(gone))
 	})
