@@ -194,6 +194,10 @@ func (c *Client) poke() {
 	}
 }
 
+// errNotLeader is a server's answer when it is not the leader and knows
+// of none to redirect to.
+var errNotLeader = errors.New("not the leader, and no leader known")
+
 // Run keeps a session up until ctx ends.
 func (c *Client) Run(ctx context.Context) error {
 	// Full jitter over [d/2, d] spreads thousands of agents reconnecting
@@ -229,6 +233,10 @@ func (c *Client) Run(ctx context.Context) error {
 		}
 		if errors.Is(err, ErrRefused) {
 			c.logger.Error("server refused this agent; retrying", "server", target, "error", err)
+		} else if errors.Is(err, errNotLeader) {
+			// An election under way (a cluster starting, a leader lost):
+			// expected, and over within a second or two.
+			c.logger.Info("no cluster leader yet; retrying", "server", target)
 		} else if err != nil {
 			c.logger.Warn("connection to server ended", "server", target, "error", err)
 		}
@@ -305,7 +313,7 @@ func (c *Client) session(ctx context.Context, base string) (string, error) {
 		if e.Code == protocol.CodeNotLeader {
 			var to protocol.Redirect
 			_ = json.Unmarshal(e.Body, &to)
-			return to.Leader, fmt.Errorf("%s is not the leader", base)
+			return to.Leader, fmt.Errorf("%s: %w", base, errNotLeader)
 		}
 		return "", fmt.Errorf("%w: %s: %s", ErrRefused, e.Code, e.Message)
 	default:
