@@ -571,6 +571,17 @@ func TestConsolePortalTenantAdminCreatesAndRestarts(t *testing.T) {
 		t.Errorf("the tenant admin is offered %d controls for billing-v2, which is not tenant_editable", n)
 	}
 	b.selectOption(`tr[data-flag="new-ui"] select`, "on")
+	// A change elsewhere re-renders the section before "Set" is pressed:
+	// the choice not yet submitted stays.
+	mustEval[bool](b, `(window.chosen = document.querySelector('tr[data-flag="new-ui"] select'), true)`)
+	f.mgmt.JSON(http.MethodPut, "/v1/tenants/acme/flags/billing-v2", map[string]string{"variant": "on"}, nil)
+	b.waitText(waitTimeout, `tr[data-flag="billing-v2"]`, "tenant")
+	b.waitJS(waitTimeout, "the flags section re-rendered", `(() => {
+		const e = document.querySelector('tr[data-flag="new-ui"] select');
+		return {ok: e !== window.chosen, state: "the same select"}; })()`)
+	if v := b.element(`tr[data-flag="new-ui"] select`).Value; v != "on" {
+		t.Errorf("new-ui's select shows %q after a re-render, want the unsaved choice on", v)
+	}
 	b.click(`tr[data-flag="new-ui"] button[type=submit]`)
 	b.confirmPlan(func() {}, "new-ui")
 	eventually(t, waitTimeout, "acme/web's flag new-ui on, from the instance", func() (bool, string) {

@@ -56,12 +56,22 @@ async function show() {
   ctx.signal = ctx.ctl.signal;
   // live adds a part of the view that reads the API and is read again on
   // every change the event stream reports.
+  // What the user has chosen or typed in it and not yet submitted is kept
+  // across a re-render (keepInput).
   ctx.live = (render) => {
     const box = h('div', {class: 'live'});
+    const touched = (ev) => ev.target.setAttribute('data-dirty', '');
+    box.addEventListener('input', touched);
+    box.addEventListener('change', touched);
+    box.addEventListener('submit', (ev) => {
+      for (const el of ev.target.querySelectorAll('[data-dirty]')) el.removeAttribute('data-dirty');
+    });
     const run = async () => {
       try {
         const el = await render();
-        if (!ctx.signal.aborted) box.replaceChildren(el);
+        if (ctx.signal.aborted) return;
+        keepInput(box, el);
+        box.replaceChildren(el);
       } catch (err) {
         if (!ctx.signal.aborted) showError(err);
       }
@@ -89,6 +99,31 @@ async function show() {
     main.replaceChildren(h('p', {class: 'muted'}, 'This page could not be shown.'));
     main.dataset.ready = 'true';
     showError(err);
+  }
+}
+
+// keepInput carries the unsaved choices (controls marked data-dirty) and
+// the focus of a live section into its new rendering, el: a control is
+// the same when its id, name or aria-label is.
+function keepInput(box, el) {
+  const key = (c) => c.id || c.getAttribute('name') || c.getAttribute('aria-label') || '';
+  const active = box.contains(document.activeElement) ? document.activeElement : null;
+  const old = [...box.querySelectorAll('[data-dirty]')];
+  if (active) old.push(active);
+  if (!old.length) return;
+  const fresh = new Map();
+  for (const c of el.querySelectorAll('input, select, textarea, button')) {
+    if (key(c) && !fresh.has(key(c))) fresh.set(key(c), c);
+  }
+  for (const c of old) {
+    const n = fresh.get(key(c));
+    if (!n) continue;
+    if (c.hasAttribute('data-dirty')) {
+      if (c.type === 'checkbox') n.checked = c.checked;
+      else if (n.tagName !== 'SELECT' || [...n.options].some((o) => o.value === c.value)) n.value = c.value;
+      n.setAttribute('data-dirty', '');
+    }
+    if (c === active) queueMicrotask(() => n.focus());
   }
 }
 
