@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -212,7 +213,7 @@ func (c *Client) Run(ctx context.Context) error {
 		}
 		redirect = ""
 		started := time.Now()
-		leader, err := c.session(ctx, target)
+		leader, interval, err := c.session(ctx, target)
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -240,12 +241,23 @@ func (c *Client) Run(ctx context.Context) error {
 		} else if err != nil {
 			c.logger.Warn("connection to server ended", "server", target, "error", err)
 		}
-		if !backoff.Sleep(ctx, wait.Next()) {
+		pause := wait.Next()
+		if interval > 0 && wait.Failures() == 1 {
+			// A session that was up ended: when it ended for the whole
+			// fleet at once (a leader lost), the fleet redials spread over
+			// one heartbeat interval (at most MaxBackoff), the rate of its
+			// heartbeats, rather than all within the minimum backoff. The
+			// new leader gives every node a whole TTL (three intervals) to
+			// come back.
+			pause = c.cfg.MinBackoff + rand.N(min(interval, c.cfg.MaxBackoff)+1)
+		}
+		if !backoff.Sleep(ctx, pause) {
 			return nil
 		}
 	}
 	return nil
 }
+
 
 func (c *Client) usesHTTPS() bool {
 	c.mu.Lock()
@@ -286,24 +298,25 @@ func (c *Client) learn(addrs []string) {
 }
 
 // session runs one connection. It returns the leader's address when the
-// server redirected there.
-func (c *Client) session(ctx context.Context, base string) (string, error) {
+// server redirected there, and the heartbeat interval of a session that
+// was welcomed.
+func (c *Client) session(ctx context.Context, base string) (string, time.Duration, error) {
 	dctx, cancel := context.WithTimeout(ctx, dialTimeout)
 	defer cancel()
 	wsURL := "ws" + strings.TrimPrefix(base, "http") + "/v1/agent/connect"
 	ws, _, err := websocket.Dial(dctx, wsURL, &websocket.DialOptions{HTTPClient: c.dialer})
 	if err != nil {
-		return "", fmt.Errorf("dial %s: %w", base, err)
+		return "", 0, fmt.Errorf("dial %s: %w", base, err)
 	}
 	defer ws.CloseNow()
 	ws.SetReadLimit(protocol.MaxFrameBytes)
 
 	if err := protocol.WriteMessage(dctx, ws, writeTimeout, protocol.MsgHello, c.cfg.Hello()); err != nil {
-		return "", fmt.Errorf("send hello: %w", err)
+		return "", 0, fmt.Errorf("send hello: %w", err)
 	}
 	env, err := protocol.ReadMessage(dctx, ws)
 	if err != nil {
-		return "", fmt.Errorf("read welcome: %w", err)
+		return "", 0, fmt.Errorf("read welcome: %w", err)
 	}
 	switch env.Type {
 	case protocol.MsgWelcome:
@@ -313,15 +326,15 @@ func (c *Client) session(ctx context.Context, base string) (string, error) {
 		if e.Code == protocol.CodeNotLeader {
 			var to protocol.Redirect
 			_ = json.Unmarshal(e.Body, &to)
-			return to.Leader, fmt.Errorf("%s: %w", base, errNotLeader)
+			return to.Leader, 0, fmt.Errorf("%s: %w", base, errNotLeader)
 		}
-		return "", fmt.Errorf("%w: %s: %s", ErrRefused, e.Code, e.Message)
+		return "", 0, fmt.Errorf("%w: %s: %s", ErrRefused, e.Code, e.Message)
 	default:
-		return "", fmt.Errorf("expected welcome, got %s", env.Type)
+		return "", 0, fmt.Errorf("expected welcome, got %s", env.Type)
 	}
 	var welcome protocol.Welcome
 	if err := json.Unmarshal(env.Body, &welcome); err != nil {
-		return "", fmt.Errorf("decode welcome: %w", err)
+		return "", 0, fmt.Errorf("decode welcome: %w", err)
 	}
 	c.learn(welcome.Servers)
 	c.cfg.Handler.Welcome(welcome)
@@ -348,7 +361,7 @@ func (c *Client) session(ctx context.Context, base string) (string, error) {
 	stop()
 	ws.CloseNow()
 	wg.Wait()
-	return "", err
+	return "", interval, err
 }
 
 func (c *Client) setConnected(v bool) {
@@ -515,11 +528,13 @@ func (c *Client) sender(ctx context.Context, ws *websocket.Conn) error {
 	}
 }
 
-// pinger pings the server; a pong missing for an interval ends the
-// session, so a connection a proxy silently dropped is noticed within two
-// intervals of the last pong. The server's heartbeat TTL is three
-// intervals from the last ping it received, so the agent redials before
-// its node can be marked down.
+// pinger pings the server every interval; a pong missing for two
+// intervals ends the session, so a connection a proxy silently dropped is
+// noticed within three intervals of the last pong. One interval would
+// notice it sooner but, at 10,000 hosts, a leader busy for a moment (a
+// placement, a GC) answers late: every agent redials at once, and the
+// redials keep it busy. The server's heartbeat TTL runs from the last ping
+// it received, so a pong that comes late costs the node nothing.
 func (c *Client) pinger(ctx context.Context, ws *websocket.Conn, interval time.Duration, intervals <-chan time.Duration) error {
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -532,11 +547,11 @@ func (c *Client) pinger(ctx context.Context, ws *websocket.Conn, interval time.D
 			continue
 		case <-t.C:
 		}
-		pctx, cancel := context.WithTimeout(ctx, interval)
+		pctx, cancel := context.WithTimeout(ctx, 2*interval)
 		err := ws.Ping(pctx)
 		cancel()
 		if err != nil {
-			return fmt.Errorf("server did not answer ping within %s: %w", interval, err)
+			return fmt.Errorf("server did not answer ping within %s: %w", 2*interval, err)
 		}
 	}
 }

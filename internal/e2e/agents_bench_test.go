@@ -476,8 +476,9 @@ func benchCountLines(b *testing.B, path, substr string) int {
 	return strings.Count(string(raw), substr)
 }
 
-// benchMetricValue reads one unlabelled gauge of GET /metrics.
-func benchMetricValue(b *testing.B, api *Client, name string) float64 {
+// benchMetricValue reads one series of GET /metrics, named with its
+// labels as the answer writes them.
+func benchMetricValue(b testing.TB, api *Client, name string) float64 {
 	b.Helper()
 	var r *Response
 	var err error
@@ -558,4 +559,29 @@ func benchRaiseNoFile(b testing.TB, want uint64) {
 	if lim.Cur < want {
 		b.Logf("open files limited to %d (hard limit), %d wanted", lim.Cur, want)
 	}
+}
+
+// benchNice runs this process at the given nice value until the returned
+// func restores it; processes it starts meanwhile inherit it. The
+// placement and fleet scenarios run their thousands of simulated hosts in
+// this process, on the servers' 2 cores: at nice 5 they take the CPU the
+// servers leave, as hosts of their own would take none of it. Linux's
+// nice is per thread, so every thread is set; threads made later inherit
+// it from the one that makes them.
+func benchNice(tb testing.TB, nice int) (restore func()) {
+	tb.Helper()
+	set := func(v int) {
+		tasks, err := os.ReadDir("/proc/self/task")
+		if err != nil {
+			tb.Logf("nice: %v", err)
+			return
+		}
+		for _, t := range tasks {
+			if tid, err := strconv.Atoi(t.Name()); err == nil {
+				_ = syscall.Setpriority(syscall.PRIO_PROCESS, tid, v)
+			}
+		}
+	}
+	set(nice)
+	return func() { set(0) }
 }

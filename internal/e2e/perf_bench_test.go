@@ -19,11 +19,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
 	"strconv"
@@ -32,6 +34,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/hashicorp/go-hclog"
 
 	"github.com/drover-dev/drover/agent/conn"
 	"github.com/drover-dev/drover/internal/backoff"
@@ -353,6 +357,7 @@ func perfPlacement(tb testing.TB, p *perfRun, sz perfSizes) {
 	c := StartCluster(tb, 3, WithServerArgs("-pprof"))
 	leader := c.WaitForLeader()
 	urls := serverURLs(c)
+	defer benchNice(tb, 5)()
 	fleet := startSimFleet(tb, urls, sz.agents)
 	api := leader.Client().WithTimeout(30 * time.Second).WithRetry(10 * time.Second)
 	benchWaitNodes(tb, api, sz.agents, 5*time.Minute, &sync.Map{}, "all simulated nodes ready")
@@ -388,6 +393,7 @@ func perfPlacement(tb testing.TB, p *perfRun, sz perfSizes) {
 		assigns += a.assigns.Load()
 		assigned += a.assigned.Load()
 	}
+	p.add("placement", "evaluations committed by the leader", benchMetricValue(tb, api, `drover_scheduler_evaluations_total{outcome="committed"}`), "", "", nil)
 	p.add("placement", "assignments sent to the hosts", float64(assigns), "", "", nil)
 	p.add("placement", "replicas in those assignments", float64(assigned), "", "", nil)
 
@@ -415,6 +421,45 @@ type simAgent struct {
 	conns    []*freezableConn
 	frozen   atomic.Bool
 	assigned atomic.Int64 // replicas in every assignment received
+	warnings *warnCounter // the fleet's, shared
+}
+
+// warnCounter counts the warnings of a simulated fleet's agents by what
+// they say, numbers and addresses left out, so that a fleet in trouble
+// says why (sessions ended by unanswered pings, refused dials, ...).
+type warnCounter struct {
+	mu    sync.Mutex
+	count map[string]int
+}
+
+var warnNoise = regexp.MustCompile(`[0-9a-f]{8}-[0-9a-f-]{27}|[0-9]+(\.[0-9]+)*(ms|s|µs)?`)
+
+func (w *warnCounter) Write(p []byte) (int, error) {
+	line := string(p)
+	if i := strings.Index(line, "]"); i >= 0 {
+		line = line[i+1:]
+	}
+	line = strings.TrimSpace(warnNoise.ReplaceAllString(line, "N"))
+	w.mu.Lock()
+	w.count[line]++
+	w.mu.Unlock()
+	return len(p), nil
+}
+
+// String lists the most frequent warnings, most frequent first.
+func (w *warnCounter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	lines := slices.Collect(maps.Keys(w.count))
+	slices.SortFunc(lines, func(a, b string) int { return w.count[b] - w.count[a] })
+	var b strings.Builder
+	for i, l := range lines {
+		if i == 5 {
+			break
+		}
+		fmt.Fprintf(&b, "\n  %d x %s", w.count[l], l)
+	}
+	return b.String()
 }
 
 func (a *simAgent) node() string {
@@ -523,9 +568,11 @@ func startSimFleetAt(tb testing.TB, urls []string, n, perSecond int) []*simAgent
 	var wg sync.WaitGroup
 	tb.Cleanup(func() { cancel(); wg.Wait() })
 	fleet := make([]*simAgent, n)
+	warnings := &warnCounter{count: map[string]int{}}
+	logger := hclog.New(&hclog.LoggerOptions{Output: warnings, Level: hclog.Warn})
 	for i := range fleet {
-		a := &simAgent{benchAgent: benchAgent{name: fmt.Sprintf("sim-%05d", i), zone: fmt.Sprintf("z%d", i%3)}, reported: map[string]bool{}}
-		cl, err := conn.New(conn.Config{Servers: urls, Hello: a.hello, Handler: a, Dial: a.dial})
+		a := &simAgent{benchAgent: benchAgent{name: fmt.Sprintf("sim-%05d", i), zone: fmt.Sprintf("z%d", i%3)}, reported: map[string]bool{}, warnings: warnings}
+		cl, err := conn.New(conn.Config{Servers: urls, Hello: a.hello, Handler: a, Dial: a.dial, Logger: logger})
 		if err != nil {
 			tb.Fatal(err)
 		}

@@ -49,6 +49,7 @@ func perfFleet(tb testing.TB, p *perfRun, sz perfSizes) {
 		rss0[s] = rssKB(tb, s)
 	}
 
+	defer benchNice(tb, 5)()
 	start := time.Now()
 	fleet := startSimFleetAt(tb, urls, n, fleetBootRate)
 	// The agents say when they are connected; the API (10,000 nodes an
@@ -56,7 +57,7 @@ func perfFleet(tb testing.TB, p *perfRun, sz perfSizes) {
 	// leader that registers them.
 	eventually(tb, 5*time.Minute, "every simulated host connected", func() (bool, string) {
 		k := simConnected(fleet)
-		return k == n, fmt.Sprintf("%d of %d connected", k, n)
+		return k == n, fmt.Sprintf("%d of %d connected; the hosts' warnings:%s", k, n, fleet[0].warnings)
 	})
 	benchWaitNodes(tb, api, n, time.Minute, &sync.Map{}, "every simulated node ready")
 	p.add("fleet", fmt.Sprintf("%d hosts starting %d/s: all ready after", n, fleetBootRate), time.Since(start).Seconds(), "s", "", nil)
@@ -82,7 +83,7 @@ func perfFleet(tb testing.TB, p *perfRun, sz perfSizes) {
 	rss1 := rssKB(tb, leader)
 	saveProfile(tb, leader.URL()+"/debug/pprof/heap", "fleet-heap")
 	if k := simConnected(fleet); k != n {
-		tb.Fatalf("%d of %d hosts connected after the steady window", k, n)
+		tb.Fatalf("%d of %d hosts connected after the steady window; the hosts' warnings:%s", k, n, fleet[0].warnings)
 	}
 	cores := float64(cpu1-cpu0) / benchClockTicks() / t1.Sub(t0).Seconds()
 	p.add("fleet", fmt.Sprintf("%d idle hosts: leader CPU", n), cores, "cores", "<= 0.5", nil)
@@ -98,7 +99,7 @@ func perfFleet(tb testing.TB, p *perfRun, sz perfSizes) {
 	}
 	eventually(tb, 5*time.Minute, "every replica reported healthy by its host", func() (bool, string) {
 		k := simReported(fleet)
-		return k >= total, fmt.Sprintf("%d of %d replicas reported; %d of %d hosts connected", k, total, simConnected(fleet), n)
+		return k >= total, fmt.Sprintf("%d of %d replicas reported; %d of %d hosts connected; the hosts' warnings:%s", k, total, simConnected(fleet), n, fleet[0].warnings)
 	})
 	perfWaitHealthy(tb, api, "fleet", sz.fleetInstances, sz.fleetReplicas, nil, "every replica healthy")
 	p.add("fleet", fmt.Sprintf("%d replicas on %d hosts: all healthy", total, n), time.Since(placing).Seconds(), "s", "", nil)

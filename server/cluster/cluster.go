@@ -31,14 +31,18 @@ import (
 // election (the leader sends a heartbeat every 30 ms, so that is ten
 // missed in a row), and a split vote is retried after another 0.3 to
 // 0.6 s. A dead leader is replaced in under a second (BENCHMARKS.md,
-// failover). hashicorp/raft's own defaults (1 s) are made for WANs and
+// failover). The leader's lease is as long as the heartbeat timeout: a
+// shorter one only makes a busy leader step down sooner (it failed to
+// hear a quorum for 150 ms while its host was loaded), and its followers
+// then elect another, which costs the whole fleet a reconnect; linearizable
+// reads do not rest on the lease (VerifyLeader). hashicorp/raft's own defaults (1 s) are made for WANs and
 // slower disks; raise the three together (-raft-*-timeout) for servers
 // across regions, or on hosts so loaded that the servers log elections
 // nobody asked for ("heartbeat timeout reached").
 const (
 	DefaultHeartbeatTimeout   = 300 * time.Millisecond
 	DefaultElectionTimeout    = 300 * time.Millisecond
-	DefaultLeaderLeaseTimeout = 150 * time.Millisecond
+	DefaultLeaderLeaseTimeout = 300 * time.Millisecond
 	DefaultSnapshotThreshold  = 8192
 	DefaultSnapshotInterval   = 30 * time.Second
 	DefaultApplyTimeout       = 10 * time.Second

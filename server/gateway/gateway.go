@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"sync"
@@ -299,10 +300,9 @@ func (g *Gateway) NodeLive(nodeID string) (Live, bool) {
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	g.connects.Add(1)
 	// The agent's pings count as heartbeats, like its messages and its
-	// pongs: its pinger redials within two intervals of its last pong, so
-	// the TTL (three intervals) must run from its last ping that arrived,
-	// not from the last pong of the server's own pings, which may be an
-	// interval older.
+	// pongs: the TTL (three intervals) runs from its last ping that
+	// arrived, not from the last pong of the server's own pings, which may
+	// be an interval older.
 	var sess atomic.Pointer[session]
 	c, err := websocket.Accept(smallBuffers{w}, r, &websocket.AcceptOptions{
 		OnPingReceived: func(context.Context, []byte) bool {
@@ -501,8 +501,14 @@ func (g *Gateway) register(ctx context.Context, h *protocol.Hello, r *http.Reque
 		n.Address, _, _ = net.SplitHostPort(r.RemoteAddr)
 	}
 	n.Facts.AgentVersion = h.Version
-	if _, err := g.cfg.Cluster.Propose(ctx, state.CmdNodeRegister, state.NodeRegister{Node: n, SecretHash: hash}, nil); err != nil {
-		return nil, "", err
+	// A node that redials (a leader change, a dropped connection) and is
+	// up in the state as it describes itself costs no Raft entry: after a
+	// leader change that is the whole fleet at once.
+	if old := snap.Node(id); hash != "" || old == nil || old.Status == protocol.NodeDown || !sameNode(old, &n) {
+		if _, err := g.cfg.Cluster.Propose(ctx, state.CmdNodeRegister, state.NodeRegister{Node: n, SecretHash: hash}, nil); err != nil {
+			return nil, "", err
+		}
+		snap = g.cfg.Store.Snapshot()
 	}
 	g.touch(id)
 	// The agent's replicas as it sees them on connect are its first report.
@@ -510,7 +516,23 @@ func (g *Gateway) register(ctx context.Context, h *protocol.Hello, r *http.Reque
 		g.batch.add(id, h.Replicas, nil)
 		g.kick()
 	}
-	return g.cfg.Store.Snapshot().Node(id), nodeSecret, nil
+	return snap.Node(id), nodeSecret, nil
+}
+
+// sameNode reports whether a node's hello describes it as the state has
+// it. What the host reports as free and its CPU's current clock change
+// from one hello to the next and change nothing the servers decide; the
+// load that matters comes with status messages.
+func sameNode(old, n *protocol.Node) bool {
+	capacity := func(r protocol.NodeResources) protocol.NodeResources {
+		r.FreeCPUMillis, r.FreeMemoryMB, r.FreeDiskMB = 0, 0, 0
+		return r
+	}
+	of, nf := old.Facts, n.Facts
+	of.CPUMHz, nf.CPUMHz = 0, 0
+	return old.Name == n.Name && old.Region == n.Region && maps.Equal(old.Labels, n.Labels) &&
+		capacity(old.Resources) == capacity(n.Resources) && of == nf &&
+		old.PortRange == n.PortRange && old.Address == n.Address
 }
 
 // checkJoinToken checks the join token of an agent registering: the one of

@@ -78,6 +78,33 @@ func TestHelloWithJoinTokenRegistersNode(t *testing.T) {
 	}
 }
 
+// A node that redials as it was (a leader change makes the whole fleet
+// do so) is not registered again: no Raft entry. What the host reports as
+// free, and its CPU's clock, do not count as a change; a label does.
+func TestReconnectOfAnUnchangedNodeWritesNothing(t *testing.T) {
+	e := newEnv(t, envConfig{})
+	a, w := e.register("host-a")
+	before := e.node(w.NodeID)
+
+	a.ws.CloseNow()
+	h := rejoin("host-a", w, w.NodeSecret)
+	h.Resources.FreeMemoryMB -= 100
+	h.Facts.CPUMHz = 2400
+	b, _ := e.connect(e.url(), h)
+	if n := e.node(w.NodeID); n.ModifyIndex != before.ModifyIndex || n.Status != protocol.NodeReady {
+		t.Errorf("the unchanged node's reconnect changed it: modify index %d -> %d, status %s",
+			before.ModifyIndex, n.ModifyIndex, n.Status)
+	}
+	b.next(protocol.MsgAssign) // the session is served as any other
+
+	b.ws.CloseNow()
+	h.Labels = map[string]string{"disk": "ssd"}
+	e.connect(e.url(), h)
+	if n := e.node(w.NodeID); n.ModifyIndex == before.ModifyIndex || n.Labels["disk"] != "ssd" {
+		t.Errorf("a reconnect with a new label left the node as it was: %+v", n)
+	}
+}
+
 // The join token that the ACL bootstrap made, whose hash the state keeps,
 // registers agents as well as the configured one; with ACLs required and
 // neither, nobody registers.
