@@ -258,7 +258,6 @@ func (c *Client) Run(ctx context.Context) error {
 	return nil
 }
 
-
 func (c *Client) usesHTTPS() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
