@@ -93,7 +93,13 @@ func (h *harness) settle() {
 			if e == nil {
 				continue
 			}
-			p := Schedule(snap, e, h.Now(), h.ids)
+			// With a table of the nodes, as the worker schedules, which
+			// the evaluation must leave as it found it.
+			table := newNodeTable(snap)
+			p := schedule(snap, e, h.Now(), h.ids, table)
+			if diff := tableDiff(table, newNodeTable(snap)); diff != "" {
+				h.t.Fatalf("scheduling %s left the nodes changed: %s", e.Instance, diff)
+			}
 			if h.check != nil {
 				h.check(snap, p)
 			}
@@ -207,4 +213,16 @@ func (h *harness) events(id, typ string) []string {
 		}
 	}
 	return out
+}
+
+// tableDiff says how two node tables differ in what the nodes hold.
+func tableDiff(got, want *nodeTable) string {
+	for i, w := range want.nodes {
+		g := got.nodes[i]
+		if g.node.ID != w.node.ID || g.cpu != w.cpu || g.mem != w.mem || g.ports != w.ports ||
+			g.count != w.count || g.mine != w.mine || g.failed != w.failed {
+			return fmt.Sprintf("node %s holds %+v, want %+v", w.node.ID, *g, *w)
+		}
+	}
+	return ""
 }

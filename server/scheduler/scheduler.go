@@ -88,6 +88,7 @@ func schedule(snap *state.Snapshot, eval *state.Eval, now time.Time, ids func() 
 		c := *d
 		s.dep = &c
 	}
+	defer s.restore()
 	s.reconcile()
 	s.finish()
 	return s.plan
@@ -126,10 +127,15 @@ type sched struct {
 	depDirty bool
 
 	table *nodeTable   // the nodes as the snapshot has them, when given
-	nodes []*nodeState // every node, built on the first placement
+	nodes []*nodeState // every node, read on the first placement
 	// stopping are the replicas this plan stops, in order.
 	stopping []*protocol.Replica
 	byID     map[string]*nodeState
+	// changed is what this evaluation did to the table's nodes, which
+	// restore undoes: reservations, and the nodes whose mine or failed it
+	// set.
+	changed []reservation
+	marked  []*nodeState
 
 	specs map[string]*protocol.Spec // by instance id and version
 	same  map[uint64]bool           // versions of this instance with the current spec
@@ -397,8 +403,8 @@ func (s *sched) assign(r *protocol.Replica, existing bool) {
 			until.Sub(r.CreatedAt), failures, plural(failures, "replica", "replicas"), r.Version, FailureWindow)
 	} else if n, why, ok := pick(s.nodeList(), d); ok {
 		r.Node, r.Message = n.node.ID, ""
-		n.reserve(d, 1)
-		n.mine++
+		s.reserve(n, d, 1)
+		s.mark(n).mine++
 		s.plan.Place = append(s.plan.Place, r)
 		s.event(EventPlaced, r.ID, n.node.ID, fmt.Sprintf("replica %s %s", r.ID, why))
 		return
@@ -455,9 +461,9 @@ func (s *sched) stop(r *protocol.Replica, why string) {
 	s.stopping = append(s.stopping, r)
 	s.plan.Stop = append(s.plan.Stop, state.ReplicaStop{ID: r.ID, Message: why})
 	if n := s.byID[r.Node]; n != nil && r.Holds() {
-		n.reserve(demandOf(r), -1)
+		s.reserve(n, demandOf(r), -1)
 		if r.Tenant == s.in.Tenant && r.Instance == s.in.Name {
-			n.mine--
+			s.mark(n).mine--
 		}
 	}
 	msg := fmt.Sprintf("stopping replica %s: %s", r.ID, why)
@@ -467,27 +473,22 @@ func (s *sched) stop(r *protocol.Replica, why string) {
 	s.event(EventStopping, r.ID, r.Node, msg)
 }
 
-// nodeList returns every node with what is reserved on it, built once:
-// one usage row per node, kept by the FSM, less what this plan stops.
+// nodeList returns every node with what is reserved on it, read once: one
+// usage row per node, kept by the FSM, less what this plan stops. The
+// nodes are the worker's table's (else a table of the snapshot's own),
+// changed in place for this evaluation and put back by restore: at 10,000
+// nodes, copying them for each evaluation cost more than scheduling it.
 func (s *sched) nodeList() []*nodeState {
 	if s.byID != nil {
 		return s.nodes
 	}
-	base := s.table
-	if base == nil {
-		base = newNodeTable(s.snap)
+	if s.table == nil {
+		s.table = newNodeTable(s.snap)
 	}
-	s.byID = make(map[string]*nodeState, len(base.nodes))
-	s.nodes = make([]*nodeState, len(base.nodes))
-	copies := make([]nodeState, len(base.nodes)) // one allocation for all
-	for i, b := range base.nodes {
-		copies[i] = *b
-		s.nodes[i] = &copies[i]
-		s.byID[b.node.ID] = &copies[i]
-	}
+	s.nodes, s.byID = s.table.nodes, s.table.byID
 	for _, r := range s.stopping {
 		if ns := s.byID[r.Node]; ns != nil && r.Holds() {
-			ns.reserve(demandOf(r), -1)
+			s.reserve(ns, demandOf(r), -1)
 		}
 	}
 	for _, r := range s.replicas {
@@ -496,13 +497,46 @@ func (s *sched) nodeList() []*nodeState {
 			continue
 		}
 		if r.Holds() && !s.stopped[r.ID] {
-			ns.mine++
+			s.mark(ns).mine++
 		}
 		if r.State == protocol.ReplicaFailed {
-			ns.failed = true
+			s.mark(ns).failed = true
 		}
 	}
 	return s.nodes
+}
+
+// reservation is one change of what a node holds: sign 1 reserves d on
+// n, -1 frees it.
+type reservation struct {
+	n    *nodeState
+	d    *demand
+	sign int
+}
+
+func (s *sched) reserve(n *nodeState, d *demand, sign int) {
+	n.reserve(d, sign)
+	s.changed = append(s.changed, reservation{n, d, sign})
+}
+
+// mark returns n, remembered as one whose mine or failed this evaluation
+// sets (they are the instance's, zero in the table).
+func (s *sched) mark(n *nodeState) *nodeState {
+	s.marked = append(s.marked, n)
+	return n
+}
+
+// restore undoes what the evaluation did to the table's nodes, so that
+// the next evaluation of the batch starts from the table again (which the
+// worker then refreshes with the plan, if it is played).
+func (s *sched) restore() {
+	for _, c := range slices.Backward(s.changed) {
+		c.n.reserve(c.d, -c.sign)
+	}
+	for _, n := range s.marked {
+		n.mine, n.failed = 0, false
+	}
+	s.changed, s.marked = nil, nil
 }
 
 // nodeTable is every node of a snapshot with what it holds: the usage

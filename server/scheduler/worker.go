@@ -193,6 +193,7 @@ func (w *Worker) round(ctx context.Context) (next time.Time, evaluated int) {
 // each seeing the plans of the ones before, and commits the plans in that
 // order. It returns when one of them wants to be evaluated again, or zero.
 func (w *Worker) evaluate(ctx context.Context, instances []string) (next time.Time) {
+	began := time.Now()
 	fork := w.cfg.Store.Fork()
 	now := w.cfg.Clock()
 	type made struct {
@@ -242,6 +243,8 @@ func (w *Worker) evaluate(ctx context.Context, instances []string) (next time.Ti
 	start := time.Now()
 	committed := w.cfg.ProposeAll(ctx, plans)
 	stats.Commit = time.Since(start)
+	w.logger.Debug("batch scheduled and committed", "evaluations", stats.Evaluated, "plans", len(plans),
+		"schedule", start.Sub(began), "commit", stats.Commit)
 	for i, r := range committed {
 		m := batch[i]
 		if r.Err != nil {
