@@ -117,10 +117,15 @@ func perfFleet(tb testing.TB, p *perfRun, sz perfSizes) {
 	for _, a := range fleet[:sz.fleetLost] {
 		a.vanish()
 	}
+	seen, said := -1, time.Time{}
 	eventually(tb, 5*time.Minute, "every vanished host marked down", func() (bool, string) {
 		down, err := nodesDown(api, gone)
 		if err != "" {
 			return false, err
+		}
+		if down != seen && time.Since(said) > time.Second {
+			tb.Logf("%.1f s after they vanished: %d of %d hosts marked down", time.Since(lost).Seconds(), down, len(gone))
+			seen, said = down, time.Now()
 		}
 		return down == len(gone), fmt.Sprintf("%d of %d vanished hosts down", down, len(gone))
 	})

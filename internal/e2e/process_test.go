@@ -171,6 +171,16 @@ func (l *launcher) killAll() {
 
 func (l *launcher) cleanup() {
 	l.killAll()
+	if dir := os.Getenv("DROVER_E2E_LOGDIR"); dir != "" {
+		// Whole, for reading after the run (the dump below keeps a tail).
+		l.mu.Lock()
+		for _, path := range l.logs {
+			if b, err := os.ReadFile(path); err == nil {
+				_ = os.WriteFile(filepath.Join(dir, filepath.Base(path)), b, 0o644)
+			}
+		}
+		l.mu.Unlock()
+	}
 	if !l.t.Failed() && os.Getenv("DROVER_E2E_LOGS") != "1" {
 		return
 	}

@@ -250,6 +250,12 @@ func (g *Gateway) checkHeartbeats(ctx context.Context) {
 			}
 			g.mu.Unlock()
 		}
+		// The time the commit took is not a stall: the sessions kept
+		// hearing the agents meanwhile. Counted as one, a commit slower
+		// than the stall threshold (Raft busy with a placement) would
+		// move every deadline by its length at every tick, and a vanished
+		// host would not be marked down until Raft caught up.
+		last = g.cfg.Clock()
 	}
 }
 
