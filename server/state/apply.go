@@ -3,6 +3,7 @@ package state
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 
 	"github.com/hashicorp/go-memdb"
@@ -120,14 +121,29 @@ type batch struct {
 	nodes   map[string]bool   // nodes whose replicas changed (NodeWatch)
 	indexes map[string]uint64 // table -> index of the last entry that changed it
 	meta    map[string]*Meta  // meta rows written through setMeta
+	// events are the instances that got events: each keeps its newest
+	// MaxEventsPerInstance, pruned once at the end of the batch rather
+	// than at every event (a plan of ten placements writes ten).
+	events map[string]bool
 }
 
 func newBatch(nodes map[string]bool) *batch {
-	return &batch{nodes: nodes, indexes: map[string]uint64{}, meta: map[string]*Meta{}}
+	return &batch{nodes: nodes, indexes: map[string]uint64{}, meta: map[string]*Meta{}, events: map[string]bool{}}
 }
 
-// flush writes the rows the batch kept.
+// flush writes the rows the batch kept, and prunes the events it added.
+// Pruning here leaves the events that pruning after each one would: the
+// newest of each instance.
 func (b *batch) flush(txn *memdb.Txn) {
+	snap := &Snapshot{txn: txn}
+	for _, id := range slices.Sorted(maps.Keys(b.events)) {
+		evs := snap.Events(id)
+		for i := 0; i < len(evs)-MaxEventsPerInstance; i++ {
+			if err := txn.Delete(tableEvents, evs[i]); err != nil {
+				panic(err)
+			}
+		}
+	}
 	for t, idx := range b.indexes {
 		if err := txn.Insert(tableIndex, &indexEntry{Table: t, Value: idx}); err != nil {
 			panic(err) // the schema is a constant
@@ -487,10 +503,7 @@ func (w *writer) event(e protocol.Event) {
 		e.Time = w.cmd.Time
 	}
 	w.insert(tableEvents, &e)
-	evs := w.snap().Events(protocol.InstanceID(e.Tenant, e.Instance))
-	for i := 0; i < len(evs)-MaxEventsPerInstance; i++ {
-		w.delete(tableEvents, evs[i])
-	}
+	w.batch.events[protocol.InstanceID(e.Tenant, e.Instance)] = true
 	topic := protocol.TopicInstance
 	if e.Type == protocol.TopicDeployment || e.Type == protocol.TopicRollout {
 		topic = e.Type
