@@ -92,6 +92,19 @@ func BenchmarkSchedule(b *testing.B) {
 			}
 			b.ReportMetric(float64(len(evals)), "evals/op")
 		})
+		// The same, as the worker schedules them: in one batch, which
+		// reads the nodes once.
+		b.Run(name+"/node-down-all-batch", func(b *testing.B) {
+			f := setup(b)
+			snap, evals := f.nodeDown(b)
+			ids := seqIDs()
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				scheduler.ScheduleBatch(snap, evals, f.Now(), ids)
+			}
+			b.ReportMetric(float64(len(evals)), "evals/op")
+		})
 	}
 }
 

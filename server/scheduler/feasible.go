@@ -29,6 +29,11 @@ type nodeState struct {
 	count    int   // replicas holding a place on it
 	zoneName string
 	zoneRead bool
+	// zoneIdx numbers the node's zone among the table's (-1: none; 0: not
+	// numbered yet), and rank is its place in the table, in id order
+	// (0: none): ranking compares these ints rather than the strings.
+	zoneIdx int
+	rank    int
 	// mine counts the replicas of the instance being scheduled on the node;
 	// failed says one of them failed here recently.
 	mine   int

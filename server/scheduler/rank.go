@@ -43,6 +43,9 @@ func compareRanked(a, b ranked) int {
 	if c := cmp.Compare(a.n.count, b.n.count); c != 0 {
 		return c
 	}
+	if a.n.rank != b.n.rank { // the table's id order
+		return cmp.Compare(a.n.rank, b.n.rank)
+	}
 	return cmp.Compare(a.n.node.ID, b.n.node.ID)
 }
 
@@ -64,35 +67,64 @@ func fill(n *nodeState, d *demand) float64 {
 }
 
 // pick chooses the node for one replica of demand d. ok is false when no
-// node fits; why then says why, for the replica's message.
+// node fits; why then says why, for the replica's message. It looks at
+// every node, so each look is kept to comparisons of numbers: zones are
+// counted by their number, not in a map by name, and why nodes do not fit
+// is counted only when none does.
 func pick(nodes []*nodeState, d *demand) (best *nodeState, why string, ok bool) {
-	zones := map[string]int{}
+	if len(nodes) > 0 && nodes[0].zoneIdx == 0 {
+		numberZones(nodes) // nodes of no table (tests)
+	}
+	top := 0
 	for _, n := range nodes {
-		if z := n.zone(); z != "" && n.mine > 0 {
-			zones[z] += n.mine
+		top = max(top, n.zoneIdx)
+	}
+	zones := make([]int, top+1)
+	for _, n := range nodes {
+		if n.zoneIdx > 0 {
+			zones[n.zoneIdx] += n.mine
 		}
 	}
-	reasons := map[string]int{}
-	var top ranked
+	var choice ranked
 	feasible := 0
 	for _, n := range nodes {
-		if r := check(n, d); r != "" {
-			reasons[r]++
+		if check(n, d) != "" {
 			continue
 		}
 		c := ranked{n: n, zoneMine: n.mine, fill: fill(n, d)}
-		if z := n.zone(); z != "" {
-			c.zoneMine = zones[z]
+		if n.zoneIdx > 0 {
+			c.zoneMine = zones[n.zoneIdx]
 		}
-		if feasible == 0 || compareRanked(c, top) < 0 {
-			top = c
+		if feasible == 0 || compareRanked(c, choice) < 0 {
+			choice = c
 		}
 		feasible++
 	}
 	if feasible == 0 {
+		reasons := map[string]int{}
+		for _, n := range nodes {
+			reasons[check(n, d)]++
+		}
 		return nil, explainInfeasible(len(nodes), reasons, d), false
 	}
-	return top.n, explainChoice(top, feasible, len(nodes), d), true
+	return choice.n, explainChoice(choice, feasible, len(nodes), d), true
+}
+
+// numberZones numbers the nodes' zones (zoneIdx), 1 up; -1 for a node
+// without one.
+func numberZones(nodes []*nodeState) {
+	seen := map[string]int{}
+	for _, n := range nodes {
+		z := n.zone()
+		if z == "" {
+			n.zoneIdx = -1
+			continue
+		}
+		if seen[z] == 0 {
+			seen[z] = len(seen) + 1
+		}
+		n.zoneIdx = seen[z]
+	}
 }
 
 // explainChoice says why a replica went where it went, e.g. "placed on

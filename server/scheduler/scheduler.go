@@ -551,12 +551,13 @@ func newNodeTable(snap *state.Snapshot) *nodeTable {
 	nodes := snap.Nodes()
 	t := &nodeTable{nodes: make([]*nodeState, 0, len(nodes)), byID: make(map[string]*nodeState, len(nodes))}
 	states := make([]nodeState, len(nodes))
-	for i, n := range nodes {
+	for i, n := range nodes { // in id order
 		u := snap.NodeUsageRow(n.ID)
-		states[i] = nodeState{node: n, cpu: u.CPUMillis, mem: u.MemoryMB, ports: u.Ports, count: u.Replicas}
+		states[i] = nodeState{node: n, cpu: u.CPUMillis, mem: u.MemoryMB, ports: u.Ports, count: u.Replicas, rank: i + 1}
 		t.nodes = append(t.nodes, &states[i])
 		t.byID[n.ID] = &states[i]
 	}
+	numberZones(t.nodes)
 	return t
 }
 
