@@ -122,6 +122,9 @@ type API struct {
 	audit  *auditQueue
 	// streams counts the event streams being served (events.go).
 	streams atomic.Int64
+	// gateway is what endpoints puts around an instance's name: read
+	// once from GatewayURL, not for each instance of a list.
+	gateway gatewayParts
 }
 
 // New returns the API handler.
@@ -141,7 +144,8 @@ func New(cfg Config) *API {
 	if cfg.Ready == nil {
 		cfg.Ready = func() bool { return true }
 	}
-	a := &API{cfg: cfg, c: cfg.Cluster, store: cfg.Store, logger: cfg.Logger.Named("api"), mux: http.NewServeMux()}
+	a := &API{cfg: cfg, c: cfg.Cluster, store: cfg.Store, logger: cfg.Logger.Named("api"), mux: http.NewServeMux(),
+		gateway: newGatewayParts(cfg.GatewayURL)}
 	a.audit = newAuditQueue(a)
 	a.routes()
 	if cfg.Mount != nil {

@@ -29,20 +29,34 @@ func ParseGatewayURL(s string) (*url.URL, error) {
 	return u, nil
 }
 
+// gatewayParts are the gateways' base URL cut where an instance's names
+// go: scheme "://" {host} suffix, with suffix ":port/" or "/".
+type gatewayParts struct {
+	scheme, domain, suffix string // domain: ".apps.example.com"
+}
+
+func newGatewayParts(g *url.URL) gatewayParts {
+	if g == nil {
+		return gatewayParts{}
+	}
+	suffix := "/"
+	if p := g.Port(); p != "" {
+		suffix = ":" + p + "/"
+	}
+	return gatewayParts{scheme: g.Scheme + "://", domain: "." + g.Hostname(), suffix: suffix}
+}
+
 // endpoints are an instance's URLs through the gateways: the generated
 // {name}.{tenant}.{domain} first, then its custom domains.
 func (a *API) endpoints(in *protocol.Instance) []string {
-	g := a.cfg.GatewayURL
-	if g == nil {
+	g := a.gateway
+	if g.scheme == "" {
 		return nil
 	}
-	port := ""
-	if p := g.Port(); p != "" {
-		port = ":" + p
-	}
-	out := []string{g.Scheme + "://" + in.Name + "." + in.Tenant + "." + g.Hostname() + port + "/"}
+	out := make([]string, 1, 1+len(in.Domains))
+	out[0] = g.scheme + in.Name + "." + in.Tenant + g.domain + g.suffix
 	for _, d := range in.Domains {
-		out = append(out, g.Scheme+"://"+d+port+"/")
+		out = append(out, g.scheme+d+g.suffix)
 	}
 	return out
 }
