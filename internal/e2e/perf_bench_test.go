@@ -15,6 +15,7 @@ package e2e
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -206,7 +207,7 @@ var perfScenarios = []struct {
 // majority) on 3 servers, each worker on one server (2 of 3 go through a
 // follower), at concurrency 1 and 64; then etcd's peer script the same.
 func perfWrites(tb testing.TB, p *perfRun, sz perfSizes) {
-	c := StartCluster(tb, 3, WithServerArgs("-pprof"))
+	c := StartCluster(tb, 3, perfArgs("-pprof"))
 	c.WaitForLeader()
 	urls := serverURLs(c)
 	createTenantAt(tb, urls[0], "bench")
@@ -304,7 +305,7 @@ func perfCreate(urls []string, tenant, prefix string, conc, n int, extra string)
 // survivors, and measures from the kill to the first write issued after it
 // that is accepted; then etcd's failover script the same.
 func perfFailover(tb testing.TB, p *perfRun, sz perfSizes) {
-	c := StartCluster(tb, 3)
+	c := StartCluster(tb, 3, perfArgs())
 	client := &http.Client{Timeout: 500 * time.Millisecond}
 	var times []time.Duration
 	for trial := range sz.failovers {
@@ -354,7 +355,7 @@ func perfFailover(tb testing.TB, p *perfRun, sz perfSizes) {
 // every replica they held is healthy elsewhere.
 func perfPlacement(tb testing.TB, p *perfRun, sz perfSizes) {
 	benchRaiseNoFile(tb, uint64(4*sz.agents+1024))
-	c := StartCluster(tb, 3, WithServerArgs("-pprof"))
+	c := StartCluster(tb, 3, perfArgs("-pprof"))
 	leader := c.WaitForLeader()
 	urls := serverURLs(c)
 	defer benchNice(tb, 5)()
@@ -409,6 +410,15 @@ func perfPlacement(tb testing.TB, p *perfRun, sz perfSizes) {
 	}
 	perfWaitHealthy(tb, api, "place", sz.instances, sz.perReplicas, gone, "every replica healthy off the vanished hosts")
 	p.add("nodeloss", fmt.Sprintf("%d of %d hosts vanish: replaced", sz.lost, sz.agents), time.Since(lost).Seconds(), "s", "<= 5 s", nil)
+}
+
+// perfArgs are the servers' flags in the performance scenarios, args
+// added: the servers log at their default level, info, as users run them
+// (the harness's usual debug level costs CPU for each plan and each agent
+// session); DROVER_PERF_LOG_LEVEL=debug when their logs are wanted.
+func perfArgs(args ...string) Option {
+	level := cmp.Or(os.Getenv("DROVER_PERF_LOG_LEVEL"), "info")
+	return WithServerArgs(append([]string{"-log-level", level}, args...)...)
 }
 
 // simAgent is a simulated host: a real agent/conn session whose handler
@@ -660,7 +670,7 @@ func nodesDown(api *Client, set map[string]bool) (int, string) {
 // from the create to the replica's process started (its started_at, set
 // by the agent as it starts the process).
 func perfStart(tb testing.TB, p *perfRun, sz perfSizes) {
-	c := StartCluster(tb, 1)
+	c := StartCluster(tb, 1, perfArgs())
 	s := c.WaitForLeader()
 	StartAgent(tb, c)
 	createTenantAt(tb, s.URL(), "start")
@@ -692,7 +702,7 @@ func perfStart(tb testing.TB, p *perfRun, sz perfSizes) {
 // perfReads lists many instances, and measures how soon a blocking query
 // wakes after a write is answered.
 func perfReads(tb testing.TB, p *perfRun, sz perfSizes) {
-	c := StartCluster(tb, 1, WithServerArgs("-pprof"))
+	c := StartCluster(tb, 1, perfArgs("-pprof"))
 	s := c.WaitForLeader()
 	url := s.URL()
 	createTenantAt(tb, url, "read")

@@ -39,7 +39,7 @@ func perfFleet(tb testing.TB, p *perfRun, sz perfSizes) {
 	// The agents' sockets are in this process, and the servers, which
 	// inherit the limit, hold as many between them.
 	benchRaiseNoFile(tb, uint64(2*n+1024))
-	c := StartCluster(tb, 3, WithServerArgs("-pprof"))
+	c := StartCluster(tb, 3, perfArgs("-pprof"))
 	leader := c.WaitForLeader()
 	urls := serverURLs(c)
 	api := leader.Client().WithTimeout(30 * time.Second).WithRetry(10 * time.Second)
