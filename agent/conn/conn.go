@@ -195,6 +195,9 @@ func (c *Client) poke() {
 	}
 }
 
+// errPongLate ends a session whose server did not answer a ping in time.
+var errPongLate = errors.New("server did not answer ping")
+
 // errNotLeader is a server's answer when it is not the leader and knows
 // of none to redirect to.
 var errNotLeader = errors.New("not the leader, and no leader known")
@@ -242,13 +245,15 @@ func (c *Client) Run(ctx context.Context) error {
 			c.logger.Warn("connection to server ended", "server", target, "error", err)
 		}
 		pause := wait.Next()
-		if interval > 0 && wait.Failures() == 1 {
+		if interval > 0 && wait.Failures() == 1 && !errors.Is(err, errPongLate) {
 			// A session that was up ended: when it ended for the whole
-			// fleet at once (a leader lost), the fleet redials spread over
-			// one heartbeat interval (at most MaxBackoff), the rate of its
-			// heartbeats, rather than all within the minimum backoff. The
-			// new leader gives every node a whole TTL (three intervals) to
-			// come back.
+			// fleet at once (a leader lost or stepping down), the fleet
+			// redials spread over one heartbeat interval (at most
+			// MaxBackoff), the rate of its heartbeats, rather than all
+			// within the minimum backoff; the new leader gives every node
+			// a whole TTL (three intervals) to come back. A connection
+			// found dead by a late pong is this host's alone, and its
+			// node's deadline is near: it redials at once.
 			pause = c.cfg.MinBackoff + rand.N(min(interval, c.cfg.MaxBackoff)+1)
 		}
 		if !backoff.Sleep(ctx, pause) {
@@ -527,13 +532,13 @@ func (c *Client) sender(ctx context.Context, ws *websocket.Conn) error {
 	}
 }
 
-// pinger pings the server every interval; a pong missing for two
-// intervals ends the session, so a connection a proxy silently dropped is
-// noticed within three intervals of the last pong. One interval would
-// notice it sooner but, at 10,000 hosts, a leader busy for a moment (a
-// placement, a GC) answers late: every agent redials at once, and the
-// redials keep it busy. The server's heartbeat TTL runs from the last ping
-// it received, so a pong that comes late costs the node nothing.
+// pinger pings the server every interval; a pong missing for one and a
+// half intervals ends the session, so a connection a proxy silently
+// dropped is noticed within two and a half intervals of the last ping that
+// arrived, and redialled before the server's TTL (three intervals from
+// that ping) marks the node down. One interval left no slack: at 10,000
+// hosts a leader busy for a moment (a placement, a GC) answered late,
+// every agent redialled at once, and the redials kept it busy.
 func (c *Client) pinger(ctx context.Context, ws *websocket.Conn, interval time.Duration, intervals <-chan time.Duration) error {
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -546,11 +551,12 @@ func (c *Client) pinger(ctx context.Context, ws *websocket.Conn, interval time.D
 			continue
 		case <-t.C:
 		}
-		pctx, cancel := context.WithTimeout(ctx, 2*interval)
+		wait := interval * 3 / 2
+		pctx, cancel := context.WithTimeout(ctx, wait)
 		err := ws.Ping(pctx)
 		cancel()
 		if err != nil {
-			return fmt.Errorf("server did not answer ping within %s: %w", 2*interval, err)
+			return fmt.Errorf("%w within %s: %w", errPongLate, wait, err)
 		}
 	}
 }

@@ -63,9 +63,6 @@ async function show() {
     const touched = (ev) => ev.target.setAttribute('data-dirty', '');
     box.addEventListener('input', touched);
     box.addEventListener('change', touched);
-    box.addEventListener('submit', (ev) => {
-      for (const el of ev.target.querySelectorAll('[data-dirty]')) el.removeAttribute('data-dirty');
-    });
     const run = async () => {
       try {
         const el = await render();
@@ -104,27 +101,45 @@ async function show() {
 
 // keepInput carries the unsaved choices (controls marked data-dirty) and
 // the focus of a live section into its new rendering, el: a control is
-// the same when its id, name or aria-label is.
+// the same when its id, name or aria-label is, and that key names one
+// control in both renderings. A choice the new rendering shows already
+// (it was set, or chosen back) is no longer unsaved; one it cannot show (an
+// option gone) is dropped.
 function keepInput(box, el) {
   const key = (c) => c.id || c.getAttribute('name') || c.getAttribute('aria-label') || '';
+  const byKey = (root) => {
+    const m = new Map();
+    for (const c of root.querySelectorAll('input, select, textarea, button')) {
+      const k = key(c);
+      if (k) m.set(k, m.has(k) ? null : c); // null: not unique
+    }
+    return m;
+  };
   const active = box.contains(document.activeElement) ? document.activeElement : null;
   const old = [...box.querySelectorAll('[data-dirty]')];
-  if (active) old.push(active);
+  if (active && !old.includes(active)) old.push(active);
   if (!old.length) return;
-  const fresh = new Map();
-  for (const c of el.querySelectorAll('input, select, textarea, button')) {
-    if (key(c) && !fresh.has(key(c))) fresh.set(key(c), c);
-  }
+  const before = byKey(box);
+  const fresh = byKey(el);
   for (const c of old) {
-    const n = fresh.get(key(c));
+    const n = before.get(key(c)) && fresh.get(key(c));
     if (!n) continue;
-    if (c.hasAttribute('data-dirty')) {
-      if (c.type === 'checkbox') n.checked = c.checked;
-      else if (n.tagName !== 'SELECT' || [...n.options].some((o) => o.value === c.value)) n.value = c.value;
-      n.setAttribute('data-dirty', '');
-    }
+    if (c.hasAttribute('data-dirty')) carry(c, n);
     if (c === active) queueMicrotask(() => n.focus());
   }
+}
+
+// carry puts control c's unsaved value into its new rendering n.
+function carry(c, n) {
+  if (c.type === 'checkbox') {
+    if (n.checked === c.checked) return;
+    n.checked = c.checked;
+  } else {
+    if (n.value === c.value) return;
+    if (n.tagName === 'SELECT' && ![...n.options].some((o) => o.value === c.value)) return;
+    n.value = c.value;
+  }
+  n.setAttribute('data-dirty', '');
 }
 
 // refresh re-renders the current view's live sections, at most every

@@ -508,7 +508,7 @@ async function catalog(_, ctx) {
 }
 
 function channelForm(p, c, rels) {
-  const sel = select('', rels.filter((r) => r.state === 'available').map((r) => r.version), c.release, {'aria-label': `release of channel ${c.name}`});
+  const sel = select('', rels.filter((r) => r.state === 'available').map((r) => r.version), c.release, {'aria-label': `release of channel ${p.name}/${c.name}`});
   return h('form', {class: 'inline', onsubmit: async (ev) => {
     ev.preventDefault();
     showError(null);
