@@ -22,13 +22,11 @@ const ZoneLabel = "zone"
 // memory (its agent could not read them) has no capacity in that
 // dimension: only replicas that ask for none of it fit there.
 type nodeState struct {
-	node     *protocol.Node
-	cpu      int64 // mCPU reserved
-	mem      int64 // MB reserved
-	ports    int   // ports reserved
-	count    int   // replicas holding a place on it
-	zoneName string
-	zoneRead bool
+	node  *protocol.Node
+	cpu   int64 // mCPU reserved
+	mem   int64 // MB reserved
+	ports int   // ports reserved
+	count int   // replicas holding a place on it
 	// zoneIdx numbers the node's zone among the table's (-1: none; 0: not
 	// numbered yet), and rank is its place in the table, in id order
 	// (0: none): ranking compares these ints rather than the strings.
@@ -44,14 +42,9 @@ func (n *nodeState) freeCPU() int64 { return n.node.Resources.CPUMillis - n.cpu 
 func (n *nodeState) freeMem() int64 { return n.node.Resources.MemoryMB - n.mem }
 func (n *nodeState) freePorts() int { return portCount(n.node.PortRange) - n.ports }
 
-// zone returns the node's ZoneLabel, read once: ranking asks for it for
-// every node and every replica.
-func (n *nodeState) zone() string {
-	if !n.zoneRead {
-		n.zoneName, n.zoneRead = n.node.Labels[ZoneLabel], true
-	}
-	return n.zoneName
-}
+// zone returns the node's ZoneLabel. Ranking reads it once per node per
+// table (numberZones) and compares zones by their number.
+func (n *nodeState) zone() string { return n.node.Labels[ZoneLabel] }
 
 func (n *nodeState) name() string { return nodeName(n.node, n.node.ID) }
 

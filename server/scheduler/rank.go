@@ -75,13 +75,12 @@ func pick(nodes []*nodeState, d *demand) (best *nodeState, why string, ok bool) 
 	if len(nodes) > 0 && nodes[0].zoneIdx == 0 {
 		numberZones(nodes) // nodes of no table (tests)
 	}
-	top := 0
-	for _, n := range nodes {
-		top = max(top, n.zoneIdx)
-	}
-	zones := make([]int, top+1)
+	var zones []int // the instance's replicas by zone number
 	for _, n := range nodes {
 		if n.zoneIdx > 0 {
+			for len(zones) <= n.zoneIdx {
+				zones = append(zones, 0)
+			}
 			zones[n.zoneIdx] += n.mine
 		}
 	}
