@@ -92,6 +92,21 @@ func BenchmarkSchedule(b *testing.B) {
 			}},
 			{"node-down-all-batch", scheduler.ScheduleBatch},
 		}
+		b.Run(name+"/node-down-all-worker", func(b *testing.B) {
+			f := setup(b)
+			_, evals := f.nodeDown(b)
+			var instances []string
+			for _, e := range evals {
+				instances = append(instances, e.Instance)
+			}
+			ids := seqIDs()
+			b.ReportAllocs()
+			b.ResetTimer()
+			for b.Loop() {
+				scheduler.EvaluateBatch(f.Store, instances, f.Now(), ids)
+			}
+			b.ReportMetric(float64(len(evals)), "evals/op")
+		})
 		for _, way := range ways {
 			b.Run(name+"/"+way.name, func(b *testing.B) {
 				f := setup(b)

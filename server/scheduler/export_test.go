@@ -1,6 +1,7 @@
 package scheduler
 
 import (
+	"context"
 	"time"
 
 	"github.com/drover-dev/drover/server/state"
@@ -14,4 +15,14 @@ func ScheduleBatch(snap *state.Snapshot, evals []*state.Eval, now time.Time, ids
 	for _, e := range evals {
 		schedule(snap, e, now, ids, t)
 	}
+}
+
+// EvaluateBatch runs one batch of the worker over the store's evaluations
+// of instances: each scheduled on a fork where the plans before it are
+// played, as the worker does, with plans "committed" without Raft (the
+// store is not changed).
+func EvaluateBatch(store *state.Store, instances []string, now time.Time, ids func() string) {
+	w := NewWorker(WorkerConfig{Store: store, Clock: func() time.Time { return now }, IDs: ids,
+		ProposeAll: func(_ context.Context, ps []*state.Plan) []Committed { return make([]Committed, len(ps)) }})
+	w.evaluate(context.Background(), instances)
 }

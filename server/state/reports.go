@@ -13,6 +13,7 @@ import (
 
 func (w *writer) replicaReports(c *ReplicaReports) error {
 	touched := map[string]bool{}
+	awaited := map[string]bool{} // instances awaited, as found this entry
 	freed := false
 	for _, nr := range c.Reports {
 		if raw := w.first(tableNodes, nr.Node); raw != nil {
@@ -65,7 +66,7 @@ func (w *writer) replicaReports(c *ReplicaReports) error {
 					msg += fmt.Sprintf(" (restart %d)", r.Restarts)
 				}
 				w.event(protocol.Event{Tenant: r.Tenant, Instance: r.Instance, Type: "replica-" + r.State, Replica: r.ID, Node: r.Node, Message: msg})
-				if w.first(tableInstances, id) != nil {
+				if in := w.first(tableInstances, id); in != nil && (r.Terminal() || !w.since(4) || w.awaited(in.(*protocol.Instance), awaited)) {
 					w.eval(id, "replica-"+r.State)
 				}
 			}
@@ -84,6 +85,33 @@ func (w *writer) replicaReports(c *ReplicaReports) error {
 		w.evalWaiting("")
 	}
 	return nil
+}
+
+// awaited reports whether the scheduler waits for an instance's replicas
+// to start or turn healthy: a deployment in progress, a version not yet
+// stable, or more replicas wanted running than the instance asks for
+// (replacements placed beside the replicas of a restart, a drain or a
+// region move, which stop once those are healthy), or fewer. Otherwise a
+// replica that starts or turns healthy changes nothing the scheduler
+// decides, and is no reason to evaluate; one that ends always is. seen
+// keeps the answers of one entry: its reports change no replica's desired
+// state.
+func (w *writer) awaited(in *protocol.Instance, seen map[string]bool) bool {
+	if v, ok := seen[in.ID]; ok {
+		return v
+	}
+	v := in.Deployment != nil && in.Deployment.State == protocol.DeploymentRunning || in.StableVersion != in.Version
+	if !v {
+		run := 0
+		for _, r := range w.snap().Replicas(in.ID) {
+			if r.Desired == protocol.DesiredRun {
+				run++
+			}
+		}
+		v = run != WantedReplicas(in, w.snap().tenantSuspended(in.Tenant))
+	}
+	seen[in.ID] = v
+	return v
 }
 
 // sameObservation reports whether two versions of a replica show the same

@@ -525,16 +525,22 @@ func countReplica(c *protocol.ReplicaCounts, r *protocol.Replica) {
 	}
 }
 
+// WantedReplicas is how many replicas of an instance the scheduler keeps
+// running: none while it is stopped or its tenant suspended.
+func WantedReplicas(in *protocol.Instance, suspended bool) int {
+	if in.Stopped || suspended {
+		return 0
+	}
+	return in.Replicas
+}
+
 // deriveStatus is an instance's status from its replicas' counts (Desired
 // aside) and whether its tenant is suspended.
 func deriveStatus(in *protocol.Instance, suspended bool, counts protocol.ReplicaCounts) protocol.InstanceStatus {
 	st := protocol.InstanceStatus{Deployment: in.Deployment, Replicas: counts}
 	// The scheduler runs nothing of a suspended tenant.
 	stopped := in.Stopped || suspended
-	desired := in.Replicas
-	if stopped {
-		desired = 0
-	}
+	desired := WantedReplicas(in, suspended)
 	st.Replicas.Desired = desired
 	switch {
 	case stopped && st.Replicas.Running == 0:

@@ -25,8 +25,10 @@ import (
 
 // LogVersion is the newest log version this build knows. Version 2 brought
 // the event stream and the flag commands; version 3 records when each
-// instance version was made, and its product reference (Version).
-const LogVersion = 3
+// instance version was made, and its product reference (Version); since
+// version 4 a replica that starts or turns healthy makes an evaluation only
+// when the scheduler waits for it (writer.awaited).
+const LogVersion = 4
 
 // CmdLogVersion raises the cluster's log version.
 const CmdLogVersion CommandType = "log.version"
