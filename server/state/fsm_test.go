@@ -972,3 +972,27 @@ func TestReportsEvaluateOnlyWhatIsAwaited(t *testing.T) {
 		})
 	}
 }
+
+// Since log version 4 an instance created with no replicas waits for its
+// first evaluation until it is scaled: there is nothing to schedule.
+func TestCreateOfNoReplicasEvaluatesAtScale(t *testing.T) {
+	for _, v := range []int{3, state.LogVersion} {
+		t.Run(fmt.Sprintf("log version %d", v), func(t *testing.T) {
+			h := newBareHarness(t)
+			h.Must(state.CmdLogVersion, state.LogVersionSet{Version: v})
+			h.tenant("acme")
+			h.instance("acme", "idle", 0)
+			h.instance("acme", "web", 1)
+			if e := h.Snapshot().Eval("acme/idle"); (e != nil) != (v < 4) {
+				t.Fatalf("evaluation of an instance created with no replicas: %+v", e)
+			}
+			if h.Snapshot().Eval("acme/web") == nil {
+				t.Fatal("an instance created with a replica has no evaluation")
+			}
+			h.Must(state.CmdInstanceScale, state.InstanceScale{Tenant: "acme", Name: "idle", Replicas: 2})
+			if e := h.Snapshot().Eval("acme/idle"); e == nil || e.TriggeredBy != "instance-scale" {
+				t.Fatalf("evaluation after the scale: %+v", e)
+			}
+		})
+	}
+}

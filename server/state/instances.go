@@ -63,7 +63,11 @@ func (w *writer) instanceCreate(c *InstanceCreate) error {
 		msg = "created with " + protocol.Count(in.Replicas, "replica") + " at version 1"
 	}
 	w.event(protocol.Event{Tenant: in.Tenant, Instance: in.Name, Type: "created", Message: msg})
-	w.eval(in.ID, "instance-create")
+	if in.Replicas > 0 || !w.since(4) {
+		// An instance of no replicas has nothing to schedule until it
+		// is scaled, which makes its first evaluation.
+		w.eval(in.ID, "instance-create")
+	}
 	return nil
 }
 

@@ -27,7 +27,8 @@ import (
 // the event stream and the flag commands; version 3 records when each
 // instance version was made, and its product reference (Version); since
 // version 4 a replica that starts or turns healthy makes an evaluation only
-// when the scheduler waits for it (writer.awaited).
+// when the scheduler waits for it (writer.awaited), and the creation of an
+// instance of no replicas makes none.
 const LogVersion = 4
 
 // CmdLogVersion raises the cluster's log version.
