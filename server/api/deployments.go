@@ -45,6 +45,6 @@ func (a *API) promoteDeployment(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, a.instanceView(a.store.Snapshot(), in))
+	a.writeInstance(w, http.StatusOK, a.store.Snapshot(), in)
 	return nil
 }

@@ -11,10 +11,19 @@ import (
 	"github.com/drover-dev/drover/server/state"
 )
 
-// instanceView is an instance as answered, its status read from snap.
-func (a *API) instanceView(snap *state.Snapshot, in *protocol.Instance) *protocol.Instance {
+// writeInstance answers an instance, its status read from snap, as
+// writeJSON would, through the encoder of the lists (a create's answer
+// spent as long in encoding/json as its command in the FSM).
+func (a *API) writeInstance(w http.ResponseWriter, status int, snap *state.Snapshot, in *protocol.Instance) {
 	v := a.view(in, snap.InstanceStatus(in))
-	return &v
+	b, err := protocol.AppendInstanceJSON(make([]byte, 0, 2048), &v)
+	if err != nil {
+		writeJSON(w, status, &v) // says what cannot be encoded, as before
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(append(b, '\n'))
 }
 
 // view is an instance as answered: secrets redacted, status st, endpoints
@@ -180,7 +189,7 @@ func (a *API) createInstance(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusCreated, a.instanceView(a.store.Snapshot(), made))
+	a.writeInstance(w, http.StatusCreated, a.store.Snapshot(), made)
 	return nil
 }
 
@@ -277,7 +286,7 @@ func (a *API) proposeUpdate(w http.ResponseWriter, r *http.Request, rec *protoco
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, a.instanceView(a.store.Snapshot(), updated))
+	a.writeInstance(w, http.StatusOK, a.store.Snapshot(), updated)
 	return nil
 }
 
@@ -322,7 +331,7 @@ func (a *API) getInstance(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	w.Header().Set("ETag", strconv.FormatUint(in.Version, 10))
-	writeJSON(w, http.StatusOK, a.instanceView(snap, in))
+	a.writeInstance(w, http.StatusOK, snap, in)
 	return nil
 }
 
@@ -374,7 +383,7 @@ func (a *API) scaleInstance(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, a.instanceView(a.store.Snapshot(), scaled))
+	a.writeInstance(w, http.StatusOK, a.store.Snapshot(), scaled)
 	return nil
 }
 
@@ -396,7 +405,7 @@ func (a *API) lifecycle(action string) handlerFunc {
 		if err != nil {
 			return err
 		}
-		writeJSON(w, http.StatusOK, a.instanceView(a.store.Snapshot(), in))
+		a.writeInstance(w, http.StatusOK, a.store.Snapshot(), in)
 		return nil
 	}
 }
