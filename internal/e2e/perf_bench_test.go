@@ -607,22 +607,30 @@ func startSimFleetAt(tb testing.TB, urls []string, n, perSecond int) []*simAgent
 	return fleet
 }
 
-// perfPoll is how often perfWaitHealthy lists the instances: a list of
-// 1,000 instances and their 10,000 replicas costs the leader a few
-// milliseconds of CPU, which at testwait's 10 ms would take a quarter of a
-// core from the work being timed; the figures are up to perfPoll late.
+// perfPoll is how often the scenarios list instances or nodes while they
+// time something: a list of 1,000 instances and their 10,000 replicas, or
+// of 10,000 nodes, costs the leader milliseconds of CPU, which at
+// testwait's 10 ms would take a quarter of a core or more from the work
+// being timed; the figures are up to perfPoll late.
 const perfPoll = 50 * time.Millisecond
+
+// perfEventually is eventually, polling every perfPoll.
+func perfEventually(tb testing.TB, timeout time.Duration, what string, cond func() (bool, string)) {
+	tb.Helper()
+	eventually(tb, timeout, what, func() (bool, string) {
+		ok, state := cond()
+		if !ok {
+			time.Sleep(perfPoll - testwait.Poll)
+		}
+		return ok, state
+	})
+}
 
 // perfWaitHealthy waits until the tenant's n instances are running with
 // per healthy replicas each, none on a node of avoid.
 func perfWaitHealthy(tb testing.TB, api *Client, tenant string, n, per int, avoid map[string]bool, what string) {
 	tb.Helper()
-	eventually(tb, 5*time.Minute, what, func() (ok bool, _ string) {
-		defer func() {
-			if !ok {
-				time.Sleep(perfPoll - testwait.Poll)
-			}
-		}()
+	perfEventually(tb, 5*time.Minute, what, func() (bool, string) {
 		var ins []struct {
 			Status struct {
 				Replicas struct{ Desired, Healthy int }

@@ -37,8 +37,9 @@ const fleetBootRate = 1000
 func perfFleet(tb testing.TB, p *perfRun, sz perfSizes) {
 	n := sz.fleetAgents
 	// The agents' sockets are in this process, and the servers, which
-	// inherit the limit, hold as many between them.
-	benchRaiseNoFile(tb, uint64(2*n+1024))
+	// inherit the limit, hold as many between them, and twice as many
+	// while a fleet redials (the old sessions not yet closed).
+	benchRaiseNoFile(tb, uint64(4*n+1024))
 	c := StartCluster(tb, 3, perfArgs("-pprof"))
 	leader := c.WaitForLeader()
 	urls := serverURLs(c)
@@ -118,7 +119,7 @@ func perfFleet(tb testing.TB, p *perfRun, sz perfSizes) {
 		a.vanish()
 	}
 	seen, said := -1, time.Time{}
-	eventually(tb, 5*time.Minute, "every vanished host marked down", func() (bool, string) {
+	perfEventually(tb, 5*time.Minute, "every vanished host marked down", func() (bool, string) {
 		down, err := nodesDown(api, gone)
 		if err != "" {
 			return false, err

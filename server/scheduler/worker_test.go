@@ -274,3 +274,50 @@ func TestWorkerGathersEvaluationsThatArriveTogether(t *testing.T) {
 		return n == 3, fmt.Sprintf("%d replicas", n)
 	})
 }
+
+// A node lost while an instance's first deployment is still being judged,
+// or just after: the replacement runs, the deployment ends successful and
+// no evaluation is left waiting for a time (since log version 4 a replica
+// turning healthy makes an evaluation only while something waits for it).
+func TestWorkerReplacesLostReplicaAroundDeployment(t *testing.T) {
+	for _, settledFirst := range []bool{false, true} {
+		t.Run(fmt.Sprintf("deployment over before the loss: %v", settledFirst), func(t *testing.T) {
+			f := newSerialFSM(t)
+			store := f.Store
+			f.tenantAndTwoNodes()
+			f.Must(state.CmdNodeRegister, state.NodeRegister{SecretHash: "hn3", Node: protocol.Node{ID: "n3",
+				Resources: protocol.NodeResources{CPUMillis: 4000, MemoryMB: 4096}, PortRange: protocol.PortRange{Lo: 1, Hi: 100}}})
+			sp := spec(func(s *protocol.Spec) { s.Update.MinHealthyTime = 0; s.Update.HealthyDeadline = protocol.Duration(time.Hour) })
+			f.Must(state.CmdInstanceCreate, state.InstanceCreate{Instance: protocol.Instance{Tenant: "acme", Name: "crm", Replicas: 2, Spec: sp}})
+			id := "acme/crm"
+			startWorker(t, store, func(ctx context.Context, p *state.Plan) (uint64, error) {
+				return f.Commit(state.CmdPlanApply, p)
+			})
+			waitFor(t, store, "two replicas placed", func(snap *state.Snapshot) (bool, string) {
+				live := liveOf(snap, id)
+				return len(live) == 2 && live[0].Node != "" && live[1].Node != "", describe(live)
+			})
+			live := liveOf(store.Snapshot(), id)
+			f.makeHealthy(t, live)
+			if settledFirst {
+				waitFor(t, store, "version 1 stable", func(snap *state.Snapshot) (bool, string) {
+					return snap.Instance(id).StableVersion == 1, describe(liveOf(snap, id))
+				})
+			}
+			f.Must(state.CmdNodeStatus, state.NodeStatusUpdate{Nodes: []state.NodeStatus{{ID: live[0].Node, Up: false}}})
+			waitFor(t, store, "deployment successful, two healthy replicas, no evaluation left", func(snap *state.Snapshot) (bool, string) {
+				live := liveOf(snap, id)
+				f.makeHealthy(t, live)
+				d := snap.Instance(id).Deployment
+				healthy := 0
+				for _, r := range live {
+					if r.State == protocol.ReplicaHealthy {
+						healthy++
+					}
+				}
+				ok := d != nil && d.State == protocol.DeploymentSuccessful && healthy == 2 && len(live) == 2 && len(snap.Evals()) == 0
+				return ok, fmt.Sprintf("deployment %+v, replicas %s, %d evaluations", d, describe(live), len(snap.Evals()))
+			})
+		})
+	}
+}
