@@ -66,33 +66,69 @@ func fill(n *nodeState, d *demand) float64 {
 	return sum / float64(dims)
 }
 
-// pick chooses the node for one replica of demand d. ok is false when no
-// node fits; why then says why, for the replica's message. It looks at
-// every node, so each look is kept to comparisons of numbers: zones are
-// counted by their number, not in a map by name, and why nodes do not fit
-// is counted only when none does.
+// Fleets of more than fullScan nodes are not ranked whole: pick ranks the
+// first maxCandidates nodes that fit, from where the last placement's look
+// ended, as Nomad ranks a few shuffled nodes (log2 of the fleet, at least
+// 2) rather than every one. At 10,000 nodes, ranking all of them for each
+// of 10 replicas of 1,000 instances cost the leader seconds of CPU. The
+// choice is the best of those looked at: spread across nodes and zones
+// holds (a fleet that large has many nodes free of the instance in every
+// zone), bin-packing is per look rather than fleet-wide.
+const (
+	fullScan      = 256
+	maxCandidates = 64
+)
+
+// pick chooses the node for one replica of demand d among nodes, every
+// one looked at (tests; the scheduler calls pickFrom).
 func pick(nodes []*nodeState, d *demand) (best *nodeState, why string, ok bool) {
 	if len(nodes) > 0 && nodes[0].zoneIdx == 0 {
 		numberZones(nodes) // nodes of no table (tests)
 	}
-	var zones []int // the instance's replicas by zone number
+	var zones []int
 	for _, n := range nodes {
-		if n.zoneIdx > 0 {
-			for len(zones) <= n.zoneIdx {
-				zones = append(zones, 0)
-			}
-			zones[n.zoneIdx] += n.mine
+		zones = addZone(zones, n)
+	}
+	best, why, ok, _ = pickFrom(nodes, zones, 0, d)
+	return best, why, ok
+}
+
+// addZone adds n's replicas of the instance to zones, by zone number.
+func addZone(zones []int, n *nodeState) []int {
+	if n.zoneIdx > 0 {
+		for len(zones) <= n.zoneIdx {
+			zones = append(zones, 0)
 		}
+		zones[n.zoneIdx] += n.mine
+	}
+	return zones
+}
+
+// pickFrom chooses the node for one replica of demand d: it looks at the
+// nodes from start on, wrapping, every one in a fleet of up to fullScan,
+// else until maxCandidates fit, and returns the best of those that fit
+// and how many it looked at. zones counts the instance's replicas by zone
+// number. ok is false when no node fits; why then says why, for the
+// replica's message. Each look is a comparison of numbers: zones by their
+// number, not by name, and why nodes do not fit is counted only when none
+// does.
+func pickFrom(nodes []*nodeState, zones []int, start int, d *demand) (best *nodeState, why string, ok bool, looked int) {
+	limit := len(nodes)
+	if len(nodes) > fullScan {
+		limit = maxCandidates
 	}
 	var choice ranked
 	feasible := 0
-	for _, n := range nodes {
+	for ; looked < len(nodes) && feasible < limit; looked++ {
+		n := nodes[(start+looked)%len(nodes)]
 		if check(n, d) != "" {
 			continue
 		}
 		c := ranked{n: n, zoneMine: n.mine, fill: fill(n, d)}
-		if n.zoneIdx > 0 {
+		if n.zoneIdx > 0 && n.zoneIdx < len(zones) {
 			c.zoneMine = zones[n.zoneIdx]
+		} else if n.zoneIdx > 0 {
+			c.zoneMine = 0
 		}
 		if feasible == 0 || compareRanked(c, choice) < 0 {
 			choice = c
@@ -104,9 +140,9 @@ func pick(nodes []*nodeState, d *demand) (best *nodeState, why string, ok bool) 
 		for _, n := range nodes {
 			reasons[check(n, d)]++
 		}
-		return nil, explainInfeasible(len(nodes), reasons, d), false
+		return nil, explainInfeasible(len(nodes), reasons, d), false, looked
 	}
-	return choice.n, explainChoice(choice, feasible, len(nodes), d), true
+	return choice.n, explainChoice(choice, feasible, looked, len(nodes), d), true, looked
 }
 
 // numberZones numbers the nodes' zones (zoneIdx), 1 up; -1 for a node
@@ -129,9 +165,14 @@ func numberZones(nodes []*nodeState) {
 // explainChoice says why a replica went where it went, e.g. "placed on
 // node web-2 (2 of 3 nodes feasible; 0 replicas of the instance there,
 // 1 in zone b; 1536 MB and 1500 mCPU free after)".
-func explainChoice(c ranked, feasible, total int, d *demand) string {
+func explainChoice(c ranked, feasible, looked, total int, d *demand) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "placed on node %s (%d of %d nodes feasible; %d %s of the instance there", c.n.name(), feasible, total, c.n.mine, plural(c.n.mine, "replica", "replicas"))
+	if looked < total {
+		fmt.Fprintf(&b, "placed on node %s (best of %d feasible nodes, %d of %d looked at", c.n.name(), feasible, looked, total)
+	} else {
+		fmt.Fprintf(&b, "placed on node %s (%d of %d nodes feasible", c.n.name(), feasible, total)
+	}
+	fmt.Fprintf(&b, "; %d %s of the instance there", c.n.mine, plural(c.n.mine, "replica", "replicas"))
 	if z := c.n.zone(); z != "" {
 		fmt.Fprintf(&b, ", %d in zone %s", c.zoneMine, z)
 	}

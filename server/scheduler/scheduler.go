@@ -17,6 +17,7 @@ package scheduler
 import (
 	"cmp"
 	"fmt"
+	"math/rand/v2"
 	"reflect"
 	"slices"
 	"time"
@@ -401,7 +402,7 @@ func (s *sched) assign(r *protocol.Replica, existing bool) {
 		s.retryAt(until)
 		msg = fmt.Sprintf("rescheduling after a backoff of %s: %d %s of version %d failed in the last %s",
 			until.Sub(r.CreatedAt), failures, plural(failures, "replica", "replicas"), r.Version, FailureWindow)
-	} else if n, why, ok := pick(s.nodeList(), d); ok {
+	} else if n, why, ok := s.pick(d); ok {
 		r.Node, r.Message = n.node.ID, ""
 		s.reserve(n, d, 1)
 		s.mark(n).mine++
@@ -423,6 +424,25 @@ func (s *sched) assign(r *protocol.Replica, existing bool) {
 		}
 	}
 	s.pending = append(s.pending, pendingNote{msg: msg, ids: []string{r.ID}})
+}
+
+// pick chooses the node for a replica of demand d, looking at the nodes
+// from where the table's last look ended (pickFrom).
+func (s *sched) pick(d *demand) (*nodeState, string, bool) {
+	nodes := s.nodeList()
+	var zones []int
+	seen := make(map[*nodeState]bool, len(s.marked))
+	for _, n := range s.marked { // every node whose mine is not 0
+		if !seen[n] {
+			seen[n] = true
+			zones = addZone(zones, n)
+		}
+	}
+	n, why, ok, looked := pickFrom(nodes, zones, s.table.next, d)
+	if len(nodes) > 0 {
+		s.table.next = (s.table.next + looked) % len(nodes)
+	}
+	return n, why, ok
 }
 
 // backoff returns when r may be placed after recent failures of its
@@ -545,6 +565,9 @@ func (s *sched) restore() {
 type nodeTable struct {
 	nodes []*nodeState
 	byID  map[string]*nodeState
+	// next is where the next placement starts to look, in a fleet too
+	// large to rank whole (pickFrom): where the last look ended.
+	next int
 }
 
 func newNodeTable(snap *state.Snapshot) *nodeTable {
@@ -558,6 +581,11 @@ func newNodeTable(snap *state.Snapshot) *nodeTable {
 		t.byID[n.ID] = &states[i]
 	}
 	numberZones(t.nodes)
+	if len(nodes) > 0 {
+		// Each batch looks first at a different part of a large fleet;
+		// the choice in a fleet ranked whole does not depend on it.
+		t.next = rand.IntN(len(nodes))
+	}
 	return t
 }
 

@@ -287,7 +287,10 @@ func TestWorkerReplacesLostReplicaAroundDeployment(t *testing.T) {
 			f.tenantAndTwoNodes()
 			f.Must(state.CmdNodeRegister, state.NodeRegister{SecretHash: "hn3", Node: protocol.Node{ID: "n3",
 				Resources: protocol.NodeResources{CPUMillis: 4000, MemoryMB: 4096}, PortRange: protocol.PortRange{Lo: 1, Hi: 100}}})
-			sp := spec(func(s *protocol.Spec) { s.Update.MinHealthyTime = 0; s.Update.HealthyDeadline = protocol.Duration(time.Hour) })
+			sp := spec(func(s *protocol.Spec) {
+				s.Update.MinHealthyTime = 0
+				s.Update.HealthyDeadline = protocol.Duration(time.Hour)
+			})
 			f.Must(state.CmdInstanceCreate, state.InstanceCreate{Instance: protocol.Instance{Tenant: "acme", Name: "crm", Replicas: 2, Spec: sp}})
 			id := "acme/crm"
 			startWorker(t, store, func(ctx context.Context, p *state.Plan) (uint64, error) {
