@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -810,5 +811,49 @@ func TestReplicasThatReserveNothingSpread(t *testing.T) {
 	}
 	if got := nodesOf(all); len(got) != 6 {
 		t.Fatalf("6 replicas that reserve nothing on 6 nodes: placed %v", got)
+	}
+}
+
+// In a fleet too large to rank whole, a placement ranks only the first
+// nodes that fit (pickFrom): the replicas of an instance still land on
+// distinct nodes, spread over the zones, and each placement says how many
+// nodes it looked at.
+func TestLargeFleetRanksSomeNodes(t *testing.T) {
+	h := newHarness(t)
+	nodes := 3 * fullScan
+	for i := range nodes {
+		h.node(fmt.Sprintf("n%04d", i), 4000, 4096, func(n *protocol.Node) {
+			n.Labels = map[string]string{ZoneLabel: fmt.Sprintf("z%d", i%3)}
+		})
+	}
+	id := h.create("web", 9, spec())
+	h.settle()
+	snap := h.Snapshot()
+	onNode, inZone := map[string]int{}, map[string]int{}
+	for _, r := range liveOf(snap, id) {
+		onNode[r.Node]++
+		inZone[snap.Node(r.Node).Labels[ZoneLabel]]++
+	}
+	if len(onNode) != 9 {
+		t.Fatalf("9 replicas on %d nodes: %v", len(onNode), onNode)
+	}
+	for _, z := range []string{"z0", "z1", "z2"} {
+		if inZone[z] != 3 {
+			t.Fatalf("replicas by zone: %v", inZone)
+		}
+	}
+	placed := 0
+	for _, e := range snap.Events(id) {
+		if e.Type != EventPlaced {
+			continue
+		}
+		placed++
+		want := fmt.Sprintf("best of %d feasible nodes", maxCandidates)
+		if !strings.Contains(e.Message, want) || !strings.Contains(e.Message, fmt.Sprintf("of %d looked at", nodes)) {
+			t.Fatalf("placement message %q does not say it ranked %d of %d nodes", e.Message, maxCandidates, nodes)
+		}
+	}
+	if placed != 9 {
+		t.Fatalf("%d placement events, want 9", placed)
 	}
 }
