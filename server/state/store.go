@@ -10,6 +10,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -274,7 +275,13 @@ func (s *Snapshot) Instances(f InstanceFilter) []*protocol.Instance {
 		}
 		out = append(out, in)
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	// Both indexes yield instances in id order (the tenant index orders a
+	// tenant's by their id too): a list of 10,000 spent a tenth of its
+	// time sorting what was sorted.
+	byID := func(a, b *protocol.Instance) int { return strings.Compare(a.ID, b.ID) }
+	if !slices.IsSortedFunc(out, byID) {
+		slices.SortFunc(out, byID)
+	}
 	return out
 }
 
