@@ -264,6 +264,14 @@ func clusterCPU(tb testing.TB, c *Cluster) float64 {
 // workers, worker i sending to urls[i%len]; extra is more JSON of the
 // instance document. It returns each create's latency.
 func perfCreate(urls []string, tenant, prefix string, conc, n int, extra string) ([]time.Duration, time.Duration, int64) {
+	return perfCreateWith(urls, tenant, prefix, conc, n, extra, false)
+}
+
+// perfCreateWith is perfCreate; with retry, each create carries an
+// Idempotency-Key and is sent again, for up to a minute, while the answer
+// is 503 or none (a leader change), as a client that must not lose or
+// double a create does.
+func perfCreateWith(urls []string, tenant, prefix string, conc, n int, extra string, retry bool) ([]time.Duration, time.Duration, int64) {
 	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 128}}
 	lat := make([]time.Duration, n)
 	var next, failed atomic.Int64
@@ -273,7 +281,6 @@ func perfCreate(urls []string, tenant, prefix string, conc, n int, extra string)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			base := urls[w%len(urls)]
 			for {
 				i := next.Add(1) - 1
 				if i >= int64(n) {
@@ -281,7 +288,25 @@ func perfCreate(urls []string, tenant, prefix string, conc, n int, extra string)
 				}
 				body := fmt.Sprintf(`{"name":"%s%d",%s,"spec":{"command":["/bin/true"]}}`, prefix, i, extra)
 				t0 := time.Now()
-				resp, err := client.Post(base+"/v1/tenants/"+tenant+"/instances", "application/json", strings.NewReader(body))
+				var resp *http.Response
+				var err error
+				for try := 0; ; try++ {
+					req, _ := http.NewRequest(http.MethodPost, urls[(w+try)%len(urls)]+"/v1/tenants/"+tenant+"/instances", strings.NewReader(body))
+					req.Header.Set("Content-Type", "application/json")
+					if retry {
+						req.Header.Set("Idempotency-Key", fmt.Sprintf("%s%d", prefix, i))
+					}
+					resp, err = client.Do(req)
+					unavailable := err != nil || resp.StatusCode == http.StatusServiceUnavailable
+					if !retry || !unavailable || time.Since(t0) > time.Minute {
+						break
+					}
+					if resp != nil {
+						io.Copy(io.Discard, resp.Body)
+						resp.Body.Close()
+					}
+					time.Sleep(100 * time.Millisecond)
+				}
 				lat[i] = time.Since(t0)
 				if err != nil {
 					failed.Add(1)
