@@ -32,8 +32,9 @@ const fleetBootRate = 1000
 //     until every replica they held is healthy elsewhere.
 //
 // With DROVER_PERF_PROFILE, the leader's CPU profile over the steady
-// window (fleet-idle) and the node loss (fleet-loss), and its heap after
-// the window (fleet-heap), are saved there.
+// window (fleet-idle), the placement (fleet-placement) and the node loss
+// (fleet-loss), and its heap after the window (fleet-heap), are saved
+// there.
 func perfFleet(tb testing.TB, p *perfRun, sz perfSizes) {
 	n := sz.fleetAgents
 	// The agents' sockets are in this process, and the servers, which
@@ -93,6 +94,7 @@ func perfFleet(tb testing.TB, p *perfRun, sz perfSizes) {
 
 	// Something to move: instances spread over the fleet.
 	total := sz.fleetInstances * sz.fleetReplicas
+	stopProfile = profileServer(tb, leader.URL(), "fleet-placement", 20)
 	placing := time.Now()
 	// What is measured here is the fleet and its loss, not the creates:
 	// they are retried through a leader change (on 2 cores shared with
@@ -108,6 +110,7 @@ func perfFleet(tb testing.TB, p *perfRun, sz perfSizes) {
 	})
 	perfWaitHealthy(tb, api, "fleet", sz.fleetInstances, sz.fleetReplicas, nil, "every replica healthy")
 	p.add("fleet", fmt.Sprintf("%d replicas on %d hosts: all healthy", total, n), time.Since(placing).Seconds(), "s", "", nil)
+	stopProfile()
 
 	gone := map[string]bool{}
 	held := 0
