@@ -67,9 +67,10 @@ func fill(n *nodeState, d *demand) float64 {
 }
 
 // Fleets of more than fullScan nodes are not ranked whole: pick ranks the
-// first maxCandidates nodes that fit, from where the last placement's look
-// ended, as Nomad ranks a few shuffled nodes (log2 of the fleet, at least
-// 2) rather than every one. At 10,000 nodes, ranking all of them for each
+// first maxCandidates nodes that fit in a shuffled order of the nodes, from
+// where the last placement's look ended, as Nomad ranks a few shuffled
+// nodes (log2 of the fleet, at least 2) rather than every one. Shuffled,
+// so that each look sees every zone however the node ids run. At 10,000 nodes, ranking all of them for each
 // of 10 replicas of 1,000 instances cost the leader seconds of CPU. The
 // choice is the best of those looked at: spread across nodes and zones
 // holds (a fleet that large has many nodes free of the instance in every
@@ -89,7 +90,7 @@ func pick(nodes []*nodeState, d *demand) (best *nodeState, why string, ok bool) 
 	for _, n := range nodes {
 		zones = addZone(zones, n)
 	}
-	best, why, ok, _ = pickFrom(nodes, zones, 0, d)
+	best, why, ok, _ = pickFrom(nodes, nil, zones, 0, d)
 	return best, why, ok
 }
 
@@ -105,14 +106,15 @@ func addZone(zones []int, n *nodeState) []int {
 }
 
 // pickFrom chooses the node for one replica of demand d: it looks at the
-// nodes from start on, wrapping, every one in a fleet of up to fullScan,
-// else until maxCandidates fit, and returns the best of those that fit
-// and how many it looked at. zones counts the instance's replicas by zone
+// nodes in order (indexes into nodes; nil for their own order) from start
+// on, wrapping, every one in a fleet of up to fullScan, else until
+// maxCandidates fit, and returns the best of those that fit and how many
+// it looked at. zones counts the instance's replicas by zone
 // number. ok is false when no node fits; why then says why, for the
 // replica's message. Each look is a comparison of numbers: zones by their
 // number, not by name, and why nodes do not fit is counted only when none
 // does.
-func pickFrom(nodes []*nodeState, zones []int, start int, d *demand) (best *nodeState, why string, ok bool, looked int) {
+func pickFrom(nodes []*nodeState, order []int, zones []int, start int, d *demand) (best *nodeState, why string, ok bool, looked int) {
 	limit := len(nodes)
 	if len(nodes) > fullScan {
 		limit = maxCandidates
@@ -120,7 +122,11 @@ func pickFrom(nodes []*nodeState, zones []int, start int, d *demand) (best *node
 	var choice ranked
 	feasible := 0
 	for ; looked < len(nodes) && feasible < limit; looked++ {
-		n := nodes[(start+looked)%len(nodes)]
+		i := (start + looked) % len(nodes)
+		if order != nil {
+			i = order[i]
+		}
+		n := nodes[i]
 		if check(n, d) != "" {
 			continue
 		}

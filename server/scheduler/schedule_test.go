@@ -816,44 +816,111 @@ func TestReplicasThatReserveNothingSpread(t *testing.T) {
 
 // In a fleet too large to rank whole, a placement ranks only the first
 // nodes that fit (pickFrom): the replicas of an instance still land on
-// distinct nodes, spread over the zones, and each placement says how many
-// nodes it looked at.
+// distinct nodes, spread over the zones however the node ids run, and
+// each placement says how many nodes it looked at.
 func TestLargeFleetRanksSomeNodes(t *testing.T) {
-	h := newHarness(t)
-	nodes := 3 * fullScan
-	for i := range nodes {
-		h.node(fmt.Sprintf("n%04d", i), 4000, 4096, func(n *protocol.Node) {
-			n.Labels = map[string]string{ZoneLabel: fmt.Sprintf("z%d", i%3)}
+	for _, layout := range []string{"interleaved", "in blocks"} {
+		t.Run(layout, func(t *testing.T) {
+			h := newHarness(t)
+			nodes := 3 * fullScan
+			for i := range nodes {
+				zone := i % 3
+				if layout == "in blocks" {
+					zone = i / fullScan // ids of a zone together, as "use1a-..." would be
+				}
+				h.node(fmt.Sprintf("n%04d", i), 4000, 4096, func(n *protocol.Node) {
+					n.Labels = map[string]string{ZoneLabel: fmt.Sprintf("z%d", zone)}
+				})
+			}
+			id := h.create("web", 9, spec())
+			h.settle()
+			snap := h.Snapshot()
+			onNode, inZone := map[string]int{}, map[string]int{}
+			for _, r := range liveOf(snap, id) {
+				onNode[r.Node]++
+				inZone[snap.Node(r.Node).Labels[ZoneLabel]]++
+			}
+			if len(onNode) != 9 {
+				t.Fatalf("9 replicas on %d nodes: %v", len(onNode), onNode)
+			}
+			for _, z := range []string{"z0", "z1", "z2"} {
+				if inZone[z] != 3 {
+					t.Fatalf("replicas by zone: %v", inZone)
+				}
+			}
+			placed := 0
+			for _, e := range snap.Events(id) {
+				if e.Type != EventPlaced {
+					continue
+				}
+				placed++
+				want := fmt.Sprintf("best of %d feasible nodes", maxCandidates)
+				if !strings.Contains(e.Message, want) || !strings.Contains(e.Message, fmt.Sprintf("of %d looked at", nodes)) {
+					t.Fatalf("placement message %q does not say it ranked %d of %d nodes", e.Message, maxCandidates, nodes)
+				}
+			}
+			if placed != 9 {
+				t.Fatalf("%d placement events, want 9", placed)
+			}
 		})
 	}
-	id := h.create("web", 9, spec())
-	h.settle()
-	snap := h.Snapshot()
-	onNode, inZone := map[string]int{}, map[string]int{}
-	for _, r := range liveOf(snap, id) {
-		onNode[r.Node]++
-		inZone[snap.Node(r.Node).Labels[ZoneLabel]]++
-	}
-	if len(onNode) != 9 {
-		t.Fatalf("9 replicas on %d nodes: %v", len(onNode), onNode)
-	}
-	for _, z := range []string{"z0", "z1", "z2"} {
-		if inZone[z] != 3 {
-			t.Fatalf("replicas by zone: %v", inZone)
+}
+
+// A replica lost while a rolling restart or a drain waits for its
+// replacement to settle: the roll goes on when the replacement turns
+// healthy (since log version 4 a replica that turns healthy makes an
+// evaluation only while the scheduler waits for one; the old replicas
+// still to be replaced are what it waits for).
+func TestRollGoesOnAfterALossMidway(t *testing.T) {
+	for _, roll := range []string{"restart", "drain"} {
+		for _, loss := range []string{"failure", "node down"} {
+			t.Run(roll+"/"+loss, func(t *testing.T) {
+				h := newHarness(t)
+				for _, n := range []string{"n1", "n2", "n3", "n4", "n5"} {
+					h.node(n, 4000, 4096)
+				}
+				id := h.create("web", 2, spec())
+				h.settle()
+				h.makeHealthy(id)
+				h.Advance(time.Minute) // past min_healthy_time
+				h.settle()
+				if in := h.Snapshot().Instance(id); in.StableVersion != 1 {
+					t.Fatalf("version 1 not stable: %+v", in.Deployment)
+				}
+				first := h.live(id)
+				var drained string
+				if roll == "restart" {
+					h.lifecycle(id, state.ActionRestart)
+				} else {
+					drained = first[0].Node
+					h.Must(state.CmdNodeDrain, state.NodeDrain{ID: drained, Drain: &protocol.DrainSpec{}})
+				}
+				h.settle()
+				// The replica not yet replaced is lost.
+				lost := first[len(first)-1]
+				if loss == "failure" {
+					h.report(protocol.ReplicaFailed, lost.ID)
+				} else {
+					h.Must(state.CmdNodeStatus, state.NodeStatusUpdate{Nodes: []state.NodeStatus{{ID: lost.Node, Up: false}}})
+				}
+				h.Advance(time.Minute) // past the failure's reschedule delay
+				h.settle()
+				for range 4 {
+					h.makeHealthy(id)
+					h.Advance(time.Minute)
+					h.settle()
+				}
+				in := h.Snapshot().Instance(id)
+				live := h.live(id)
+				if len(live) != 2 {
+					t.Fatalf("want 2 replicas running, got %s", describe(live))
+				}
+				for _, r := range live {
+					if r.Epoch != in.RestartEpoch || r.Node == drained || r.State != protocol.ReplicaHealthy {
+						t.Fatalf("the %s stopped midway: %s", roll, describe(live))
+					}
+				}
+			})
 		}
-	}
-	placed := 0
-	for _, e := range snap.Events(id) {
-		if e.Type != EventPlaced {
-			continue
-		}
-		placed++
-		want := fmt.Sprintf("best of %d feasible nodes", maxCandidates)
-		if !strings.Contains(e.Message, want) || !strings.Contains(e.Message, fmt.Sprintf("of %d looked at", nodes)) {
-			t.Fatalf("placement message %q does not say it ranked %d of %d nodes", e.Message, maxCandidates, nodes)
-		}
-	}
-	if placed != 9 {
-		t.Fatalf("%d placement events, want 9", placed)
 	}
 }

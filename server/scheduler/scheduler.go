@@ -3,15 +3,19 @@
 // replacement of lost and failed replicas, scaling, deployments with
 // canaries and rollback, rolling restarts and node drains.
 //
-// Schedule is a pure function of a state snapshot and an evaluation: it
-// returns the plan that moves one instance one step closer to what is
-// wanted. Worker runs it on the leader and commits each plan through Raft,
-// one at a time, so that plans never race. Steps that wait for time to
-// pass (a minimum healthy time, a healthy deadline, a reschedule backoff, a
-// drain deadline) end with a plan that asks to be evaluated again at a
-// given time; steps that wait for the state to change (a replica becoming
-// healthy, a node joining, a promotion) need nothing: the FSM creates an
-// evaluation when it changes.
+// Schedule is a function of a state snapshot and an evaluation (in a
+// fleet of more than 256 nodes, of a shuffled order of the nodes too: see
+// pickFrom): it returns the plan that moves one instance one step closer
+// to what is wanted. Worker runs it on the leader and commits each plan
+// through Raft, one at a time, so that plans never race. Steps that wait
+// for time to pass (a minimum healthy time, a healthy deadline, a
+// reschedule backoff, a drain deadline) end with a plan that asks to be
+// evaluated again at a given time; steps that wait for the state to
+// change (a replica becoming healthy, a node joining, a promotion) need
+// nothing: the FSM creates an evaluation when it changes. Since log
+// version 4 a replica that starts or turns healthy makes one only while
+// such a step waits for it (state's writer.awaited): a new reason to wait
+// for a replica's health must be taught to it.
 package scheduler
 
 import (
@@ -268,7 +272,9 @@ func (s *sched) classify(alive []*protocol.Replica, m mode) (good, old, canaries
 
 // migration says why a replica of the right version must still move: its
 // node is draining or outside its tenant's region, or a restart asked for
-// new processes. now is set when it must stop at once: the drain's
+// new processes. The FSM's state.replaced knows the same reasons, to
+// evaluate when a replacement turns healthy: a reason added here must be
+// added there. now is set when it must stop at once: the drain's
 // deadline has passed.
 func (s *sched) migration(r *protocol.Replica) (why string, now bool) {
 	if r.Node != "" {
@@ -438,7 +444,7 @@ func (s *sched) pick(d *demand) (*nodeState, string, bool) {
 			zones = addZone(zones, n)
 		}
 	}
-	n, why, ok, looked := pickFrom(nodes, zones, s.table.next, d)
+	n, why, ok, looked := pickFrom(nodes, s.table.order, zones, s.table.next, d)
 	if len(nodes) > 0 {
 		s.table.next = (s.table.next + looked) % len(nodes)
 	}
@@ -565,9 +571,11 @@ func (s *sched) restore() {
 type nodeTable struct {
 	nodes []*nodeState
 	byID  map[string]*nodeState
-	// next is where the next placement starts to look, in a fleet too
-	// large to rank whole (pickFrom): where the last look ended.
-	next int
+	// order is a shuffled order of the nodes, and next where in it the
+	// next placement starts to look, in a fleet too large to rank whole
+	// (pickFrom): where the last look ended.
+	order []int
+	next  int
 }
 
 func newNodeTable(snap *state.Snapshot) *nodeTable {
@@ -581,10 +589,11 @@ func newNodeTable(snap *state.Snapshot) *nodeTable {
 		t.byID[n.ID] = &states[i]
 	}
 	numberZones(t.nodes)
-	if len(nodes) > 0 {
-		// Each batch looks first at a different part of a large fleet;
-		// the choice in a fleet ranked whole does not depend on it.
-		t.next = rand.IntN(len(nodes))
+	if len(nodes) > fullScan {
+		// Each batch looks at a large fleet in an order of its own; a
+		// fleet ranked whole is looked at in id order (the choice does
+		// not depend on it).
+		t.order = rand.Perm(len(nodes))
 	}
 	return t
 }

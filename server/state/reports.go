@@ -89,29 +89,56 @@ func (w *writer) replicaReports(c *ReplicaReports) error {
 
 // awaited reports whether the scheduler waits for an instance's replicas
 // to start or turn healthy: a deployment in progress, a version not yet
-// stable, or more replicas wanted running than the instance asks for
-// (replacements placed beside the replicas of a restart, a drain or a
-// region move, which stop once those are healthy), or fewer. Otherwise a
-// replica that starts or turns healthy changes nothing the scheduler
-// decides, and is no reason to evaluate; one that ends always is. seen
-// keeps the answers of one entry: its reports change no replica's desired
-// state.
+// stable, a replica it wants running that is still to be replaced (of an
+// older version or restart epoch, on a draining node or outside the
+// tenant's region: those stop once their replacements are healthy), or
+// more or fewer replicas wanted running than the instance asks for.
+// Otherwise a replica that starts or turns healthy changes nothing the
+// scheduler decides, and is no reason to evaluate; one that ends always
+// is. The reasons to replace are the scheduler's (sched.classify and
+// sched.migration): one added there must be added here. seen keeps the
+// answers of one entry: its reports change no replica's desired state.
 func (w *writer) awaited(in *protocol.Instance, seen map[string]bool) bool {
 	if v, ok := seen[in.ID]; ok {
 		return v
 	}
 	v := in.Deployment != nil && in.Deployment.State == protocol.DeploymentRunning || in.StableVersion != in.Version
 	if !v {
+		snap := w.snap()
+		tenant := snap.Tenant(in.Tenant)
 		run := 0
-		for _, r := range w.snap().Replicas(in.ID) {
-			if r.Desired == protocol.DesiredRun {
-				run++
+		for _, r := range snap.Replicas(in.ID) {
+			if r.Desired != protocol.DesiredRun {
+				continue
+			}
+			run++
+			if replaced(snap, tenant, in, r) {
+				v = true
+				break
 			}
 		}
-		v = run != WantedReplicas(in, w.snap().tenantSuspended(in.Tenant))
+		v = v || run != WantedReplicas(in, tenant != nil && tenant.State == protocol.TenantSuspended)
 	}
 	seen[in.ID] = v
 	return v
+}
+
+// replaced reports whether the scheduler replaces a replica it wants
+// running, create before destroy: one of another version or restart
+// epoch than the instance's, or on a node that drains or lies outside the
+// tenant's region.
+func replaced(snap *Snapshot, tenant *protocol.Tenant, in *protocol.Instance, r *protocol.Replica) bool {
+	if r.Version != in.Version || r.Epoch != in.RestartEpoch {
+		return true
+	}
+	if r.Node == "" {
+		return false
+	}
+	n := snap.Node(r.Node)
+	if n == nil {
+		return false
+	}
+	return n.Drain != nil || n.Status == protocol.NodeDraining || tenant != nil && tenant.Region != "" && n.Region != tenant.Region
 }
 
 // sameObservation reports whether two versions of a replica show the same
