@@ -649,3 +649,67 @@ func TestHeartbeatMessageSlowsPings(t *testing.T) {
 		t.Fatalf("%d dials: the interval must change within the session", len(f.dialTimes()))
 	}
 }
+
+// Sessions that were up ending all at once (a leader lost or stepping
+// down) are redialled spread over one heartbeat interval (MaxBackoff at
+// most), the rate of the fleet's heartbeats, not all within the minimum
+// backoff: a new leader is not met by the whole fleet in one instant.
+func TestFleetRedialsSpreadOverAnInterval(t *testing.T) {
+	const interval, clients = 600 * time.Millisecond, 24
+	var phase atomic.Int32 // 0: first sessions; 1: after they were closed
+	closing := make(chan struct{})
+	f := newFakeServer(t, func(fc *fakeConn) {
+		if phase.Load() == 0 {
+			if fc.welcome(interval) == nil {
+				<-closing
+			}
+			return // closes the connection
+		}
+		if fc.welcome(time.Minute) == nil {
+			for {
+				if _, err := fc.read(); err != nil {
+					return
+				}
+			}
+		}
+	})
+	for range clients {
+		run(t, conn.Config{Servers: []string{f.srv.URL}, MaxBackoff: 2 * time.Second})
+	}
+	eventually(t, "every client connected", func() error {
+		if n := len(f.dialTimes()); n < clients {
+			return fmt.Errorf("%d dials", n)
+		}
+		return nil
+	})
+	time.Sleep(50 * time.Millisecond) // every session welcomed
+	phase.Store(1)
+	closed := time.Now()
+	close(closing)
+	eventually(t, "every client redialled", func() error {
+		if n := len(f.dialTimes()); n < 2*clients {
+			return fmt.Errorf("%d of %d redials", n-clients, clients)
+		}
+		return nil
+	})
+	var early, late int
+	for _, d := range f.dialTimes()[clients:] {
+		after := d.Sub(closed)
+		switch {
+		case after < interval/6:
+			early++
+		case after > interval/2:
+			late++
+		}
+		if after > interval+2*time.Second {
+			t.Errorf("a client redialled %s after its session ended; its interval was %s", d.Sub(closed), interval)
+		}
+	}
+	// Spread uniformly, a sixth of the redials would come in the first
+	// sixth of the interval and half in its second half; all at once
+	// would put every one in the first.
+	if early > clients/2 || late < clients/6 {
+		t.Fatalf("of %d redials, %d came within %s of the close and %d after %s: not spread over the interval",
+			clients, early, interval/6, late, interval/2)
+	}
+}
