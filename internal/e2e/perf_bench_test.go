@@ -655,12 +655,33 @@ func perfEventually(tb testing.TB, timeout time.Duration, what string, cond func
 // per healthy replicas each, none on a node of avoid.
 func perfWaitHealthy(tb testing.TB, api *Client, tenant string, n, per int, avoid map[string]bool, what string) {
 	tb.Helper()
+	began, told := time.Now(), false
 	perfEventually(tb, 5*time.Minute, what, func() (bool, string) {
 		var ins []struct {
+			Name   string `json:"name"`
 			Status struct {
 				Replicas struct{ Desired, Healthy int }
 			} `json:"status"`
 		}
+		defer func() {
+			// Stuck: say once what the first instance short of its
+			// replicas has and went through, for whoever reads the log.
+			if told || time.Since(began) < 30*time.Second {
+				return
+			}
+			for _, in := range ins {
+				if in.Status.Replicas.Healthy != per || in.Status.Replicas.Desired != per {
+					told = true
+					base := "/v1/tenants/" + tenant + "/instances/" + in.Name
+					for _, path := range []string{base, base + "/replicas", base + "/events"} {
+						if r, err := api.Try(http.MethodGet, path, nil); err == nil {
+							tb.Logf("%s after %s: GET %s: %s", what, time.Since(began).Round(time.Second), path, r.Body)
+						}
+					}
+					return
+				}
+			}
+		}()
 		r, err := api.Try(http.MethodGet, "/v1/tenants/"+tenant+"/instances", nil)
 		if err != nil || !r.OK() || r.Decode(&ins) != nil {
 			return false, fmt.Sprint(err, r)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/drover-dev/drover/internal/backoff"
 	"github.com/drover-dev/drover/internal/uid"
+	"github.com/drover-dev/drover/protocol"
 	"github.com/drover-dev/drover/server/state"
 )
 
@@ -272,11 +273,29 @@ func (w *Worker) evaluate(ctx context.Context, instances []string) (next time.Ti
 			}
 			w.logger.Debug("plan committed", args...)
 		}
-		if m.plan.Retry {
+		if m.plan.Retry && !w.turnedBack(m.plan) {
 			next = earliest(next, w.deferUntil(m.instance, r.Index, m.plan.RetryAt, now, 0))
 		}
 	}
 	return next
+}
+
+// turnedBack reports whether the FSM sent a placement of a committed plan
+// back to wait: its node went down (or away) before the plan committed.
+// The FSM then keeps the evaluation to place it again now; deferred to the
+// plan's own retry time (a deployment's healthy deadline, minutes away),
+// the replica would wait that long.
+func (w *Worker) turnedBack(p *state.Plan) bool {
+	snap := w.cfg.Store.Snapshot()
+	for _, r := range p.Place {
+		if r.Node == "" {
+			continue
+		}
+		if c := snap.Replica(r.ID); c != nil && c.Node == "" && c.Desired == protocol.DesiredRun {
+			return true
+		}
+	}
+	return false
 }
 
 // rescan bounds how long the worker sleeps without looking at the

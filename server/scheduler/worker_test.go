@@ -324,3 +324,29 @@ func TestWorkerReplacesLostReplicaAroundDeployment(t *testing.T) {
 		})
 	}
 }
+
+// A plan that places a replica on a node that goes down before the plan
+// commits: the FSM sends the replica back to wait and keeps the
+// evaluation, and the worker places it again at once, not at the plan's
+// own retry time (here the first deployment's healthy deadline, an hour).
+func TestWorkerPlacesAgainWhatTheFSMSentBack(t *testing.T) {
+	f := newSerialFSM(t)
+	store := f.Store
+	f.tenantAndTwoNodes()
+	sp := spec(func(s *protocol.Spec) { s.Update.HealthyDeadline = protocol.Duration(time.Hour) })
+	var downed atomic.Bool
+	startWorker(t, store, func(ctx context.Context, p *state.Plan) (uint64, error) {
+		if len(p.Place) == 1 && p.Place[0].Node == "n1" && downed.CompareAndSwap(false, true) {
+			// The node the plan chose goes down between its making and
+			// its commit.
+			f.Must(state.CmdNodeStatus, state.NodeStatusUpdate{Nodes: []state.NodeStatus{{ID: "n1", Up: false}}})
+		}
+		return f.Commit(state.CmdPlanApply, p)
+	})
+	// n1 and n2 are alike: the plan chooses n1, the first in id order.
+	f.Must(state.CmdInstanceCreate, state.InstanceCreate{Instance: protocol.Instance{Tenant: "acme", Name: "crm", Replicas: 1, Spec: sp}})
+	waitFor(t, store, "the replica placed on n2 after n1 went down", func(snap *state.Snapshot) (bool, string) {
+		live := liveOf(snap, "acme/crm")
+		return downed.Load() && len(live) == 1 && live[0].Node == "n2", describe(live)
+	})
+}
