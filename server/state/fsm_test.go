@@ -934,65 +934,55 @@ func TestRefusedWriteAbortsTheWholeEntry(t *testing.T) {
 // evaluation only while the scheduler waits for its instance's replicas;
 // one that ends always makes one, and before version 4 every change did.
 func TestReportsEvaluateOnlyWhatIsAwaited(t *testing.T) {
-	for _, v := range []int{3, state.LogVersion} {
-		t.Run(fmt.Sprintf("log version %d", v), func(t *testing.T) {
-			h := newBareHarness(t)
-			h.Must(state.CmdLogVersion, state.LogVersionSet{Version: v})
-			h.tenant("acme")
-			h.node("n1")
-			h.instance("acme", "web", 2)
-			h.place("acme/web", "n1", 1, "r1", "r2")
-			evaluated := func(why string, want bool, reports ...protocol.ReplicaReport) {
-				t.Helper()
-				h.report("n1", reports...)
-				e := h.Snapshot().Eval("acme/web")
-				if got := e != nil; got != want {
-					t.Fatalf("%s: evaluation %v, want one: %v", why, e, want)
-				}
-				if e != nil { // the scheduler's empty plan
-					h.Must(state.CmdPlanApply, state.Plan{Instance: "acme/web", EvalIndex: e.Index})
-				}
+	atLogVersions(t, func(t *testing.T, h *harness, v int) {
+		h.node("n1")
+		h.instance("acme", "web", 2)
+		h.place("acme/web", "n1", 1, "r1", "r2")
+		evaluated := func(why string, want bool, reports ...protocol.ReplicaReport) {
+			t.Helper()
+			h.report("n1", reports...)
+			e := h.Snapshot().Eval("acme/web")
+			if got := e != nil; got != want {
+				t.Fatalf("%s: evaluation %v, want one: %v", why, e, want)
 			}
-			healthy := func(id string) protocol.ReplicaReport {
-				return protocol.ReplicaReport{ID: id, State: protocol.ReplicaHealthy, Health: protocol.HealthPassing}
+			if e != nil { // the scheduler's empty plan
+				h.Must(state.CmdPlanApply, state.Plan{Instance: "acme/web", EvalIndex: e.Index})
 			}
-			// Version 1 is not yet stable: its deployment waits for health.
-			evaluated("first version rolling out", true, healthy("r1"), healthy("r2"))
-			h.Must(state.CmdPlanApply, state.Plan{Instance: "acme/web", EvalIndex: h.Index(), StableVersion: 1})
-			settled := v < 4 // before version 4, every change is evaluated
-			evaluated("settled instance, a replica's check fails", settled,
-				protocol.ReplicaReport{ID: "r1", State: protocol.ReplicaRunning, Health: protocol.HealthFailing})
-			evaluated("settled instance, a replica healthy again", settled, healthy("r1"))
-			// A drain's replacement, placed beside the replica it replaces.
-			h.place("acme/web", "n1", 1, "r3")
-			evaluated("replacement healthy", true, healthy("r3"))
-			h.Must(state.CmdPlanApply, state.Plan{Instance: "acme/web", EvalIndex: h.Index(), Stop: []state.ReplicaStop{{ID: "r1", Message: "drained"}}})
-			evaluated("replaced replica stopped", true, protocol.ReplicaReport{ID: "r1", State: protocol.ReplicaStopped})
-			evaluated("replica failed", true, protocol.ReplicaReport{ID: "r2", State: protocol.ReplicaFailed, Message: "exit 1"})
-		})
-	}
+		}
+		healthy := func(id string) protocol.ReplicaReport {
+			return protocol.ReplicaReport{ID: id, State: protocol.ReplicaHealthy, Health: protocol.HealthPassing}
+		}
+		// Version 1 is not yet stable: its deployment waits for health.
+		evaluated("first version rolling out", true, healthy("r1"), healthy("r2"))
+		h.Must(state.CmdPlanApply, state.Plan{Instance: "acme/web", EvalIndex: h.Index(), StableVersion: 1})
+		settled := v < 4 // before version 4, every change is evaluated
+		evaluated("settled instance, a replica's check fails", settled,
+			protocol.ReplicaReport{ID: "r1", State: protocol.ReplicaRunning, Health: protocol.HealthFailing})
+		evaluated("settled instance, a replica healthy again", settled, healthy("r1"))
+		// A drain's replacement, placed beside the replica it replaces.
+		h.place("acme/web", "n1", 1, "r3")
+		evaluated("replacement healthy", true, healthy("r3"))
+		h.Must(state.CmdPlanApply, state.Plan{Instance: "acme/web", EvalIndex: h.Index(), Stop: []state.ReplicaStop{{ID: "r1", Message: "drained"}}})
+		evaluated("replaced replica stopped", true, protocol.ReplicaReport{ID: "r1", State: protocol.ReplicaStopped})
+		evaluated("replica failed", true, protocol.ReplicaReport{ID: "r2", State: protocol.ReplicaFailed, Message: "exit 1"})
+	})
 }
 
 // Since log version 4 an instance created with no replicas waits for its
 // first evaluation until it is scaled: there is nothing to schedule.
 func TestCreateOfNoReplicasEvaluatesAtScale(t *testing.T) {
-	for _, v := range []int{3, state.LogVersion} {
-		t.Run(fmt.Sprintf("log version %d", v), func(t *testing.T) {
-			h := newBareHarness(t)
-			h.Must(state.CmdLogVersion, state.LogVersionSet{Version: v})
-			h.tenant("acme")
-			h.instance("acme", "idle", 0)
-			h.instance("acme", "web", 1)
-			if e := h.Snapshot().Eval("acme/idle"); (e != nil) != (v < 4) {
-				t.Fatalf("evaluation of an instance created with no replicas: %+v", e)
-			}
-			if h.Snapshot().Eval("acme/web") == nil {
-				t.Fatal("an instance created with a replica has no evaluation")
-			}
-			h.Must(state.CmdInstanceScale, state.InstanceScale{Tenant: "acme", Name: "idle", Replicas: 2})
-			if e := h.Snapshot().Eval("acme/idle"); e == nil || e.TriggeredBy != "instance-scale" {
-				t.Fatalf("evaluation after the scale: %+v", e)
-			}
-		})
-	}
+	atLogVersions(t, func(t *testing.T, h *harness, v int) {
+		h.instance("acme", "idle", 0)
+		h.instance("acme", "web", 1)
+		if e := h.Snapshot().Eval("acme/idle"); (e != nil) != (v < 4) {
+			t.Fatalf("evaluation of an instance created with no replicas: %+v", e)
+		}
+		if h.Snapshot().Eval("acme/web") == nil {
+			t.Fatal("an instance created with a replica has no evaluation")
+		}
+		h.Must(state.CmdInstanceScale, state.InstanceScale{Tenant: "acme", Name: "idle", Replicas: 2})
+		if e := h.Snapshot().Eval("acme/idle"); e == nil || e.TriggeredBy != "instance-scale" {
+			t.Fatalf("evaluation after the scale: %+v", e)
+		}
+	})
 }

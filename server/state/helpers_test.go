@@ -2,6 +2,7 @@ package state_test
 
 import (
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -95,4 +96,18 @@ func (h *harness) eventTypes(instanceID string) []string {
 		out = append(out, e.Type)
 	}
 	return out
+}
+
+// atLogVersions runs f over a bare state at log version 3 and at this
+// build's, with tenant acme: what the FSM does since version 4, and
+// before.
+func atLogVersions(t *testing.T, f func(t *testing.T, h *harness, v int)) {
+	for _, v := range []int{3, state.LogVersion} {
+		t.Run(fmt.Sprintf("log version %d", v), func(t *testing.T) {
+			h := newBareHarness(t)
+			h.Must(state.CmdLogVersion, state.LogVersionSet{Version: v})
+			h.tenant("acme")
+			f(t, h, v)
+		})
+	}
 }
