@@ -17,12 +17,15 @@ func ScheduleBatch(snap *state.Snapshot, evals []*state.Eval, now time.Time, ids
 	}
 }
 
-// EvaluateBatch runs one batch of the worker over the store's evaluations
-// of instances: each scheduled on a fork where the plans before it are
-// played, as the worker does, with plans "committed" without Raft (the
-// store is not changed).
-func EvaluateBatch(store *state.Store, instances []string, now time.Time, ids func() string) {
+// EvaluateBatch runs one batch of the worker over the store's evals: each
+// scheduled on a fork where the plans before it are played, as the worker
+// does, with plans "committed" without Raft (the store is not changed).
+func EvaluateBatch(store *state.Store, evals []*state.Eval, now time.Time, ids func() string) {
 	w := NewWorker(WorkerConfig{Store: store, Clock: func() time.Time { return now }, IDs: ids,
 		ProposeAll: func(_ context.Context, ps []*state.Plan) []Committed { return make([]Committed, len(ps)) }})
+	instances := make([]string, len(evals))
+	for i, e := range evals {
+		instances[i] = e.Instance
+	}
 	w.evaluate(context.Background(), instances)
 }

@@ -70,11 +70,12 @@ func fill(n *nodeState, d *demand) float64 {
 // first maxCandidates nodes that fit in a shuffled order of the nodes, from
 // where the last placement's look ended, as Nomad ranks a few shuffled
 // nodes (log2 of the fleet, at least 2) rather than every one. Shuffled,
-// so that each look sees every zone however the node ids run. At 10,000 nodes, ranking all of them for each
-// of 10 replicas of 1,000 instances cost the leader seconds of CPU. The
-// choice is the best of those looked at: spread across nodes and zones
-// holds (a fleet that large has many nodes free of the instance in every
-// zone), bin-packing is per look rather than fleet-wide.
+// so that each look sees every zone however the node ids run. At 10,000
+// nodes, ranking all of them for each of 10 replicas of 1,000 instances
+// cost the leader seconds of CPU. The choice is the best of those looked
+// at: spread across nodes and zones holds (a fleet that large has many
+// nodes free of the instance in every zone), bin-packing is per look
+// rather than fleet-wide.
 const (
 	fullScan      = 256
 	maxCandidates = 64
@@ -131,10 +132,11 @@ func pickFrom(nodes []*nodeState, order []int, zones []int, start int, d *demand
 			continue
 		}
 		c := ranked{n: n, zoneMine: n.mine, fill: fill(n, d)}
-		if n.zoneIdx > 0 && n.zoneIdx < len(zones) {
-			c.zoneMine = zones[n.zoneIdx]
-		} else if n.zoneIdx > 0 {
+		if n.zoneIdx > 0 { // else the node is a zone of its own
 			c.zoneMine = 0
+			if n.zoneIdx < len(zones) {
+				c.zoneMine = zones[n.zoneIdx]
+			}
 		}
 		if feasible == 0 || compareRanked(c, choice) < 0 {
 			choice = c
