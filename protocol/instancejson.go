@@ -14,6 +14,21 @@ import (
 // instance. A field added to Instance or to a type within it must be added
 // here too; TestAppendInstanceJSON fails until it is.
 func AppendInstanceJSON(b []byte, in *Instance) ([]byte, error) {
+	b, err := AppendInstanceHead(b, in)
+	if err != nil {
+		return b, err
+	}
+	if b, err = AppendInstanceStatus(b, in.Status); err != nil {
+		return b, err
+	}
+	return AppendInstanceTail(b, in)
+}
+
+// AppendInstanceHead appends the members of in's JSON object that come
+// before its status, the object left open. Head, status and tail are
+// apart so that a list can keep the head and tail of an instance that has
+// not changed and make only its status again.
+func AppendInstanceHead(b []byte, in *Instance) ([]byte, error) {
 	o := jsonObject{b: append(b, '{')}
 	o.str("id", in.ID)
 	o.str("tenant", in.Tenant)
@@ -36,21 +51,36 @@ func AppendInstanceJSON(b []byte, in *Instance) ([]byte, error) {
 	if in.Deployment != nil {
 		o.deployment("deployment", in.Deployment)
 	}
-	if st := in.Status; st != nil {
-		s := o.begin("status")
-		s.str("state", st.State)
-		c := s.begin("replicas")
-		c.int("desired", int64(st.Replicas.Desired))
-		c.int("running", int64(st.Replicas.Running))
-		c.int("healthy", int64(st.Replicas.Healthy))
-		c.int("pending", int64(st.Replicas.Pending))
-		c.int("failed", int64(st.Replicas.Failed))
-		s.end(&c)
-		if st.Deployment != nil {
-			s.deployment("deployment", st.Deployment)
-		}
-		o.end(&s)
+	return o.b, o.err
+}
+
+// AppendInstanceStatus appends st as the member "status" of an object
+// AppendInstanceHead began; nothing when st is nil.
+func AppendInstanceStatus(b []byte, st *InstanceStatus) ([]byte, error) {
+	if st == nil {
+		return b, nil
 	}
+	o := jsonObject{b: b, more: true}
+	s := o.begin("status")
+	s.str("state", st.State)
+	c := s.begin("replicas")
+	c.int("desired", int64(st.Replicas.Desired))
+	c.int("running", int64(st.Replicas.Running))
+	c.int("healthy", int64(st.Replicas.Healthy))
+	c.int("pending", int64(st.Replicas.Pending))
+	c.int("failed", int64(st.Replicas.Failed))
+	s.end(&c)
+	if st.Deployment != nil {
+		s.deployment("deployment", st.Deployment)
+	}
+	o.end(&s)
+	return o.b, o.err
+}
+
+// AppendInstanceTail appends the members of in's JSON object after its
+// status, and closes the object.
+func AppendInstanceTail(b []byte, in *Instance) ([]byte, error) {
+	o := jsonObject{b: b, more: true}
 	o.time("created_at", in.CreatedAt)
 	o.time("updated_at", in.UpdatedAt)
 	o.uint("create_index", in.CreateIndex)

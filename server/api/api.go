@@ -125,6 +125,8 @@ type API struct {
 	// gateway is what endpoints puts around an instance's name: read
 	// once from GatewayURL, not for each instance of a list.
 	gateway gatewayParts
+	// instances keeps the instances' JSON for lists (instancecache.go).
+	instances *instanceCache
 }
 
 // New returns the API handler.
@@ -145,7 +147,7 @@ func New(cfg Config) *API {
 		cfg.Ready = func() bool { return true }
 	}
 	a := &API{cfg: cfg, c: cfg.Cluster, store: cfg.Store, logger: cfg.Logger.Named("api"), mux: http.NewServeMux(),
-		gateway: newGatewayParts(cfg.GatewayURL)}
+		gateway: newGatewayParts(cfg.GatewayURL), instances: newInstanceCache()}
 	a.audit = newAuditQueue(a)
 	a.routes()
 	if cfg.Mount != nil {

@@ -15,9 +15,10 @@ import (
 // writeJSON would, through the encoder of the lists (a create's answer
 // spent as long in encoding/json as its command in the FSM).
 func (a *API) writeInstance(w http.ResponseWriter, status int, snap *state.Snapshot, in *protocol.Instance) {
-	v := a.view(in, snap.InstanceStatus(in))
-	b, err := protocol.AppendInstanceJSON(make([]byte, 0, 2048), &v)
+	st := snap.InstanceStatus(in)
+	b, err := a.appendInstance(make([]byte, 0, 2048), snap, in, st)
 	if err != nil {
+		v := a.view(in, st)
 		writeJSON(w, status, &v) // says what cannot be encoded, as before
 		return
 	}
@@ -43,8 +44,7 @@ func (a *API) writeInstances(w http.ResponseWriter, snap *state.Snapshot, tenant
 	st := snap.Statuses(tenant)
 	writeJSONList(w, http.StatusOK, ins, func(b []byte, in *protocol.Instance) ([]byte, error) {
 		status := st.Of(in)
-		v := a.view(in, &status)
-		return protocol.AppendInstanceJSON(b, &v)
+		return a.appendInstance(b, snap, in, &status)
 	})
 }
 
