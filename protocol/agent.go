@@ -102,6 +102,10 @@ type Hello struct {
 	// the connection comes from.
 	Address  string          `json:"address,omitempty"`
 	Replicas []ReplicaReport `json:"replicas,omitempty"`
+	// AssignChanges asks for assignments as changes to the last one of
+	// the session rather than whole sets (Assign). A server that does not
+	// know the field sends whole sets, which such an agent takes too.
+	AssignChanges bool `json:"assign_changes,omitempty"`
 }
 
 // Welcome answers a hello.
@@ -124,10 +128,16 @@ type Redirect struct {
 	Leader string `json:"leader"`
 }
 
-// Assign carries the whole desired replica set of a node.
+// Assign carries the desired replica set of a node: the whole set, or,
+// with Changes, what changed since the last assignment of the session
+// (the replicas added or changed, the ids of those removed). A server sends
+// changes only to an agent whose hello asked for them (AssignChanges), and
+// only after the session's first, whole set.
 type Assign struct {
 	Generation uint64            `json:"generation"`
 	Replicas   []AssignedReplica `json:"replicas"`
+	Changes    bool              `json:"changes,omitempty"`
+	Removed    []string          `json:"removed,omitempty"`
 }
 
 // AssignedReplica is one replica a node must run, with its spec.

@@ -11,10 +11,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -315,7 +317,9 @@ func (c *Client) session(ctx context.Context, base string) (string, time.Duratio
 	defer ws.CloseNow()
 	ws.SetReadLimit(protocol.MaxFrameBytes)
 
-	if err := protocol.WriteMessage(dctx, ws, writeTimeout, protocol.MsgHello, c.cfg.Hello()); err != nil {
+	hello := c.cfg.Hello()
+	hello.AssignChanges = true // reader makes the whole sets
+	if err := protocol.WriteMessage(dctx, ws, writeTimeout, protocol.MsgHello, hello); err != nil {
 		return "", 0, fmt.Errorf("send hello: %w", err)
 	}
 	env, err := protocol.ReadMessage(dctx, ws)
@@ -394,6 +398,7 @@ func (c *Client) reader(life, ctx context.Context, ws *websocket.Conn, intervals
 	streams := map[string]context.CancelFunc{}
 	var smu sync.Mutex
 	assigns := make(chan protocol.Assign, 1)
+	var set assigned // the session's desired set, made whole from changes
 	applied := make(chan struct{})
 	go func() {
 		defer close(applied)
@@ -427,8 +432,9 @@ func (c *Client) reader(life, ctx context.Context, ws *websocket.Conn, intervals
 			if err := protocol.DecodeBody(env, &a); err != nil {
 				return err
 			}
-			if len(a.Replicas) > protocol.MaxAssignReplicas {
-				return fmt.Errorf("assign with %d replicas over the limit", len(a.Replicas))
+			a, err := set.apply(a)
+			if err != nil {
+				return err
 			}
 			// Applied by another goroutine, newest first: starting processes
 			// must not keep this loop from reading pongs.
@@ -559,4 +565,41 @@ func (c *Client) pinger(ctx context.Context, ws *websocket.Conn, interval time.D
 			return fmt.Errorf("%w within %s: %w", errPongLate, wait, err)
 		}
 	}
+}
+
+// assigned is the desired set of a session, by replica id: the last whole
+// set, changed by the assignments of changes since.
+type assigned map[string]protocol.AssignedReplica
+
+// apply takes a, a whole set or changes, and returns the whole set the
+// agent must run, in the order of ids, as the server sends whole sets.
+// Changes before a whole set, or a set past MaxAssignReplicas, are refused:
+// the session ends, and the next begins with a whole set.
+func (s *assigned) apply(a protocol.Assign) (protocol.Assign, error) {
+	if len(a.Replicas) > protocol.MaxAssignReplicas || len(a.Removed) > protocol.MaxAssignReplicas {
+		return a, fmt.Errorf("assign with %d replicas and %d removed: over the limit of %d", len(a.Replicas), len(a.Removed), protocol.MaxAssignReplicas)
+	}
+	switch {
+	case !a.Changes:
+		*s = make(assigned, len(a.Replicas))
+	case *s == nil:
+		return a, errors.New("assign of changes before a whole set")
+	}
+	for _, id := range a.Removed {
+		delete(*s, id)
+	}
+	for _, r := range a.Replicas {
+		(*s)[r.ID] = r
+	}
+	if len(*s) > protocol.MaxAssignReplicas {
+		return a, fmt.Errorf("assign of changes makes %d replicas: over the limit of %d", len(*s), protocol.MaxAssignReplicas)
+	}
+	if !a.Changes {
+		return a, nil
+	}
+	whole := protocol.Assign{Generation: a.Generation, Replicas: make([]protocol.AssignedReplica, 0, len(*s))}
+	for _, id := range slices.Sorted(maps.Keys(*s)) {
+		whole.Replicas = append(whole.Replicas, (*s)[id])
+	}
+	return whole, nil
 }

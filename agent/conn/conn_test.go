@@ -713,3 +713,79 @@ func TestFleetRedialsSpreadOverAnInterval(t *testing.T) {
 			clients, early, interval/6, late, interval/2)
 	}
 }
+
+// An agent asks for assignments as changes; the client makes each one the
+// whole set again, from the session's last set, before the agent sees it.
+// Changes that come before any whole set end the session, and the next
+// session starts from its own whole set.
+func TestAssignChangesMadeWhole(t *testing.T) {
+	f := newFakeServer(t, nil)
+	_, rec := run(t, conn.Config{Servers: []string{f.srv.URL}})
+	replica := func(id string, version uint64) protocol.AssignedReplica {
+		return protocol.AssignedReplica{ID: id, Tenant: "acme", Instance: "crm", Version: version}
+	}
+	last := func(want string) {
+		t.Helper()
+		eventually(t, "the agent assigned "+want, func() error {
+			rec.mu.Lock()
+			defer rec.mu.Unlock()
+			if len(rec.assigns) == 0 {
+				return fmt.Errorf("no assignment")
+			}
+			a := rec.assigns[len(rec.assigns)-1]
+			var got []string
+			for _, r := range a.Replicas {
+				got = append(got, fmt.Sprintf("%s@%d", r.ID, r.Version))
+			}
+			if s := strings.Join(got, " "); s != want || a.Changes || a.Replicas == nil {
+				return fmt.Errorf("last assignment %q (changes %v, nil %v)", s, a.Changes, a.Replicas == nil)
+			}
+			return nil
+		})
+	}
+	session := func() *fakeConn {
+		t.Helper()
+		fc := f.accept()
+		var h protocol.Hello
+		if err := protocol.DecodeBody(fc.next(protocol.MsgHello), &h); err != nil || !h.AssignChanges {
+			t.Fatalf("hello %+v (%v): the client must ask for changes", h, err)
+		}
+		if err := fc.send(protocol.MsgWelcome, protocol.Welcome{NodeID: "node-1", NodeSecret: "s",
+			HeartbeatInterval: protocol.Duration(100 * time.Millisecond)}); err != nil {
+			t.Fatal(err)
+		}
+		return fc
+	}
+
+	fc := session()
+	if err := fc.send(protocol.MsgAssign, protocol.Assign{Generation: 1, Changes: true,
+		Replicas: []protocol.AssignedReplica{replica("r9", 1)}}); err != nil {
+		t.Fatal(err)
+	}
+	fc = session() // the client ended the first
+	must := func(a protocol.Assign) {
+		t.Helper()
+		if err := fc.send(protocol.MsgAssign, a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	must(protocol.Assign{Generation: 2, Replicas: []protocol.AssignedReplica{replica("r1", 1), replica("r2", 1)}})
+	last("r1@1 r2@1")
+	must(protocol.Assign{Generation: 3, Changes: true,
+		Replicas: []protocol.AssignedReplica{replica("r3", 1), replica("r1", 2)}, Removed: []string{"r2"}})
+	last("r1@2 r3@1")
+	must(protocol.Assign{Generation: 4, Replicas: []protocol.AssignedReplica{replica("r5", 1)}})
+	last("r5@1")
+	must(protocol.Assign{Generation: 5, Changes: true, Removed: []string{"r5"}})
+	last("")
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	for _, a := range rec.assigns {
+		for _, r := range a.Replicas {
+			if r.ID == "r9" {
+				t.Fatalf("the agent was given r9 of changes that came before a whole set: %+v", a)
+			}
+		}
+	}
+	fc.finish()
+}

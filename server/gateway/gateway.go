@@ -85,6 +85,8 @@ type Gateway struct {
 	wake chan struct{} // wakes the batcher
 	// connects counts the agents' WebSocket requests, refused ones too.
 	connects atomic.Int64
+	// assigned counts the replicas sent in assignments, whole or changes.
+	assigned atomic.Int64
 
 	batch batcher
 }
@@ -359,7 +361,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.refuse(ctx, c, r, e.Code, e.Message)
 		return
 	}
-	s := newSession(g, c, node, r.RemoteAddr)
+	s := newSession(g, c, node, r.RemoteAddr, hello.AssignChanges)
 	sess.Store(s)
 	if !g.addSession(s) {
 		g.redirect(ctx, c)
@@ -589,6 +591,11 @@ func (g *Gateway) kick() {
 // started, refused ones included: a number that climbs while Sessions
 // stays level is agents redialling.
 func (g *Gateway) Connects() int64 { return g.connects.Load() }
+
+// Assigned counts the replicas this server has sent agents in
+// assignments (a whole set counts each of its replicas, changes each
+// replica added or changed) since it started.
+func (g *Gateway) Assigned() int64 { return g.assigned.Load() }
 
 // Sessions counts the agents connected to this server.
 func (g *Gateway) Sessions() int {

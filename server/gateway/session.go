@@ -22,6 +22,8 @@ type session struct {
 	c      *websocket.Conn
 	node   string
 	remote string
+	// changes: the agent takes assignments as changes (Hello.AssignChanges).
+	changes bool
 
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -54,9 +56,9 @@ type logStream struct {
 
 func (l *logStream) end() { l.once.Do(func() { close(l.done) }) }
 
-func newSession(g *Gateway, c *websocket.Conn, node *protocol.Node, remote string) *session {
+func newSession(g *Gateway, c *websocket.Conn, node *protocol.Node, remote string, changes bool) *session {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &session{g: g, c: c, node: node.ID, remote: remote, ctx: ctx, cancel: cancel,
+	return &session{g: g, c: c, node: node.ID, remote: remote, changes: changes, ctx: ctx, cancel: cancel,
 		logs: map[string]*logStream{}, ackCh: make(chan struct{}, 1)}
 }
 
@@ -184,32 +186,32 @@ func (s *session) heard() {
 }
 
 // write sends the agent what it must know, from one goroutine: the node's
-// whole desired set whenever it changes, which status messages are
-// committed, and a new heartbeat interval when the fleet's TTL changes.
-// Once an interval it checks that an agent that said nothing still
-// answers a ping.
+// desired set whenever it changes (whole, or only what changed for an
+// agent that asked for changes), which status messages are committed, and
+// a new heartbeat interval when the fleet's TTL changes. Once an interval
+// it checks that an agent that said nothing still answers a ping.
 //
 // The desired set changes when a replica placed on the node changes, or
 // the flags of one of its instances (Store.NodeWatch). A spec change
 // reaches a node as new replicas of a new version; the other fields of an
-// assignment but the flags are fixed for a replica's life, so a set is new
-// when its replicas, their versions, their ports or their flags are.
+// assignment but the flags are fixed for a replica's life, so a replica
+// has changed when its version, its ports or its flags have.
 func (s *session) write(told time.Duration) {
 	tick := time.NewTicker(told)
 	defer tick.Stop()
-	last, sent := "", false
+	var sent map[string]string // what the agent has: replicaKey by id; nil before the first set
 	var ackSent uint64
 	for s.ctx.Err() == nil {
 		changed := s.g.cfg.Store.NodeWatch(s.node)
 		snap := s.g.cfg.Store.Snapshot()
-		a := Desired(snap, s.node)
-		if sig := assignmentKey(a); !sent || sig != last {
+		if a, now, ok := nextAssignment(Desired(snap, s.node), sent, s.changes); ok {
 			a.Generation = snap.Index(state.TableReplicas, state.TableInstances, state.TableFlags, state.TableOverrides)
 			if err := s.send(protocol.MsgAssign, a); err != nil {
 				s.c.CloseNow()
 				return
 			}
-			last, sent = sig, true
+			s.g.assigned.Add(int64(len(a.Replicas)))
+			sent = now
 		}
 	wait:
 		for {
@@ -268,30 +270,56 @@ func (s *session) probe(iv time.Duration) {
 	}()
 }
 
-// assignmentKey identifies a desired set: each replica's id, version,
-// ports and flags, in order.
-func assignmentKey(a protocol.Assign) string {
-	var b strings.Builder
+// nextAssignment returns the assignment that takes an agent that has sent
+// (replicaKey by id; nil: nothing yet) to the desired set a, and what it
+// has then; ok is false when it has a already. The session's first
+// assignment is the whole set, and so is every one to an agent that did
+// not ask for changes.
+func nextAssignment(a protocol.Assign, sent map[string]string, changes bool) (msg protocol.Assign, now map[string]string, ok bool) {
+	now = make(map[string]string, len(a.Replicas))
+	diff := []protocol.AssignedReplica{}
 	for _, r := range a.Replicas {
-		b.WriteString(r.ID)
-		b.WriteByte('@')
-		b.WriteString(strconv.FormatUint(r.Version, 10))
-		names := slices.Sorted(maps.Keys(r.Ports))
-		for _, n := range names {
-			b.WriteByte(' ')
-			b.WriteString(n)
-			b.WriteByte('=')
-			b.WriteString(strconv.Itoa(r.Ports[n]))
+		k := replicaKey(&r)
+		now[r.ID] = k
+		if old, ok := sent[r.ID]; !ok || old != k {
+			diff = append(diff, r)
 		}
-		for _, f := range r.Flags {
-			b.WriteByte(' ')
-			b.WriteString(f.Key)
-			b.WriteByte('=')
-			b.WriteString(f.Source)
-			b.WriteByte(':')
-			b.Write(f.Value)
+	}
+	var removed []string
+	for id := range sent {
+		if _, ok := now[id]; !ok {
+			removed = append(removed, id)
 		}
-		b.WriteByte(';')
+	}
+	switch {
+	case sent == nil || !changes && (len(diff) > 0 || len(removed) > 0):
+		return a, now, true
+	case len(diff) == 0 && len(removed) == 0:
+		return msg, sent, false
+	}
+	slices.Sort(removed)
+	return protocol.Assign{Changes: true, Replicas: diff, Removed: removed}, now, true
+}
+
+// replicaKey identifies what an agent is told of a replica that can change
+// while it is assigned: its version, ports and flags.
+func replicaKey(r *protocol.AssignedReplica) string {
+	var b strings.Builder
+	b.WriteString(strconv.FormatUint(r.Version, 10))
+	names := slices.Sorted(maps.Keys(r.Ports))
+	for _, n := range names {
+		b.WriteByte(' ')
+		b.WriteString(n)
+		b.WriteByte('=')
+		b.WriteString(strconv.Itoa(r.Ports[n]))
+	}
+	for _, f := range r.Flags {
+		b.WriteByte(' ')
+		b.WriteString(f.Key)
+		b.WriteByte('=')
+		b.WriteString(f.Source)
+		b.WriteByte(':')
+		b.Write(f.Value)
 	}
 	return b.String()
 }

@@ -89,6 +89,54 @@ func TestAssignPushedWhenDesiredSetChanges(t *testing.T) {
 	a.none(protocol.MsgAssign, quiet)
 }
 
+// An agent whose hello asks for changes gets the session's first set
+// whole and then only what changed: replicas added or changed (a port
+// reported), the ids of those removed; nothing when its own set did not
+// change. Its next session starts with a whole set again.
+func TestAssignChangesToAgentsThatAskForThem(t *testing.T) {
+	e := newEnv(t, envConfig{})
+	h := testHello("host-a")
+	h.AssignChanges = true
+	a, w := e.connect(e.url(), h)
+	_, wb := e.register("host-b")
+	assign := func(what string, whole bool, ids []string, removed ...string) protocol.Assign {
+		t.Helper()
+		as := clustertest.Decode[protocol.Assign](t, a.next(protocol.MsgAssign))
+		if got := assignedIDs(as); as.Changes == whole || as.Replicas == nil || !slices.Equal(got, ids) || !slices.Equal(as.Removed, removed) {
+			t.Fatalf("%s: assigned %v, removed %v, changes %v; want %v, removed %v, changes %v", what, got, as.Removed, as.Changes, ids, removed, !whole)
+		}
+		return as
+	}
+	assign("first", true, nil)
+	inst := e.instance("acme", "crm")
+	e.place(inst, w.NodeID, "r1")
+	if as := assign("r1 placed", false, []string{"r1"}); as.Replicas[0].Spec.Version != "1.0.0" {
+		t.Fatalf("r1 assigned without its spec: %+v", as.Replicas[0])
+	}
+	e.place(inst, wb.NodeID, "r2")
+	a.none(protocol.MsgAssign, quiet)
+	e.place(inst, w.NodeID, "r3")
+	gen := assign("r3 placed", false, []string{"r3"}).Generation
+	a.send(protocol.MsgStatus, protocol.Status{Seq: 1, Generation: gen,
+		Replicas: []protocol.ReplicaReport{{ID: "r3", State: protocol.ReplicaRunning, Ports: map[string]int{"http": 20007}}}})
+	if as := assign("r3's port reported", false, []string{"r3"}); as.Replicas[0].Ports["http"] != 20007 {
+		t.Fatalf("r3 assigned with ports %v after reporting its port", as.Replicas[0].Ports)
+	}
+	e.stopReplicas(inst, "r1")
+	assign("r1 stopped", false, nil, "r1")
+	a.none(protocol.MsgAssign, quiet)
+
+	a.ws.CloseNow()
+	h = rejoin("host-a", w, w.NodeSecret)
+	h.AssignChanges = true
+	a, _ = e.connect(e.url(), h)
+	assign("a new session", true, []string{"r3"})
+	// r1, r3, r3 again, r3 again, and host-b's r2.
+	if n := e.gw().Assigned(); n != 5 {
+		t.Fatalf("the gateway counts %d replicas sent, want 5", n)
+	}
+}
+
 // Status reports are committed in batches, and each commit is acked with
 // the highest seq it covers: an ack never comes before its reports are in
 // the state.

@@ -26,6 +26,7 @@ type Config struct {
 	AppliedIndex func() uint64
 	Sessions     func() int   // connected agents (on the leader)
 	Connects     func() int64 // agents' connection attempts since start
+	Assigned     func() int64 // replicas sent in assignments since start
 }
 
 // Metrics is a server's registry and the instruments the server's parts
@@ -68,6 +69,11 @@ func New(cfg Config) *Metrics {
 	if cfg.Connects != nil {
 		m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: namespace, Name: "agent_connects_total",
 			Help: "Agent connection attempts to this server since it started."}, func() float64 { return float64(cfg.Connects()) }))
+	}
+	if cfg.Assigned != nil {
+		m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: namespace, Name: "agent_assigned_replicas_total",
+			Help: "Replicas this server has sent agents in assignments (each of a whole set, each added or changed one of changes) since it started."},
+			func() float64 { return float64(cfg.Assigned()) }))
 	}
 	return m
 }

@@ -184,7 +184,7 @@ func TestTenantHandler(t *testing.T) {
 func TestPromlint(t *testing.T) {
 	f := newFleet(t)
 	m := metrics.New(metrics.Config{Store: f.Store, IsLeader: func() bool { return true }, AppliedIndex: func() uint64 { return 9 },
-		Sessions: func() int { return 7 }, Connects: func() int64 { return 3 }})
+		Sessions: func() int { return 7 }, Connects: func() int64 { return 3 }, Assigned: func() int64 { return 11 }})
 	// What hashicorp/raft reports, in its shapes.
 	gometrics.IncrCounter([]string{"raft", "apply"}, 1)
 	gometrics.MeasureSince([]string{"raft", "commitTime"}, time.Now().Add(-3*time.Millisecond))
@@ -200,7 +200,7 @@ func TestPromlint(t *testing.T) {
 	body := scrape(t, m.Handler(), "/metrics")
 	for _, want := range []string{
 		"drover_raft_leader 1\n", "drover_raft_applied_index 9\n", "drover_agent_sessions 7\n",
-		"drover_agent_connects_total 3\n", "drover_tenants 2\n", `drover_nodes{status="ready"} 1`,
+		"drover_agent_connects_total 3\n", "drover_agent_assigned_replicas_total 11\n", "drover_tenants 2\n", `drover_nodes{status="ready"} 1`,
 		"drover_raft_apply_total", "drover_raft_commit_time_seconds_bucket",
 		`drover_raft_net_rpc_decode_seconds_count{rpc_type="AppendEntries"}`,
 		"drover_raft_leader_oldest_log_age_seconds 1.5\n",
