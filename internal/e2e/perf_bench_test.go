@@ -146,13 +146,30 @@ func profileLeader(tb testing.TB, url, name string) func() {
 
 // profileServer is profileLeader for any server, over seconds.
 func profileServer(tb testing.TB, url, name string, seconds int) func() {
+	return saveInBackground(tb, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", url, seconds), name)
+}
+
+// traceServer, with DROVER_PERF_PROFILE and DROVER_PERF_TRACE set, saves
+// an execution trace of seconds of the server at url as name.pprof (for
+// go tool trace: where its goroutines waited, and for what); the function
+// it returns waits for it.
+func traceServer(tb testing.TB, url, name string, seconds int) func() {
+	if os.Getenv("DROVER_PERF_TRACE") == "" {
+		return func() {}
+	}
+	return saveInBackground(tb, fmt.Sprintf("%s/debug/pprof/trace?seconds=%d", url, seconds), name)
+}
+
+// saveInBackground saves what url answers as saveProfile does, from a
+// goroutine; the function it returns waits for it.
+func saveInBackground(tb testing.TB, url, name string) func() {
 	if os.Getenv("DROVER_PERF_PROFILE") == "" {
 		return func() {}
 	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		saveProfile(tb, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", url, seconds), name)
+		saveProfile(tb, url, name)
 	}()
 	return func() { <-done }
 }
@@ -258,6 +275,12 @@ func clusterCPU(tb testing.TB, c *Cluster) float64 {
 		ticks += benchCPUTicks(tb, s.running("cpu").pid())
 	}
 	return float64(ticks) / benchClockTicks()
+}
+
+// ownCPU is the CPU time, in seconds, this process (the simulated hosts
+// and the load generator) has used.
+func ownCPU(tb testing.TB) float64 {
+	return float64(benchCPUTicks(tb, os.Getpid())) / benchClockTicks()
 }
 
 // perfCreate creates n instances of tenant named prefix0..., with conc
@@ -393,6 +416,7 @@ func perfPlacement(tb testing.TB, p *perfRun, sz perfSizes) {
 	stopProfile := profileLeader(tb, leader.URL(), "placement")
 	defer stopProfile()
 	sentBefore := benchMetricValue(tb, api, "drover_agent_assigned_replicas_total")
+	serverCPU, hostsCPU := clusterCPU(tb, c), ownCPU(tb)
 	start := time.Now()
 	_, _, failed := perfCreate(urls, "place", "p", 64, sz.instances, fmt.Sprintf(`"replicas":%d`, sz.perReplicas))
 	if failed > 0 {
@@ -410,12 +434,15 @@ func perfPlacement(tb testing.TB, p *perfRun, sz perfSizes) {
 		return n >= sz.instances*sz.perReplicas, fmt.Sprintf("%d replicas reported", n)
 	})
 	p.add("placement", "all replicas reported by their hosts after", time.Since(start).Seconds(), "s", "", nil)
+	serverCPU, hostsCPU = clusterCPU(tb, c)-serverCPU, ownCPU(tb)-hostsCPU
 	perfWaitHealthy(tb, api, "place", sz.instances, sz.perReplicas, nil, "every replica healthy")
 	placed := time.Since(start)
 	replicas := float64(sz.instances * sz.perReplicas)
 	p.add("placement", fmt.Sprintf("%d replicas on %d hosts: all healthy", sz.instances*sz.perReplicas, sz.agents), placed.Seconds(), "s", "<= 2 s", nil)
 	p.add("placement", "replicas placed and healthy per second", replicas/placed.Seconds(), "1/s", ">= 5000", nil)
 	p.add("placement", "creates done after", created.Seconds(), "s", "", nil)
+	p.add("placement", "servers' CPU per replica, until all reported", 1000*serverCPU/replicas, "ms", "", nil)
+	p.add("placement", "hosts' and load's CPU per replica, until all reported", 1000*hostsCPU/replicas, "ms", "", nil)
 	var assigns int64
 	for _, a := range fleet {
 		assigns += a.assigns.Load()
@@ -640,10 +667,16 @@ const perfPoll = 50 * time.Millisecond
 // perfEventually is eventually, polling every perfPoll.
 func perfEventually(tb testing.TB, timeout time.Duration, what string, cond func() (bool, string)) {
 	tb.Helper()
+	perfEventuallyEvery(tb, timeout, perfPoll, what, cond)
+}
+
+// perfEventuallyEvery is eventually, polling every poll.
+func perfEventuallyEvery(tb testing.TB, timeout, poll time.Duration, what string, cond func() (bool, string)) {
+	tb.Helper()
 	eventually(tb, timeout, what, func() (bool, string) {
 		ok, state := cond()
 		if !ok {
-			time.Sleep(perfPoll - testwait.Poll)
+			time.Sleep(poll - testwait.Poll)
 		}
 		return ok, state
 	})

@@ -385,9 +385,13 @@ func (w *writer) account(r *protocol.Replica) {
 	var old *protocol.Replica
 	if raw := w.first(tableReplicas, r.ID); raw != nil {
 		old = raw.(*protocol.Replica)
-		w.nodeChanged(old.Node)
 	}
-	w.nodeChanged(r.Node)
+	if assignedDiffers(old, r) {
+		if old != nil {
+			w.nodeChanged(old.Node)
+		}
+		w.nodeChanged(r.Node)
+	}
 	if r.Reserved == (protocol.Reservation{}) {
 		if old != nil {
 			r.Reserved = old.Reserved
@@ -401,6 +405,17 @@ func (w *writer) account(r *protocol.Replica) {
 	if r.Holds() {
 		w.use(r.Node, r.Reserved, 1)
 	}
+}
+
+// assignedDiffers reports whether r, written over old (nil: new), changes
+// what an agent is assigned (gateway.Desired): where it is placed, whether
+// it should run, its version, its ports. A report of its state or health
+// does not: at 10,000 hosts, waking every reporting host's session to find
+// its set unchanged left thousands of goroutines runnable at once, and
+// the leader's Raft goroutines waited behind them past the leader lease.
+func assignedDiffers(old, r *protocol.Replica) bool {
+	return old == nil || old.Node != r.Node || old.Desired != r.Desired || old.Version != r.Version ||
+		!maps.Equal(old.Ports, r.Ports)
 }
 
 // nodeChanged records that a replica of node changes (NodeWatch).

@@ -11,9 +11,10 @@ import (
 	"github.com/drover-dev/drover/server/state"
 )
 
-// A node's watch wakes for changes of replicas placed on that node (placed,
-// reported, stopped, moved away) and for a restore, and sleeps through
-// everything else, other nodes' replicas included.
+// A node's watch wakes for changes of what its agent is assigned (a
+// replica placed on the node, its ports reported, stopped, moved away) and
+// for a restore, and sleeps through everything else: its replicas' states
+// and health, other nodes' replicas.
 func TestNodeWatch(t *testing.T) {
 	h := newHarness(t)
 	h.tenant("acme")
@@ -38,9 +39,16 @@ func TestNodeWatch(t *testing.T) {
 	}
 	step("a replica placed on n1", func() { h.place("acme/crm", "n1", 1, "r1") }, true, false)
 	step("a replica placed on n2", func() { h.place("acme/crm", "n2", 1, "r2") }, false, true)
-	step("n1's replica reports", func() {
+	step("n1's replica reports its state", func() {
 		h.report("n1", protocol.ReplicaReport{ID: "r1", State: protocol.ReplicaHealthy, Health: protocol.HealthPassing})
+	}, false, false)
+	step("n1's replica reports the ports it took", func() {
+		h.report("n1", protocol.ReplicaReport{ID: "r1", State: protocol.ReplicaHealthy, Health: protocol.HealthPassing,
+			Ports: map[string]int{"http": 20001}})
 	}, true, false)
+	step("n1's replica reports the same ports", func() {
+		h.report("n1", protocol.ReplicaReport{ID: "r1", State: protocol.ReplicaFailed, Ports: map[string]int{"http": 20001}})
+	}, false, false)
 	step("a tenant changes", func() { h.tenant("initech") }, false, false)
 	step("n2's replica stops", func() {
 		h.Must(state.CmdPlanApply, state.Plan{Instance: "acme/crm", EvalIndex: h.Index(), Stop: []state.ReplicaStop{{ID: "r2", Message: "scale down"}}})
