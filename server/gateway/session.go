@@ -44,6 +44,10 @@ type session struct {
 	// probes are the server's pings in flight (one at most).
 	probes  sync.WaitGroup
 	probing atomic.Bool
+	// told is the heartbeat interval the agent was told last (written by
+	// write); tellCh wakes write to tell it the gateway's new one.
+	told   atomic.Int64
+	tellCh chan struct{}
 }
 
 // logStream is one log stream in flight. Its data channel is never closed:
@@ -59,7 +63,7 @@ func (l *logStream) end() { l.once.Do(func() { close(l.done) }) }
 func newSession(g *Gateway, c *websocket.Conn, node *protocol.Node, remote string, changes bool) *session {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &session{g: g, c: c, node: node.ID, remote: remote, changes: changes, ctx: ctx, cancel: cancel,
-		logs: map[string]*logStream{}, ackCh: make(chan struct{}, 1)}
+		logs: map[string]*logStream{}, ackCh: make(chan struct{}, 1), tellCh: make(chan struct{}, 1)}
 }
 
 // closeWait bounds how long closing a session waits for the agent to
@@ -188,8 +192,7 @@ func (s *session) heard() {
 // write sends the agent what it must know, from one goroutine: the node's
 // desired set whenever it changes (whole, or only what changed for an
 // agent that asked for changes), which status messages are committed, and
-// a new heartbeat interval when the fleet's TTL changes. Once an interval
-// it checks that an agent that said nothing still answers a ping.
+// a new heartbeat interval when the gateway's sweep says so (sweep).
 //
 // The desired set changes when a replica placed on the node changes, or
 // the flags of one of its instances (Store.NodeWatch). A spec change
@@ -197,8 +200,7 @@ func (s *session) heard() {
 // assignment but the flags are fixed for a replica's life, so a replica
 // has changed when its version, its ports or its flags have.
 func (s *session) write(told time.Duration) {
-	tick := time.NewTicker(told)
-	defer tick.Stop()
+	s.told.Store(int64(told))
 	var sent map[string]string // what the agent has: replicaKey by id; nil before the first set
 	var ackSent uint64
 	for s.ctx.Err() == nil {
@@ -228,20 +230,31 @@ func (s *session) write(told time.Duration) {
 					}
 					ackSent = seq
 				}
-			case <-tick.C:
-				if iv := s.g.interval(); iv != told {
+			case <-s.tellCh:
+				if iv := s.g.interval(); iv != time.Duration(s.told.Load()) {
 					if err := s.send(protocol.MsgHeartbeat, protocol.Heartbeat{Interval: protocol.Duration(iv)}); err != nil {
 						s.c.CloseNow()
 						return
 					}
-					told = iv
-					tick.Reset(iv)
-				}
-				if !s.spoke.Swap(false) {
-					s.probe(told)
+					s.told.Store(int64(iv))
 				}
 			}
 		}
+	}
+}
+
+// tick is the gateway's sweep (Gateway.sweep) of this session, once an
+// interval: it wakes write to tell the agent a new interval, and pings an
+// agent that said nothing since the last sweep.
+func (s *session) tick(iv time.Duration) {
+	if time.Duration(s.told.Load()) != iv {
+		select {
+		case s.tellCh <- struct{}{}:
+		default:
+		}
+	}
+	if !s.spoke.Swap(false) {
+		s.probe(time.Duration(s.told.Load()))
 	}
 }
 
