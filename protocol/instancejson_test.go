@@ -15,20 +15,41 @@ import (
 // every field, down to the spec's, is set or left zero at random: a field
 // it does not know of shows as a difference.
 func TestAppendInstanceJSON(t *testing.T) {
-	r := rand.New(rand.NewPCG(1, 2))
+	checkEncoder(t, rand.New(rand.NewPCG(1, 2)), "Instance", protocol.AppendInstanceJSON)
+}
+
+// checkEncoder compares enc with json.Marshal on 3,000 values of T filled
+// at random by r (the first with every field set).
+func checkEncoder[T any](t *testing.T, r *rand.Rand, name string, enc func([]byte, *T) ([]byte, error)) {
+	t.Helper()
 	for i := range 3000 {
-		var in protocol.Instance
-		fill(t, r, reflect.ValueOf(&in).Elem(), "Instance", i == 0)
-		want, err := json.Marshal(&in)
+		var v T
+		fill(t, r, reflect.ValueOf(&v).Elem(), name, i == 0)
+		want, err := json.Marshal(&v)
 		if err != nil {
 			t.Fatal(err)
 		}
-		got, err := protocol.AppendInstanceJSON([]byte("prefix"), &in)
+		got, err := enc([]byte("prefix"), &v)
 		if err != nil {
 			t.Fatal(err)
 		}
 		if string(got) != "prefix"+string(want) {
-			t.Fatalf("instance %d:\ngot  %s\nwant prefix%s", i, got, want)
+			t.Fatalf("%s %d:\ngot  %s\nwant prefix%s", name, i, got, want)
+		}
+	}
+}
+
+// AppendNodeJSON writes what encoding/json writes, for nodes filled at
+// random as TestAppendInstanceJSON fills instances.
+func TestAppendNodeJSON(t *testing.T) {
+	checkEncoder(t, rand.New(rand.NewPCG(3, 4)), "Node", protocol.AppendNodeJSON)
+	for _, v := range []float64{math.NaN(), math.Inf(1), math.Inf(-1)} {
+		n := protocol.Node{Load: &protocol.Metrics{CPUPercent: v}}
+		if _, err := json.Marshal(&n); err == nil {
+			t.Fatalf("json.Marshal took %v", v)
+		}
+		if _, err := protocol.AppendNodeJSON(nil, &n); err == nil {
+			t.Fatalf("AppendNodeJSON took %v", v)
 		}
 	}
 }
@@ -51,9 +72,10 @@ func TestAppendInstanceJSONBadTime(t *testing.T) {
 var (
 	fillStrings = []string{"", "acme", "a/b", "<script>&</script>", `quote " and \ back`, "ctl \x00\x01\b\f\n\r\t\x1f",
 		"é µs 日本", "line\u2028sep\u2029", "bad \xff utf-8", "\x7f"}
-	fillInts  = []int64{0, 1, -7, 1500, int64(5 * time.Minute), int64(-3 * time.Second), int64(time.Microsecond), math.MaxInt64, math.MinInt64}
-	fillUints = []uint64{0, 1, 42, math.MaxUint64}
-	fillTimes = []time.Time{{}, time.Date(2025, 6, 1, 12, 0, 0, 123456789, time.UTC),
+	fillInts   = []int64{0, 1, -7, 1500, int64(5 * time.Minute), int64(-3 * time.Second), int64(time.Microsecond), math.MaxInt64, math.MinInt64}
+	fillUints  = []uint64{0, 1, 42, math.MaxUint64}
+	fillFloats = []float64{0, 1, -2.5, 0.1, 1e-7, -3.2e-9, 123456789.125, 1e21, 1.5e300, math.SmallestNonzeroFloat64, 99.99999999}
+	fillTimes  = []time.Time{{}, time.Date(2025, 6, 1, 12, 0, 0, 123456789, time.UTC),
 		time.Date(1999, 12, 31, 23, 59, 59, 0, time.FixedZone("", 5*3600+1800)), time.Date(2030, 1, 2, 3, 4, 5, 6000, time.FixedZone("", -8*3600))}
 )
 
@@ -70,7 +92,7 @@ func fill(t *testing.T, r *rand.Rand, v reflect.Value, path string, all bool) {
 		for i := range v.NumField() {
 			f := v.Type().Field(i)
 			if !f.IsExported() {
-				t.Fatalf("%s.%s is not exported: AppendInstanceJSON's test does not know it", path, f.Name)
+				t.Fatalf("%s.%s is not exported: the encoders' tests do not know it", path, f.Name)
 			}
 			if all || r.IntN(4) > 0 {
 				fill(t, r, v.Field(i), path+"."+f.Name, all)
@@ -82,6 +104,8 @@ func fill(t *testing.T, r *rand.Rand, v reflect.Value, path string, all bool) {
 		v.SetInt(fillInts[r.IntN(len(fillInts))])
 	case reflect.Uint64:
 		v.SetUint(fillUints[r.IntN(len(fillUints))])
+	case reflect.Float64:
+		v.SetFloat(fillFloats[r.IntN(len(fillFloats))])
 	case reflect.Bool:
 		v.SetBool(all || r.IntN(2) == 1)
 	case reflect.Pointer:
@@ -111,6 +135,6 @@ func fill(t *testing.T, r *rand.Rand, v reflect.Value, path string, all bool) {
 			v.SetMapIndex(k, e)
 		}
 	default:
-		t.Fatalf("%s is a %s: AppendInstanceJSON's test does not know it", path, v.Kind())
+		t.Fatalf("%s is a %s: the encoders' tests do not know it", path, v.Kind())
 	}
 }

@@ -329,12 +329,11 @@ func (a *API) listNodes(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	nodes := snap.Nodes()
-	out := make([]*protocol.Node, 0, len(nodes))
-	for _, n := range nodes {
-		out = append(out, a.liveNode(snap, n))
-	}
-	writeJSON(w, http.StatusOK, out)
+	// Each node is made live and encoded as it is written, without
+	// reflection: the list of a fleet of 10,000 is polled by consoles.
+	writeJSONList(w, http.StatusOK, snap.Nodes(), func(b []byte, n *protocol.Node) ([]byte, error) {
+		return protocol.AppendNodeJSON(b, a.liveNode(snap, n))
+	})
 	return nil
 }
 
