@@ -249,3 +249,26 @@ func TestGrowingFleetSlowsEarlierSessions(t *testing.T) {
 		t.Fatalf("first node %s after the fleet grew", n.Status)
 	}
 }
+
+// Sessions that begin and end while the gateway's sweep finds their agents
+// silent are welcomed and end cleanly: the sweep only wakes a session's
+// writer, which pings, so no ping starts before the welcome is sent (the
+// sweep pinging a session at once closed some before their welcome) or
+// after the session has ended (the leader panicked on the session's
+// WaitGroup, in a fleet benchmark; this test does not reproduce that
+// race reliably).
+func TestSweepOfEndingSessions(t *testing.T) {
+	e := newEnv(t, envConfig{Server: server.Config{HeartbeatTTL: 30 * time.Millisecond}})
+	deadline := time.Now().Add(2 * time.Second)
+	for i := 0; time.Now().Before(deadline); i++ {
+		a, _ := e.connectSilent(e.url(), testHello(fmt.Sprintf("host-%d", i)))
+		time.Sleep(time.Duration(i%7) * time.Millisecond)
+		a.ws.CloseNow()
+	}
+	testwait.Eventually(t, wait, "every session to end", func() error {
+		if n := e.gw().Sessions(); n != 0 {
+			return fmt.Errorf("%d sessions", n)
+		}
+		return nil
+	})
+}

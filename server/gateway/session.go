@@ -45,9 +45,12 @@ type session struct {
 	probes  sync.WaitGroup
 	probing atomic.Bool
 	// told is the heartbeat interval the agent was told last (written by
-	// write); tellCh wakes write to tell it the gateway's new one.
+	// write); silent is set by the sweep when the agent said nothing for
+	// an interval; tickCh wakes write to act on either. Only write pings
+	// (probe), so that no ping starts once the session has ended.
 	told   atomic.Int64
-	tellCh chan struct{}
+	silent atomic.Bool
+	tickCh chan struct{}
 }
 
 // logStream is one log stream in flight. Its data channel is never closed:
@@ -63,7 +66,7 @@ func (l *logStream) end() { l.once.Do(func() { close(l.done) }) }
 func newSession(g *Gateway, c *websocket.Conn, node *protocol.Node, remote string, changes bool) *session {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &session{g: g, c: c, node: node.ID, remote: remote, changes: changes, ctx: ctx, cancel: cancel,
-		logs: map[string]*logStream{}, ackCh: make(chan struct{}, 1), tellCh: make(chan struct{}, 1)}
+		logs: map[string]*logStream{}, ackCh: make(chan struct{}, 1), tickCh: make(chan struct{}, 1)}
 }
 
 // closeWait bounds how long closing a session waits for the agent to
@@ -230,7 +233,7 @@ func (s *session) write(told time.Duration) {
 					}
 					ackSent = seq
 				}
-			case <-s.tellCh:
+			case <-s.tickCh:
 				if iv := s.g.interval(); iv != time.Duration(s.told.Load()) {
 					if err := s.send(protocol.MsgHeartbeat, protocol.Heartbeat{Interval: protocol.Duration(iv)}); err != nil {
 						s.c.CloseNow()
@@ -238,23 +241,28 @@ func (s *session) write(told time.Duration) {
 					}
 					s.told.Store(int64(iv))
 				}
+				if s.silent.Swap(false) {
+					s.probe(time.Duration(s.told.Load()))
+				}
 			}
 		}
 	}
 }
 
 // tick is the gateway's sweep (Gateway.sweep) of this session, once an
-// interval: it wakes write to tell the agent a new interval, and pings an
-// agent that said nothing since the last sweep.
+// interval: it wakes write to tell the agent a new interval, or to ping an
+// agent that said nothing since the last sweep; an agent that spoke and
+// has its interval costs no wake.
 func (s *session) tick(iv time.Duration) {
-	if time.Duration(s.told.Load()) != iv {
+	silent := !s.spoke.Swap(false)
+	if silent {
+		s.silent.Store(true)
+	}
+	if silent || time.Duration(s.told.Load()) != iv {
 		select {
-		case s.tellCh <- struct{}{}:
+		case s.tickCh <- struct{}{}:
 		default:
 		}
-	}
-	if !s.spoke.Swap(false) {
-		s.probe(time.Duration(s.told.Load()))
 	}
 }
 
