@@ -572,7 +572,8 @@ func (c *Client) pinger(ctx context.Context, ws *websocket.Conn, interval time.D
 type assigned map[string]protocol.AssignedReplica
 
 // apply takes a, a whole set or changes, and returns the whole set the
-// agent must run, in the order of ids, as the server sends whole sets.
+// agent must run: a whole set as it came, one made of changes in the order
+// of the replicas' ids.
 // Changes before a whole set, or a set past MaxAssignReplicas, are refused:
 // the session ends, and the next begins with a whole set.
 func (s *assigned) apply(a protocol.Assign) (protocol.Assign, error) {

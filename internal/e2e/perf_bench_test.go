@@ -277,6 +277,17 @@ func clusterCPU(tb testing.TB, c *Cluster) float64 {
 	return float64(ticks) / benchClockTicks()
 }
 
+// clusterMetric is the sum of a metric over the cluster's servers: a
+// counter of what the leader does, summed, stays whole when leadership
+// moves.
+func clusterMetric(tb testing.TB, c *Cluster, name string) float64 {
+	sum := 0.0
+	for _, s := range c.Servers() {
+		sum += benchMetricValue(tb, s.Client().WithTimeout(30*time.Second), name)
+	}
+	return sum
+}
+
 // ownCPU is the CPU time, in seconds, this process (the simulated hosts
 // and the load generator) has used.
 func ownCPU(tb testing.TB) float64 {
@@ -415,7 +426,7 @@ func perfPlacement(tb testing.TB, p *perfRun, sz perfSizes) {
 
 	stopProfile := profileLeader(tb, leader.URL(), "placement")
 	defer stopProfile()
-	sentBefore := benchMetricValue(tb, api, "drover_agent_assigned_replicas_total")
+	sentBefore := clusterMetric(tb, c, "drover_agent_assigned_replicas_total")
 	serverCPU, hostsCPU := clusterCPU(tb, c), ownCPU(tb)
 	start := time.Now()
 	_, _, failed := perfCreate(urls, "place", "p", 64, sz.instances, fmt.Sprintf(`"replicas":%d`, sz.perReplicas))
@@ -449,7 +460,7 @@ func perfPlacement(tb testing.TB, p *perfRun, sz perfSizes) {
 	}
 	p.add("placement", "evaluations committed by the leader", benchMetricValue(tb, api, `drover_scheduler_evaluations_total{outcome="committed"}`), "", "", nil)
 	p.add("placement", "assignments sent to the hosts", float64(assigns), "", "", nil)
-	p.add("placement", "replicas in those assignments", benchMetricValue(tb, api, "drover_agent_assigned_replicas_total")-sentBefore, "", "", nil)
+	p.add("placement", "replicas in those assignments", clusterMetric(tb, c, "drover_agent_assigned_replicas_total")-sentBefore, "", "", nil)
 
 	// The hosts that vanish: those holding replicas first, so that
 	// something has to move.

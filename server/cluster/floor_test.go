@@ -79,7 +79,10 @@ func BenchmarkRaftFloor(b *testing.B) {
 		rafts = append(rafts, r)
 	}
 	var leader *raft.Raft
-	for leader == nil {
+	for start := time.Now(); leader == nil; {
+		if time.Since(start) > 10*time.Second {
+			b.Fatal("no leader within 10s")
+		}
 		time.Sleep(20 * time.Millisecond)
 		for _, r := range rafts {
 			if r.State() == raft.Leader {

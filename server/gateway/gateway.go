@@ -173,30 +173,37 @@ func (g *Gateway) Lead(ctx context.Context) {
 	closing.Wait()
 }
 
-// sweep ticks every session once a heartbeat interval (session.tick),
-// from one goroutine: a timer per session woke 5,000 goroutines a second
-// at 10,000 agents, and the leader's Raft goroutines waited behind them.
+// sweep ticks every session about once a heartbeat interval
+// (session.tick), from one goroutine: a timer per session woke 5,000
+// goroutines a second at 10,000 agents, and the leader's Raft goroutines
+// waited behind them. Each heartbeatTick it ticks the sessions of one
+// slot of the interval's, so that the fleet's probes, and the agents told
+// a new interval (whose pings then start over from that moment), are
+// spread over the interval rather than all at once.
 func (g *Gateway) sweep(ctx context.Context) {
-	iv := g.interval()
-	t := time.NewTimer(iv)
+	t := time.NewTicker(heartbeatTick)
 	defer t.Stop()
-	for {
+	var due []*session
+	for round := uint32(0); ; round++ {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		iv = g.interval()
+		iv := g.interval()
+		slots := uint32(max(1, iv/heartbeatTick))
 		g.mu.Lock()
-		sessions := make([]*session, 0, len(g.sessions))
 		for _, s := range g.sessions {
-			sessions = append(sessions, s)
+			if s.slot%slots == round%slots {
+				due = append(due, s)
+			}
 		}
 		g.mu.Unlock()
-		for _, s := range sessions {
+		for _, s := range due {
 			s.tick(iv)
 		}
-		t.Reset(iv)
+		clear(due) // keeps no ended session
+		due = due[:0]
 	}
 }
 

@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"maps"
+	"math/rand/v2"
 	"slices"
 	"strconv"
 	"strings"
@@ -51,6 +52,8 @@ type session struct {
 	told   atomic.Int64
 	silent atomic.Bool
 	tickCh chan struct{}
+	// slot is the session's place in the sweep's rounds (Gateway.sweep).
+	slot uint32
 }
 
 // logStream is one log stream in flight. Its data channel is never closed:
@@ -65,8 +68,14 @@ func (l *logStream) end() { l.once.Do(func() { close(l.done) }) }
 
 func newSession(g *Gateway, c *websocket.Conn, node *protocol.Node, remote string, changes bool) *session {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &session{g: g, c: c, node: node.ID, remote: remote, changes: changes, ctx: ctx, cancel: cancel,
-		logs: map[string]*logStream{}, ackCh: make(chan struct{}, 1), tickCh: make(chan struct{}, 1)}
+	s := &session{g: g, c: c, node: node.ID, remote: remote, changes: changes, ctx: ctx, cancel: cancel,
+		logs: map[string]*logStream{}, ackCh: make(chan struct{}, 1), tickCh: make(chan struct{}, 1),
+		slot: rand.Uint32()}
+	// Its hello counts: a session is not silent until an interval without
+	// a word (after a leader change every agent reconnects at once, and
+	// its first ping comes an interval after its welcome).
+	s.spoke.Store(true)
+	return s
 }
 
 // closeWait bounds how long closing a session waits for the agent to
@@ -323,10 +332,15 @@ func nextAssignment(a protocol.Assign, sent map[string]string, changes bool) (ms
 }
 
 // replicaKey identifies what an agent is told of a replica that can change
-// while it is assigned: its version, ports and flags.
+// while it is assigned: its version, ports, flags, and the plan and
+// release told with its flags.
 func replicaKey(r *protocol.AssignedReplica) string {
 	var b strings.Builder
 	b.WriteString(strconv.FormatUint(r.Version, 10))
+	b.WriteByte(' ')
+	b.WriteString(r.Plan)
+	b.WriteByte(' ')
+	b.WriteString(r.Release)
 	names := slices.Sorted(maps.Keys(r.Ports))
 	for _, n := range names {
 		b.WriteByte(' ')
