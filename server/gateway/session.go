@@ -209,8 +209,9 @@ func (s *session) heard() {
 // The desired set changes when a replica placed on the node changes, or
 // the flags of one of its instances (Store.NodeWatch). A spec change
 // reaches a node as new replicas of a new version; the other fields of an
-// assignment but the flags are fixed for a replica's life, so a replica
-// has changed when its version, its ports or its flags have.
+// assignment but the flags (and the plan and release told with them) are
+// fixed for a replica's life, so a replica has changed when its version,
+// its ports, its flags, its plan or its release have (replicaKey).
 func (s *session) write(told time.Duration) {
 	s.told.Store(int64(told))
 	var sent map[string]string // what the agent has: replicaKey by id; nil before the first set

@@ -52,6 +52,10 @@ func New(cfg Config) *Metrics {
 	gauge := func(name, help string, f func() float64) {
 		m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: namespace, Name: name, Help: help}, f))
 	}
+	counter := func(name, help string, f func() int64) {
+		m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: namespace, Name: name, Help: help},
+			func() float64 { return float64(f()) }))
+	}
 	if cfg.IsLeader != nil {
 		gauge("raft_leader", "1 when this server is the Raft leader.", func() float64 {
 			if cfg.IsLeader() {
@@ -67,13 +71,10 @@ func New(cfg Config) *Metrics {
 		gauge("agent_sessions", "Agents connected to this server.", func() float64 { return float64(cfg.Sessions()) })
 	}
 	if cfg.Connects != nil {
-		m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: namespace, Name: "agent_connects_total",
-			Help: "Agent connection attempts to this server since it started."}, func() float64 { return float64(cfg.Connects()) }))
+		counter("agent_connects_total", "Agent connection attempts to this server since it started.", cfg.Connects)
 	}
 	if cfg.Assigned != nil {
-		m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: namespace, Name: "agent_assigned_replicas_total",
-			Help: "Replicas this server has sent agents in assignments (each of a whole set, each added or changed one of changes) since it started."},
-			func() float64 { return float64(cfg.Assigned()) }))
+		counter("agent_assigned_replicas_total", "Replicas this server has sent agents in assignments (each of a whole set, each added or changed one of changes) since it started.", cfg.Assigned)
 	}
 	return m
 }
