@@ -108,13 +108,15 @@ func TestServerScrape(t *testing.T) {
 		if want["environment=staging,state=stopped,tenant=beta"] != 1 {
 			return fmt.Errorf("beta/old is not stopped yet: %v", want)
 		}
+		// The instances' states agree before the scheduler has made
+		// their replicas: wait for those too.
+		if n := promtest.Parse(t, string(body)).Series("drover_replicas")["environment=production,state=pending,tenant=acme"]; n != 3 {
+			return fmt.Errorf("acme's pending replicas = %v, want 3", n)
+		}
 		return nil
 	})
 	_, body := mgmt.call("GET", "/metrics", nil)
 	fs := promtest.Parse(t, string(body))
-	if n := fs.Series("drover_replicas")["environment=production,state=pending,tenant=acme"]; n != 3 {
-		t.Errorf("acme's pending replicas = %v, want 3", n)
-	}
 	if n := fs.Series("drover_http_requests_total")["code=201,method=post,route=/v1/tenants/{tenant}/instances"]; n != 4 {
 		t.Errorf("instance creations counted %v, want 4 under their route", n)
 	}
