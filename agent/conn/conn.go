@@ -204,6 +204,10 @@ var errPongLate = errors.New("server did not answer ping")
 // of none to redirect to.
 var errNotLeader = errors.New("not the leader, and no leader known")
 
+// errBusy is a server's answer (503) when as many agents as it sets up at
+// once are connecting: after a leader change, the whole fleet.
+var errBusy = errors.New("server busy setting up other agents' connections")
+
 // Run keeps a session up until ctx ends.
 func (c *Client) Run(ctx context.Context) error {
 	// Full jitter over [d/2, d] spreads thousands of agents reconnecting
@@ -243,20 +247,33 @@ func (c *Client) Run(ctx context.Context) error {
 			// An election under way (a cluster starting, a leader lost):
 			// expected, and over within a second or two.
 			c.logger.Info("no cluster leader yet; retrying", "server", target)
+		} else if errors.Is(err, errBusy) {
+			c.logger.Info("server busy connecting other agents; retrying", "server", target)
 		} else if err != nil {
 			c.logger.Warn("connection to server ended", "server", target, "error", err)
+		}
+		// The fleet's TTL (three intervals; it grows with the fleet)
+		// bounds the backoff too where it is longer than MaxBackoff (at
+		// 10,000 agents 6 s), up to four times MaxBackoff: a fleet that a
+		// busy server refuses comes back at a rate it can take.
+		spread := min(3*interval, 4*c.cfg.MaxBackoff)
+		if interval > 0 {
+			wait.Max = max(c.cfg.MaxBackoff, spread)
 		}
 		pause := wait.Next()
 		if interval > 0 && wait.Failures() == 1 && !errors.Is(err, errPongLate) {
 			// A session that was up ended: when it ended for the whole
 			// fleet at once (a leader lost or stepping down), the fleet
-			// redials spread over one heartbeat interval (at most
-			// MaxBackoff), the rate of its heartbeats, rather than all
-			// within the minimum backoff; the new leader gives every node
-			// a whole TTL (three intervals) to come back. A connection
-			// found dead by a late pong is this host's alone, and its
-			// node's deadline is near: it redials at once.
-			pause = c.cfg.MinBackoff + rand.N(min(interval, c.cfg.MaxBackoff)+1)
+			// redials spread over its TTL (spread), rather than all within the
+			// minimum backoff: a third of its heartbeats' rate, which a
+			// new leader that is also taking over the cluster can take
+			// (at 10,000 agents spread over one interval, 5,000 hellos a
+			// second kept a leader on 2 shared cores from its own Raft
+			// heartbeats, and it lost the leadership again). The new
+			// leader gives every node the TTL plus a grace to come back.
+			// A connection found dead by a late pong is this host's
+			// alone, and its node's deadline is near: it redials at once.
+			pause = c.cfg.MinBackoff + rand.N(spread+1)
 		}
 		if !backoff.Sleep(ctx, pause) {
 			return nil
@@ -310,8 +327,11 @@ func (c *Client) session(ctx context.Context, base string) (string, time.Duratio
 	dctx, cancel := context.WithTimeout(ctx, dialTimeout)
 	defer cancel()
 	wsURL := "ws" + strings.TrimPrefix(base, "http") + "/v1/agent/connect"
-	ws, _, err := websocket.Dial(dctx, wsURL, &websocket.DialOptions{HTTPClient: c.dialer})
+	ws, resp, err := websocket.Dial(dctx, wsURL, &websocket.DialOptions{HTTPClient: c.dialer})
 	if err != nil {
+		if resp != nil && resp.StatusCode == http.StatusServiceUnavailable {
+			return "", 0, fmt.Errorf("%s: %w", base, errBusy)
+		}
 		return "", 0, fmt.Errorf("dial %s: %w", base, err)
 	}
 	defer ws.CloseNow()

@@ -170,7 +170,9 @@ func TestAssignAndReportThroughGateway(t *testing.T) {
 // newer ones, nor a newer report of the same replica. Load is sent once.
 func TestReportsResentUntilAcked(t *testing.T) {
 	f := newFakeServer(t, nil)
-	c, rec := run(t, conn.Config{Servers: []string{f.srv.URL}})
+	// The sessions' long heartbeat interval would spread redials over a
+	// TTL of three minutes, but for the cap of four MaxBackoffs.
+	c, rec := run(t, conn.Config{Servers: []string{f.srv.URL}, MaxBackoff: 250 * time.Millisecond})
 	report := func(id, st string, gen uint64) {
 		c.Report([]protocol.ReplicaReport{{ID: id, State: st}}, gen)
 	}
@@ -250,15 +252,38 @@ func TestReportsResentUntilAcked(t *testing.T) {
 	s4.finish()
 }
 
+// A server setting up as many agents' connections as it takes at once
+// answers 503 before the upgrade; the client backs off and dials again
+// until it is let in.
+func TestBusyServerRetried(t *testing.T) {
+	f := newFakeServer(t, nil)
+	f.busy.Store(3)
+	_, rec := run(t, conn.Config{Servers: []string{f.srv.URL}, MinBackoff: 10 * time.Millisecond, MaxBackoff: 40 * time.Millisecond})
+	s := f.accept()
+	if err := s.welcome(time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the welcome", func() error {
+		if rec.welcomeCount() != 1 {
+			return fmt.Errorf("no welcome yet")
+		}
+		return nil
+	})
+	if n := len(f.dialTimes()); n != 4 {
+		t.Fatalf("%d dials, want 3 refused and the one let in", n)
+	}
+}
+
 // After the server closes the connection the client redials with a
-// backoff that doubles from MinBackoff and stops growing at MaxBackoff.
+// backoff that doubles from MinBackoff and stops growing at MaxBackoff (or
+// the fleet's TTL, when that is longer).
 func TestReconnectBackoff(t *testing.T) {
 	const minB, maxB = 20 * time.Millisecond, 80 * time.Millisecond
 	f := newFakeServer(t, func(fc *fakeConn) {
-		// Welcomed, then closed at once. The long heartbeat interval makes
-		// sure that the client notices the close itself, not at its next
-		// ping.
-		_ = fc.welcome(5 * time.Second)
+		// Welcomed, then closed at once. The heartbeat interval is a third
+		// of MaxBackoff or less: the fleet's TTL (three intervals) bounds
+		// the backoff too, where it is longer than MaxBackoff.
+		_ = fc.welcome(maxB / 4)
 	})
 	run(t, conn.Config{Servers: []string{f.srv.URL}, MinBackoff: minB, MaxBackoff: maxB})
 	const n = 9
@@ -318,7 +343,7 @@ func TestServersLearnedFromWelcome(t *testing.T) {
 	a := newFakeServer(t, nil)
 	b := newFakeServer(t, nil)
 	hostport := func(f *fakeServer) string { return strings.TrimPrefix(f.srv.URL, "http://") }
-	_, rec := run(t, conn.Config{Servers: []string{a.srv.URL}})
+	_, rec := run(t, conn.Config{Servers: []string{a.srv.URL}, MaxBackoff: 250 * time.Millisecond})
 
 	next := func() string {
 		t.Helper()
@@ -651,11 +676,12 @@ func TestHeartbeatMessageSlowsPings(t *testing.T) {
 }
 
 // Sessions that were up ending all at once (a leader lost or stepping
-// down) are redialled spread over one heartbeat interval (MaxBackoff at
-// most), the rate of the fleet's heartbeats, not all within the minimum
-// backoff: a new leader is not met by the whole fleet in one instant.
-func TestFleetRedialsSpreadOverAnInterval(t *testing.T) {
-	const interval, clients = 600 * time.Millisecond, 24
+// down) are redialled spread over the fleet's TTL (three heartbeat
+// intervals), not all within the minimum backoff: a new leader is not met
+// by the whole fleet in one instant.
+func TestFleetRedialsSpreadOverTheTTL(t *testing.T) {
+	const interval, clients = 300 * time.Millisecond, 24
+	const ttl = 3 * interval
 	var phase atomic.Int32 // 0: first sessions; 1: after they were closed
 	closing := make(chan struct{})
 	f := newFakeServer(t, func(fc *fakeConn) {
@@ -696,21 +722,22 @@ func TestFleetRedialsSpreadOverAnInterval(t *testing.T) {
 	for _, d := range f.dialTimes()[clients:] {
 		after := d.Sub(closed)
 		switch {
-		case after < interval/6:
+		case after < ttl/6:
 			early++
-		case after > interval/2:
+		case after > ttl/2:
 			late++
 		}
-		if after > interval+2*time.Second {
-			t.Errorf("a client redialled %s after its session ended; its interval was %s", d.Sub(closed), interval)
+		if after > ttl+2*time.Second {
+			t.Errorf("a client redialled %s after its session ended; its TTL was %s", d.Sub(closed), ttl)
 		}
 	}
 	// Spread uniformly, a sixth of the redials would come in the first
-	// sixth of the interval and half in its second half; all at once
-	// would put every one in the first.
+	// sixth of the TTL and half in its second half; all at once would put
+	// every one in the first, and spread over one interval none in the
+	// second half.
 	if early > clients/2 || late < clients/6 {
-		t.Fatalf("of %d redials, %d came within %s of the close and %d after %s: not spread over the interval",
-			clients, early, interval/6, late, interval/2)
+		t.Fatalf("of %d redials, %d came within %s of the close and %d after %s: not spread over the TTL",
+			clients, early, ttl/6, late, ttl/2)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -221,6 +222,7 @@ type fakeServer struct {
 	conns chan *fakeConn
 	stop  chan struct{}
 	serve func(*fakeConn) // when set, serves every connection itself
+	busy  atomic.Int32    // dials still to refuse with 503, as a busy server
 
 	mu    sync.Mutex
 	dials []time.Time
@@ -241,6 +243,11 @@ func newFakeServer(t *testing.T, serve func(*fakeConn)) *fakeServer {
 		f.mu.Lock()
 		f.dials = append(f.dials, time.Now())
 		f.mu.Unlock()
+		if f.busy.Add(-1) >= 0 {
+			w.Header().Set("Retry-After", "1")
+			http.Error(w, "busy", http.StatusServiceUnavailable)
+			return
+		}
 		ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{OnPingReceived: func(context.Context, []byte) bool {
 			f.mu.Lock()
 			f.pings = append(f.pings, time.Now())

@@ -41,6 +41,19 @@ const (
 	DefaultMaxHeartbeatsPerSecond = 5000
 	helloTimeout                  = 10 * time.Second
 	writeTimeout                  = 10 * time.Second
+	// DefaultMaxHandshakes bounds the agents' connections being set up at
+	// once on a server (WebSocket upgrade, hello, registration). Past it
+	// an agent is refused with 503 and Retry-After before the upgrade,
+	// which costs the server an HTTP answer rather than a session: after a
+	// leader change the whole fleet redials, and a leader of 10,000 agents
+	// that took every handshake at once fell behind its own Raft
+	// heartbeats and lost the leadership again (BENCHMARKS.md).
+	DefaultMaxHandshakes = 64
+	// disruptionFleet is the smallest fleet the leader holds up when most
+	// of it is disconnected (checkHeartbeats); Kubernetes' node lifecycle
+	// controller has the same kind of threshold (its large-cluster size,
+	// 50) below which a small fleet is not judged by its fractions.
+	disruptionFleet = 50
 )
 
 // Config configures the gateway.
@@ -61,6 +74,9 @@ type Config struct {
 	MinTTL                 time.Duration
 	Grace                  time.Duration
 	MaxHeartbeatsPerSecond int
+	// MaxHandshakes bounds the agents' connections being set up at once
+	// (DefaultMaxHandshakes).
+	MaxHandshakes int
 }
 
 // Gateway serves agents.
@@ -87,6 +103,13 @@ type Gateway struct {
 	connects atomic.Int64
 	// assigned counts the replicas sent in assignments, whole or changes.
 	assigned atomic.Int64
+	// handshakes holds a token for each agent connection being set up
+	// (MaxHandshakes); busy counts those refused for want of one.
+	handshakes chan struct{}
+	busy       atomic.Int64
+	// held is how many nodes past their deadline the last check kept up
+	// because most of the fleet was disconnected (checkHeartbeats).
+	held atomic.Int64
 
 	batch batcher
 }
@@ -108,10 +131,13 @@ func New(cfg Config) *Gateway {
 	if cfg.MaxHeartbeatsPerSecond == 0 {
 		cfg.MaxHeartbeatsPerSecond = DefaultMaxHeartbeatsPerSecond
 	}
+	if cfg.MaxHandshakes == 0 {
+		cfg.MaxHandshakes = DefaultMaxHandshakes
+	}
 	logger := cfg.Logger.Named("gateway")
 	return &Gateway{cfg: cfg, logger: logger, warn: newWarnings(logger, cfg.Clock), sessions: map[string]*session{},
 		deadlines: map[string]time.Time{}, live: map[string]Live{}, ups: map[string]bool{},
-		ttl: cfg.MinTTL, wake: make(chan struct{}, 1)}
+		ttl: cfg.MinTTL, wake: make(chan struct{}, 1), handshakes: make(chan struct{}, cfg.MaxHandshakes)}
 }
 
 // TTL returns how long a node may stay silent before it is marked down,
@@ -210,8 +236,9 @@ func (g *Gateway) sweep(ctx context.Context) {
 // heartbeatTick is how often deadlines are checked.
 const heartbeatTick = 250 * time.Millisecond
 
-// checkHeartbeats marks nodes down when they miss their deadline, and up
-// again when a node marked down is heard from without reconnecting.
+// checkHeartbeats marks nodes down when they miss their deadline (unless
+// most of the fleet is disconnected: disrupted), and up again when a node
+// marked down is heard from without reconnecting.
 func (g *Gateway) checkHeartbeats(ctx context.Context) {
 	t := time.NewTicker(heartbeatTick)
 	defer t.Stop()
@@ -244,12 +271,22 @@ func (g *Gateway) checkHeartbeats(ctx context.Context) {
 			}
 			g.logger.Warn("heartbeat checker stalled; extended every node's deadline", "stall", gap)
 		}
+		var expired []string
 		for id, d := range g.deadlines {
 			if now.After(d) {
+				expired = append(expired, id)
+			}
+		}
+		up, connected, held := len(g.deadlines), len(g.sessions), 0
+		if len(expired) > 0 && disrupted(up, connected) {
+			held = len(expired)
+		} else {
+			for _, id := range expired {
 				changes = append(changes, state.NodeStatus{ID: id, Up: false})
 				delete(g.deadlines, id)
 			}
 		}
+		g.held.Store(int64(held))
 		for id := range g.ups {
 			_, alive := g.deadlines[id]
 			if n := snap.Node(id); alive && n != nil && n.Status == protocol.NodeDown {
@@ -259,6 +296,10 @@ func (g *Gateway) checkHeartbeats(ctx context.Context) {
 		}
 		g.mu.Unlock()
 		last = now
+		if held > 0 {
+			g.warn.Warn("fewer than half of the fleet is connected to the leader: marking no node down until half is",
+				"connected", connected, "up", up, "past_deadline", held)
+		}
 		if len(changes) == 0 {
 			continue
 		}
@@ -290,6 +331,20 @@ func (g *Gateway) checkHeartbeats(ctx context.Context) {
 		// host would not be marked down until Raft caught up.
 		last = g.cfg.Clock()
 	}
+}
+
+// disrupted reports whether the leader marks no node down: a fleet of at
+// least disruptionFleet nodes it holds up, fewer than half of them
+// connected, is more likely cut off from the leader, or waiting on it (a
+// leader change, a leader too busy to take the fleet's redials), than
+// dead. Marking it down would move its replicas all at once, the load
+// that keeps a busy leader from taking the redials back, and so on. The
+// nodes stay up until half of the fleet is connected; those still past
+// their deadline then are marked down. Kubernetes' node lifecycle
+// controller stops evicting pods when every zone is fully disrupted, for
+// the same reason.
+func disrupted(up, connected int) bool {
+	return up >= disruptionFleet && 2*connected < up
 }
 
 // touch pushes a node's heartbeat deadline forward. A node marked down that
@@ -338,6 +393,17 @@ func (g *Gateway) NodeLive(nodeID string) (Live, bool) {
 // ServeHTTP accepts an agent's WebSocket (GET /v1/agent/connect).
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	g.connects.Add(1)
+	// The token is held until the session is set up (or refused): this
+	// function returns once the session's goroutine is started.
+	select {
+	case g.handshakes <- struct{}{}:
+		defer func() { <-g.handshakes }()
+	default:
+		g.busy.Add(1)
+		w.Header().Set("Retry-After", "1")
+		http.Error(w, "too many agents connecting at once; retry later", http.StatusServiceUnavailable)
+		return
+	}
 	// The agent's pings count as heartbeats, like its messages and its
 	// pongs: the TTL (three intervals) runs from its last ping that
 	// arrived, not from the last pong of the server's own pings, which may
@@ -622,6 +688,14 @@ func (g *Gateway) kick() {
 // started, refused ones included: a number that climbs while Sessions
 // stays level is agents redialling.
 func (g *Gateway) Connects() int64 { return g.connects.Load() }
+
+// Busy counts the agents' connection attempts refused because
+// MaxHandshakes others were being set up.
+func (g *Gateway) Busy() int64 { return g.busy.Load() }
+
+// Held is how many nodes past their heartbeat deadline the leader keeps up
+// because fewer than half of the fleet is connected to it.
+func (g *Gateway) Held() int64 { return g.held.Load() }
 
 // Assigned counts the replicas this server has sent agents in
 // assignments (a whole set counts each of its replicas, changes each

@@ -272,3 +272,57 @@ func TestSweepOfEndingSessions(t *testing.T) {
 		return nil
 	})
 }
+
+// When fewer than half of a fleet of 50 or more nodes are connected to the
+// leader, it marks none down: such a fleet is more likely cut off from the
+// leader, or waiting on it, than dead, and moving all its replicas at once
+// would add to the load. The leader says so (its log, the held gauge).
+// Once half of the fleet is connected again, the nodes still past their
+// deadline are marked down.
+func TestMostOfTheFleetGoneMarksNoneDown(t *testing.T) {
+	e := newEnv(t, envConfig{Server: server.Config{HeartbeatTTL: testTTL}})
+	const fleet, gone, back = 60, 40, 15
+	agents := make([]*testAgent, fleet)
+	welcomes := make([]protocol.Welcome, fleet)
+	name := func(i int) string { return fmt.Sprintf("host-%02d", i) }
+	for i := range fleet {
+		agents[i], welcomes[i] = e.register(name(i))
+	}
+	for _, a := range agents[:gone] {
+		a.ws.CloseNow()
+	}
+	testwait.Eventually(t, wait, "the leader holding the silent nodes up", func() error {
+		if n := e.gw().Held(); n != gone {
+			return fmt.Errorf("%d nodes held up", n)
+		}
+		return nil
+	})
+	stayFor(t, 3*testTTL, "every node up while most of the fleet is disconnected", func() error {
+		for _, w := range welcomes {
+			if n := e.node(w.NodeID); n.Status != protocol.NodeReady {
+				return fmt.Errorf("%s is %s", n.Name, n.Status)
+			}
+		}
+		return nil
+	})
+	if e.logs.count("fewer than half of the fleet is connected") == 0 {
+		t.Fatal("the leader did not say why it marks no node down")
+	}
+
+	for i := range back {
+		e.connect(e.url(), rejoin(name(i), welcomes[i], welcomes[i].NodeSecret))
+	}
+	for i, w := range welcomes[:gone] {
+		if i >= back {
+			e.waitNodeStatus(w.NodeID, protocol.NodeDown)
+		}
+	}
+	for i, w := range welcomes {
+		if (i < back || i >= gone) && e.node(w.NodeID).Status != protocol.NodeReady {
+			t.Errorf("%s, connected, is %s", name(i), e.node(w.NodeID).Status)
+		}
+	}
+	if n := e.gw().Held(); n != 0 {
+		t.Fatalf("%d nodes still held up with most of the fleet connected", n)
+	}
+}
