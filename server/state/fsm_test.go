@@ -3,6 +3,7 @@ package state_test
 import (
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -416,6 +417,31 @@ func TestNodeDrainAndEligibility(t *testing.T) {
 	}
 	if e := h.Snapshot().Eval("acme/crm"); e == nil || e.Index != idx || e.TriggeredBy != "node-capacity" {
 		t.Fatalf("eval of a waiting replica: %+v", e)
+	}
+}
+
+// The replicas waiting for a node are those without one that are to run:
+// not those placed, nor those stopped before they found one.
+func TestWaitingReplicas(t *testing.T) {
+	h := newHarness(t)
+	h.tenant("acme")
+	h.instance("acme", "crm", 3)
+	h.node("n1")
+	h.place("acme/crm", "n1", 1, "placed")
+	h.place("acme/crm", "", 1, "w1", "w2")
+	ids := func() []string {
+		var out []string
+		for _, r := range h.Snapshot().WaitingReplicas() {
+			out = append(out, r.ID)
+		}
+		return out
+	}
+	if got := ids(); !slices.Equal(got, []string{"w1", "w2"}) {
+		t.Fatalf("waiting %v, want w1 w2", got)
+	}
+	h.Must(state.CmdPlanApply, state.Plan{Instance: "acme/crm", EvalIndex: h.Index(), Stop: []state.ReplicaStop{{ID: "w1", Message: "scaled in"}}})
+	if got := ids(); !slices.Equal(got, []string{"w2"}) {
+		t.Fatalf("waiting %v after w1 stopped, want w2", got)
 	}
 }
 

@@ -55,9 +55,9 @@ func capacityChanged(old, n *protocol.Node) bool {
 // instance to leave out (the one whose plan freed the capacity).
 func (w *writer) evalWaiting(skip string) {
 	seen := map[string]bool{skip: true}
-	for _, r := range w.snap().AllReplicas() {
+	for _, r := range w.snap().WaitingReplicas() {
 		id := protocol.InstanceID(r.Tenant, r.Instance)
-		if r.Node == "" && r.Desired == protocol.DesiredRun && !seen[id] {
+		if !seen[id] {
 			seen[id] = true
 			if e := w.first(tableEvals, id); e != nil && e.(*Eval).Index == w.index {
 				continue // already evaluated for this entry

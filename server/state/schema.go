@@ -90,7 +90,14 @@ func schema() *memdb.DBSchema {
 			&memdb.StringFieldIndex{Field: "InstanceID"}, &memdb.UintFieldIndex{Field: "Version"},
 		}}}),
 		table(tableReplicas, stringIndex("id", "ID"), instanceKey,
-			&memdb.IndexSchema{Name: "node", AllowMissing: true, Indexer: &memdb.StringFieldIndex{Field: "Node"}}),
+			&memdb.IndexSchema{Name: "node", AllowMissing: true, Indexer: &memdb.StringFieldIndex{Field: "Node"}},
+			// The replicas waiting for a node: what capacity that appears
+			// (a node up, a replica stopped) is looked at for, without a
+			// scan of every replica at each such entry (evalWaiting).
+			&memdb.IndexSchema{Name: "waiting", Indexer: &memdb.ConditionalIndex{Conditional: func(obj any) (bool, error) {
+				r := obj.(*protocol.Replica)
+				return r.Node == "" && r.Desired == protocol.DesiredRun, nil
+			}}}),
 		table(tableNodes, stringIndex("id", "ID")),
 		table(tableTokens, stringIndex("id", "ID")),
 		table(tableCredentials, stringIndex("id", "Hash"),

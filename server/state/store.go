@@ -325,6 +325,11 @@ func (s *Snapshot) NodeReplicas(nodeID string) []*protocol.Replica {
 	return out
 }
 
+// WaitingReplicas returns the replicas that wait for a node to run on.
+func (s *Snapshot) WaitingReplicas() []*protocol.Replica {
+	return list[protocol.Replica](s, tableReplicas, "waiting", true)
+}
+
 // AllReplicas returns every replica.
 func (s *Snapshot) AllReplicas() []*protocol.Replica {
 	return list[protocol.Replica](s, tableReplicas, "id")
