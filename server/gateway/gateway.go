@@ -412,6 +412,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c, err := websocket.Accept(smallBuffers{w}, r, &websocket.AcceptOptions{
 		OnPingReceived: func(context.Context, []byte) bool {
 			if s := sess.Load(); s != nil {
+				s.pinger.Store(true)
 				s.heard()
 			}
 			return true

@@ -39,16 +39,20 @@ type session struct {
 	ackCh chan struct{}
 	// spoke is set whenever the agent sends something of its own (a
 	// message or a ping): the server pings only an agent that was silent
-	// for an interval, so that a fleet's heartbeats are the agents' pings
-	// alone, not those and the server's.
-	spoke atomic.Bool
+	// for a sweep (two sweeps in a row for an agent that pings: pinger),
+	// so that a fleet's heartbeats are the agents' pings alone, not those
+	// and the server's. quiet counts those sweeps (written by the sweep's
+	// goroutine only).
+	spoke  atomic.Bool
+	pinger atomic.Bool
+	quiet  int
 	// probes are the server's pings in flight (one at most).
 	probes  sync.WaitGroup
 	probing atomic.Bool
 	// told is the heartbeat interval the agent was told last (written by
-	// write); silent is set by the sweep when the agent said nothing for
-	// an interval; tickCh wakes write to act on either. Only write pings
-	// (probe), so that no ping starts once the session has ended.
+	// write); silent is set by the sweep when the agent is to be pinged;
+	// tickCh wakes write to act on either. Only write pings (probe), so
+	// that no ping starts once the session has ended.
 	told   atomic.Int64
 	silent atomic.Bool
 	tickCh chan struct{}
@@ -262,9 +266,20 @@ func (s *session) write(told time.Duration) {
 // tick is the gateway's sweep (Gateway.sweep) of this session, once an
 // interval: it wakes write to tell the agent a new interval, or to ping an
 // agent that said nothing since the last sweep; an agent that spoke and
-// has its interval costs no wake.
+// has its interval costs no wake. For an agent that pings, one silent
+// sweep is no sign: its ping a little late (a busy leader reads late)
+// leaves one sweep without a word and the next with two, and pinging it
+// then doubled the fleet's heartbeats exactly when the leader was
+// busiest. It is pinged after two silent sweeps in a row, which leave
+// the ping the last of the three intervals of its node's TTL. An agent
+// that only answers pings is pinged after one.
 func (s *session) tick(iv time.Duration) {
-	silent := !s.spoke.Swap(false)
+	if s.spoke.Swap(false) {
+		s.quiet = 0
+	} else {
+		s.quiet++
+	}
+	silent := s.quiet >= 1 && !s.pinger.Load() || s.quiet >= 2
 	if silent {
 		s.silent.Store(true)
 	}
@@ -276,8 +291,8 @@ func (s *session) tick(iv time.Duration) {
 	}
 }
 
-// probe pings an agent that was silent for an interval, unless a ping is
-// in flight already; a pong missing for two intervals ends the session, so
+// probe pings an agent that was silent (tick), unless a ping is in
+// flight already; a pong missing for two intervals ends the session, so
 // that a half-open connection is noticed.
 func (s *session) probe(iv time.Duration) {
 	if !s.probing.CompareAndSwap(false, true) {
