@@ -219,7 +219,7 @@ func New(cfg Config) (*Server, error) {
 	s.metrics = metrics.New(metrics.Config{
 		Store: s.store, IsLeader: s.cluster.IsLeader, AppliedIndex: s.cluster.AppliedIndex,
 		Sessions: s.gateway.Sessions, Connects: s.gateway.Connects, Assigned: s.gateway.Assigned,
-		Busy: s.gateway.Busy, Held: s.gateway.Held,
+		Held: s.gateway.Held,
 	})
 	gatewayURL := cfg.GatewayURL
 	if gatewayURL == nil {

@@ -204,9 +204,9 @@ var errPongLate = errors.New("server did not answer ping")
 // of none to redirect to.
 var errNotLeader = errors.New("not the leader, and no leader known")
 
-// errBusy is a server's answer (503) when as many agents as it sets up at
-// once are connecting: after a leader change, the whole fleet.
-var errBusy = errors.New("server busy setting up other agents' connections")
+// errBusy is a 503 before the upgrade: a proxy in front of the servers
+// that is overloaded or draining.
+var errBusy = errors.New("server busy (503)")
 
 // Run keeps a session up until ctx ends.
 func (c *Client) Run(ctx context.Context) error {
@@ -248,7 +248,7 @@ func (c *Client) Run(ctx context.Context) error {
 			// expected, and over within a second or two.
 			c.logger.Info("no cluster leader yet; retrying", "server", target)
 		} else if errors.Is(err, errBusy) {
-			c.logger.Info("server busy connecting other agents; retrying", "server", target)
+			c.logger.Info("server busy; retrying", "server", target)
 		} else if err != nil {
 			c.logger.Warn("connection to server ended", "server", target, "error", err)
 		}

@@ -252,9 +252,8 @@ func TestReportsResentUntilAcked(t *testing.T) {
 	s4.finish()
 }
 
-// A server setting up as many agents' connections as it takes at once
-// answers 503 before the upgrade; the client backs off and dials again
-// until it is let in.
+// A 503 before the upgrade (a proxy in front of the servers, overloaded
+// or draining) is retried with backoff until the client is let in.
 func TestBusyServerRetried(t *testing.T) {
 	f := newFakeServer(t, nil)
 	f.busy.Store(3)

@@ -41,14 +41,6 @@ const (
 	DefaultMaxHeartbeatsPerSecond = 5000
 	helloTimeout                  = 10 * time.Second
 	writeTimeout                  = 10 * time.Second
-	// DefaultMaxHandshakes bounds the agents' connections being set up at
-	// once on a server (WebSocket upgrade, hello, registration). Past it
-	// an agent is refused with 503 and Retry-After before the upgrade,
-	// which costs the server an HTTP answer rather than a session: after a
-	// leader change the whole fleet redials, and a leader of 10,000 agents
-	// that took every handshake at once fell behind its own Raft
-	// heartbeats and lost the leadership again (BENCHMARKS.md).
-	DefaultMaxHandshakes = 64
 	// disruptionFleet is the smallest fleet the leader holds up when most
 	// of it is disconnected (checkHeartbeats); Kubernetes' node lifecycle
 	// controller has the same kind of threshold (its large-cluster size,
@@ -74,9 +66,6 @@ type Config struct {
 	MinTTL                 time.Duration
 	Grace                  time.Duration
 	MaxHeartbeatsPerSecond int
-	// MaxHandshakes bounds the agents' connections being set up at once
-	// (DefaultMaxHandshakes).
-	MaxHandshakes int
 }
 
 // Gateway serves agents.
@@ -103,10 +92,6 @@ type Gateway struct {
 	connects atomic.Int64
 	// assigned counts the replicas sent in assignments, whole or changes.
 	assigned atomic.Int64
-	// handshakes holds a token for each agent connection being set up
-	// (MaxHandshakes); busy counts those refused for want of one.
-	handshakes chan struct{}
-	busy       atomic.Int64
 	// held is how many nodes past their deadline the last check kept up
 	// because most of the fleet was disconnected (checkHeartbeats).
 	held atomic.Int64
@@ -131,13 +116,10 @@ func New(cfg Config) *Gateway {
 	if cfg.MaxHeartbeatsPerSecond == 0 {
 		cfg.MaxHeartbeatsPerSecond = DefaultMaxHeartbeatsPerSecond
 	}
-	if cfg.MaxHandshakes == 0 {
-		cfg.MaxHandshakes = DefaultMaxHandshakes
-	}
 	logger := cfg.Logger.Named("gateway")
 	return &Gateway{cfg: cfg, logger: logger, warn: newWarnings(logger, cfg.Clock), sessions: map[string]*session{},
 		deadlines: map[string]time.Time{}, live: map[string]Live{}, ups: map[string]bool{},
-		ttl: cfg.MinTTL, wake: make(chan struct{}, 1), handshakes: make(chan struct{}, cfg.MaxHandshakes)}
+		ttl: cfg.MinTTL, wake: make(chan struct{}, 1)}
 }
 
 // TTL returns how long a node may stay silent before it is marked down,
@@ -393,17 +375,6 @@ func (g *Gateway) NodeLive(nodeID string) (Live, bool) {
 // ServeHTTP accepts an agent's WebSocket (GET /v1/agent/connect).
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	g.connects.Add(1)
-	// The token is held until the session is set up (or refused): this
-	// function returns once the session's goroutine is started.
-	select {
-	case g.handshakes <- struct{}{}:
-		defer func() { <-g.handshakes }()
-	default:
-		g.busy.Add(1)
-		w.Header().Set("Retry-After", "1")
-		http.Error(w, "too many agents connecting at once; retry later", http.StatusServiceUnavailable)
-		return
-	}
 	// The agent's pings count as heartbeats, like its messages and its
 	// pongs: the TTL (three intervals) runs from its last ping that
 	// arrived, not from the last pong of the server's own pings, which may
@@ -689,10 +660,6 @@ func (g *Gateway) kick() {
 // started, refused ones included: a number that climbs while Sessions
 // stays level is agents redialling.
 func (g *Gateway) Connects() int64 { return g.connects.Load() }
-
-// Busy counts the agents' connection attempts refused because
-// MaxHandshakes others were being set up.
-func (g *Gateway) Busy() int64 { return g.busy.Load() }
 
 // Held is how many nodes past their heartbeat deadline the leader keeps up
 // because fewer than half of the fleet is connected to it.

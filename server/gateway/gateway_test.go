@@ -16,7 +16,6 @@ import (
 	"github.com/drover-dev/drover/protocol"
 	"github.com/drover-dev/drover/server"
 	"github.com/drover-dev/drover/server/clustertest"
-	"github.com/drover-dev/drover/server/gateway"
 	"github.com/drover-dev/drover/server/state"
 )
 
@@ -349,36 +348,4 @@ func httpGet(t *testing.T, url string) []byte {
 		t.Fatalf("GET %s: %d %s (%v)", url, resp.StatusCode, b, err)
 	}
 	return b
-}
-
-// A server setting up as many agents' connections as it takes at once
-// (those that dialled and have not said hello yet hold theirs) refuses the
-// next with 503 and Retry-After, before the WebSocket upgrade, and counts
-// it; once one of those is set up, the next agent is let in.
-func TestBusyServerRefusesBeforeUpgrade(t *testing.T) {
-	e := newEnv(t, envConfig{})
-	var held []*testAgent
-	for range gateway.DefaultMaxHandshakes {
-		held = append(held, dialAgent(t, e.url()))
-	}
-	resp, err := http.Get(e.url() + "/v1/agent/connect")
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("Retry-After") == "" {
-		t.Fatalf("dial past the limit answered %s (Retry-After %q), want 503 with Retry-After", resp.Status, resp.Header.Get("Retry-After"))
-	}
-	if n := e.gw().Busy(); n != 1 {
-		t.Fatalf("busy counter %d, want 1", n)
-	}
-	held[0].send(protocol.MsgHello, testHello("first"))
-	held[0].startReading()
-	if env := held[0].nextAny(); env.Type != protocol.MsgWelcome {
-		t.Fatalf("held hello answered with %s", env.Type)
-	}
-	e.register("next")
-	if n := e.gw().Sessions(); n != 2 {
-		t.Fatalf("%d sessions, want the two welcomed", n)
-	}
 }

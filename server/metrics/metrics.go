@@ -27,7 +27,6 @@ type Config struct {
 	Sessions     func() int   // connected agents (on the leader)
 	Connects     func() int64 // agents' connection attempts since start
 	Assigned     func() int64 // replicas sent in assignments since start
-	Busy         func() int64 // agent connections refused while others were set up
 	Held         func() int64 // nodes past their deadline held up in a disruption
 }
 
@@ -77,9 +76,6 @@ func New(cfg Config) *Metrics {
 	}
 	if cfg.Assigned != nil {
 		counter("agent_assigned_replicas_total", "Replicas this server has sent agents in assignments (each of a whole set, each added or changed one of changes) since it started.", cfg.Assigned)
-	}
-	if cfg.Busy != nil {
-		counter("agent_connects_busy_total", "Agent connection attempts this server refused (503) because as many others were being set up, since it started.", cfg.Busy)
 	}
 	if cfg.Held != nil {
 		gauge("agent_nodes_held", "Nodes past their heartbeat deadline the leader keeps up because fewer than half of the fleet is connected to it.", func() float64 { return float64(cfg.Held()) })
