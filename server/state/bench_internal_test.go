@@ -81,7 +81,7 @@ func BenchmarkNodeDownUp(b *testing.B) {
 	apply(CmdTenantUpsert, TenantUpsert{Tenant: protocol.Tenant{Name: "t", State: protocol.TenantActive}, Create: true})
 	for n := range nodes {
 		apply(CmdNodeRegister, NodeRegister{Node: protocol.Node{ID: fmt.Sprintf("n%d", n), Name: fmt.Sprintf("n%d", n),
-			Resources: protocol.NodeResources{CPUMillis: 64000, MemoryMB: 65536}}})
+			Resources: protocol.NodeResources{CPUMillis: 64000, MemoryMB: 65536}}, SecretHash: fmt.Sprintf("hash-%d", n)})
 	}
 	for i := range instances {
 		name := fmt.Sprintf("i%d", i)
