@@ -167,6 +167,7 @@ func (g *Gateway) Lead(ctx context.Context) {
 	g.checkHeartbeats(ctx)
 	wg.Wait()
 
+	g.held.Store(0)
 	g.mu.Lock()
 	g.leading = false
 	sessions := make([]*session, 0, len(g.sessions))
