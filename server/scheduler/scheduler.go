@@ -582,8 +582,18 @@ func newNodeTable(snap *state.Snapshot) *nodeTable {
 	nodes := snap.Nodes()
 	t := &nodeTable{nodes: make([]*nodeState, 0, len(nodes)), byID: make(map[string]*nodeState, len(nodes))}
 	states := make([]nodeState, len(nodes))
-	for i, n := range nodes { // in id order
-		u := snap.NodeUsageRow(n.ID)
+	// Nodes and their usage rows both come in id order: one pass over
+	// each rather than a lookup per node. A node without a row holds
+	// nothing; a row without a node is a removed node's.
+	usage := snap.NodeUsages()
+	for i, n := range nodes {
+		for len(usage) > 0 && usage[0].Node < n.ID {
+			usage = usage[1:]
+		}
+		u := state.NodeUsage{}
+		if len(usage) > 0 && usage[0].Node == n.ID {
+			u = *usage[0]
+		}
 		states[i] = nodeState{node: n, cpu: u.CPUMillis, mem: u.MemoryMB, ports: u.Ports, count: u.Replicas, rank: i + 1}
 		t.nodes = append(t.nodes, &states[i])
 		t.byID[n.ID] = &states[i]

@@ -358,6 +358,13 @@ func (s *Snapshot) NodeUsageRow(nodeID string) NodeUsage {
 	return NodeUsage{Node: nodeID}
 }
 
+// NodeUsages returns the usage rows of every node that has one, in the
+// order of the nodes' ids (that of Nodes): reading them in one pass costs
+// a fraction of a lookup per node.
+func (s *Snapshot) NodeUsages() []*NodeUsage {
+	return list[NodeUsage](s, tableUsage, "id")
+}
+
 // NodeReplicaCount returns how many replicas hold a place on a node.
 func (s *Snapshot) NodeReplicaCount(nodeID string) int {
 	return s.NodeUsageRow(nodeID).Replicas

@@ -30,6 +30,18 @@ func checkUsage(t *testing.T, h *harness, nodes ...string) {
 			t.Fatalf("%s holds %d replicas, the usage table says %d", n, count, got)
 		}
 	}
+	// The rows read in one pass are those read one by one, in the order
+	// of the nodes' ids (the scheduler reads them beside Nodes).
+	prev := ""
+	for _, u := range s.NodeUsages() {
+		if u.Node <= prev {
+			t.Fatalf("usage rows out of the nodes' order: %s after %s", u.Node, prev)
+		}
+		prev = u.Node
+		if got := s.NodeUsageRow(u.Node); got != *u {
+			t.Fatalf("usage row of %s read in one pass %+v, alone %+v", u.Node, *u, got)
+		}
+	}
 }
 
 // The usage table follows every way a replica takes or leaves its place.
