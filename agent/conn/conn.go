@@ -264,15 +264,14 @@ func (c *Client) Run(ctx context.Context) error {
 		if interval > 0 && wait.Failures() == 1 && !errors.Is(err, errPongLate) {
 			// A session that was up ended: when it ended for the whole
 			// fleet at once (a leader lost or stepping down), the fleet
-			// redials spread over its TTL (spread), rather than all within the
-			// minimum backoff: a third of its heartbeats' rate, which a
-			// new leader that is also taking over the cluster can take
-			// (at 10,000 agents spread over one interval, 5,000 hellos a
-			// second kept a leader on 2 shared cores from its own Raft
-			// heartbeats, and it lost the leadership again). The new
-			// leader gives every node the TTL plus a grace to come back.
-			// A connection found dead by a late pong is this host's
-			// alone, and its node's deadline is near: it redials at once.
+			// redials spread over its TTL rather than all within the
+			// minimum backoff: hellos at a third of its heartbeats' rate,
+			// on a new leader that is also taking over the cluster
+			// (spread over one interval, 10,000 agents made 5,000 a
+			// second). The new leader gives every node the TTL plus a
+			// grace to come back. A connection found dead by a late pong
+			// is this host's alone, and its node's deadline is near: it
+			// redials at once.
 			pause = c.cfg.MinBackoff + rand.N(spread+1)
 		}
 		if !backoff.Sleep(ctx, pause) {
