@@ -19,17 +19,7 @@ func BenchmarkApply(b *testing.B) {
 		b.Run(fmt.Sprintf("batch-%d", batch), func(b *testing.B) {
 			s := NewStore()
 			now := time.Now()
-			cmd := func(typ CommandType, body any) *Command {
-				raw, err := Encode(typ, now, body, &protocol.AuditRecord{Action: string(typ), Target: "t"})
-				if err != nil {
-					b.Fatal(err)
-				}
-				c, err := DecodeCommand(raw)
-				if err != nil {
-					b.Fatal(err)
-				}
-				return c
-			}
+			cmd := func(typ CommandType, body any) *Command { return benchCommand(b, now, typ, body) }
 			if err := s.apply(1, cmd(CmdTenantUpsert, TenantUpsert{Tenant: protocol.Tenant{Name: "t", State: protocol.TenantActive}, Create: true})); err != nil {
 				b.Fatal(err)
 			}
@@ -65,16 +55,8 @@ func BenchmarkNodeDownUp(b *testing.B) {
 	now := time.Now()
 	index := uint64(0)
 	apply := func(typ CommandType, body any) {
-		raw, err := Encode(typ, now, body, &protocol.AuditRecord{Action: string(typ), Target: "t"})
-		if err != nil {
-			b.Fatal(err)
-		}
-		c, err := DecodeCommand(raw)
-		if err != nil {
-			b.Fatal(err)
-		}
 		index++
-		if err := s.apply(index, c); err != nil {
+		if err := s.apply(index, benchCommand(b, now, typ, body)); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -101,4 +83,19 @@ func BenchmarkNodeDownUp(b *testing.B) {
 		apply(CmdNodeStatus, NodeStatusUpdate{Nodes: []NodeStatus{{ID: id, Up: false}}})
 		apply(CmdNodeStatus, NodeStatusUpdate{Nodes: []NodeStatus{{ID: id, Up: true}}})
 	}
+}
+
+// benchCommand is a command as the FSM gets it from the log: encoded with
+// its audit record, and decoded.
+func benchCommand(b *testing.B, now time.Time, typ CommandType, body any) *Command {
+	b.Helper()
+	raw, err := Encode(typ, now, body, &protocol.AuditRecord{Action: string(typ), Target: "t"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	c, err := DecodeCommand(raw)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return c
 }
