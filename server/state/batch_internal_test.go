@@ -15,16 +15,8 @@ import (
 func TestApplyBatchIsApplyingOneByOne(t *testing.T) {
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	tenant := func(name string) *Command {
-		raw, err := Encode(CmdTenantUpsert, now, TenantUpsert{Tenant: protocol.Tenant{Name: name, State: protocol.TenantActive}, Create: true},
+		return logCommand(t, now, CmdTenantUpsert, TenantUpsert{Tenant: protocol.Tenant{Name: name, State: protocol.TenantActive}, Create: true},
 			&protocol.AuditRecord{Action: "tenant.create", Target: name})
-		if err != nil {
-			t.Fatal(err)
-		}
-		cmd, err := DecodeCommand(raw)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return cmd
 	}
 	// Tenants named fail-after-* write a row and then fail; fail-before-*
 	// fail at once; "b" again is a real conflict.

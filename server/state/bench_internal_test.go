@@ -85,17 +85,22 @@ func BenchmarkNodeDownUp(b *testing.B) {
 	}
 }
 
-// benchCommand is a command as the FSM gets it from the log: encoded with
+// logCommand is a command as the FSM gets it from the log: encoded with
 // its audit record, and decoded.
-func benchCommand(b *testing.B, now time.Time, typ CommandType, body any) *Command {
-	b.Helper()
-	raw, err := Encode(typ, now, body, &protocol.AuditRecord{Action: string(typ), Target: "t"})
+func logCommand(tb testing.TB, now time.Time, typ CommandType, body any, audit *protocol.AuditRecord) *Command {
+	tb.Helper()
+	raw, err := Encode(typ, now, body, audit)
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	c, err := DecodeCommand(raw)
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
 	return c
+}
+
+// benchCommand is logCommand with the benchmarks' audit record.
+func benchCommand(b *testing.B, now time.Time, typ CommandType, body any) *Command {
+	return logCommand(b, now, typ, body, &protocol.AuditRecord{Action: string(typ), Target: "t"})
 }
