@@ -22,6 +22,7 @@ func TestDurationJSON(t *testing.T) {
 		{`"-5s"`, -5 * time.Second}, // parsed; Validate refuses it
 		{`1500000000`, 1500 * time.Millisecond},
 		{`0`, 0},
+		{`"1\u0073"`, time.Second}, // an escape: read through the decoder
 	}
 	for _, tc := range cases {
 		var d protocol.Duration
@@ -76,7 +77,7 @@ func TestDurationJSONNullKeepsValue(t *testing.T) {
 }
 
 func TestDurationJSONErrorsNameTheField(t *testing.T) {
-	for _, in := range []string{`"5 seconds"`, `"abc"`, `""`, `true`, `{}`, `[]`, `1.5`, `1e3`, `99999999999999999999`} {
+	for _, in := range []string{`"5 seconds"`, `"5\"s"`, `"\u0000"`, `"abc"`, `""`, `true`, `{}`, `[]`, `1.5`, `1e3`, `99999999999999999999`} {
 		var h protocol.HealthCheck
 		err := json.Unmarshal([]byte(`{"type":"none","timeout":`+in+`}`), &h)
 		var te *json.UnmarshalTypeError

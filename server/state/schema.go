@@ -67,6 +67,17 @@ func stringIndex(name, field string) *memdb.IndexSchema {
 	return &memdb.IndexSchema{Name: name, Unique: name == "id", Indexer: &memdb.StringFieldIndex{Field: field}}
 }
 
+// fieldIndex is an index of one field read without reflection
+// (indexers.go): the tables every write or placement touches.
+func fieldIndex(name string, ix memdb.Indexer) *memdb.IndexSchema {
+	return &memdb.IndexSchema{Name: name, Unique: name == "id", Indexer: ix}
+}
+
+// instanceOf indexes rows by their instance (tenant, name).
+func instanceOf(tenant, name memdb.Indexer) *memdb.IndexSchema {
+	return &memdb.IndexSchema{Name: "instance", Indexer: &memdb.CompoundIndex{Indexes: []memdb.Indexer{tenant, name}}}
+}
+
 func schema() *memdb.DBSchema {
 	table := func(name string, indexes ...*memdb.IndexSchema) *memdb.TableSchema {
 		t := &memdb.TableSchema{Name: name, Indexes: map[string]*memdb.IndexSchema{}}
@@ -75,22 +86,18 @@ func schema() *memdb.DBSchema {
 		}
 		return t
 	}
-	tenantName := &memdb.IndexSchema{Name: "tenant", Indexer: &memdb.StringFieldIndex{Field: "Tenant"}}
-	instanceKey := &memdb.IndexSchema{Name: "instance", Indexer: &memdb.CompoundIndex{Indexes: []memdb.Indexer{
-		&memdb.StringFieldIndex{Field: "Tenant"}, &memdb.StringFieldIndex{Field: "Instance"},
-	}}}
 	s := &memdb.DBSchema{Tables: map[string]*memdb.TableSchema{}}
 	for _, t := range []*memdb.TableSchema{
 		table(tableTenants, stringIndex("id", "Name")),
 		table(tableEnvironments, stringIndex("id", "Name")),
 		table(tablePlans, stringIndex("id", "Name")),
-		table(tableInstances, stringIndex("id", "ID"), tenantName,
+		table(tableInstances, fieldIndex("id", instanceID), fieldIndex("tenant", instanceTenant),
 			&memdb.IndexSchema{Name: "domain", AllowMissing: true, Indexer: &memdb.StringSliceFieldIndex{Field: "Domains"}}),
 		table(tableVersions, &memdb.IndexSchema{Name: "id", Unique: true, Indexer: &memdb.CompoundIndex{Indexes: []memdb.Indexer{
-			&memdb.StringFieldIndex{Field: "InstanceID"}, &memdb.UintFieldIndex{Field: "Version"},
+			versionOf, &memdb.UintFieldIndex{Field: "Version"},
 		}}}),
-		table(tableReplicas, stringIndex("id", "ID"), instanceKey,
-			&memdb.IndexSchema{Name: "node", AllowMissing: true, Indexer: &memdb.StringFieldIndex{Field: "Node"}},
+		table(tableReplicas, fieldIndex("id", replicaID), instanceOf(replicaTenant, replicaName),
+			&memdb.IndexSchema{Name: "node", AllowMissing: true, Indexer: replicaNode},
 			// The replicas waiting for a node: what capacity that appears
 			// (a node up, a replica stopped) is looked at for, without a
 			// scan of every replica at each such entry (evalWaiting).
@@ -98,23 +105,24 @@ func schema() *memdb.DBSchema {
 				r := obj.(*protocol.Replica)
 				return r.Node == "" && r.Desired == protocol.DesiredRun, nil
 			}}}),
-		table(tableNodes, stringIndex("id", "ID")),
+		table(tableNodes, fieldIndex("id", nodeID)),
 		table(tableTokens, stringIndex("id", "ID")),
 		table(tableCredentials, stringIndex("id", "Hash"),
 			&memdb.IndexSchema{Name: "owner", Unique: true, Indexer: &memdb.CompoundIndex{Indexes: []memdb.Indexer{
 				&memdb.StringFieldIndex{Field: "Kind"}, &memdb.StringFieldIndex{Field: "Owner"},
 			}}}),
-		table(tableAudit, stringIndex("id", "ID"),
-			&memdb.IndexSchema{Name: "tenant", AllowMissing: true, Indexer: &memdb.StringFieldIndex{Field: "Tenant"}}),
-		table(tableEvents, &memdb.IndexSchema{Name: "id", Unique: true, Indexer: &memdb.UintFieldIndex{Field: "ID"}}, instanceKey),
-		table(tableEvals, stringIndex("id", "Instance")),
+		table(tableAudit, fieldIndex("id", auditID),
+			&memdb.IndexSchema{Name: "tenant", AllowMissing: true, Indexer: auditTenant}),
+		table(tableEvents, &memdb.IndexSchema{Name: "id", Unique: true, Indexer: &memdb.UintFieldIndex{Field: "ID"}},
+			instanceOf(eventTenant, eventInstance)),
+		table(tableEvals, fieldIndex("id", evalInstance)),
 		table(tableServers, stringIndex("id", "ID")),
-		table(tableMeta, stringIndex("id", "Key")),
-		table(tableIndex, stringIndex("id", "Table")),
-		table(tableUsage, stringIndex("id", "Node")),
+		table(tableMeta, fieldIndex("id", metaKey)),
+		table(tableIndex, fieldIndex("id", indexTable)),
+		table(tableUsage, fieldIndex("id", usageNode)),
 		table(tableProducts, stringIndex("id", "Name")),
 		table(tableRollouts, stringIndex("id", "ID")),
-		table(tableIdempotency, stringIndex("id", "Key"),
+		table(tableIdempotency, fieldIndex("id", idempotencyKey),
 			&memdb.IndexSchema{Name: "index", Indexer: &memdb.UintFieldIndex{Field: "Index"}}),
 		table(tableFeed, &memdb.IndexSchema{Name: "id", Unique: true, Indexer: &memdb.CompoundIndex{Indexes: []memdb.Indexer{
 			&memdb.UintFieldIndex{Field: "Index"}, &memdb.UintFieldIndex{Field: "Seq"},
