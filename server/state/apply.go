@@ -70,44 +70,85 @@ func (s *Store) apply(index uint64, cmd *Command) error {
 // batch cheaper: memdb copies each tree node an entry changes once per
 // transaction, and the nodes near the roots (the index table, counters,
 // the newest audit records) are the same for every entry.
+func (s *Store) applyBatch(entries []Entry) []Outcome {
+	t := s.begin(s.current().db, false)
+	for _, e := range entries {
+		t.add(e)
+	}
+	t.commit()
+	return t.out
+}
+
+// transaction is a write transaction that entries are applied to one at a
+// time, each with the outcome of applying it alone.
+type transaction struct {
+	store   *Store
+	db      *memdb.MemDB
+	txn     *memdb.Txn
+	b       *batch
+	nodes   map[string]bool // nodes whose replicas changed, over restarts
+	quiet   bool
+	entries []Entry
+	out     []Outcome
+}
+
+// begin starts a transaction on db. A quiet one writes no instance events
+// and no stream events (a fork's: what reads it never looks at them).
+func (s *Store) begin(db *memdb.MemDB, quiet bool) *transaction {
+	t := &transaction{store: s, db: db, nodes: map[string]bool{}, quiet: quiet}
+	t.restart()
+	return t
+}
+
+func (t *transaction) restart() {
+	t.txn = t.db.Txn(true)
+	t.b = newBatch(t.nodes)
+	t.b.quiet = t.quiet
+}
+
+func (t *transaction) writer(e Entry) *writer {
+	return &writer{txn: t.txn, index: e.Index, cmd: e.Cmd, batch: t.b}
+}
+
+// add applies one more entry and returns its outcome.
 //
 // A command that fails usually does so before it writes; one that fails
 // after writing (rare: a refused write, or a check after a change) cannot
-// be undone within the transaction, so the batch is started over without
-// it: the entries before it are applied again in a new transaction, which
+// be undone within the transaction, so the transaction is started over
+// without it: the entries before it are applied again in a new one, which
 // gives the same result, since applying is deterministic.
-func (s *Store) applyBatch(entries []Entry) []Outcome {
-	db := s.current().db
-	txn := db.Txn(true)
-	out := make([]Outcome, len(entries))
-	nodes := map[string]bool{}
-	b := newBatch(nodes)
-	for i, e := range entries {
-		w := &writer{txn: txn, index: e.Index, cmd: e.Cmd, batch: b}
-		out[i].Err = w.safely(func() error { return w.apply(s.dispatch) })
-		if out[i].Err != nil && len(w.touched) > 0 {
-			txn.Abort()
-			txn = db.Txn(true)
-			b = newBatch(nodes)
-			for j := range entries[:i] {
-				r := &writer{txn: txn, index: entries[j].Index, cmd: entries[j].Cmd, batch: b}
-				if out[j].Err == nil {
-					r.again(s.dispatch)
-					out[j].Value = r.answer()
-				}
-				r.finish(out[j].Err)
+func (t *transaction) add(e Entry) Outcome {
+	w := t.writer(e)
+	var o Outcome
+	o.Err = w.safely(func() error { return w.apply(t.store.dispatch) })
+	if o.Err != nil && len(w.touched) > 0 {
+		t.txn.Abort()
+		t.restart()
+		for j, prev := range t.entries {
+			r := t.writer(prev)
+			if t.out[j].Err == nil {
+				r.again(t.store.dispatch)
+				t.out[j].Value = r.answer()
 			}
-			w = &writer{txn: txn, index: e.Index, cmd: e.Cmd, batch: b}
+			r.finish(t.out[j].Err)
 		}
-		if out[i].Err == nil {
-			out[i].Value = w.answer()
-		}
-		w.finish(out[i].Err)
+		w = t.writer(e)
 	}
-	b.flush(txn)
-	txn.Commit()
-	s.notifyNodes(nodes)
-	return out
+	if o.Err == nil {
+		o.Value = w.answer()
+	}
+	w.finish(o.Err)
+	t.entries = append(t.entries, e)
+	t.out = append(t.out, o)
+	return o
+}
+
+// commit writes the rows the batch kept, makes the transaction the state,
+// and wakes the watchers of the nodes whose replicas changed.
+func (t *transaction) commit() {
+	t.b.flush(t.txn)
+	t.txn.Commit()
+	t.store.notifyNodes(t.nodes)
 }
 
 // batch is what the entries of one transaction share. The rows that
@@ -125,6 +166,8 @@ type batch struct {
 	// MaxEventsPerInstance, pruned once at the end of the batch rather
 	// than at every event (a plan of ten placements writes ten).
 	events map[string]bool
+	// quiet: no instance or stream events (Store.begin).
+	quiet bool
 }
 
 func newBatch(nodes map[string]bool) *batch {
@@ -513,6 +556,9 @@ func (w *writer) eval(instanceID, why string) {
 
 // event records an instance event, dropping the oldest past the limit.
 func (w *writer) event(e protocol.Event) {
+	if w.batch.quiet {
+		return
+	}
 	e.ID = w.next("event_seq")
 	if e.Time.IsZero() {
 		e.Time = w.cmd.Time

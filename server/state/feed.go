@@ -22,8 +22,8 @@ const (
 // publish adds an event to the stream at the entry's index, dropping the
 // oldest past MaxFeedEvents.
 func (w *writer) publish(e protocol.StreamEvent) {
-	if !w.since(2) {
-		return // the stream came with log version 2
+	if !w.since(2) || w.batch.quiet {
+		return // the stream came with log version 2; a fork has none
 	}
 	e.Index, e.Seq = w.index, w.published
 	w.published++

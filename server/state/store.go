@@ -63,21 +63,27 @@ func (s *Store) replace(db *memdb.MemDB) {
 
 // Fork is a copy of the state that changes alone: the scheduler plays the
 // plans it makes on one, so that each evaluation of a batch sees the plans
-// before it, and commits them together afterwards.
+// before it, and commits them together afterwards. The plans are played in
+// one write transaction, read as they go, that is never committed: a
+// batch of plans copies the trees' nodes near their roots once, not once
+// per plan. A fork writes no events (nothing that reads it looks at
+// them); its state is otherwise the FSM's.
 type Fork struct {
-	store *Store
+	t     *transaction
 	index uint64
 }
 
 // Fork returns a copy of the current state (copy-on-write: cheap).
 func (s *Store) Fork() *Fork {
+	db := s.current().db.Snapshot()
 	f := &Store{dispatch: s.dispatch, nodes: map[string]chan struct{}{}}
-	f.cur.Store(&storeDB{db: s.current().db.Snapshot(), abandon: make(chan struct{})})
-	return &Fork{store: f, index: f.Snapshot().Index()}
+	f.cur.Store(&storeDB{db: db, abandon: make(chan struct{})})
+	return &Fork{t: f.begin(db, true), index: f.Snapshot().Index()}
 }
 
-// Snapshot reads the fork.
-func (f *Fork) Snapshot() *Snapshot { return f.store.Snapshot() }
+// Snapshot reads the fork as the plans played so far left it. It is good
+// until the next Play.
+func (f *Fork) Snapshot() *Snapshot { return &Snapshot{txn: f.t.txn} }
 
 // Play applies a command to the fork alone, at the next index, as the FSM
 // would apply it.
@@ -91,7 +97,7 @@ func (f *Fork) Play(typ CommandType, now time.Time, body any) error {
 		return err
 	}
 	f.index++
-	return f.store.apply(f.index, cmd)
+	return f.t.add(Entry{Index: f.index, Cmd: cmd}).Err
 }
 
 // NodeWatch returns a channel closed at the next commit that changes a
