@@ -135,7 +135,7 @@ func (a *API) status(w http.ResponseWriter, r *http.Request) error {
 		Leader: leader, Members: members, Index: snap.Index(), LogVersion: snap.LogVersion(),
 		Counts: protocol.Counts{
 			Tenants: len(snap.Tenants()), Instances: len(snap.Instances(state.InstanceFilter{})),
-			Replicas: liveReplicas(snap), Nodes: len(snap.Nodes()),
+			Replicas: liveReplicas(snap), Nodes: snap.NodeCount(),
 		},
 	})
 	return nil

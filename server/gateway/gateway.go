@@ -146,7 +146,7 @@ func (g *Gateway) interval() time.Duration {
 func (g *Gateway) Lead(ctx context.Context) {
 	now := g.cfg.Clock()
 	snap := g.cfg.Store.Snapshot()
-	ttl := g.TTL(len(snap.Nodes()))
+	ttl := g.TTL(snap.NodeCount())
 	grace := ttl + g.cfg.Grace
 	g.batch.reset()
 	g.mu.Lock()
@@ -234,7 +234,7 @@ func (g *Gateway) checkHeartbeats(ctx context.Context) {
 		}
 		now := g.cfg.Clock()
 		snap := g.cfg.Store.Snapshot()
-		ttl := g.TTL(len(snap.Nodes()))
+		ttl := g.TTL(snap.NodeCount())
 		var changes []state.NodeStatus
 		g.mu.Lock()
 		if grown := ttl - g.ttl; grown > 0 {

@@ -312,8 +312,13 @@ func TestNodeRegister(t *testing.T) {
 	if n.Name != "renamed" || n.Eligible || n.Drain == nil || n.Status != protocol.NodeDraining || n.CreateIndex != idx || !n.LastSeen.Equal(h.Now()) {
 		t.Fatalf("node after a second hello: %+v", n)
 	}
-	if len(h.Snapshot().Nodes()) != 1 {
+	if len(h.Snapshot().Nodes()) != 1 || h.Snapshot().NodeCount() != 1 {
 		t.Fatal("nodes")
+	}
+	h.node("n2")
+	h.node("n3")
+	if got := h.Snapshot().NodeCount(); got != 3 {
+		t.Fatalf("%d nodes counted after three registered, want 3", got)
 	}
 }
 

@@ -386,6 +386,20 @@ func (s *Snapshot) Nodes() []*protocol.Node {
 	return list[protocol.Node](s, tableNodes, "id")
 }
 
+// NodeCount returns how many nodes the state holds, without listing them:
+// the leader reads it four times a second to size the heartbeat TTL.
+func (s *Snapshot) NodeCount() int {
+	it, err := s.txn.Get(tableNodes, "id")
+	if err != nil {
+		panic(fmt.Sprintf("state: %s.id: %v", tableNodes, err))
+	}
+	n := 0
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		n++
+	}
+	return n
+}
+
 // Credential returns the owner of a secret's hash, or nil.
 func (s *Snapshot) Credential(hash string) *Credential {
 	return one[Credential](s, tableCredentials, hash)
