@@ -234,7 +234,7 @@ func (w *Worker) evaluate(ctx context.Context, instances []string) (next time.Ti
 		}
 		// The FSM answers the same when the plan is committed; what it
 		// refuses changes nothing, here as there.
-		_ = fork.Play(state.CmdPlanApply, now, p)
+		_ = fork.PlayPlan(now, p)
 		nodes.refresh(fork.Snapshot(), p)
 		batch = append(batch, made{instance: instance, eval: e.Index, failures: failures, plan: p})
 	}

@@ -275,6 +275,9 @@ func abort(format string, args ...any) {
 }
 
 func decode[T any](w *writer) (*T, error) {
+	if v, ok := w.cmd.value.(*T); ok {
+		return v, nil
+	}
 	var v T
 	if err := json.Unmarshal(w.cmd.Body, &v); err != nil {
 		return nil, protocol.Errorf(protocol.CodeInvalidArgument, "decode %s: %v", w.cmd.Type, err)

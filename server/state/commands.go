@@ -3,6 +3,8 @@ package state
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/drover-dev/drover/protocol"
@@ -71,6 +73,9 @@ type Command struct {
 	// an entry with the key of an earlier one answers that one's outcome
 	// (idempotency.go).
 	Idempotency string `json:"idempotency,omitempty"`
+	// value is the decoded Body, when the command was made here and not
+	// read from the log (a fork's plans: Fork.PlayPlan).
+	value any
 }
 
 // Encode builds the bytes of a command.
@@ -256,6 +261,25 @@ type DeploymentPromote struct {
 	Tenant string `json:"tenant"`
 	Name   string `json:"name"`
 	ID     string `json:"id,omitempty"`
+}
+
+// clone returns a copy of p that shares nothing with it that can change.
+// TestPlanCloneSharesNothing fails when a field it does not copy is added.
+func (p *Plan) clone() *Plan {
+	c := *p
+	c.Place = make([]*protocol.Replica, len(p.Place))
+	for i, r := range p.Place {
+		cr := *r
+		cr.Ports = maps.Clone(r.Ports)
+		c.Place[i] = &cr
+	}
+	c.Stop = slices.Clone(p.Stop)
+	if p.Deployment != nil {
+		d := *p.Deployment
+		c.Deployment = &d
+	}
+	c.Events = slices.Clone(p.Events)
+	return &c
 }
 
 // ReplicaStop asks a replica to stop, with the reason.

@@ -85,18 +85,12 @@ func (s *Store) Fork() *Fork {
 // until the next Play.
 func (f *Fork) Snapshot() *Snapshot { return &Snapshot{txn: f.t.txn} }
 
-// Play applies a command to the fork alone, at the next index, as the FSM
-// would apply it.
-func (f *Fork) Play(typ CommandType, now time.Time, body any) error {
-	raw, err := Encode(typ, now, body, nil)
-	if err != nil {
-		return err
-	}
-	cmd, err := DecodeCommand(raw)
-	if err != nil {
-		return err
-	}
+// PlayPlan applies a plan to the fork alone, at the next index, as the FSM
+// would apply it. The fork applies a copy, so that p is proposed as the
+// scheduler made it; a plan made here is not encoded and decoded again.
+func (f *Fork) PlayPlan(now time.Time, p *Plan) error {
 	f.index++
+	cmd := &Command{Type: CmdPlanApply, Time: now.UTC(), value: p.clone()}
 	return f.t.add(Entry{Index: f.index, Cmd: cmd}).Err
 }
 
