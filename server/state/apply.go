@@ -168,6 +168,14 @@ type batch struct {
 	events map[string]bool
 	// quiet: no instance or stream events (Store.begin).
 	quiet bool
+	// feedDrops is how many of the stream's oldest events the batch drops
+	// when it ends (publish).
+	feedDrops int
+	// oldestAudit is the oldest audit record (nil: none), once read: the
+	// read after each record written made memdb copy the audit table's
+	// tree nodes again at each (pruneAudit).
+	oldestAudit     *protocol.AuditRecord
+	oldestAuditRead bool
 }
 
 func newBatch(nodes map[string]bool) *batch {
@@ -178,6 +186,9 @@ func newBatch(nodes map[string]bool) *batch {
 // Pruning here leaves the events that pruning after each one would: the
 // newest of each instance.
 func (b *batch) flush(txn *memdb.Txn) {
+	if b.feedDrops > 0 {
+		dropFeed(txn, b, b.feedDrops)
+	}
 	snap := &Snapshot{txn: txn}
 	for _, id := range slices.Sorted(maps.Keys(b.events)) {
 		evs := snap.Events(id)
@@ -585,9 +596,27 @@ func (w *writer) audit(r protocol.AuditRecord, seq int) {
 		r.Time = w.cmd.Time
 	}
 	w.insert(tableAudit, &r)
+	if b := w.batch; b.oldestAuditRead && (b.oldestAudit == nil || r.ID < b.oldestAudit.ID) {
+		b.oldestAudit = &r
+	}
 	w.next(metaAuditCount)
 	w.pruneAudit()
 	w.publish(protocol.StreamEvent{Topic: protocol.TopicAudit, Type: r.Action, Time: r.Time, Tenant: r.Tenant, Audit: &r})
+}
+
+// oldestAudit returns the oldest audit record, nil for none, read once per
+// batch and after each one dropped.
+func (w *writer) oldestAudit() *protocol.AuditRecord {
+	b := w.batch
+	if !b.oldestAuditRead {
+		raw, err := w.txn.First(tableAudit, "id")
+		if err != nil {
+			abort("read %s: %v", tableAudit, err)
+		}
+		b.oldestAudit, _ = raw.(*protocol.AuditRecord)
+		b.oldestAuditRead = true
+	}
+	return b.oldestAudit
 }
 
 // pruneAudit drops the oldest audit records past the retention's count or
@@ -599,19 +628,17 @@ func (w *writer) pruneAudit() {
 	cutoff := w.cmd.Time.Add(-ret.MaxAge)
 	dropped := uint64(0)
 	for count.N-dropped > 0 {
-		raw, err := w.txn.First(tableAudit, "id")
-		if err != nil {
-			abort("read %s: %v", tableAudit, err)
-		}
-		if raw == nil {
+		oldest := w.oldestAudit()
+		if oldest == nil {
 			break
 		}
 		overCount := count.N-dropped > uint64(ret.MaxRecords)
-		tooOld := ret.MaxAge > 0 && raw.(*protocol.AuditRecord).Time.Before(cutoff)
+		tooOld := ret.MaxAge > 0 && oldest.Time.Before(cutoff)
 		if !overCount && !tooOld {
 			break
 		}
-		w.delete(tableAudit, raw)
+		w.delete(tableAudit, oldest)
+		w.batch.oldestAuditRead = false
 		dropped++
 	}
 	if dropped > 0 {

@@ -3,6 +3,8 @@ package state
 import (
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
+	"strings"
 	"testing"
 	"time"
 
@@ -85,13 +87,84 @@ func rows(t *testing.T, s *Snapshot, table string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out := ""
+	var out strings.Builder
 	for raw := it.Next(); raw != nil; raw = it.Next() {
 		b, err := json.Marshal(raw)
 		if err != nil {
 			t.Fatal(err)
 		}
-		out += string(b) + "\n"
+		out.Write(b)
+		out.WriteByte('\n')
 	}
-	return out
+	return out.String()
+}
+
+// The event stream is pruned and the oldest audit record read once per
+// batch (publish, pruneAudit), not at each entry: a batch must still leave
+// what applying its entries one at a time leaves, with the stream full and
+// audit records dropped by count and by age, command times going back and
+// forth, whatever the batches.
+func TestPruningInBatchesIsPruningOneByOne(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	one := NewStore()
+	index := uint64(0)
+	entry := func(at time.Time, typ CommandType, body any, audit *protocol.AuditRecord) Entry {
+		index++
+		return Entry{Index: index, Cmd: logCommand(t, at, typ, body, audit)}
+	}
+	tenant := func(at time.Time, name string) Entry {
+		return entry(at, CmdTenantUpsert, TenantUpsert{Tenant: protocol.Tenant{Name: name, State: protocol.TenantActive}, Create: true},
+			&protocol.AuditRecord{Action: "tenant.create", Target: name})
+	}
+	apply := func(s *Store, entries ...Entry) {
+		for _, o := range s.applyBatch(entries) {
+			if o.Err != nil {
+				t.Fatal(o.Err)
+			}
+		}
+	}
+	apply(one, entry(now, CmdLogVersion, LogVersionSet{Version: LogVersion}, nil))
+	for one.Snapshot().Meta(metaFeedDropped) == nil {
+		var fill []Entry
+		for range 64 {
+			fill = append(fill, tenant(now, fmt.Sprintf("fill-%d", index)))
+		}
+		apply(one, fill...)
+	}
+	droppedBefore := one.Snapshot().Meta(metaFeedDropped).Value
+	batched := &Store{dispatch: one.dispatch, nodes: map[string]chan struct{}{}}
+	batched.cur.Store(&storeDB{db: one.current().db.Snapshot(), abandon: make(chan struct{})})
+
+	rng := rand.New(rand.NewPCG(1, 2))
+	var entries []Entry
+	entries = append(entries, entry(now, CmdAuditRetention, AuditRetention{MaxRecords: 40, MaxAge: time.Hour}, nil))
+	for i := range 400 {
+		at := now.Add(time.Duration(rng.IntN(240)-60) * time.Minute)
+		switch {
+		case i == 200:
+			entries = append(entries, entry(at, CmdAuditRetention, AuditRetention{MaxRecords: 15}, nil))
+		case i%3 == 0:
+			entries = append(entries, entry(at, CmdAudit, AuditAppend{Records: []protocol.AuditRecord{
+				{Action: "login", Target: "x"}, {Action: "login", Target: "y", Time: at.Add(-2 * time.Hour)}}}, nil))
+		default:
+			entries = append(entries, tenant(at, fmt.Sprintf("t-%d", i)))
+		}
+	}
+	for _, e := range entries {
+		apply(one, e)
+	}
+	for rest := entries; len(rest) > 0; {
+		n := min(len(rest), 1+rng.IntN(70))
+		apply(batched, rest[:n]...)
+		rest = rest[n:]
+	}
+	a, b := one.Snapshot(), batched.Snapshot()
+	if a.Meta(metaFeedDropped).Value == droppedBefore || len(a.Audit(AuditFilter{})) > 15 {
+		t.Fatal("the stream or the audit records were not pruned: the scenario is not what it means to be")
+	}
+	for _, table := range Tables {
+		if ra, rb := rows(t, a, table), rows(t, b, table); ra != rb {
+			t.Errorf("table %s differs:\n one by one: %.2000s\n in batches: %.2000s", table, ra, rb)
+		}
+	}
 }

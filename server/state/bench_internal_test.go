@@ -10,8 +10,10 @@ import (
 
 // BenchmarkApply measures applying instance creates (the FSM's share of a
 // write: decoding, the instance, its version, event, evaluation and audit
-// record) one entry per transaction, and 64 per transaction as Raft hands
-// committed entries over in batches.
+// record, and the event stream's copies of the last two) one entry per
+// transaction, and 64 per transaction as Raft hands committed entries over
+// in batches. The state is as the servers run it: at the current log
+// version, its event stream full (each new stream entry drops the oldest).
 //
 //	go test ./server/state -run '^$' -bench Apply -benchtime 5000x
 func BenchmarkApply(b *testing.B) {
@@ -20,23 +22,37 @@ func BenchmarkApply(b *testing.B) {
 			s := NewStore()
 			now := time.Now()
 			cmd := func(typ CommandType, body any) *Command { return benchCommand(b, now, typ, body) }
-			if err := s.apply(1, cmd(CmdTenantUpsert, TenantUpsert{Tenant: protocol.Tenant{Name: "t", State: protocol.TenantActive}, Create: true})); err != nil {
-				b.Fatal(err)
+			index := uint64(0)
+			create := func(name string) Entry {
+				index++
+				return Entry{Index: index, Cmd: cmd(CmdInstanceCreate, InstanceCreate{Instance: protocol.Instance{
+					Tenant: "t", Name: name, Spec: protocol.Spec{Command: []string{"/bin/true"}}.WithDefaults()}})}
+			}
+			apply := func(entries []Entry) {
+				for _, o := range s.applyBatch(entries) {
+					if o.Err != nil {
+						b.Fatal(o.Err)
+					}
+				}
+			}
+			index += 2
+			apply([]Entry{{Index: 1, Cmd: cmd(CmdLogVersion, LogVersionSet{Version: LogVersion})},
+				{Index: 2, Cmd: cmd(CmdTenantUpsert, TenantUpsert{Tenant: protocol.Tenant{Name: "t", State: protocol.TenantActive}, Create: true})}})
+			for s.Snapshot().Meta(metaFeedDropped) == nil {
+				var fill []Entry
+				for range 64 {
+					fill = append(fill, create(fmt.Sprintf("fill%d", index)))
+				}
+				apply(fill)
 			}
 			entries := make([]Entry, b.N)
 			for i := range entries {
-				entries[i] = Entry{Index: uint64(i + 2), Cmd: cmd(CmdInstanceCreate, InstanceCreate{Instance: protocol.Instance{
-					Tenant: "t", Name: fmt.Sprintf("i%d", i), Spec: protocol.Spec{Command: []string{"/bin/true"}}.WithDefaults()}})}
+				entries[i] = create(fmt.Sprintf("i%d", i))
 			}
 			b.ReportAllocs()
 			b.ResetTimer()
 			for i := 0; i < len(entries); i += batch {
-				for _, o := range s.applyBatch(entries[i:min(i+batch, len(entries))]) {
-					err := o.Err
-					if err != nil {
-						b.Fatal(err)
-					}
-				}
+				apply(entries[i:min(i+batch, len(entries))])
 			}
 		})
 	}

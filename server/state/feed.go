@@ -6,6 +6,8 @@ package state
 import (
 	"fmt"
 
+	"github.com/hashicorp/go-memdb"
+
 	"github.com/drover-dev/drover/protocol"
 )
 
@@ -20,7 +22,11 @@ const (
 )
 
 // publish adds an event to the stream at the entry's index, dropping the
-// oldest past MaxFeedEvents.
+// oldest past MaxFeedEvents. The drops are made when the batch ends
+// (batch.flush): the rows they remove and the counters they leave are
+// those of dropping one at each event, and reading the oldest row after
+// each insert made memdb copy the table's tree nodes again at each (a read
+// of a table a transaction changed forgets which nodes it already copied).
 func (w *writer) publish(e protocol.StreamEvent) {
 	if !w.since(2) || w.batch.quiet {
 		return // the stream came with log version 2; a fork has none
@@ -34,16 +40,32 @@ func (w *writer) publish(e protocol.StreamEvent) {
 	if w.next(metaFeedCount) <= MaxFeedEvents {
 		return
 	}
-	raw, err := w.txn.First(tableFeed, "id")
-	if err != nil || raw == nil {
-		abort("read %s: %v", tableFeed, err)
-	}
-	oldest := raw.(*protocol.StreamEvent)
-	w.delete(tableFeed, oldest)
-	w.setMeta(&Meta{Key: metaFeedDropped, Value: oldest.ID().String()})
 	count := w.meta(metaFeedCount)
 	count.N--
 	w.setMeta(count)
+	w.batch.feedDrops++
+}
+
+// dropFeed removes the n oldest events of the stream and records the
+// newest of them as dropped.
+func dropFeed(txn *memdb.Txn, b *batch, n int) {
+	it, err := txn.Get(tableFeed, "id")
+	if err != nil {
+		panic(err) // the schema is a constant
+	}
+	var drop []*protocol.StreamEvent
+	for raw := it.Next(); raw != nil && len(drop) < n; raw = it.Next() {
+		drop = append(drop, raw.(*protocol.StreamEvent))
+	}
+	if len(drop) < n {
+		panic(fmt.Sprintf("state: %d stream events to drop, %d held", n, len(drop)))
+	}
+	for _, e := range drop {
+		if err := txn.Delete(tableFeed, e); err != nil {
+			panic(err)
+		}
+	}
+	b.meta[metaFeedDropped] = &Meta{Key: metaFeedDropped, Value: drop[n-1].ID().String()}
 }
 
 // publishNode adds a node's event to the stream.
