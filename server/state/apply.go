@@ -104,6 +104,7 @@ func (t *transaction) restart() {
 	t.txn = t.db.Txn(true)
 	t.b = newBatch(t.nodes)
 	t.b.quiet = t.quiet
+	t.b.rows = newRows(t.db)
 }
 
 func (t *transaction) writer(e Entry) *writer {
@@ -176,6 +177,9 @@ type batch struct {
 	// tree nodes again at each (pruneAudit).
 	oldestAudit     *protocol.AuditRecord
 	oldestAuditRead bool
+	// rows are the rows the batch wrote, read by id without reading the
+	// transaction (writer.first).
+	rows *rows
 }
 
 func newBatch(nodes map[string]bool) *batch {
@@ -404,9 +408,7 @@ func (w *writer) insert(table string, v any) {
 		w.account(v.(*protocol.Replica))
 	}
 	w.touch(table) // first: a write that fails half-way still counts
-	if err := w.txn.Insert(table, v); err != nil {
-		abort("insert into %s: %v", table, err)
-	}
+	w.put(table, v)
 	if answerTables[table] {
 		w.result, w.resultTable = v, table
 	}
@@ -416,6 +418,7 @@ func (w *writer) insert(table string, v any) {
 // the entry as insert's does.
 func (w *writer) deleteAll(table, index string, args ...any) {
 	w.touch(table)
+	w.batch.rows.lost(table)
 	if _, err := w.txn.DeleteAll(table, index, args...); err != nil {
 		abort("delete from %s: %v", table, err)
 	}
@@ -430,9 +433,23 @@ func (w *writer) delete(table string, v any) {
 		}
 	}
 	w.touch(table)
+	w.remove(table, v)
+}
+
+// put inserts a row, and remove deletes one, in the transaction and in
+// the batch's rows; a row the store refuses aborts the entry.
+func (w *writer) put(table string, v any) {
+	if err := w.txn.Insert(table, v); err != nil {
+		abort("insert into %s: %v", table, err)
+	}
+	w.batch.rows.put(table, v, v)
+}
+
+func (w *writer) remove(table string, v any) {
 	if err := w.txn.Delete(table, v); err != nil {
 		abort("delete from %s: %v", table, err)
 	}
+	w.batch.rows.put(table, v, nil)
 }
 
 // account keeps the usage table true as replica r is written: it takes
@@ -494,21 +511,19 @@ func (w *writer) use(node string, res protocol.Reservation, sign int64) {
 	u.Ports += int(sign) * res.Ports
 	u.Replicas = max(0, u.Replicas+int(sign))
 	w.touch(tableUsage)
-	var err error
 	if u.Reservation == (protocol.Reservation{}) && u.Replicas == 0 {
 		if raw := w.first(tableUsage, node); raw != nil {
-			err = w.txn.Delete(tableUsage, raw)
+			w.remove(tableUsage, raw)
 		}
 	} else {
-		err = w.txn.Insert(tableUsage, u)
-	}
-	if err != nil {
-		abort("usage of %s: %v", node, err)
+		w.put(tableUsage, u)
 	}
 }
 
+// first reads a row by id: from the rows the batch wrote, else from the
+// state before the batch (rows.first).
 func (w *writer) first(table string, args ...any) any {
-	raw, err := w.txn.First(table, "id", args...)
+	raw, err := w.batch.rows.first(w.txn, table, args...)
 	if err != nil {
 		abort("read %s: %v", table, err)
 	}

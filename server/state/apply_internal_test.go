@@ -23,8 +23,8 @@ func TestRefusedWriteStopsTheCommand(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := NewStore()
-			w := &writer{txn: s.current().db.Txn(true), index: 7,
-				cmd: &Command{Type: "test", Time: time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)}}
+			w := s.begin(s.current().db, false).writer(Entry{Index: 7,
+				Cmd: &Command{Type: "test", Time: time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)}})
 			wentOn := false
 			err := w.safely(func() error {
 				w.insert(tableTenants, &protocol.Tenant{Name: "acme"})

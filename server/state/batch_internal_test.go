@@ -67,7 +67,7 @@ func TestApplyBatchIsApplyingOneByOne(t *testing.T) {
 	}
 	a, b := one.Snapshot(), batch.Snapshot()
 	for _, table := range Tables {
-		ra, rb := rows(t, a, table), rows(t, b, table)
+		ra, rb := dumpRows(t, a, table), dumpRows(t, b, table)
 		if ra != rb {
 			t.Errorf("table %s differs:\n one by one: %s\n in a batch: %s", table, ra, rb)
 		}
@@ -80,8 +80,8 @@ func TestApplyBatchIsApplyingOneByOne(t *testing.T) {
 	}
 }
 
-// rows prints every row of a table, in id order, for comparison.
-func rows(t *testing.T, s *Snapshot, table string) string {
+// dumpRows prints every row of a table, in id order, for comparison.
+func dumpRows(t *testing.T, s *Snapshot, table string) string {
 	t.Helper()
 	it, err := s.txn.Get(table, "id")
 	if err != nil {
@@ -163,7 +163,7 @@ func TestPruningInBatchesIsPruningOneByOne(t *testing.T) {
 		t.Fatal("the stream or the audit records were not pruned: the scenario is not what it means to be")
 	}
 	for _, table := range Tables {
-		if ra, rb := rows(t, a, table), rows(t, b, table); ra != rb {
+		if ra, rb := dumpRows(t, a, table), dumpRows(t, b, table); ra != rb {
 			t.Errorf("table %s differs:\n one by one: %.2000s\n in batches: %.2000s", table, ra, rb)
 		}
 	}

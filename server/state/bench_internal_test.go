@@ -17,6 +17,7 @@ import (
 //
 //	go test ./server/state -run '^$' -bench Apply -benchtime 5000x
 func BenchmarkApply(b *testing.B) {
+	unverified(b)
 	for _, batch := range []int{1, 64} {
 		b.Run(fmt.Sprintf("batch-%d", batch), func(b *testing.B) {
 			s := NewStore()
@@ -66,6 +67,7 @@ func BenchmarkApply(b *testing.B) {
 //
 //	go test ./server/state -run '^$' -bench NodeDownUp -benchtime 2000x
 func BenchmarkNodeDownUp(b *testing.B) {
+	unverified(b)
 	const nodes, instances, replicas = 1000, 1000, 10
 	s := NewStore()
 	now := time.Now()
@@ -99,6 +101,13 @@ func BenchmarkNodeDownUp(b *testing.B) {
 		apply(CmdNodeStatus, NodeStatusUpdate{Nodes: []NodeStatus{{ID: id, Up: false}}})
 		apply(CmdNodeStatus, NodeStatusUpdate{Nodes: []NodeStatus{{ID: id, Up: true}}})
 	}
+}
+
+// unverified turns off the tests' check of each row read (verifyRows) for
+// a benchmark, which measures the reads as the servers make them.
+func unverified(b *testing.B) {
+	verifyRows = false
+	b.Cleanup(func() { verifyRows = true })
 }
 
 // logCommand is a command as the FSM gets it from the log: encoded with

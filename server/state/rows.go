@@ -1,0 +1,92 @@
+package state
+
+import (
+	"fmt"
+
+	"github.com/hashicorp/go-memdb"
+)
+
+// rows are the rows a batch wrote, by table and id, and a read of the
+// state as it was before the batch: a row read by id comes from one or the
+// other, not from the batch's write transaction. A read of a table the
+// transaction changed makes memdb forget which of that table's tree nodes
+// the transaction already copied (its readableIndex clones the index's
+// radix transaction, which drops the writable-node cache), and the
+// table's next write copies them again: reading a row and then writing
+// it, as the FSM does for replicas, usage, instances and evaluations,
+// copied the top of the tree at every row.
+type rows struct {
+	db      *memdb.MemDB
+	base    *memdb.Txn                // the state before the batch, once read
+	written map[string]map[string]any // table -> id key -> row (nil: deleted)
+	// lostTables were changed by other means than one row by id
+	// (deleteAll): their rows are read from the transaction.
+	lostTables map[string]bool
+}
+
+// newRows returns the rows of a batch on db, which commits nothing while
+// the batch lasts: a read transaction begun at any time in it reads the
+// state before it.
+func newRows(db *memdb.MemDB) *rows {
+	return &rows{db: db, written: map[string]map[string]any{}, lostTables: map[string]bool{}}
+}
+
+// idIndexers are the id indexer of each table.
+var idIndexers = func() map[string]memdb.Indexer {
+	m := map[string]memdb.Indexer{}
+	for name, t := range schema().Tables {
+		m[name] = t.Indexes["id"].Indexer
+	}
+	return m
+}()
+
+// put records row (nil: deleted) under the id of v.
+func (r *rows) put(table string, v, row any) {
+	ok, key, err := idIndexers[table].(memdb.SingleIndexer).FromObject(v)
+	if err != nil || !ok {
+		r.lost(table) // memdb took it: read the table from the transaction
+		return
+	}
+	m := r.written[table]
+	if m == nil {
+		m = map[string]any{}
+		r.written[table] = m
+	}
+	m[string(key)] = row
+}
+
+// lost makes the table's rows read from the transaction for the rest of
+// the batch.
+func (r *rows) lost(table string) { r.lostTables[table] = true }
+
+// first returns the row of table whose id is args, nil for none, as txn
+// would.
+func (r *rows) first(txn *memdb.Txn, table string, args ...any) (any, error) {
+	row, err := r.read(txn, table, args...)
+	if err == nil && verifyRows {
+		want, err := txn.First(table, "id", args...)
+		if err != nil || want != row {
+			panic(fmt.Sprintf("state: %s %v read %v from the batch's rows, %v (%v) from its transaction", table, args, row, want, err))
+		}
+	}
+	return row, err
+}
+
+func (r *rows) read(txn *memdb.Txn, table string, args ...any) (any, error) {
+	if !r.lostTables[table] {
+		if key, err := idIndexers[table].FromArgs(args...); err == nil {
+			if row, ok := r.written[table][string(key)]; ok {
+				return row, nil
+			}
+			if r.base == nil {
+				r.base = r.db.Txn(false)
+			}
+			return r.base.First(table, "id", args...)
+		}
+	}
+	return txn.First(table, "id", args...)
+}
+
+// verifyRows makes every read of rows check itself against the
+// transaction (the package's tests set it).
+var verifyRows = false
