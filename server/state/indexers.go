@@ -1,6 +1,7 @@
 package state
 
 import (
+	"encoding/binary"
 	"fmt"
 
 	"github.com/drover-dev/drover/protocol"
@@ -45,6 +46,45 @@ func (f stringField[T]) PrefixFromArgs(args ...any) ([]byte, error) {
 	}
 	return []byte(arg), nil
 }
+
+// uintField indexes an unsigned field of *T as memdb's UintFieldIndex does
+// a uint64 (eight bytes, big-endian), read by a function.
+type uintField[T any] func(*T) uint64
+
+func (f uintField[T]) FromObject(obj any) (bool, []byte, error) {
+	row, ok := obj.(*T)
+	if !ok {
+		return false, nil, fmt.Errorf("index of %T: not a %T", obj, row)
+	}
+	return true, binary.BigEndian.AppendUint64(nil, f(row)), nil
+}
+
+func (f uintField[T]) FromArgs(args ...any) ([]byte, error) {
+	if len(args) != 1 {
+		return nil, fmt.Errorf("must provide only a single argument")
+	}
+	var v uint64
+	switch a := args[0].(type) {
+	case uint64:
+		v = a
+	case uint:
+		v = uint64(a)
+	case uint32:
+		v = uint64(a)
+	default:
+		return nil, fmt.Errorf("arg is of type %T; want a uint", args[0])
+	}
+	return binary.BigEndian.AppendUint64(nil, v), nil
+}
+
+// The uint fields the schema indexes.
+var (
+	versionNumber    = uintField[Version](func(r *Version) uint64 { return r.Version })
+	eventID          = uintField[protocol.Event](func(r *protocol.Event) uint64 { return r.ID })
+	feedIndex        = uintField[protocol.StreamEvent](func(r *protocol.StreamEvent) uint64 { return r.Index })
+	feedSeq          = uintField[protocol.StreamEvent](func(r *protocol.StreamEvent) uint64 { return r.Seq })
+	idempotencyIndex = uintField[IdempotencyRecord](func(r *IdempotencyRecord) uint64 { return r.Index })
+)
 
 // The string fields the schema indexes.
 var (

@@ -10,9 +10,9 @@ import (
 )
 
 // The indexers without reflection make the keys memdb's StringFieldIndex
-// makes of the same field, for rows, lookups and prefix lookups, an empty
+// and UintFieldIndex (of a uint64) make of the same field, for rows, lookups and prefix lookups, an empty
 // field included (no key).
-func TestStringFieldsKeyAsMemdb(t *testing.T) {
+func TestFieldIndexesKeyAsMemdb(t *testing.T) {
 	type prefixIndexer interface {
 		memdb.SingleIndexer
 		FromArgs(args ...any) ([]byte, error)
@@ -58,6 +58,32 @@ func TestStringFieldsKeyAsMemdb(t *testing.T) {
 			p2, perr2 := ref.PrefixFromArgs(args...)
 			if !bytes.Equal(k1, k2) || (err1 == nil) != (err2 == nil) || !bytes.Equal(p1, p2) || (perr1 == nil) != (perr2 == nil) {
 				t.Fatalf("%s of args %v: ours %q %v / %q %v, memdb's %q %v / %q %v", c.field, args, k1, err1, p1, perr1, k2, err2, p2, perr2)
+			}
+		}
+	}
+	uints := []struct {
+		ours  memdb.Indexer
+		field string
+		row   any
+	}{
+		{versionNumber, "Version", &Version{Version: 3}},
+		{eventID, "ID", &protocol.Event{ID: 1 << 40}},
+		{feedIndex, "Index", &protocol.StreamEvent{Index: 77}},
+		{feedSeq, "Seq", &protocol.StreamEvent{Seq: 2}},
+		{idempotencyIndex, "Index", &IdempotencyRecord{Index: 9}},
+	}
+	for _, c := range uints {
+		ref := &memdb.UintFieldIndex{Field: c.field}
+		ok1, k1, err1 := c.ours.(memdb.SingleIndexer).FromObject(c.row)
+		ok2, k2, err2 := ref.FromObject(c.row)
+		if ok1 != ok2 || !bytes.Equal(k1, k2) || err1 != nil || err2 != nil {
+			t.Fatalf("%s of %#v: ours %v %x %v, memdb's %v %x %v", c.field, c.row, ok1, k1, err1, ok2, k2, err2)
+		}
+		for _, args := range [][]any{{uint64(5)}, {uint64(1 << 50)}, {}, {uint64(1), uint64(2)}, {"x"}, {-1}} {
+			k1, err1 := c.ours.FromArgs(args...)
+			k2, err2 := ref.FromArgs(args...)
+			if !bytes.Equal(k1, k2) || (err1 == nil) != (err2 == nil) {
+				t.Fatalf("%s of args %v: ours %x %v, memdb's %x %v", c.field, args, k1, err1, k2, err2)
 			}
 		}
 	}

@@ -40,8 +40,17 @@ var idIndexers = func() map[string]memdb.Indexer {
 	return m
 }()
 
+// appendOnly are the tables the FSM appends to and reads by id only
+// through the transaction: their rows are not kept (their reads by id,
+// if any, go to the transaction).
+var appendOnly = map[string]bool{tableFeed: true, tableAudit: true, tableEvents: true}
+
 // put records row (nil: deleted) under the id of v.
 func (r *rows) put(table string, v, row any) {
+	if appendOnly[table] {
+		r.lost(table)
+		return
+	}
 	ok, key, err := idIndexers[table].(memdb.SingleIndexer).FromObject(v)
 	if err != nil || !ok {
 		r.lost(table) // memdb took it: read the table from the transaction

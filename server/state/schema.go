@@ -94,7 +94,7 @@ func schema() *memdb.DBSchema {
 		table(tableInstances, fieldIndex("id", instanceID), fieldIndex("tenant", instanceTenant),
 			&memdb.IndexSchema{Name: "domain", AllowMissing: true, Indexer: &memdb.StringSliceFieldIndex{Field: "Domains"}}),
 		table(tableVersions, &memdb.IndexSchema{Name: "id", Unique: true, Indexer: &memdb.CompoundIndex{Indexes: []memdb.Indexer{
-			versionOf, &memdb.UintFieldIndex{Field: "Version"},
+			versionOf, versionNumber,
 		}}}),
 		table(tableReplicas, fieldIndex("id", replicaID), instanceOf(replicaTenant, replicaName),
 			&memdb.IndexSchema{Name: "node", AllowMissing: true, Indexer: replicaNode},
@@ -113,7 +113,7 @@ func schema() *memdb.DBSchema {
 			}}}),
 		table(tableAudit, fieldIndex("id", auditID),
 			&memdb.IndexSchema{Name: "tenant", AllowMissing: true, Indexer: auditTenant}),
-		table(tableEvents, &memdb.IndexSchema{Name: "id", Unique: true, Indexer: &memdb.UintFieldIndex{Field: "ID"}},
+		table(tableEvents, fieldIndex("id", eventID),
 			instanceOf(eventTenant, eventInstance)),
 		table(tableEvals, fieldIndex("id", evalInstance)),
 		table(tableServers, stringIndex("id", "ID")),
@@ -123,9 +123,9 @@ func schema() *memdb.DBSchema {
 		table(tableProducts, stringIndex("id", "Name")),
 		table(tableRollouts, stringIndex("id", "ID")),
 		table(tableIdempotency, fieldIndex("id", idempotencyKey),
-			&memdb.IndexSchema{Name: "index", Indexer: &memdb.UintFieldIndex{Field: "Index"}}),
+			fieldIndex("index", idempotencyIndex)),
 		table(tableFeed, &memdb.IndexSchema{Name: "id", Unique: true, Indexer: &memdb.CompoundIndex{Indexes: []memdb.Indexer{
-			&memdb.UintFieldIndex{Field: "Index"}, &memdb.UintFieldIndex{Field: "Seq"},
+			feedIndex, feedSeq,
 		}}}),
 		table(tableReleases, &memdb.IndexSchema{Name: "id", Unique: true, Indexer: &memdb.CompoundIndex{Indexes: []memdb.Indexer{
 			&memdb.StringFieldIndex{Field: "Product"}, &memdb.StringFieldIndex{Field: "Version"},
