@@ -697,40 +697,17 @@ func perfEventuallyEvery(tb testing.TB, timeout, poll time.Duration, what string
 // per healthy replicas each, none on a node of avoid.
 func perfWaitHealthy(tb testing.TB, api *Client, tenant string, n, per int, avoid map[string]bool, what string) {
 	tb.Helper()
-	began, told := time.Now(), false
+	stuck := stuckTeller{began: time.Now()}
 	perfEventually(tb, 5*time.Minute, what, func() (bool, string) {
-		var ins []struct {
-			Name   string `json:"name"`
-			Status struct {
-				Replicas struct{ Desired, Healthy int }
-			} `json:"status"`
-		}
-		defer func() {
-			// Stuck: say once what the first instance short of its
-			// replicas has and went through, for whoever reads the log.
-			if told || time.Since(began) < 30*time.Second {
-				return
-			}
-			for _, in := range ins {
-				if in.Status.Replicas.Healthy != per || in.Status.Replicas.Desired != per {
-					told = true
-					base := "/v1/tenants/" + tenant + "/instances/" + in.Name
-					for _, path := range []string{base, base + "/replicas", base + "/events"} {
-						if r, err := api.Try(http.MethodGet, path, nil); err == nil {
-							tb.Logf("%s after %s: GET %s: %s", what, time.Since(began).Round(time.Second), path, r.Body)
-						}
-					}
-					return
-				}
-			}
-		}()
+		defer stuck.tell(tb, api, tenant, per, what)
+		var ins []perfInstance
 		r, err := api.Try(http.MethodGet, "/v1/tenants/"+tenant+"/instances", nil)
 		if err != nil || !r.OK() || r.Decode(&ins) != nil {
 			return false, fmt.Sprint(err, r)
 		}
 		ready := 0
 		for _, in := range ins {
-			if in.Status.Replicas.Healthy == per && in.Status.Replicas.Desired == per {
+			if in.ready(per) {
 				ready++
 			}
 		}
@@ -748,6 +725,48 @@ func perfWaitHealthy(tb testing.TB, api *Client, tenant string, n, per int, avoi
 		}
 		return true, ""
 	})
+}
+
+// perfInstance is what the waits read of an instance in a list.
+type perfInstance struct {
+	Name   string `json:"name"`
+	Status struct {
+		Replicas struct{ Desired, Healthy int }
+	} `json:"status"`
+}
+
+func (in perfInstance) ready(per int) bool {
+	return in.Status.Replicas.Healthy == per && in.Status.Replicas.Desired == per
+}
+
+// stuckTeller says once, when a wait has taken 30 s, what the first of a
+// tenant's instances short of its healthy replicas has and went through,
+// for whoever reads the log.
+type stuckTeller struct {
+	began time.Time
+	told  bool
+}
+
+func (s *stuckTeller) tell(tb testing.TB, api *Client, tenant string, per int, what string) {
+	if s.told || time.Since(s.began) < 30*time.Second {
+		return
+	}
+	s.told = true
+	var ins []perfInstance
+	if r, err := api.Try(http.MethodGet, "/v1/tenants/"+tenant+"/instances", nil); err != nil || !r.OK() || r.Decode(&ins) != nil {
+		return
+	}
+	for _, in := range ins {
+		if !in.ready(per) {
+			base := "/v1/tenants/" + tenant + "/instances/" + in.Name
+			for _, path := range []string{base, base + "/replicas", base + "/events"} {
+				if r, err := api.Try(http.MethodGet, path, nil); err == nil {
+					tb.Logf("%s after %s: GET %s: %s", what, time.Since(s.began).Round(time.Second), path, r.Body)
+				}
+			}
+			return
+		}
+	}
 }
 
 // nodesDown counts the nodes of set marked down, or says why it could not.

@@ -124,7 +124,9 @@ func perfFleet(tb testing.TB, p *perfRun, sz perfSizes) {
 	if failed > 0 {
 		tb.Fatalf("%d of %d creates failed", failed, sz.fleetInstances)
 	}
+	placed := stuckTeller{began: time.Now()}
 	eventually(tb, 5*time.Minute, "every replica reported healthy by its host", func() (bool, string) {
+		defer placed.tell(tb, api, "fleet", sz.fleetReplicas, "every replica reported healthy by its host")
 		k := simReported(fleet)
 		return k >= total, fmt.Sprintf("%d of %d replicas reported; %d of %d hosts connected; the hosts' warnings:%s", k, total, simConnected(fleet), n, fleet[0].warnings)
 	})
@@ -165,7 +167,9 @@ func perfFleet(tb testing.TB, p *perfRun, sz perfSizes) {
 	// Replacements reach the surviving hosts, which report them; every
 	// host reports each replica once, so the survivors have reported them
 	// all when they hold the vanished hosts' share too.
+	stuck := stuckTeller{began: time.Now()}
 	eventually(tb, 5*time.Minute, "every replica of the vanished hosts reported by another host", func() (bool, string) {
+		defer stuck.tell(tb, api, "fleet", sz.fleetReplicas, "every replica of the vanished hosts reported by another host")
 		k := simReported(survivors)
 		return k >= total, fmt.Sprintf("%d of %d replicas reported by the surviving hosts", k, total)
 	})

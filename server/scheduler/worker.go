@@ -84,11 +84,15 @@ const maxBatch = 256
 type Worker struct {
 	cfg    WorkerConfig
 	logger hclog.Logger
-	// deferred holds evaluations that wait for a time: until at, unless a
-	// newer trigger (an index above index) arrives.
+	// deferred holds evaluations that wait for a time: until at, while
+	// the instance's evaluation is the one deferred (of index index).
 	deferred map[string]deferral
 }
 
+// deferral is an evaluation put off until at. Any other evaluation of the
+// instance is due at once: a newer trigger, and also one that arrived
+// while a plan was made, which the FSM keeps with its own index, below the
+// plan's (a deferral after a commit holds the plan's index).
 type deferral struct {
 	index    uint64
 	at       time.Time
@@ -169,7 +173,7 @@ func (w *Worker) round(ctx context.Context) (next time.Time, evaluated int) {
 	var due []string
 	for _, e := range w.cfg.Store.Snapshot().Evals() {
 		pending[e.Instance] = true
-		if d, ok := w.deferred[e.Instance]; ok && e.Index <= d.index && w.cfg.Clock().Before(d.at) {
+		if d, ok := w.deferred[e.Instance]; ok && e.Index == d.index && w.cfg.Clock().Before(d.at) {
 			next = earliest(next, d.at)
 			continue
 		}

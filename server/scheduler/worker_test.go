@@ -350,3 +350,49 @@ func TestWorkerPlacesAgainWhatTheFSMSentBack(t *testing.T) {
 		return downed.Load() && len(live) == 1 && live[0].Node == "n2", describe(live)
 	})
 }
+
+// A trigger that arrives while a plan is made (a second node of the
+// instance lost between the evaluation's read and the plan's commit) is
+// kept by the FSM, whose evaluation then has that trigger's index, below
+// the plan's own. The worker evaluates it at once, even when the plan asks
+// for a retry at its deployment's healthy deadline (an hour here): a fleet
+// that lost 1,000 of 10,000 hosts in waves had replicas wait the
+// deadline, five minutes, for their replacement.
+func TestWorkerEvaluatesATriggerThatCameDuringItsPlan(t *testing.T) {
+	f := newSerialFSM(t)
+	store := f.Store
+	f.tenantAndTwoNodes()
+	for _, n := range []string{"n3", "n4"} {
+		f.Must(state.CmdNodeRegister, state.NodeRegister{SecretHash: "h" + n, Node: protocol.Node{ID: n,
+			Resources: protocol.NodeResources{CPUMillis: 4000, MemoryMB: 4096}, PortRange: protocol.PortRange{Lo: 1, Hi: 100}}})
+	}
+	sp := spec(func(s *protocol.Spec) { s.Update.HealthyDeadline = protocol.Duration(time.Hour) })
+	id := "acme/crm"
+	var lostSecond atomic.Bool
+	startWorker(t, store, func(ctx context.Context, p *state.Plan) (uint64, error) {
+		for _, r := range p.Place {
+			if r.Node != "" && r.Node != "n1" && r.Node != "n2" && lostSecond.CompareAndSwap(false, true) {
+				// The first replacement's plan is made; before it
+				// commits, the instance's other node goes down.
+				f.Must(state.CmdNodeStatus, state.NodeStatusUpdate{Nodes: []state.NodeStatus{{ID: "n2", Up: false}}})
+			}
+		}
+		return f.Commit(state.CmdPlanApply, p)
+	})
+	f.Must(state.CmdInstanceCreate, state.InstanceCreate{Instance: protocol.Instance{Tenant: "acme", Name: "crm", Replicas: 2, Spec: sp}})
+	waitFor(t, store, "two replicas placed on n1 and n2", func(snap *state.Snapshot) (bool, string) {
+		live := liveOf(snap, id)
+		return len(live) == 2 && live[0].Node != "" && live[1].Node != "" && live[0].Node != "n3" && live[1].Node != "n3", describe(live)
+	})
+	f.Must(state.CmdNodeStatus, state.NodeStatusUpdate{Nodes: []state.NodeStatus{{ID: "n1", Up: false}}})
+	waitFor(t, store, "both lost replicas replaced off n1 and n2", func(snap *state.Snapshot) (bool, string) {
+		live := liveOf(snap, id)
+		placed := 0
+		for _, r := range live {
+			if r.Node != "" && r.Node != "n1" && r.Node != "n2" {
+				placed++
+			}
+		}
+		return lostSecond.Load() && placed == 2 && len(live) == 2, describe(live)
+	})
+}
