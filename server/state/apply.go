@@ -290,8 +290,10 @@ func abort(format string, args ...any) {
 }
 
 func decode[T any](w *writer) (*T, error) {
-	if v, ok := w.cmd.value.(*T); ok {
-		return v, nil
+	if w.cmd.value != nil {
+		if v, ok := w.cmd.value().(*T); ok {
+			return v, nil
+		}
 	}
 	var v T
 	if err := json.Unmarshal(w.cmd.Body, &v); err != nil {

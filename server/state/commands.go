@@ -73,9 +73,10 @@ type Command struct {
 	// an entry with the key of an earlier one answers that one's outcome
 	// (idempotency.go).
 	Idempotency string `json:"idempotency,omitempty"`
-	// value is the decoded Body, when the command was made here and not
+	// value makes the decoded Body, a new one for each time the command is
+	// applied (as decoding does), when the command was made here and not
 	// read from the log (a fork's plans: Fork.PlayPlan).
-	value any
+	value func() any
 }
 
 // Encode builds the bytes of a command.

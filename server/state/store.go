@@ -86,11 +86,13 @@ func (s *Store) Fork() *Fork {
 func (f *Fork) Snapshot() *Snapshot { return &Snapshot{txn: f.t.txn} }
 
 // PlayPlan applies a plan to the fork alone, at the next index, as the FSM
-// would apply it. The fork applies a copy, so that p is proposed as the
-// scheduler made it; a plan made here is not encoded and decoded again.
+// would apply it. The fork applies copies (the FSM changes the plans it
+// applies), so that p is proposed as the scheduler made it; a plan made
+// here is not encoded and decoded again.
 func (f *Fork) PlayPlan(now time.Time, p *Plan) error {
 	f.index++
-	cmd := &Command{Type: CmdPlanApply, Time: now.UTC(), value: p.clone()}
+	made := p.clone()
+	cmd := &Command{Type: CmdPlanApply, Time: now.UTC(), value: func() any { return made.clone() }}
 	return f.t.add(Entry{Index: f.index, Cmd: cmd}).Err
 }
 
