@@ -172,11 +172,11 @@ type batch struct {
 	// feedDrops is how many of the stream's oldest events the batch drops
 	// when it ends (publish).
 	feedDrops int
-	// oldestAudit is the oldest audit record (nil: none), once read: the
-	// read after each record written made memdb copy the audit table's
-	// tree nodes again at each (pruneAudit).
-	oldestAudit     *protocol.AuditRecord
-	oldestAuditRead bool
+	// oldestAudit and oldestKey are the oldest audit record and
+	// idempotency record, read once per batch and after each one dropped
+	// (pruneAudit, recordKey).
+	oldestAudit oldest[protocol.AuditRecord]
+	oldestKey   oldest[IdempotencyRecord]
 	// rows are the rows the batch wrote, read by id without reading the
 	// transaction (writer.first).
 	rows *rows
@@ -613,27 +613,10 @@ func (w *writer) audit(r protocol.AuditRecord, seq int) {
 		r.Time = w.cmd.Time
 	}
 	w.insert(tableAudit, &r)
-	if b := w.batch; b.oldestAuditRead && (b.oldestAudit == nil || r.ID < b.oldestAudit.ID) {
-		b.oldestAudit = &r
-	}
+	w.batch.oldestAudit.added(&r, func(a, b *protocol.AuditRecord) bool { return a.ID < b.ID })
 	w.next(metaAuditCount)
 	w.pruneAudit()
 	w.publish(protocol.StreamEvent{Topic: protocol.TopicAudit, Type: r.Action, Time: r.Time, Tenant: r.Tenant, Audit: &r})
-}
-
-// oldestAudit returns the oldest audit record, nil for none, read once per
-// batch and after each one dropped.
-func (w *writer) oldestAudit() *protocol.AuditRecord {
-	b := w.batch
-	if !b.oldestAuditRead {
-		raw, err := w.txn.First(tableAudit, "id")
-		if err != nil {
-			abort("read %s: %v", tableAudit, err)
-		}
-		b.oldestAudit, _ = raw.(*protocol.AuditRecord)
-		b.oldestAuditRead = true
-	}
-	return b.oldestAudit
 }
 
 // pruneAudit drops the oldest audit records past the retention's count or
@@ -645,7 +628,7 @@ func (w *writer) pruneAudit() {
 	cutoff := w.cmd.Time.Add(-ret.MaxAge)
 	dropped := uint64(0)
 	for count.N-dropped > 0 {
-		oldest := w.oldestAudit()
+		oldest := w.batch.oldestAudit.get(w.txn, tableAudit, "id")
 		if oldest == nil {
 			break
 		}
@@ -655,7 +638,7 @@ func (w *writer) pruneAudit() {
 			break
 		}
 		w.delete(tableAudit, oldest)
-		w.batch.oldestAuditRead = false
+		w.batch.oldestAudit.dropped()
 		dropped++
 	}
 	if dropped > 0 {

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -99,10 +100,11 @@ func dumpRows(t *testing.T, s *Snapshot, table string) string {
 	return out.String()
 }
 
-// The event stream is pruned and the oldest audit record read once per
-// batch (publish, pruneAudit), not at each entry: a batch must still leave
-// what applying its entries one at a time leaves, with the stream full and
-// audit records dropped by count and by age, command times going back and
+// The event stream is pruned, and the oldest audit and idempotency records
+// read, once per batch (publish, pruneAudit, recordKey), not at each
+// entry: a batch must still leave what applying its entries one at a time
+// leaves, with the stream full, audit records dropped by count and by age,
+// idempotency records by age and replaced, command times going back and
 // forth, whatever the batches.
 func TestPruningInBatchesIsPruningOneByOne(t *testing.T) {
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
@@ -116,11 +118,10 @@ func TestPruningInBatchesIsPruningOneByOne(t *testing.T) {
 		return entry(at, CmdTenantUpsert, TenantUpsert{Tenant: protocol.Tenant{Name: name, State: protocol.TenantActive}, Create: true},
 			&protocol.AuditRecord{Action: "tenant.create", Target: name})
 	}
+	var errs []string // of the last store applied to
 	apply := func(s *Store, entries ...Entry) {
 		for _, o := range s.applyBatch(entries) {
-			if o.Err != nil {
-				t.Fatal(o.Err)
-			}
+			errs = append(errs, fmt.Sprint(o.Err))
 		}
 	}
 	apply(one, entry(now, CmdLogVersion, LogVersionSet{Version: LogVersion}, nil))
@@ -138,9 +139,26 @@ func TestPruningInBatchesIsPruningOneByOne(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	var entries []Entry
 	entries = append(entries, entry(now, CmdAuditRetention, AuditRetention{MaxRecords: 40, MaxAge: time.Hour}, nil))
+	keyed := func(e Entry, key string) Entry {
+		e.Cmd.Idempotency = key
+		return e
+	}
 	for i := range 400 {
 		at := now.Add(time.Duration(rng.IntN(240)-60) * time.Minute)
+		later := now.Add(time.Duration(i) * 20 * time.Minute) // past the keys' retention
 		switch {
+		case i%5 == 1:
+			entries = append(entries, keyed(tenant(later, fmt.Sprintf("k-%d", i)), fmt.Sprintf("key-%d", i)))
+		case i%35 == 2:
+			// A key used again by another kind of request: refused, and
+			// its record replaced. The key is the oldest kept (the
+			// retention is 72 entries' time): its record is the one
+			// the batch reads as the oldest.
+			old := max(1, i-71)
+			for old%5 != 1 {
+				old++
+			}
+			entries = append(entries, keyed(entry(later, CmdAudit, AuditAppend{}, nil), fmt.Sprintf("key-%d", old)))
 		case i == 200:
 			entries = append(entries, entry(at, CmdAuditRetention, AuditRetention{MaxRecords: 15}, nil))
 		case i%3 == 0:
@@ -150,16 +168,26 @@ func TestPruningInBatchesIsPruningOneByOne(t *testing.T) {
 			entries = append(entries, tenant(at, fmt.Sprintf("t-%d", i)))
 		}
 	}
+	errs = nil
 	for _, e := range entries {
 		apply(one, e)
 	}
+	oneErrs := errs
+	errs = nil
 	for rest := entries; len(rest) > 0; {
 		n := min(len(rest), 1+rng.IntN(70))
 		apply(batched, rest[:n]...)
 		rest = rest[n:]
 	}
+	if !slices.Equal(oneErrs, errs) {
+		t.Errorf("the entries' outcomes differ:\n one by one: %v\n in batches: %v", oneErrs, errs)
+	}
+	if refused := strings.Count(strings.Join(oneErrs, "\n"), "Idempotency-Key was used"); refused == 0 {
+		t.Fatal("no key was used again: the scenario is not what it means to be")
+	}
 	a, b := one.Snapshot(), batched.Snapshot()
-	if a.Meta(metaFeedDropped).Value == droppedBefore || len(a.Audit(AuditFilter{})) > 15 {
+	if a.Meta(metaFeedDropped).Value == droppedBefore || len(a.Audit(AuditFilter{})) > 15 ||
+		a.Meta(metaIdempotencyCount).N >= 80 {
 		t.Fatal("the stream or the audit records were not pruned: the scenario is not what it means to be")
 	}
 	for _, table := range Tables {

@@ -100,18 +100,23 @@ func (w *writer) recordKey(err error) {
 		}
 	}
 	w.insert(tableIdempotency, rec)
+	if o := w.batch.oldestKey.row; o != nil && o.Key == rec.Key {
+		w.batch.oldestKey.dropped() // replaced: the first by index is another
+	} else {
+		w.batch.oldestKey.added(rec, func(a, b *IdempotencyRecord) bool { return a.Index < b.Index })
+	}
 	count := w.next(metaIdempotencyCount)
 	cutoff := w.cmd.Time.Add(-IdempotencyRetention)
 	for count > 0 {
-		raw, err := w.txn.First(tableIdempotency, "index")
-		if err != nil || raw == nil {
+		old := w.batch.oldestKey.get(w.txn, tableIdempotency, "index")
+		if old == nil {
 			break
 		}
-		old := raw.(*IdempotencyRecord)
 		if count <= MaxIdempotencyRecords && !old.Time.Before(cutoff) {
 			break
 		}
 		w.delete(tableIdempotency, old)
+		w.batch.oldestKey.dropped()
 		count--
 	}
 	w.setMeta(&Meta{Key: metaIdempotencyCount, N: count})

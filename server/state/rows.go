@@ -99,3 +99,37 @@ func (r *rows) read(txn *memdb.Txn, table string, args ...any) (any, error) {
 // verifyRows makes every read of rows check itself against the
 // transaction (the package's tests set it).
 var verifyRows = false
+
+// oldest is the first row of a table in the order of one of its indexes
+// (nil: none), as the batch's entries leave it, read from the transaction
+// once per batch and after each drop: a read after each row written made
+// memdb copy the table's tree nodes again at each (see rows). The tables
+// kept this way (audit and idempotency records) only get rows that come
+// after the others, and lose their oldest.
+type oldest[T any] struct {
+	row  *T
+	read bool
+}
+
+// get returns the first row of table by index.
+func (o *oldest[T]) get(txn *memdb.Txn, table, index string) *T {
+	if !o.read {
+		raw, err := txn.First(table, index)
+		if err != nil {
+			abort("read %s: %v", table, err)
+		}
+		o.row, _ = raw.(*T)
+		o.read = true
+	}
+	return o.row
+}
+
+// added records a row written, which comes first when less says so.
+func (o *oldest[T]) added(row *T, less func(a, b *T) bool) {
+	if o.read && (o.row == nil || less(row, o.row)) {
+		o.row = row
+	}
+}
+
+// dropped records that the first row was deleted.
+func (o *oldest[T]) dropped() { o.read = false }
