@@ -29,8 +29,9 @@ type writer struct {
 	result      any
 	resultTable string
 	// replayed is the answer of an entry whose idempotency key an earlier
-	// entry had (idempotency.go).
+	// entry had (idempotency.go), and earlier that entry's record.
 	replayed *Replayed
+	earlier  *IdempotencyRecord
 }
 
 // answerTables are the tables whose rows API answers show: a command's
@@ -51,6 +52,9 @@ type Applied struct{ Value any }
 type Outcome struct {
 	Err   error
 	Value any
+	// unrecorded: the entry's audit and idempotency records could not
+	// be written; it changed nothing but the index (transaction.add).
+	unrecorded bool
 }
 
 // Entry is one Raft log entry's command, at its index.
@@ -123,25 +127,44 @@ func (t *transaction) add(e Entry) Outcome {
 	var o Outcome
 	o.Err = w.safely(func() error { return w.apply(t.store.dispatch) })
 	if o.Err != nil && len(w.touched) > 0 {
-		t.txn.Abort()
-		t.restart()
-		for j, prev := range t.entries {
-			r := t.writer(prev)
-			if t.out[j].Err == nil {
-				r.again(t.store.dispatch)
-				t.out[j].Value = r.answer()
-			}
-			r.finish(t.out[j].Err)
-		}
+		t.redo()
+		earlier := w.earlier
 		w = t.writer(e)
+		w.earlier = earlier
 	}
 	if o.Err == nil {
 		o.Value = w.answer()
 	}
-	w.finish(o.Err)
+	if err := w.safely(func() error { w.finish(o.Err); return nil }); err != nil {
+		// The entry's audit or idempotency record could not be written
+		// (a bug, as in safely): the entry keeps nothing, not even those,
+		// rather than stop every server that applies it.
+		t.redo()
+		o = Outcome{Err: err, unrecorded: true}
+		t.writer(e).close()
+	}
 	t.entries = append(t.entries, e)
 	t.out = append(t.out, o)
 	return o
+}
+
+// redo starts the transaction over with the entries added before the one
+// being added, each with its outcome.
+func (t *transaction) redo() {
+	t.txn.Abort()
+	t.restart()
+	for j, prev := range t.entries {
+		r := t.writer(prev)
+		if t.out[j].Err == nil {
+			r.again(t.store.dispatch)
+			t.out[j].Value = r.answer()
+		}
+		if t.out[j].unrecorded {
+			r.close()
+		} else {
+			r.finish(t.out[j].Err)
+		}
+	}
 }
 
 // commit writes the rows the batch kept, makes the transaction the state,
@@ -218,6 +241,7 @@ func (b *batch) flush(txn *memdb.Txn) {
 // of the earlier entry of its idempotency key.
 func (w *writer) apply(dispatch func(*writer) error) error {
 	if rec := w.idempotent(); rec != nil {
+		w.earlier = rec
 		return w.replay(rec)
 	}
 	return dispatch(w)
@@ -254,6 +278,12 @@ func (w *writer) finish(err error) {
 		w.audit(rec, 0)
 	}
 	w.recordKey(err)
+	w.close()
+}
+
+// close moves the index of every table the entry changed, and the meta
+// table's, to the entry's.
+func (w *writer) close() {
 	w.touch(tableMeta)
 	for _, t := range w.touched {
 		w.batch.indexes[t] = w.index
