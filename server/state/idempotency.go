@@ -90,6 +90,13 @@ func (w *writer) recordKey(err error) {
 	if w.cmd.Idempotency == "" || w.replayed != nil || !w.since(2) {
 		return
 	}
+	if w.earlier != nil && w.since(5) {
+		// The key's first entry keeps its record. Before log version 5 an
+		// entry refused by the record (another request's key, or the
+		// first one's error again) replaced it, and counted one more
+		// record where there was none more (recountKeys).
+		return
+	}
 	rec := &IdempotencyRecord{Key: w.cmd.Idempotency, Index: w.index, Time: w.cmd.Time, Type: w.cmd.Type}
 	if err != nil {
 		rec.Err = protocol.AsError(err)
@@ -120,4 +127,21 @@ func (w *writer) recordKey(err error) {
 		count--
 	}
 	w.setMeta(&Meta{Key: metaIdempotencyCount, N: count})
+}
+
+// recountKeys sets the count of idempotency records to the rows there
+// are: before log version 5 a key's record replaced by a later entry was
+// counted again, and the count grew past the rows, which made the newest
+// records be dropped early.
+func (w *writer) recountKeys() {
+	it, err := w.txn.Get(tableIdempotency, "id")
+	if err != nil {
+		abort("read %s: %v", tableIdempotency, err)
+	}
+	n := uint64(0)
+	for raw := it.Next(); raw != nil; raw = it.Next() {
+		n++
+	}
+	w.touch(tableMeta)
+	w.setMeta(&Meta{Key: metaIdempotencyCount, N: n})
 }

@@ -28,8 +28,10 @@ import (
 // instance version was made, and its product reference (Version); since
 // version 4 a replica that starts or turns healthy makes an evaluation only
 // when the scheduler waits for it (writer.awaited), and the creation of an
-// instance of no replicas makes none.
-const LogVersion = 4
+// instance of no replicas makes none; since version 5 an idempotency
+// key's record stays its first entry's (recordKey), and the count of
+// records is made true again when the version is set (recountKeys).
+const LogVersion = 5
 
 // CmdLogVersion raises the cluster's log version.
 const CmdLogVersion CommandType = "log.version"
@@ -80,10 +82,14 @@ func (w *writer) logVersionSet(c *LogVersionSet) error {
 		// must not apply an entry it was never meant to see.
 		return protocol.Errorf(protocol.CodeInvalidArgument, "log version %d is not one this build (log version %d) knows", c.Version, LogVersion)
 	}
-	if c.Version <= w.snap().LogVersion() {
+	old := w.snap().LogVersion()
+	if c.Version <= old {
 		return nil // never lowered
 	}
 	w.insert(tableMeta, &Meta{Key: metaLogVersion, N: uint64(c.Version)})
+	if old < 5 && c.Version >= 5 {
+		w.recountKeys()
+	}
 	return nil
 }
 
