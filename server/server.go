@@ -207,8 +207,11 @@ func New(cfg Config) (*Server, error) {
 	if serverToken == "" && cfg.ACL {
 		serverToken = secret.New()
 	}
+	// Idle connections to keep per server: as many as the writes a busy
+	// follower forwards at once, so that it does not dial the leader anew
+	// for each past that count.
 	peerTransport := &http.Transport{TLSClientConfig: dialTLS,
-		MaxIdleConnsPerHost: 16, IdleConnTimeout: 90 * time.Second}
+		MaxIdleConnsPerHost: 128, IdleConnTimeout: 90 * time.Second}
 	s.peers = &http.Client{Timeout: 5 * time.Second, Transport: withServerToken{peerTransport, serverToken}}
 	s.scheme = scheme
 	s.gateway = gateway.New(gateway.Config{
