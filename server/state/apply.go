@@ -55,6 +55,10 @@ type Outcome struct {
 	// unrecorded: the entry's audit and idempotency records could not
 	// be written; it changed nothing but the index (transaction.add).
 	unrecorded bool
+	// earlier: the record of the entry's key that an earlier entry
+	// wrote, which the entry leaves as it is (writer.earlier); kept for
+	// finishing the entry again (transaction.redo).
+	earlier *IdempotencyRecord
 }
 
 // Entry is one Raft log entry's command, at its index.
@@ -143,6 +147,7 @@ func (t *transaction) add(e Entry) Outcome {
 		o = Outcome{Err: err, unrecorded: true}
 		t.writer(e).close()
 	}
+	o.earlier = w.earlier
 	t.entries = append(t.entries, e)
 	t.out = append(t.out, o)
 	return o
@@ -155,6 +160,7 @@ func (t *transaction) redo() {
 	t.restart()
 	for j, prev := range t.entries {
 		r := t.writer(prev)
+		r.earlier = t.out[j].earlier
 		if t.out[j].Err == nil {
 			r.again(t.store.dispatch)
 			t.out[j].Value = r.answer()

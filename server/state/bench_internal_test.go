@@ -103,11 +103,12 @@ func BenchmarkNodeDownUp(b *testing.B) {
 	}
 }
 
-// unverified turns off the tests' check of each row read (verifyRows) for
-// a benchmark, which measures the reads as the servers make them.
+// unverified turns off the tests' check of each row read (rowMismatch)
+// for a benchmark, which measures the reads as the servers make them.
 func unverified(b *testing.B) {
-	verifyRows = false
-	b.Cleanup(func() { verifyRows = true })
+	check := rowMismatch
+	rowMismatch = nil
+	b.Cleanup(func() { rowMismatch = check })
 }
 
 // logCommand is a command as the FSM gets it from the log: encoded with

@@ -66,3 +66,43 @@ func TestAKeysRecordIsItsFirstEntrys(t *testing.T) {
 		t.Errorf("after raising the log version to 5: %d records counted, want the 2 there are", got)
 	}
 }
+
+// A refused keyed entry keeps its key's first record also when its batch
+// is started over: here a plan in the same batch fails after writing (an
+// event for an instance whose tenant is gone), so the entries before it
+// are finished again in a new transaction (transaction.redo), and the
+// refused one must again leave the record and the count alone.
+func TestAKeysRecordSurvivesARedoneBatch(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	keyed := func(c *Command, key string) *Command { c.Idempotency = key; return c }
+	tenant := TenantUpsert{Tenant: protocol.Tenant{Name: "acme", State: protocol.TenantActive}, Create: true}
+	spec := protocol.Spec{Version: "1", Command: []string{"/bin/app"}}.WithDefaults()
+	setup := []Entry{
+		{1, logCommand(t, now, CmdLogVersion, LogVersionSet{Version: LogVersion}, nil)},
+		{2, logCommand(t, now, CmdTenantUpsert, tenant, nil)},
+		{3, logCommand(t, now, CmdInstanceCreate, InstanceCreate{Instance: protocol.Instance{Tenant: "acme", Name: "crm", Environment: "default", Spec: spec}}, nil)},
+		// A second create of acme, refused: its record keeps the conflict.
+		{4, keyed(logCommand(t, now, CmdTenantUpsert, tenant, nil), "K")},
+	}
+	batch := []Entry{
+		// Sent again with its key: the conflict replayed, nothing written.
+		{5, keyed(logCommand(t, now.Add(time.Minute), CmdTenantUpsert, tenant, nil), "K")},
+		// Fails after writing: the batch is redone.
+		{6, logCommand(t, now, CmdPlanApply, Plan{Instance: "acme/crm",
+			Place:  []*protocol.Replica{{ID: "r1", Tenant: "acme", Instance: "crm", Version: 1}},
+			Events: []protocol.Event{{Message: "no tenant"}}}, nil)},
+	}
+	one, batched := NewStore(), NewStore()
+	for _, e := range append(append([]Entry{}, setup...), batch...) {
+		one.applyBatch([]Entry{e})
+	}
+	batched.applyBatch(setup)
+	if out := batched.applyBatch(batch); out[1].Err == nil {
+		t.Fatal("the plan was accepted; the batch is not redone and the test shows nothing")
+	}
+	for _, table := range []string{tableIdempotency, tableMeta} {
+		if a, b := dumpRows(t, one.Snapshot(), table), dumpRows(t, batched.Snapshot(), table); a != b {
+			t.Errorf("table %s differs:\n one by one: %s\n in a batch: %s", table, a, b)
+		}
+	}
+}
