@@ -240,16 +240,26 @@ func (c *step) observe() {
 			continue
 		}
 		d := in.Deployment
+		t := c.snap.Tenant(in.Tenant)
+		atRelease := in.Version >= ri.Version && in.Release == c.r.Release
 		switch {
-		case in.Version > ri.Version && in.Release != c.r.Release:
-			c.finish(ri, protocol.UpgradeFailed, "changed to release "+in.Release+" during its upgrade")
-		case d != nil && d.ToVersion == ri.Version && d.State == protocol.DeploymentSuccessful,
-			d == nil && in.StableVersion >= ri.Version:
+		case d != nil && d.ToVersion == ri.Version && d.State == protocol.DeploymentSuccessful:
 			c.finish(ri, protocol.UpgradeSucceeded, "")
 		case d != nil && d.ToVersion == ri.Version && d.State == protocol.DeploymentRolledBack:
 			c.finish(ri, protocol.UpgradeRolledBack, "rolled back: "+d.Message)
+		case d != nil && d.Rollback && d.ToVersion == ri.Version+1:
+			// the rollback's own deployment already replaced the failed one
+			c.finish(ri, protocol.UpgradeRolledBack, "rolled back")
+		case in.Version > ri.Version && in.Release != c.r.Release:
+			c.finish(ri, protocol.UpgradeFailed, "changed to release "+in.Release+" during its upgrade")
 		case d != nil && d.ToVersion == ri.Version && (d.State == protocol.DeploymentFailed || d.State == protocol.DeploymentCancelled):
 			c.finish(ri, protocol.UpgradeFailed, "deployment "+d.State+": "+d.Message)
+		case atRelease && in.StableVersion >= ri.Version:
+			// a later version at the release (the tenant's own change) or
+			// one that needed no deployment is stable
+			c.finish(ri, protocol.UpgradeSucceeded, "")
+		case atRelease && state.WantedReplicas(in, t != nil && t.State == protocol.TenantSuspended) == 0:
+			c.finish(ri, protocol.UpgradeSucceeded, "nothing running: starts on "+c.r.Release)
 		}
 	}
 }
