@@ -189,11 +189,14 @@ type step struct {
 
 func (c *step) run() {
 	r := c.r
+	if r.WaveStartedAt.IsZero() && !r.StartAt.IsZero() && c.now.Before(r.StartAt) {
+		// Not started yet, also after a pause and a resume before start_at.
+		r.State = protocol.RolloutScheduled
+		c.reasons()
+		c.calendar()
+		return
+	}
 	if r.State == protocol.RolloutScheduled {
-		if c.now.Before(r.StartAt) {
-			c.calendar()
-			return
-		}
 		r.State, r.WaveStartedAt = protocol.RolloutRunning, c.now
 	}
 	c.observe()
