@@ -38,7 +38,9 @@ func (s *sched) running() bool {
 // returns how replicas of other versions are to be treated.
 func (s *sched) deployment(alive []*protocol.Replica, want int) mode {
 	in := s.in
-	if s.dep == nil || s.dep.ToVersion != in.Version {
+	// A deployment cancelled by a stop (or a suspension) starts again
+	// when replicas are wanted again.
+	if s.dep == nil || s.dep.ToVersion != in.Version || s.dep.State == protocol.DeploymentCancelled {
 		var from uint64
 		for _, r := range alive {
 			if !s.current(r) {
@@ -53,7 +55,11 @@ func (s *sched) deployment(alive []*protocol.Replica, want int) mode {
 		// 0), so that its healthy_deadline holds; later, a version no live
 		// replica runs another spec of needs none.
 		first := prev == nil && in.StableVersion == 0
-		if from == 0 && !first {
+		// A spec that never was stable is deployed, with its deadline and
+		// rollback, even when no live replica runs another one.
+		st := in.StableVersion
+		unproven := st != 0 && st != in.Version && s.spec(in.ID, st) != nil && !s.current(&protocol.Replica{Version: st})
+		if from == 0 && !first && !unproven {
 			return modeRolling
 		}
 		if st := in.StableVersion; st != 0 && st != in.Version && s.spec(in.ID, st) != nil {
