@@ -1,0 +1,125 @@
+package rollout_test
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/drover-dev/drover/protocol"
+	"github.com/drover-dev/drover/server/rollout"
+	"github.com/drover-dev/drover/server/scheduler"
+	"github.com/drover-dev/drover/server/state"
+)
+
+// An instance that is stopped when the rollout upgrades it gets its new
+// version (the FSM writes it), but the scheduler makes no deployment for
+// a version with no replicas wanted: the upgrade must end when the
+// instance is at the release with nothing to deploy (it stayed
+// "upgrading" for ever, and the rollout with it).
+func TestAStoppedInstancesUpgradeEnds(t *testing.T) {
+	w := newWorld(t)
+	w.Must(state.CmdInstanceLifecycle, state.InstanceLifecycle{Tenant: "t00000", Name: "crm-0", Action: state.ActionStop})
+	w.settle()
+	ro, err := rollout.New(w.Snapshot(), protocol.RolloutRequest{Product: "crm", Release: "1.1.0", MaxConcurrent: 10}, "r1", w.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Must(state.CmdRolloutCreate, state.RolloutCreate{Rollout: *ro})
+	if got := w.step("r1"); got.Counts.Upgrading != 4 {
+		t.Fatalf("first step: %+v", got.Counts)
+	}
+	for range 5 {
+		w.settle()
+		w.step("r1")
+	}
+	got := w.Snapshot().Rollout("r1")
+	in := w.Snapshot().Instance("t00000/crm-0")
+	if got.State != protocol.RolloutSucceeded {
+		for _, ri := range got.Instances {
+			t.Logf("%s: %s %q (version %d)", ri.ID, ri.State, ri.Reason, ri.Version)
+		}
+		t.Fatalf("rollout %s %+v; stopped instance at version %d release %s, stable %d, deployment %+v",
+			got.State, got.Counts, in.Version, in.Release, in.StableVersion, in.Deployment)
+	}
+}
+
+// A tenant changes its instance (same release, one more replica) while
+// the rollout upgrades it: the upgrade's deployment is superseded by the
+// tenant's version, which deploys fine at the rollout's release. The
+// rollout must see the instance done (it waited for ever).
+func TestAnUpgradeChangedByItsTenantEnds(t *testing.T) {
+	w := newWorld(t)
+	ro, err := rollout.New(w.Snapshot(), protocol.RolloutRequest{Product: "crm", Release: "1.1.0", MaxConcurrent: 10}, "r1", w.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Must(state.CmdRolloutCreate, state.RolloutCreate{Rollout: *ro})
+	if got := w.step("r1"); got.Counts.Upgrading != 4 {
+		t.Fatalf("first step: %+v", got.Counts)
+	}
+	in := w.Snapshot().Instance("t00001/crm-1")
+	two := 2
+	w.Must(state.CmdInstanceUpdate, state.InstanceUpdate{Tenant: in.Tenant, Name: in.Name, Spec: in.Spec, Plan: in.Plan,
+		Environment: in.Environment, Replicas: &two, ProductRef: in.ProductRef})
+	for range 5 {
+		w.settle()
+		w.step("r1")
+	}
+	got := w.Snapshot().Rollout("r1")
+	in = w.Snapshot().Instance("t00001/crm-1")
+	if got.State != protocol.RolloutSucceeded {
+		for _, ri := range got.Instances {
+			t.Logf("%s: %s %q (version %d)", ri.ID, ri.State, ri.Reason, ri.Version)
+		}
+		t.Fatalf("rollout %s %+v; instance at version %d release %s, stable %d, deployment %+v",
+			got.State, got.Counts, in.Version, in.Release, in.StableVersion, in.Deployment)
+	}
+}
+
+// schedule runs the scheduler alone (no agent) until its plans change
+// nothing.
+func (w *world) schedule() {
+	for range 50 {
+		progress := false
+		for _, e := range w.Snapshot().Evals() {
+			snap := w.Snapshot()
+			ev := snap.Eval(e.Instance)
+			if ev == nil {
+				continue
+			}
+			p := scheduler.Schedule(snap, ev, w.Now(), func() string { w.ids++; return fmt.Sprintf("r%d", w.ids) })
+			if p.Retry && len(p.Place) == 0 && len(p.Stop) == 0 && p.Deployment == nil && p.StableVersion == 0 && len(p.Events) == 0 && p.Rollback == 0 {
+				continue
+			}
+			w.Must(state.CmdPlanApply, p)
+			progress = true
+		}
+		if !progress {
+			return
+		}
+	}
+	w.t.Fatal("the scheduler keeps changing its mind")
+}
+
+// A rollout scheduled for later, paused and resumed before its start_at,
+// must still wait for start_at; resume makes it running, and the next
+// step starts upgrades at once.
+func TestAResumedScheduledRolloutWaitsForItsStart(t *testing.T) {
+	w := newWorld(t)
+	start := w.Now().Add(6 * time.Hour)
+	ro, err := rollout.New(w.Snapshot(), protocol.RolloutRequest{Product: "crm", Release: "1.1.0", MaxConcurrent: 10, StartAt: start}, "r1", w.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ro.State != protocol.RolloutScheduled {
+		t.Fatalf("state %s, want scheduled", ro.State)
+	}
+	w.Must(state.CmdRolloutCreate, state.RolloutCreate{Rollout: *ro})
+	w.Must(state.CmdRolloutControl, state.RolloutControl{ID: "r1", Action: state.RolloutPause})
+	w.Advance(time.Minute)
+	w.Must(state.CmdRolloutControl, state.RolloutControl{ID: "r1", Action: state.RolloutResume})
+	got := w.step("r1")
+	if got.Counts.Upgrading != 0 || got.State != protocol.RolloutScheduled {
+		t.Fatalf("5h59m before start_at, after pause and resume: %s, %+v upgrading", got.State, got.Counts)
+	}
+}
