@@ -53,9 +53,16 @@ func (a *API) createToken(w http.ResponseWriter, r *http.Request) error {
 		tok.ExpiresAt = now.Add(req.TTL.D())
 	}
 	sec := secret.New()
-	made, err := change[protocol.Token](a, w, r, a.auditRecord(r, string(state.CmdTokenCreate), tok.ID), state.CmdTokenCreate, state.TokenCreate{Token: tok, SecretHash: secret.Hash(sec)})
+	rec := a.auditRecord(r, string(state.CmdTokenCreate), tok.ID)
+	rec.Tenant = tok.Tenant // a tenant's tokens are in its own trail
+	made, err := change[protocol.Token](a, w, r, rec, state.CmdTokenCreate, state.TokenCreate{Token: tok, SecretHash: secret.Hash(sec)})
 	if err != nil {
 		return err
+	}
+	if w.Header().Get(HeaderReplayed) == "true" {
+		// The first request's secret was in its answer only; this one's
+		// was never stored.
+		return protocol.Errorf(protocol.CodeConflict, "token %s was created by the first request with this Idempotency-Key; its secret was in that answer only: revoke it and create another", made.ID)
 	}
 	out := *made
 	out.Secret = sec
@@ -108,7 +115,11 @@ func (a *API) tokenSelf(w http.ResponseWriter, r *http.Request) error {
 // cannot be locked out of its own administration.
 func (a *API) deleteToken(w http.ResponseWriter, r *http.Request) error {
 	id := r.PathValue("id")
-	if _, err := a.propose(w, r, state.CmdTokenDelete, id, state.NameBody{Name: id}); err != nil {
+	rec := a.auditRecord(r, string(state.CmdTokenDelete), id)
+	if t := a.store.Snapshot().Token(id); t != nil {
+		rec.Tenant = t.Tenant
+	}
+	if _, err := a.proposeAudited(w, r, rec, state.CmdTokenDelete, state.NameBody{Name: id}); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)

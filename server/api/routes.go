@@ -279,6 +279,11 @@ func (a *API) putEnvironment(w http.ResponseWriter, r *http.Request) error {
 	if err := protocol.ValidateName("name", e.Name); err != nil {
 		return err
 	}
+	if e.Constraints.Region != "" {
+		if err := protocol.ValidateName("constraints.region", e.Constraints.Region); err != nil {
+			return err
+		}
+	}
 	if err := protocol.ValidateLabels("constraints.labels", e.Constraints.Labels); err != nil {
 		return err
 	}
