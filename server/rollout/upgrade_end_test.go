@@ -1,13 +1,11 @@
 package rollout_test
 
 import (
-	"fmt"
 	"testing"
 	"time"
 
 	"github.com/drover-dev/drover/protocol"
 	"github.com/drover-dev/drover/server/rollout"
-	"github.com/drover-dev/drover/server/scheduler"
 	"github.com/drover-dev/drover/server/state"
 )
 
@@ -74,31 +72,6 @@ func TestAnUpgradeChangedByItsTenantEnds(t *testing.T) {
 		t.Fatalf("rollout %s %+v; instance at version %d release %s, stable %d, deployment %+v",
 			got.State, got.Counts, in.Version, in.Release, in.StableVersion, in.Deployment)
 	}
-}
-
-// schedule runs the scheduler alone (no agent) until its plans change
-// nothing.
-func (w *world) schedule() {
-	for range 50 {
-		progress := false
-		for _, e := range w.Snapshot().Evals() {
-			snap := w.Snapshot()
-			ev := snap.Eval(e.Instance)
-			if ev == nil {
-				continue
-			}
-			p := scheduler.Schedule(snap, ev, w.Now(), func() string { w.ids++; return fmt.Sprintf("r%d", w.ids) })
-			if p.Retry && len(p.Place) == 0 && len(p.Stop) == 0 && p.Deployment == nil && p.StableVersion == 0 && len(p.Events) == 0 && p.Rollback == 0 {
-				continue
-			}
-			w.Must(state.CmdPlanApply, p)
-			progress = true
-		}
-		if !progress {
-			return
-		}
-	}
-	w.t.Fatal("the scheduler keeps changing its mind")
 }
 
 // A rollout scheduled for later, paused and resumed before its start_at,
