@@ -83,6 +83,9 @@ func (w *writer) planApply(p *Plan) error {
 				return protocol.Errorf(protocol.CodeConflict, "rollback of %s: version %d is gone", in.ID, p.Rollback)
 			}
 			in.Spec = v.Spec
+			if v.ProductRef != nil && w.since(6) {
+				in.ProductRef = *v.ProductRef // the release rolled back to
+			}
 			in.Version++
 			changed = true
 			w.putVersion(in)

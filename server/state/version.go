@@ -30,8 +30,12 @@ import (
 // when the scheduler waits for it (writer.awaited), and the creation of an
 // instance of no replicas makes none; since version 5 an idempotency
 // key's record stays its first entry's (recordKey), and the count of
-// records is made true again when the version is set (recountKeys).
-const LogVersion = 5
+// records is made true again when the version is set (recountKeys); since
+// version 6 a rollback restores the product reference of the version it
+// rolls back to, a plan keeps a promotion made while it was on its way,
+// and replicas record when they were placed and whether they were ever
+// healthy (PlacedAt, WasHealthy).
+const LogVersion = 6
 
 // CmdLogVersion raises the cluster's log version.
 const CmdLogVersion CommandType = "log.version"
