@@ -72,6 +72,10 @@ func (w *writer) planApply(p *Plan) error {
 		changed := false
 		if p.Deployment != nil {
 			d := *p.Deployment
+			if cur := in.Deployment; w.since(6) && cur != nil && cur.ID == d.ID && cur.Promoted && !d.Promoted {
+				// promoted while the plan was made: keep the promotion
+				d.Promoted = true
+			}
 			in.Deployment, changed = &d, true
 		}
 		if p.StableVersion != 0 && p.StableVersion != in.StableVersion {
