@@ -313,8 +313,12 @@ type Replica struct {
 	// StopReason is why the servers stopped the replica ("restarted",
 	// "replaced by version 3", "instance stopped"); the agent's reports
 	// keep it, where they overwrite Message.
-	StopReason  string    `json:"stop_reason,omitempty"`
-	CreatedAt   time.Time `json:"created_at"`
+	StopReason string    `json:"stop_reason,omitempty"`
+	CreatedAt  time.Time `json:"created_at"`
+	// PlacedAt is when the replica was placed on its node; WasHealthy
+	// whether it has ever been reported healthy (log version 6).
+	PlacedAt    time.Time `json:"placed_at,omitzero"`
+	WasHealthy  bool      `json:"was_healthy,omitempty"`
 	CreateIndex uint64    `json:"create_index"`
 	ModifyIndex uint64    `json:"modify_index"`
 }

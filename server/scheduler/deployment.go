@@ -118,10 +118,14 @@ func (s *sched) failure(alive []*protocol.Replica) string {
 	}
 	hd := s.healthyDeadline()
 	for _, r := range alive {
-		if r.Version != to || r.State == protocol.ReplicaHealthy {
-			continue
+		if r.Version != to || r.State == protocol.ReplicaHealthy || r.WasHealthy {
+			continue // healthy within its deadline once: it met it
 		}
-		deadline := r.CreatedAt.Add(hd)
+		start := r.CreatedAt
+		if !r.PlacedAt.IsZero() {
+			start = r.PlacedAt // the deadline runs from its placement
+		}
+		deadline := start.Add(hd)
 		if !s.now.Before(deadline) {
 			return fmt.Sprintf("replica %s of version %d not healthy within %s of its placement", r.ID, to, hd)
 		}

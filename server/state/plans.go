@@ -50,6 +50,9 @@ func (w *writer) planApply(p *Plan) error {
 				p.Retry = true
 			}
 		}
+		if c.Node != "" && w.since(6) {
+			c.PlacedAt = w.cmd.Time
+		}
 		w.insert(tableReplicas, &c)
 	}
 	for _, s := range p.Stop {

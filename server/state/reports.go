@@ -47,6 +47,9 @@ func (w *writer) replicaReports(c *ReplicaReports) error {
 			switch {
 			case r.State == protocol.ReplicaHealthy && old.State != protocol.ReplicaHealthy:
 				r.HealthySince = w.cmd.Time
+				if w.since(6) {
+					r.WasHealthy = true
+				}
 			case r.State != protocol.ReplicaHealthy:
 				r.HealthySince = time.Time{}
 			}
