@@ -86,6 +86,10 @@ type replica struct {
 	exits     []time.Time // failures within the restart window
 	proc      process
 
+	// persistMu orders the record's writes: a snapshot taken later is
+	// never overwritten by one taken earlier.
+	persistMu sync.Mutex
+
 	stopOnce sync.Once
 	stopCh   chan struct{} // closed when the server no longer wants it
 	// undrained skips the drain before the stop signal (StopAll), and
@@ -251,6 +255,8 @@ func (r *replica) report() protocol.ReplicaReport {
 }
 
 func (r *replica) persist() {
+	r.persistMu.Lock()
+	defer r.persistMu.Unlock()
 	r.mu.Lock()
 	spec, _ := json.Marshal(r.spec)
 	rec := store.Replica{ID: r.spec.ID, Restarts: r.restarts, Ports: r.ports, Spec: spec, State: r.state,
@@ -488,7 +494,7 @@ func (r *replica) restartAfter(ctx context.Context, res driver.ExitResult) bool 
 	r.proc = nil
 	r.mu.Unlock()
 	if r.sup.Restarted != nil {
-		r.sup.Restarted(r.spec)
+		r.sup.Restarted(r.assigned())
 	}
 	r.set(protocol.ReplicaStarting, "", fmt.Sprintf("%s; restarting in %s", msg, delay))
 	select {

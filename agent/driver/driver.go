@@ -419,6 +419,12 @@ func (d *Driver) Recover(t Task, h Handle) (*Process, error) {
 	d.mu.Unlock()
 
 	p, err := d.recover(t, h)
+	if errors.Is(err, ErrGone) {
+		// The leader ended while no agent watched; what it left running
+		// (its group, its cgroup) is still the task's and must go before
+		// the task is started again.
+		d.killLeftovers(t, h)
+	}
 	d.register(t.ID, p)
 	if err != nil {
 		return nil, fmt.Errorf("recover %s pid %d: %w", t.ID, h.PID, err)
@@ -463,6 +469,41 @@ func (d *Driver) recover(t Task, h Handle) (*Process, error) {
 		p.cg = d.cg.open(t.ID)
 	}
 	return p, nil
+}
+
+// killLeftovers kills what is left of task t's earlier run whose leader h
+// is gone: the rest of its process group and whatever is in the task's
+// cgroup, which it removes. It does nothing when h.PID now names another
+// live process.
+func (d *Driver) killLeftovers(t Task, h Handle) {
+	if h.PID <= 0 {
+		return
+	}
+	// Only when h.PID is gone, or still the leader's zombie: a live
+	// process with another start time may be a later run of the task (a
+	// stale handle) or an unrelated process, whose group is not ours.
+	st, err := readProcStat(h.PID)
+	if !errors.Is(err, os.ErrNotExist) && (err != nil || st.startTime != h.StartTime) {
+		return
+	}
+	if groupAlive(h.PID) {
+		d.log.Warn("killing processes left by a task whose leader exited while no agent watched", "task", t.ID, "pgid", h.PID)
+		_ = unix.Kill(-h.PID, unix.SIGKILL)
+	}
+	if d.cg == nil {
+		return
+	}
+	cg := d.cg.open(t.ID)
+	if cg == nil {
+		return
+	}
+	deadline := time.Now().Add(cleanupTimeout)
+	for cg.kill() && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if err := cg.remove(); err != nil {
+		d.log.Warn("cgroup of an earlier run not removed", "task", t.ID, "error", err)
+	}
 }
 
 // LookupCredential returns the credential of a user name or numeric
