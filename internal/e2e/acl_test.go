@@ -565,7 +565,7 @@ func TestACLAuditRecordsEveryChangeWithItsActor(t *testing.T) {
 	}
 	want := []rec{
 		{self.ID, "management", "acme", "tenant.upsert", "acme", "ok", "", ""},
-		{self.ID, "management", "", "token.create", adminID, "ok", "", ""},
+		{self.ID, "management", "acme", "token.create", adminID, "ok", "", ""}, // in acme's trail
 		{self.ID, "management", "", "token.create", opID, "ok", "", ""},
 		{self.ID, "management", "", "product.upsert", "app", "ok", "", ""},
 		{self.ID, "management", "", "release.publish", "app@1.0.0", "ok", "", ""},
