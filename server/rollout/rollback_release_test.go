@@ -1,12 +1,10 @@
 package rollout_test
 
 import (
-	"fmt"
 	"testing"
 
 	"github.com/drover-dev/drover/protocol"
 	"github.com/drover-dev/drover/server/rollout"
-	"github.com/drover-dev/drover/server/scheduler"
 	"github.com/drover-dev/drover/server/state"
 )
 
@@ -14,21 +12,7 @@ import (
 // nothing.
 func (w *world) schedule() {
 	for range 50 {
-		progress := false
-		for _, e := range w.Snapshot().Evals() {
-			snap := w.Snapshot()
-			ev := snap.Eval(e.Instance)
-			if ev == nil {
-				continue
-			}
-			p := scheduler.Schedule(snap, ev, w.Now(), func() string { w.ids++; return fmt.Sprintf("r%d", w.ids) })
-			if p.Retry && len(p.Place) == 0 && len(p.Stop) == 0 && p.Deployment == nil && p.StableVersion == 0 && len(p.Events) == 0 && p.Rollback == 0 {
-				continue
-			}
-			w.Must(state.CmdPlanApply, p)
-			progress = true
-		}
-		if !progress {
+		if !w.plan() {
 			return
 		}
 	}

@@ -29,23 +29,30 @@ func newWorld(t *testing.T) *world {
 	return w
 }
 
+// plan runs the scheduler once over every evaluation, committing the
+// plans that change something, and reports whether one did.
+func (w *world) plan() bool {
+	progress := false
+	for _, e := range w.Snapshot().Evals() {
+		snap := w.Snapshot()
+		ev := snap.Eval(e.Instance)
+		if ev == nil {
+			continue
+		}
+		p := scheduler.Schedule(snap, ev, w.Now(), func() string { w.ids++; return fmt.Sprintf("r%d", w.ids) })
+		if p.Retry && len(p.Place) == 0 && len(p.Stop) == 0 && p.Deployment == nil && p.StableVersion == 0 && len(p.Events) == 0 && p.Rollback == 0 {
+			continue
+		}
+		w.Must(state.CmdPlanApply, p)
+		progress = true
+	}
+	return progress
+}
+
 // settle runs the scheduler and the agent until nothing changes.
 func (w *world) settle() {
 	for range 50 {
-		progress := false
-		for _, e := range w.Snapshot().Evals() {
-			snap := w.Snapshot()
-			ev := snap.Eval(e.Instance)
-			if ev == nil {
-				continue
-			}
-			p := scheduler.Schedule(snap, ev, w.Now(), func() string { w.ids++; return fmt.Sprintf("r%d", w.ids) })
-			if p.Retry && len(p.Place) == 0 && len(p.Stop) == 0 && p.Deployment == nil && p.StableVersion == 0 && len(p.Events) == 0 {
-				continue
-			}
-			w.Must(state.CmdPlanApply, p)
-			progress = true
-		}
+		progress := w.plan()
 		var reports []protocol.ReplicaReport
 		for _, r := range w.Snapshot().AllReplicas() {
 			if r.Node != "" && r.Desired == protocol.DesiredRun && r.State != protocol.ReplicaHealthy {

@@ -18,27 +18,8 @@ func TestAStoppedInstancesUpgradeEnds(t *testing.T) {
 	w := newWorld(t)
 	w.Must(state.CmdInstanceLifecycle, state.InstanceLifecycle{Tenant: "t00000", Name: "crm-0", Action: state.ActionStop})
 	w.settle()
-	ro, err := rollout.New(w.Snapshot(), protocol.RolloutRequest{Product: "crm", Release: "1.1.0", MaxConcurrent: 10}, "r1", w.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.Must(state.CmdRolloutCreate, state.RolloutCreate{Rollout: *ro})
-	if got := w.step("r1"); got.Counts.Upgrading != 4 {
-		t.Fatalf("first step: %+v", got.Counts)
-	}
-	for range 5 {
-		w.settle()
-		w.step("r1")
-	}
-	got := w.Snapshot().Rollout("r1")
-	in := w.Snapshot().Instance("t00000/crm-0")
-	if got.State != protocol.RolloutSucceeded {
-		for _, ri := range got.Instances {
-			t.Logf("%s: %s %q (version %d)", ri.ID, ri.State, ri.Reason, ri.Version)
-		}
-		t.Fatalf("rollout %s %+v; stopped instance at version %d release %s, stable %d, deployment %+v",
-			got.State, got.Counts, in.Version, in.Release, in.StableVersion, in.Deployment)
-	}
+	upgradeAll(t, w)
+	awaitSuccess(t, w, "t00000/crm-0")
 }
 
 // A tenant changes its instance (same release, one more replica) while
@@ -47,31 +28,12 @@ func TestAStoppedInstancesUpgradeEnds(t *testing.T) {
 // rollout must see the instance done (it waited for ever).
 func TestAnUpgradeChangedByItsTenantEnds(t *testing.T) {
 	w := newWorld(t)
-	ro, err := rollout.New(w.Snapshot(), protocol.RolloutRequest{Product: "crm", Release: "1.1.0", MaxConcurrent: 10}, "r1", w.Now())
-	if err != nil {
-		t.Fatal(err)
-	}
-	w.Must(state.CmdRolloutCreate, state.RolloutCreate{Rollout: *ro})
-	if got := w.step("r1"); got.Counts.Upgrading != 4 {
-		t.Fatalf("first step: %+v", got.Counts)
-	}
+	upgradeAll(t, w)
 	in := w.Snapshot().Instance("t00001/crm-1")
 	two := 2
 	w.Must(state.CmdInstanceUpdate, state.InstanceUpdate{Tenant: in.Tenant, Name: in.Name, Spec: in.Spec, Plan: in.Plan,
 		Environment: in.Environment, Replicas: &two, ProductRef: in.ProductRef})
-	for range 5 {
-		w.settle()
-		w.step("r1")
-	}
-	got := w.Snapshot().Rollout("r1")
-	in = w.Snapshot().Instance("t00001/crm-1")
-	if got.State != protocol.RolloutSucceeded {
-		for _, ri := range got.Instances {
-			t.Logf("%s: %s %q (version %d)", ri.ID, ri.State, ri.Reason, ri.Version)
-		}
-		t.Fatalf("rollout %s %+v; instance at version %d release %s, stable %d, deployment %+v",
-			got.State, got.Counts, in.Version, in.Release, in.StableVersion, in.Deployment)
-	}
+	awaitSuccess(t, w, "t00001/crm-1")
 }
 
 // A rollout scheduled for later, paused and resumed before its start_at,
@@ -95,4 +57,38 @@ func TestAResumedScheduledRolloutWaitsForItsStart(t *testing.T) {
 	if got.Counts.Upgrading != 0 || got.State != protocol.RolloutScheduled {
 		t.Fatalf("5h59m before start_at, after pause and resume: %s, %+v upgrading", got.State, got.Counts)
 	}
+}
+
+// upgradeAll starts rollout r1 of crm 1.1.0 over the world's four
+// instances, all at once.
+func upgradeAll(t *testing.T, w *world) {
+	t.Helper()
+	ro, err := rollout.New(w.Snapshot(), protocol.RolloutRequest{Product: "crm", Release: "1.1.0", MaxConcurrent: 10}, "r1", w.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Must(state.CmdRolloutCreate, state.RolloutCreate{Rollout: *ro})
+	if got := w.step("r1"); got.Counts.Upgrading != 4 {
+		t.Fatalf("first step: %+v", got.Counts)
+	}
+}
+
+// awaitSuccess runs the world and rollout r1 and fails unless the rollout
+// succeeded, saying where instance id stands.
+func awaitSuccess(t *testing.T, w *world, id string) {
+	t.Helper()
+	for range 5 {
+		w.settle()
+		w.step("r1")
+	}
+	got := w.Snapshot().Rollout("r1")
+	if got.State == protocol.RolloutSucceeded {
+		return
+	}
+	for _, ri := range got.Instances {
+		t.Logf("%s: %s %q (version %d)", ri.ID, ri.State, ri.Reason, ri.Version)
+	}
+	in := w.Snapshot().Instance(id)
+	t.Fatalf("rollout %s %+v; %s at version %d release %s, stable %d, deployment %+v",
+		got.State, got.Counts, id, in.Version, in.Release, in.StableVersion, in.Deployment)
 }
