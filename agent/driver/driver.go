@@ -486,23 +486,18 @@ func (d *Driver) killLeftovers(t Task, h Handle) {
 	if !errors.Is(err, os.ErrNotExist) && (err != nil || st.startTime != h.StartTime) {
 		return
 	}
+	var cg *cgroup
+	if d.cg != nil {
+		cg = d.cg.open(t.ID)
+	}
 	if groupAlive(h.PID) {
 		d.log.Warn("killing processes left by a task whose leader exited while no agent watched", "task", t.ID, "pgid", h.PID)
-		_ = unix.Kill(-h.PID, unix.SIGKILL)
 	}
-	if d.cg == nil {
-		return
-	}
-	cg := d.cg.open(t.ID)
-	if cg == nil {
-		return
-	}
-	deadline := time.Now().Add(cleanupTimeout)
-	for cg.kill() && time.Now().Before(deadline) {
-		time.Sleep(10 * time.Millisecond)
-	}
-	if err := cg.remove(); err != nil {
-		d.log.Warn("cgroup of an earlier run not removed", "task", t.ID, "error", err)
+	killGroup(d.log, t.ID, h.PID, cg)
+	if cg != nil {
+		if err := cg.remove(); err != nil {
+			d.log.Warn("cgroup of an earlier run not removed", "task", t.ID, "error", err)
+		}
 	}
 }
 

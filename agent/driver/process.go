@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"golang.org/x/sys/unix"
 )
 
@@ -185,26 +186,31 @@ func (p *Process) superviseAdopted() {
 // rest of its process group, and processes that left the group but not
 // the cgroup. It waits for them to be gone.
 func (p *Process) killRest() {
-	pgid := p.handle.PID
+	killGroup(p.d.log, p.task.ID, p.handle.PID, p.cg)
+	p.mu.Lock()
+	p.exited = true
+	p.mu.Unlock()
+}
+
+// killGroup kills process group pgid and what is in cg (nil: none) and
+// waits, up to cleanupTimeout, for them to be gone.
+func killGroup(log hclog.Logger, task string, pgid int, cg *cgroup) {
 	deadline := time.Now().Add(cleanupTimeout)
 	for {
 		_ = unix.Kill(-pgid, unix.SIGKILL)
 		left := groupAlive(pgid)
-		if p.cg != nil && p.cg.kill() {
+		if cg != nil && cg.kill() {
 			left = true
 		}
 		if !left {
-			break
+			return
 		}
 		if time.Now().After(deadline) {
-			p.d.log.Warn("processes survive SIGKILL", "task", p.task.ID, "pgid", pgid)
-			break
+			log.Warn("processes survive SIGKILL", "task", task, "pgid", pgid)
+			return
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	p.mu.Lock()
-	p.exited = true
-	p.mu.Unlock()
 }
 
 // finish records the result, removes the cgroup and closes Done.
